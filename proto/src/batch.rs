@@ -164,7 +164,10 @@ pub fn peek_total_len(buf: &[u8]) -> Option<Result<usize, BatchError>> {
 /// Decodes the fixed header without checking the CRC or the records.
 pub fn parse_header(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     if buf.len() < HEADER_LEN {
-        return Err(BatchError::Truncated { need: HEADER_LEN, have: buf.len() });
+        return Err(BatchError::Truncated {
+            need: HEADER_LEN,
+            have: buf.len(),
+        });
     }
     let batch_length = be_i32(buf, OFF_LENGTH);
     let total = i64::from(batch_length) + LOG_OVERHEAD as i64;
@@ -203,24 +206,34 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
 pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let h = parse_header(batch)?;
     if h.total_len() != batch.len() {
-        return Err(BatchError::Truncated { need: h.total_len(), have: batch.len() });
+        return Err(BatchError::Truncated {
+            need: h.total_len(),
+            have: batch.len(),
+        });
     }
     let computed = compute_crc(batch);
     if computed != h.crc {
-        return Err(BatchError::Crc { stored: h.crc, computed });
+        return Err(BatchError::Crc {
+            stored: h.crc,
+            computed,
+        });
     }
     if h.codec() != 0 {
         return Err(BatchError::UnsupportedCompression(h.codec()));
     }
     if h.records_count < 0 || h.last_offset_delta != h.records_count - 1 {
-        return Err(BatchError::Malformed("record count and last offset delta disagree"));
+        return Err(BatchError::Malformed(
+            "record count and last offset delta disagree",
+        ));
     }
     let mut it = RecordIter::new(Bytes::new(), &h, &batch[HEADER_LEN..]);
     let mut n = 0i32;
     while let Some(r) = it.next_raw() {
         let r = r?;
         if r.offset_delta != n {
-            return Err(BatchError::Malformed("record offset deltas are not sequential"));
+            return Err(BatchError::Malformed(
+                "record offset deltas are not sequential",
+            ));
         }
         n += 1;
     }
@@ -231,11 +244,17 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
 pub fn verify_crc(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let h = parse_header(batch)?;
     if h.total_len() > batch.len() {
-        return Err(BatchError::Truncated { need: h.total_len(), have: batch.len() });
+        return Err(BatchError::Truncated {
+            need: h.total_len(),
+            have: batch.len(),
+        });
     }
     let computed = compute_crc(&batch[..h.total_len()]);
     if computed != h.crc {
-        return Err(BatchError::Crc { stored: h.crc, computed });
+        return Err(BatchError::Crc {
+            stored: h.crc,
+            computed,
+        });
     }
     Ok(h)
 }
@@ -255,11 +274,19 @@ pub fn split_validated(buf: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchEr
     while pos < buf.len() {
         let rest = &buf[pos..];
         let total = match peek_total_len(rest) {
-            None => return Err(BatchError::Truncated { need: LOG_OVERHEAD, have: rest.len() }),
+            None => {
+                return Err(BatchError::Truncated {
+                    need: LOG_OVERHEAD,
+                    have: rest.len(),
+                });
+            }
             Some(t) => t?,
         };
         if total > rest.len() {
-            return Err(BatchError::Truncated { need: total, have: rest.len() });
+            return Err(BatchError::Truncated {
+                need: total,
+                have: rest.len(),
+            });
         }
         let h = validate(&rest[..total])?;
         out.push((h, buf.slice(pos..pos + total)));
@@ -354,7 +381,11 @@ impl<'a> RecordIter<'a> {
         }
     }
 
-    fn span(cur: &mut &[u8], start: usize, total: usize) -> Result<Option<(usize, usize)>, BatchError> {
+    fn span(
+        cur: &mut &[u8],
+        start: usize,
+        total: usize,
+    ) -> Result<Option<(usize, usize)>, BatchError> {
         let len = get_varint(cur)?;
         if len < 0 {
             return Ok(None);
@@ -421,7 +452,13 @@ impl<'a> RecordIter<'a> {
             return Err(BatchError::Malformed("bytes left inside a record"));
         }
         self.pos = start + total;
-        Ok(RawRecord { offset_delta, timestamp_delta, key, value, headers })
+        Ok(RawRecord {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        })
     }
 
     fn cut(&self, span: Option<(usize, usize)>) -> Option<Bytes> {
@@ -454,12 +491,19 @@ impl Iterator for RecordIter<'_> {
 pub fn records(batch: &Bytes) -> Result<RecordIter<'_>, BatchError> {
     let h = parse_header(batch)?;
     if h.total_len() > batch.len() {
-        return Err(BatchError::Truncated { need: h.total_len(), have: batch.len() });
+        return Err(BatchError::Truncated {
+            need: h.total_len(),
+            have: batch.len(),
+        });
     }
     if h.codec() != 0 {
         return Err(BatchError::UnsupportedCompression(h.codec()));
     }
-    Ok(RecordIter::new(batch.clone(), &h, &batch[HEADER_LEN..h.total_len()]))
+    Ok(RecordIter::new(
+        batch.clone(),
+        &h,
+        &batch[HEADER_LEN..h.total_len()],
+    ))
 }
 
 /// Builds a batch record by record.
@@ -576,7 +620,13 @@ impl BatchBuilder {
         headers: &[(&str, Option<&[u8]>)],
     ) {
         let td = timestamp.wrapping_sub(self.base_timestamp);
-        let body = record_body_len(td, self.count, key.map(<[u8]>::len), value.map(<[u8]>::len), headers);
+        let body = record_body_len(
+            td,
+            self.count,
+            key.map(<[u8]>::len),
+            value.map(<[u8]>::len),
+            headers,
+        );
         let mut head = Vec::with_capacity(24);
         put_varlong(&mut head, body as i64);
         head.push(0);
@@ -643,7 +693,12 @@ mod tests {
         for i in 0..n {
             let k = format!("k{i}");
             let v = vec![i as u8; i * 3];
-            b.push(1_000 + i as i64, Some(k.as_bytes()), Some(&v), &[("h", Some(b"x"))]);
+            b.push(
+                1_000 + i as i64,
+                Some(k.as_bytes()),
+                Some(&v),
+                &[("h", Some(b"x"))],
+            );
         }
         b.finish()
     }
@@ -664,7 +719,10 @@ mod tests {
         assert_eq!(recs[3].offset, 503);
         assert_eq!(recs[3].key.as_deref(), Some(&b"k3"[..]));
         assert_eq!(recs[3].value.as_deref(), Some(&[3u8; 9][..]));
-        assert_eq!(recs[3].headers, vec![("h".to_string(), Some(Bytes::from_static(b"x")))]);
+        assert_eq!(
+            recs[3].headers,
+            vec![("h".to_string(), Some(Bytes::from_static(b"x")))]
+        );
     }
 
     #[test]

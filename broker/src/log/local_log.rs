@@ -1,0 +1,563 @@
+//! `Log`: one partition's ordered sequence of segments.
+//!
+//! Invariants: segments are contiguous in offsets (each starts where the
+//! previous ends); only the last one is active (writable); the log start
+//! offset lies within the first segment; `flushed` never exceeds the end.
+//! Appends and reads take `&mut self` / `&self`: the caller serializes them
+//! (one lock per partition), while the returned `Bytes` stay valid after the
+//! lock is released.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use strata_proto::batch::{self, BatchError, BatchHeader};
+
+use super::checkpoint;
+use super::config::LogConfig;
+use super::segment::{self, Segment, SegmentSizes};
+
+const LOG_START_FILE: &str = "log-start-offset";
+const RECOVERY_POINT_FILE: &str = "recovery-point";
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("offset {offset} is out of range [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge { size: usize, max: u32 },
+    #[error("corrupt batch: {0}")]
+    Corrupt(#[from] BatchError),
+    #[error("storage I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+trait IoContext<T> {
+    fn at(self, path: &Path) -> Result<T, LogError>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: &Path) -> Result<T, LogError> {
+        self.map_err(|source| LogError::Io {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Where an appended batch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub raft_index: u64,
+}
+
+/// What a read returned.
+#[derive(Debug, Clone)]
+pub struct ReadInfo {
+    /// Whole batches, a zero-copy slice of one segment.
+    pub records: Bytes,
+    /// Offset after the last returned batch (the requested offset if none).
+    pub next_offset: i64,
+}
+
+/// What `open` found and repaired.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    pub segments: usize,
+    pub recovered_segments: usize,
+    pub truncated_bytes: usize,
+    pub dropped_segments: usize,
+    pub ignored_files: Vec<String>,
+}
+
+/// Files to fsync (outside the partition lock) to make `up_to` durable.
+pub struct SyncPlan {
+    pub files: Vec<Arc<File>>,
+    pub up_to: i64,
+}
+
+impl SyncPlan {
+    pub fn run(&self) -> io::Result<()> {
+        for f in &self.files {
+            f.sync_data()?;
+        }
+        Ok(())
+    }
+}
+
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    log_start_offset: i64,
+    next_offset: i64,
+    last_raft: (u64, u64),
+    /// Offsets below this are on disk.
+    flushed: i64,
+    /// Sealed segments written since the last sync.
+    unsynced_sealed: Vec<Arc<File>>,
+}
+
+impl Log {
+    fn sizes(config: &LogConfig) -> SegmentSizes {
+        SegmentSizes {
+            capacity: config.segment_bytes as usize,
+            index_max_bytes: config.index_max_bytes as usize,
+            index_interval_bytes: config.index_interval_bytes as usize,
+        }
+    }
+
+    /// Opens (or creates) the log in `dir`, recovering after a crash: every
+    /// segment from the recovery point on is checked batch by batch and cut
+    /// at the first torn or corrupt batch; later segments are dropped; bad
+    /// or missing indexes are rebuilt. Unknown files are left alone.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<(Self, RecoveryReport), LogError> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let sizes = Self::sizes(&config);
+        let mut report = RecoveryReport::default();
+        let recovery_point = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))
+            .unwrap_or(None)
+            .unwrap_or(0);
+        let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))
+            .unwrap_or(None)
+            .unwrap_or(0);
+
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let entry = entry.at(dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(base) = segment::parse_log_name(&name) {
+                bases.push(base);
+            } else if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            } else if !(name.ends_with(".index")
+                || name.ends_with(".timeindex")
+                || name == LOG_START_FILE
+                || name == RECOVERY_POINT_FILE)
+            {
+                report.ignored_files.push(name);
+            }
+        }
+        bases.sort_unstable();
+        // Segments at or after the one holding the recovery point are suspect.
+        let first_suspect = bases
+            .iter()
+            .rev()
+            .find(|b| **b <= recovery_point)
+            .copied()
+            .unwrap_or(0);
+
+        let mut segments = BTreeMap::new();
+        let mut expected: Option<i64> = None;
+        let mut broken = false;
+        let n = bases.len();
+        for (i, base) in bases.into_iter().enumerate() {
+            if broken || expected.is_some_and(|e| e != base) {
+                // A gap or an earlier cut: nothing after it can be trusted.
+                broken = true;
+                let (seg, _) = Segment::open(dir, base, sizes, false).at(dir)?;
+                seg.delete().at(dir)?;
+                report.dropped_segments += 1;
+                continue;
+            }
+            let recover = base >= first_suspect || i + 1 == n;
+            let (seg, scan) = Segment::open(dir, base, sizes, recover).at(dir)?;
+            if recover {
+                report.recovered_segments += 1;
+            }
+            report.truncated_bytes += scan.truncated_bytes;
+            let cut = scan.truncated_bytes > 0;
+            if seg.is_empty() && i + 1 != n {
+                seg.delete().at(dir)?;
+                report.dropped_segments += 1;
+                broken = true;
+                continue;
+            }
+            expected = Some(seg.next_offset());
+            segments.insert(base, seg);
+            if cut {
+                broken = true;
+            }
+        }
+
+        if segments.is_empty() {
+            let seg = Segment::create(dir, log_start, sizes, now_ms).at(dir)?;
+            segments.insert(log_start, seg);
+        }
+        if let Some((_, last)) = segments.iter_mut().next_back() {
+            last.reactivate().at(dir)?;
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let (next_offset, last_raft) = segments
+            .values()
+            .next_back()
+            .map(|s| (s.next_offset(), s.last_raft()))
+            .unwrap_or((0, (0, 0)));
+        let last_raft = if last_raft.1 == 0 {
+            // An empty active segment: take the Raft position from the one before.
+            segments
+                .values()
+                .rev()
+                .map(Segment::last_raft)
+                .find(|r| r.1 != 0)
+                .unwrap_or((0, 0))
+        } else {
+            last_raft
+        };
+        log_start = log_start.clamp(first_base, next_offset);
+        report.segments = segments.len();
+        let log = Self {
+            dir: dir.to_owned(),
+            config,
+            segments,
+            log_start_offset: log_start,
+            next_offset,
+            last_raft,
+            flushed: recovery_point.min(next_offset),
+            unsynced_sealed: Vec::new(),
+        };
+        Ok((log, report))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    /// The offset the next record gets (log end offset).
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    /// (term, index) of the last batch.
+    pub fn last_raft(&self) -> (u64, u64) {
+        self.last_raft
+    }
+    pub fn flushed_offset(&self) -> i64 {
+        self.flushed
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size() as u64).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    pub fn segment_bases(&self) -> Vec<i64> {
+        self.segments.keys().copied().collect()
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        // `open` and `roll` guarantee one segment at least.
+        #[allow(clippy::expect_used)]
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Seals the active segment and starts a new one at the log end.
+    pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
+        let dir = self.dir.clone();
+        let active = self.active();
+        if active.is_empty() {
+            return Ok(());
+        }
+        active.seal().at(&dir)?;
+        let file = active.file().clone();
+        self.unsynced_sealed.push(file);
+        let seg =
+            Segment::create(&dir, self.next_offset, Self::sizes(&self.config), now_ms).at(&dir)?;
+        checkpoint::sync_dir(&dir).at(&dir)?;
+        self.segments.insert(self.next_offset, seg);
+        Ok(())
+    }
+
+    /// Appends one validated batch as the leader: the log assigns its base
+    /// offset and the next Raft index and stamps them with `term`.
+    pub fn append(
+        &mut self,
+        batch_bytes: &[u8],
+        term: u64,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let h = batch::parse_header(batch_bytes)?;
+        if h.total_len() != batch_bytes.len() {
+            return Err(BatchError::Truncated {
+                need: h.total_len(),
+                have: batch_bytes.len(),
+            }
+            .into());
+        }
+        if batch_bytes.len() > self.config.max_message_bytes as usize {
+            return Err(LogError::BatchTooLarge {
+                size: batch_bytes.len(),
+                max: self.config.max_message_bytes,
+            });
+        }
+        let base_offset = self.next_offset;
+        let raft_index = self.last_raft.1 + 1;
+        let mut prefix = [0u8; 28];
+        prefix.copy_from_slice(&batch_bytes[..28]);
+        batch::stamp(&mut prefix, base_offset, term, raft_index);
+        let stamped = BatchHeader {
+            base_offset,
+            raft_term: term,
+            raft_index,
+            ..h
+        };
+        let next = stamped.next_offset();
+        let seg_ms = self.config.segment_ms;
+        if self
+            .active()
+            .needs_roll(batch_bytes.len(), next, now_ms, seg_ms)
+        {
+            self.roll(now_ms)?;
+        }
+        let dir = self.dir.clone();
+        self.active()
+            .append(&[&prefix, &batch_bytes[28..]], &stamped, now_ms)
+            .at(&dir)?;
+        self.next_offset = next;
+        self.last_raft = (term, raft_index);
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: stamped.last_offset(),
+            raft_index,
+        })
+    }
+
+    fn segment_for(&self, offset: i64) -> Option<&Segment> {
+        self.segments.range(..=offset).next_back().map(|(_, s)| s)
+    }
+
+    /// Whole batches starting with the one that holds `offset`, up to
+    /// `max_bytes` (the first batch always) and below `max_offset` (the high
+    /// watermark). Reading at the end returns nothing.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+    ) -> Result<ReadInfo, LogError> {
+        if offset < self.log_start_offset || offset > self.next_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.next_offset,
+            });
+        }
+        let limit = max_offset.min(self.next_offset);
+        let mut at = offset;
+        while at < limit {
+            let Some(seg) = self.segment_for(at) else {
+                break;
+            };
+            match seg.find(at) {
+                Some((pos, _)) => {
+                    let (records, next) = seg.read_at(pos, max_bytes, limit);
+                    if records.is_empty() {
+                        break;
+                    }
+                    return Ok(ReadInfo {
+                        records,
+                        next_offset: next,
+                    });
+                }
+                // Offsets held only by empty batches: try the next segment.
+                None => at = seg.next_offset().max(at + 1),
+            }
+        }
+        Ok(ReadInfo {
+            records: Bytes::new(),
+            next_offset: offset,
+        })
+    }
+
+    /// The first offset whose record timestamp is >= `target`, with that
+    /// timestamp; `None` when every record is older.
+    pub fn offset_for_timestamp(&self, target: i64) -> Result<Option<(i64, i64)>, LogError> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp() < target {
+                continue;
+            }
+            let mut found = seg.find_timestamp(target);
+            while let Some((pos, h)) = found {
+                let b = seg.batch_at(pos, &h);
+                for r in batch::records(&b)? {
+                    let r = r?;
+                    if r.timestamp >= target && r.offset >= self.log_start_offset {
+                        return Ok(Some((r.offset, r.timestamp)));
+                    }
+                }
+                found = seg
+                    .find(h.next_offset())
+                    .filter(|(_, n)| n.max_timestamp >= target);
+                if found.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Moves the log start to `offset` (<= log end), deleting segments that
+    /// fall entirely below it.
+    pub fn delete_records(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
+        if offset < self.log_start_offset || offset > self.next_offset {
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: self.log_start_offset,
+                end: self.next_offset,
+            });
+        }
+        if offset == self.log_start_offset {
+            return Ok(offset);
+        }
+        checkpoint::write_i64(&self.dir.join(LOG_START_FILE), offset).at(&self.dir)?;
+        self.log_start_offset = offset;
+        if offset == self.next_offset {
+            self.roll(now_ms)?;
+        }
+        self.delete_segments_below_start()?;
+        Ok(offset)
+    }
+
+    fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
+        let doomed: Vec<i64> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.is_sealed() && s.next_offset() <= self.log_start_offset)
+            .map(|(b, _)| *b)
+            .collect();
+        self.delete_segments(&doomed)
+    }
+
+    fn delete_segments(&mut self, bases: &[i64]) -> Result<usize, LogError> {
+        for b in bases {
+            if let Some(seg) = self.segments.remove(b) {
+                seg.delete().at(&self.dir)?;
+            }
+        }
+        Ok(bases.len())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to sealed segments.
+    /// Returns how many segments were deleted.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut doomed = Vec::new();
+        let mut total = self.size_bytes();
+        let sealed: Vec<(i64, u64, i64, i64)> = self
+            .segments
+            .iter()
+            .filter(|(_, s)| s.is_sealed())
+            .map(|(b, s)| (*b, s.size() as u64, s.max_timestamp(), s.next_offset()))
+            .collect();
+        for (base, size, max_ts, next) in sealed {
+            let too_old = self
+                .config
+                .retention_ms
+                .is_some_and(|ms| max_ts >= 0 && now_ms - max_ts > ms);
+            let too_big = self
+                .config
+                .retention_bytes
+                .is_some_and(|limit| total > limit && total - size >= limit);
+            let below_start = next <= self.log_start_offset;
+            if too_old || too_big || below_start {
+                doomed.push((base, next));
+                total -= size;
+            } else {
+                break;
+            }
+        }
+        if let Some((_, next)) = doomed.last() {
+            if *next > self.log_start_offset {
+                checkpoint::write_i64(&self.dir.join(LOG_START_FILE), *next).at(&self.dir)?;
+                self.log_start_offset = *next;
+            }
+        }
+        let bases: Vec<i64> = doomed.into_iter().map(|(b, _)| b).collect();
+        self.delete_segments(&bases)
+    }
+
+    /// Whether the active segment is due for a time-based roll.
+    pub fn roll_due(&self, now_ms: i64) -> bool {
+        let Some(seg) = self.segments.values().next_back() else {
+            return false;
+        };
+        !seg.is_empty()
+            && self
+                .config
+                .segment_ms
+                .is_some_and(|ms| now_ms - seg.created_ms() >= ms)
+    }
+
+    /// What to fsync to make everything appended so far durable.
+    pub fn sync_plan(&mut self) -> SyncPlan {
+        let mut files = std::mem::take(&mut self.unsynced_sealed);
+        if let Some(seg) = self.segments.values().next_back() {
+            files.push(seg.file().clone());
+        }
+        SyncPlan {
+            files,
+            up_to: self.next_offset,
+        }
+    }
+
+    /// Records that a `SyncPlan` completed.
+    pub fn mark_synced(&mut self, up_to: i64) {
+        self.flushed = self.flushed.max(up_to.min(self.next_offset));
+    }
+
+    /// Persists the recovery point: a restart only re-checks data after it.
+    pub fn checkpoint_recovery_point(&self) -> Result<(), LogError> {
+        checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), self.flushed).at(&self.dir)
+    }
+
+    /// Flushes everything and records the recovery point (clean shutdown).
+    pub fn close(&mut self) -> Result<(), LogError> {
+        let plan = self.sync_plan();
+        plan.run().at(&self.dir)?;
+        self.mark_synced(plan.up_to);
+        self.checkpoint_recovery_point()
+    }
+
+    /// Iterates the headers of every batch from `offset` on (used to rebuild
+    /// in-memory state such as producer sequences).
+    pub fn scan_batches(
+        &self,
+        from: i64,
+        mut f: impl FnMut(&BatchHeader, &Bytes),
+    ) -> Result<(), LogError> {
+        let mut at = from.max(self.log_start_offset);
+        while at < self.next_offset {
+            let info = self.read(at, 8 << 20, self.next_offset)?;
+            if info.records.is_empty() {
+                break;
+            }
+            for b in batch::BatchIter::new(info.records) {
+                let (h, bytes) = b?;
+                f(&h, &bytes);
+            }
+            at = info.next_offset;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

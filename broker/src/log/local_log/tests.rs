@@ -1,0 +1,265 @@
+use super::*;
+use proptest::prelude::*;
+use std::os::unix::fs::FileExt;
+use strata_proto::batch::BatchBuilder;
+
+fn cfg(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        index_interval_bytes: 128,
+        index_max_bytes: 4096,
+        ..LogConfig::default()
+    }
+}
+
+fn make_batch(n: usize, size: usize, ts: i64) -> Bytes {
+    let mut b = BatchBuilder::new(ts);
+    for i in 0..n {
+        let v = vec![(i % 251) as u8; size];
+        b.push(
+            ts + i as i64,
+            Some(format!("k{i}").as_bytes()),
+            Some(&v),
+            &[],
+        );
+    }
+    b.finish()
+}
+
+/// Appends and returns (base offset, stored bytes) of each batch.
+fn fill(log: &mut Log, spec: &[(usize, usize)]) -> Vec<(i64, Bytes)> {
+    let mut out = Vec::new();
+    for (i, (n, size)) in spec.iter().enumerate() {
+        let b = make_batch(*n, *size, 1_000 + i as i64 * 10);
+        let info = log.append(&b, 1, 0).unwrap();
+        let r = log.read(info.base_offset, 1, i64::MAX).unwrap();
+        let (h, stored) = batch::BatchIter::new(r.records).next().unwrap().unwrap();
+        assert_eq!(h.base_offset, info.base_offset);
+        out.push((info.base_offset, stored));
+    }
+    out
+}
+
+fn seg_files(dir: &Path) -> Vec<(i64, PathBuf)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            segment::parse_log_name(&e.file_name().to_string_lossy()).map(|b| (b, e.path()))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn append_read_roll_reopen() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    let stored = fill(&mut log, &[(5, 100); 40]);
+    assert!(log.segment_count() > 3, "rolled: {}", log.segment_count());
+    assert_eq!(log.next_offset(), 200);
+    log.close().unwrap();
+    drop(log);
+    let (log, rep) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    assert_eq!(rep.truncated_bytes, 0);
+    assert_eq!(log.next_offset(), 200);
+    for (base, bytes) in &stored {
+        for o in *base..*base + 5 {
+            let r = log.read(o, 1, i64::MAX).unwrap();
+            assert_eq!(&r.records[..bytes.len()], &bytes[..]);
+        }
+    }
+    assert!(matches!(
+        log.read(201, 10, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(log.read(200, 10, i64::MAX).unwrap().records.is_empty());
+    // The high watermark bounds reads.
+    assert!(log.read(0, 1 << 20, 0).unwrap().records.is_empty());
+    let r = log.read(0, 1 << 20, 7).unwrap();
+    assert_eq!(r.next_offset, 5);
+}
+
+#[test]
+fn missing_and_garbage_indexes_are_rebuilt() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    let stored = fill(&mut log, &[(3, 200); 30]);
+    log.close().unwrap();
+    drop(log);
+    let files = seg_files(d.path());
+    std::fs::remove_file(files[0].1.with_extension("index")).unwrap();
+    std::fs::write(
+        files[1].1.with_extension("index"),
+        b"garbage garbage garbage",
+    )
+    .unwrap();
+    std::fs::write(files[2].1.with_extension("timeindex"), [0xffu8; 37]).unwrap();
+    let (log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    for (base, bytes) in &stored {
+        let r = log.read(*base + 2, 1, i64::MAX).unwrap();
+        assert_eq!(&r.records[..bytes.len()], &bytes[..]);
+    }
+    assert_eq!(
+        log.offset_for_timestamp(1_000 + 10 * 10).unwrap(),
+        Some((30, 1_100))
+    );
+}
+
+#[test]
+fn unknown_files_are_left_alone() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("notes.txt"), b"hello").unwrap();
+    std::fs::write(d.path().join("123.log"), b"not a segment name").unwrap();
+    let (mut log, rep) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    assert_eq!(rep.ignored_files.len(), 2);
+    fill(&mut log, &[(1, 10)]);
+    assert_eq!(std::fs::read(d.path().join("notes.txt")).unwrap(), b"hello");
+}
+
+#[test]
+fn timestamp_lookup() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(2048), 0).unwrap();
+    // Batch i has records with timestamps 1000 + 10 i .. + 4.
+    fill(&mut log, &[(5, 50); 50]);
+    assert_eq!(log.offset_for_timestamp(0).unwrap(), Some((0, 1_000)));
+    assert_eq!(log.offset_for_timestamp(1_000).unwrap(), Some((0, 1_000)));
+    assert_eq!(log.offset_for_timestamp(1_003).unwrap(), Some((3, 1_003)));
+    assert_eq!(log.offset_for_timestamp(1_005).unwrap(), Some((5, 1_010)));
+    assert_eq!(
+        log.offset_for_timestamp(1_000 + 10 * 37 + 2).unwrap(),
+        Some((37 * 5 + 2, 1_372))
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1_000 + 10 * 49 + 4).unwrap(),
+        Some((249, 1_494))
+    );
+    assert_eq!(log.offset_for_timestamp(2_000).unwrap(), None);
+}
+
+#[test]
+fn retention_by_size_and_time_and_delete_records() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(2048);
+    c.retention_bytes = Some(6000);
+    c.retention_ms = None;
+    let (mut log, _) = Log::open(d.path(), c, 0).unwrap();
+    fill(&mut log, &[(4, 100); 60]);
+    let before = log.segment_count();
+    let deleted = log.apply_retention(0).unwrap();
+    assert!(deleted > 0);
+    assert_eq!(log.segment_count(), before - deleted);
+    assert!(
+        log.size_bytes() >= 6000 - 2048 && log.size_bytes() <= 6000 + 2048,
+        "{}",
+        log.size_bytes()
+    );
+    let start = log.log_start_offset();
+    assert_eq!(start, log.segment_bases()[0]);
+    assert!(matches!(
+        log.read(0, 10, i64::MAX),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert!(!log.read(start, 10, i64::MAX).unwrap().records.is_empty());
+    assert_eq!(seg_files(d.path()).len(), log.segment_count());
+
+    // Time: batches are stamped 1000.. 1600; now = 1_000_000 with 1 s retention.
+    let mut c = log.config().clone();
+    c.retention_bytes = None;
+    c.retention_ms = Some(1_000);
+    log.set_config(c);
+    log.apply_retention(1_000_000).unwrap();
+    assert_eq!(log.segment_count(), 1, "only the active segment stays");
+
+    // DeleteRecords moves the start inside the active segment.
+    let end = log.next_offset();
+    log.delete_records(end - 2, 0).unwrap();
+    assert_eq!(log.log_start_offset(), end - 2);
+    drop(log);
+    let (log, _) = Log::open(d.path(), cfg(2048), 0).unwrap();
+    assert_eq!(
+        log.log_start_offset(),
+        end - 2,
+        "log start survives restart"
+    );
+}
+
+#[test]
+fn oversized_batch_rejected_and_log_unchanged() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(1 << 20);
+    c.max_message_bytes = 1000;
+    let (mut log, _) = Log::open(d.path(), c, 0).unwrap();
+    let big = make_batch(3, 500, 0);
+    assert!(matches!(
+        log.append(&big, 1, 0),
+        Err(LogError::BatchTooLarge { .. })
+    ));
+    assert_eq!(log.next_offset(), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random appends, a cut at a random byte of the log, reopen: every
+    /// batch before the cut is readable and identical, nothing after it,
+    /// and appends continue at the right offset.
+    #[test]
+    fn cut_at_random_byte(spec in proptest::collection::vec((1usize..8, 0usize..300), 1..40),
+                          cut in any::<u64>(), garbage in any::<bool>(), seg in 1500u64..8000) {
+        let d = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(d.path(), cfg(seg), 0).unwrap();
+        let stored = fill(&mut log, &spec);
+        let sizes: Vec<(i64, usize)> = {
+            let mut v = Vec::new();
+            for (b, _) in seg_files(d.path()) {
+                let s = log.segments.get(&b).unwrap().size();
+                v.push((b, s));
+            }
+            v
+        };
+        drop(log); // crash: no close
+        let total: usize = sizes.iter().map(|s| s.1).sum();
+        let cut = (cut % (total as u64 + 1)) as usize;
+        // Cut the concatenated log at `cut`: truncate the file holding it,
+        // remove every later segment.
+        let mut acc = 0usize;
+        for (b, s) in &sizes {
+            let path = d.path().join(format!("{}.log", segment::file_stem(*b)));
+            if acc + s <= cut {
+                acc += s;
+                continue;
+            }
+            if acc <= cut {
+                let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                f.set_len((cut - acc) as u64).unwrap();
+                if garbage {
+                    f.write_all_at(&[0xA5; 100], (cut - acc) as u64).unwrap();
+                }
+                acc += s;
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        let (mut log, _) = Log::open(d.path(), cfg(seg), 0).unwrap();
+        // Batches wholly before the cut survive; the rest is gone.
+        let mut pos = 0usize;
+        let mut expect_end = 0i64;
+        for (base, bytes) in &stored {
+            if pos + bytes.len() <= cut {
+                let r = log.read(*base, 1, i64::MAX).unwrap();
+                prop_assert_eq!(&r.records[..], &bytes[..]);
+                expect_end = base + batch::parse_header(bytes).unwrap().records_count as i64;
+            }
+            pos += bytes.len();
+        }
+        prop_assert_eq!(log.next_offset(), expect_end);
+        prop_assert!(log.read(expect_end, 1 << 20, i64::MAX).unwrap().records.is_empty());
+        let info = log.append(&make_batch(2, 10, 5), 2, 0).unwrap();
+        prop_assert_eq!(info.base_offset, expect_end);
+        let r = log.read(expect_end, 1 << 20, i64::MAX).unwrap();
+        prop_assert_eq!(batch::parse_header(&r.records).unwrap().records_count, 2);
+    }
+}

@@ -1,0 +1,62 @@
+//! Every memory map of the broker lives here, with the reasoning that makes it
+//! sound. Maps are shared file mappings of files this process owns.
+//!
+//! Invariants the rest of `log/` keeps so that these maps stay sound:
+//! - a file is never shrunk while a map of it may be read past the new end
+//!   (segments shrink only on seal, to exactly the bytes already written, or
+//!   during recovery before any map exists);
+//! - bytes already handed out to readers (below the committed end) are never
+//!   rewritten in place;
+//! - deleted files are unlinked, never truncated, so live maps stay valid.
+
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use memmap2::{Mmap, MmapMut, MmapOptions};
+
+/// A read-only shared mapping of the first `len` bytes of `file`.
+pub fn map_read(file: &File, len: usize) -> io::Result<Mmap> {
+    // SAFETY: the mapped file is owned by this broker's data directory and is
+    // only modified by this process under the invariants in the module doc:
+    // never truncated below `len` while mapped, bytes visible to readers never
+    // rewritten. Concurrent external modification is outside the contract,
+    // as for any database file.
+    unsafe { MmapOptions::new().len(len).map(file) }
+}
+
+/// A writable shared mapping of the first `len` bytes of `file`, used for the
+/// offset and time indexes of the active segment.
+pub fn map_write(file: &File, len: usize) -> io::Result<MmapMut> {
+    // SAFETY: as for `map_read`; in addition the `MmapMut` is owned by exactly
+    // one index object, which is the only writer, so Rust's aliasing rules
+    // hold for the mutable view.
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
+}
+
+/// A mapping shared by a segment and every `Bytes` handed out from it.
+#[derive(Clone)]
+pub struct SharedMap(Arc<Mmap>);
+
+impl SharedMap {
+    pub fn new(map: Mmap) -> Self {
+        Self(Arc::new(map))
+    }
+
+    /// The mapped bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A zero-copy `Bytes` view of `range`; the map lives as long as it does.
+    pub fn slice(&self, start: usize, end: usize) -> Bytes {
+        Bytes::from_owner(self.clone()).slice(start..end)
+    }
+}
+
+impl AsRef<[u8]> for SharedMap {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}

@@ -1,0 +1,12 @@
+//! Local storage of partition logs: segments, offset and time indexes,
+//! recovery and retention. Knows nothing of the network, Raft or topics.
+
+pub mod checkpoint;
+pub mod config;
+pub mod index;
+mod local_log;
+mod mmap;
+pub mod segment;
+
+pub use config::{FsyncPolicy, LogConfig};
+pub use local_log::{AppendInfo, Log, LogError, ReadInfo, RecoveryReport, SyncPlan};
