@@ -536,8 +536,29 @@ impl Log {
         self.checkpoint_recovery_point()
     }
 
-    /// Iterates the headers of every batch from `offset` on (used to rebuild
-    /// in-memory state such as producer sequences).
+    /// Visits the header of every batch from the log start on, without
+    /// reading record data (used to rebuild producer state).
+    pub fn scan_headers(&self, mut f: impl FnMut(&BatchHeader)) {
+        for seg in self.segments.values() {
+            seg.for_each_header(&mut f);
+        }
+    }
+
+    /// Whether sealed segments wait for an fsync.
+    pub fn has_unsynced_sealed(&self) -> bool {
+        !self.unsynced_sealed.is_empty()
+    }
+
+    /// What to fsync to make every sealed segment durable (not the active
+    /// one): used by the `never` policy so that restarts re-check only the
+    /// active segment.
+    pub fn sealed_sync_plan(&mut self) -> SyncPlan {
+        let files = std::mem::take(&mut self.unsynced_sealed);
+        let up_to = self.segments.keys().next_back().copied().unwrap_or(self.next_offset);
+        SyncPlan { files, up_to }
+    }
+
+    /// Visits every batch (header and bytes) from `from` on.
     pub fn scan_batches(
         &self,
         from: i64,

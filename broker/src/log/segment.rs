@@ -448,6 +448,15 @@ impl Segment {
         Ok(())
     }
 
+    /// Visits every batch header in file order.
+    pub fn for_each_header(&self, f: &mut impl FnMut(&BatchHeader)) {
+        let mut pos = 0usize;
+        while let Some(h) = self.header_at(pos) {
+            f(&h);
+            pos += h.total_len();
+        }
+    }
+
     /// Position and header of the batch containing `offset`.
     pub fn find(&self, offset: i64) -> Option<(usize, BatchHeader)> {
         if offset < self.base_offset || offset >= self.next_offset {

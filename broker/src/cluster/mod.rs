@@ -1,0 +1,7 @@
+//! Cluster metadata: the replicated state machine (`metadata`), the
+//! controller that makes changes durable (`controller`) and topic
+//! configuration rules (`topic_config`).
+
+pub mod controller;
+pub mod metadata;
+pub mod topic_config;

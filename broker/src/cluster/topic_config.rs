@@ -1,0 +1,148 @@
+//! Topic configuration: validation of `key=value` overrides (Kafka names)
+//! and their merge with the broker's defaults into a `LogConfig`.
+
+use std::collections::BTreeMap;
+
+use crate::error::BrokerError;
+use crate::log::{FsyncPolicy, LogConfig};
+
+/// Every key a topic accepts.
+pub const KEYS: &[&str] = &[
+    "cleanup.policy",
+    "retention.ms",
+    "retention.bytes",
+    "segment.bytes",
+    "segment.ms",
+    "fsync",
+    "max.message.bytes",
+    "index.interval.bytes",
+    "segment.index.bytes",
+];
+
+fn int(key: &str, v: &str, min: i64, max: i64) -> Result<i64, BrokerError> {
+    let n: i64 = v
+        .trim()
+        .parse()
+        .map_err(|_| BrokerError::InvalidConfig(format!("{key}={v}: expected an integer")))?;
+    if n < min || n > max {
+        return Err(BrokerError::InvalidConfig(format!("{key}={v}: must be between {min} and {max}")));
+    }
+    Ok(n)
+}
+
+/// Applies one override to `cfg`, validating it.
+fn apply(cfg: &mut LogConfig, key: &str, v: &str) -> Result<(), BrokerError> {
+    match key {
+        "cleanup.policy" => match v {
+            "delete" => {}
+            "compact" | "compact,delete" | "delete,compact" => {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "cleanup.policy={v}: log compaction is not supported yet; use delete"
+                )));
+            }
+            _ => return Err(BrokerError::InvalidConfig(format!("cleanup.policy={v}: expected delete"))),
+        },
+        "retention.ms" => {
+            let n = int(key, v, -1, i64::MAX)?;
+            cfg.retention_ms = (n >= 0).then_some(n);
+        }
+        "retention.bytes" => {
+            let n = int(key, v, -1, i64::MAX)?;
+            cfg.retention_bytes = (n >= 0).then_some(n as u64);
+        }
+        "segment.bytes" => cfg.segment_bytes = int(key, v, 1024, i64::from(i32::MAX))? as u64,
+        "segment.ms" => cfg.segment_ms = Some(int(key, v, 1, i64::MAX)?),
+        "fsync" => cfg.fsync = v.parse::<FsyncPolicy>().map_err(BrokerError::InvalidConfig)?,
+        "max.message.bytes" => cfg.max_message_bytes = int(key, v, 128, 256 << 20)? as u32,
+        "index.interval.bytes" => cfg.index_interval_bytes = int(key, v, 1, i64::from(i32::MAX))? as u32,
+        "segment.index.bytes" => cfg.index_max_bytes = int(key, v, 4096, i64::from(i32::MAX))? as u32,
+        "retention.local.ms" | "retention.local.bytes" => {
+            return Err(BrokerError::InvalidConfig(format!(
+                "{key}: local retention needs tiered storage, which this broker does not run yet"
+            )));
+        }
+        _ => return Err(BrokerError::InvalidConfig(format!("unknown topic config '{key}'"))),
+    }
+    Ok(())
+}
+
+/// The effective log configuration of a topic.
+pub fn effective(defaults: &LogConfig, overrides: &BTreeMap<String, String>) -> Result<LogConfig, BrokerError> {
+    let mut cfg = defaults.clone();
+    for (k, v) in overrides {
+        apply(&mut cfg, k, v)?;
+    }
+    if u64::from(cfg.max_message_bytes) > cfg.segment_bytes {
+        // A batch must fit a segment; Kafka enforces the same.
+        cfg.segment_bytes = u64::from(cfg.max_message_bytes).max(cfg.segment_bytes);
+    }
+    Ok(cfg)
+}
+
+/// The effective configuration as `key=value` pairs (for describe).
+pub fn render(cfg: &LogConfig) -> BTreeMap<String, String> {
+    let opt = |v: Option<i64>| v.map_or("-1".to_string(), |n| n.to_string());
+    let mut m = BTreeMap::new();
+    m.insert("cleanup.policy".into(), "delete".into());
+    m.insert("retention.ms".into(), opt(cfg.retention_ms));
+    m.insert("retention.bytes".into(), opt(cfg.retention_bytes.map(|b| b as i64)));
+    m.insert("segment.bytes".into(), cfg.segment_bytes.to_string());
+    m.insert("segment.ms".into(), opt(cfg.segment_ms));
+    m.insert("fsync".into(), cfg.fsync.to_string());
+    m.insert("max.message.bytes".into(), cfg.max_message_bytes.to_string());
+    m.insert("index.interval.bytes".into(), cfg.index_interval_bytes.to_string());
+    m.insert("segment.index.bytes".into(), cfg.index_max_bytes.to_string());
+    m
+}
+
+/// Validates a topic name (Kafka's rules); names starting with `__` are
+/// reserved for internal topics.
+pub fn validate_topic_name(name: &str, allow_internal: bool) -> Result<(), BrokerError> {
+    let bad = |why: &str| Err(BrokerError::InvalidTopic { name: name.to_owned(), why: why.to_owned() });
+    if name.is_empty() {
+        return bad("must not be empty");
+    }
+    if name.len() > 249 {
+        return bad("longer than 249 characters");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not allowed");
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    if name.starts_with("__") && !allow_internal {
+        return bad("names starting with '__' are reserved for internal topics");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_validate() {
+        let d = LogConfig::default();
+        let mut o = BTreeMap::new();
+        o.insert("retention.ms".to_string(), "1000".to_string());
+        o.insert("fsync".to_string(), "always".to_string());
+        let c = effective(&d, &o).unwrap();
+        assert_eq!(c.retention_ms, Some(1000));
+        assert_eq!(c.fsync, FsyncPolicy::Always);
+        for (k, v) in [("retention.ms", "soon"), ("segment.bytes", "1"), ("fsync", "maybe"), ("nope", "1"), ("cleanup.policy", "compact")] {
+            let mut o = BTreeMap::new();
+            o.insert(k.to_string(), v.to_string());
+            assert!(matches!(effective(&d, &o), Err(BrokerError::InvalidConfig(_))), "{k}={v}");
+        }
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-2", false).is_ok());
+        for n in ["", ".", "..", "a b", "ü", "__x", &"x".repeat(250)] {
+            assert!(validate_topic_name(n, false).is_err(), "{n}");
+        }
+        assert!(validate_topic_name("__consumer_offsets", true).is_ok());
+    }
+}

@@ -1,0 +1,103 @@
+//! Errors the broker reports to clients. Each maps to one stable wire code
+//! (`strata_proto::v1::ErrorCode`); the mapping to gRPC statuses lives in
+//! `server/status.rs`.
+
+use strata_proto::batch::BatchError;
+use strata_proto::v1::ErrorCode;
+
+use crate::log::LogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("topic '{topic}' has no partition {partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("offset {offset} is out of range [{start}, {end}] for {topic}/{partition}")]
+    OffsetOutOfRange { topic: String, partition: u32, offset: i64, start: i64, end: i64 },
+    #[error("corrupt batch: {0}")]
+    CorruptBatch(String),
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    BatchTooLarge { size: usize, max: u32 },
+    #[error("unsupported compression codec {0}")]
+    UnsupportedCompression(u8),
+    #[error("invalid topic name '{name}': {why}")]
+    InvalidTopic { name: String, why: String },
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("invalid partition count: {0}")]
+    InvalidPartitions(String),
+    #[error("invalid replication factor: {0}")]
+    InvalidReplicationFactor(String),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
+    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
+    InvalidProducerEpoch { producer_id: i64, got: i16, current: i16 },
+    #[error("broker is shutting down")]
+    ShuttingDown,
+    #[error("invalid group id '{0}'")]
+    InvalidGroup(String),
+    #[error("group '{0}' does not exist")]
+    UnknownGroup(String),
+    #[error("too many concurrent requests: {0}")]
+    ResourceExhausted(String),
+}
+
+impl BrokerError {
+    pub fn code(&self) -> ErrorCode {
+        use BrokerError::*;
+        match self {
+            UnknownTopic(_) => ErrorCode::UnknownTopic,
+            UnknownPartition { .. } => ErrorCode::UnknownPartition,
+            OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            CorruptBatch(_) => ErrorCode::CorruptBatch,
+            BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+            UnsupportedCompression(_) => ErrorCode::UnsupportedCompression,
+            InvalidTopic { .. } => ErrorCode::InvalidTopic,
+            TopicExists(_) => ErrorCode::TopicExists,
+            InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            InvalidConfig(_) => ErrorCode::InvalidConfig,
+            InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Timeout(_) => ErrorCode::Timeout,
+            Storage(_) => ErrorCode::StorageError,
+            OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+            InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            ShuttingDown => ErrorCode::ShuttingDown,
+            InvalidGroup(_) => ErrorCode::InvalidGroup,
+            UnknownGroup(_) => ErrorCode::UnknownGroup,
+            ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+        }
+    }
+
+    /// Maps a storage error of partition `topic/partition`.
+    pub fn from_log(topic: &str, partition: u32, e: LogError) -> Self {
+        match e {
+            LogError::OffsetOutOfRange { offset, start, end } => {
+                Self::OffsetOutOfRange { topic: topic.to_owned(), partition, offset, start, end }
+            }
+            LogError::BatchTooLarge { size, max } => Self::BatchTooLarge { size, max },
+            LogError::Corrupt(b) => Self::from(b),
+            e @ LogError::Io { .. } => Self::Storage(e.to_string()),
+        }
+    }
+}
+
+impl From<BatchError> for BrokerError {
+    fn from(e: BatchError) -> Self {
+        match e {
+            BatchError::UnsupportedCompression(c) => Self::UnsupportedCompression(c),
+            other => Self::CorruptBatch(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = BrokerError> = std::result::Result<T, E>;
