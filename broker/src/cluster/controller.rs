@@ -24,6 +24,8 @@ const SNAPSHOT_AFTER_BYTES: u64 = 4 << 20;
 struct Inner {
     log: Log,
     state: ClusterState,
+    /// Size of the log right after the last snapshot.
+    base_bytes: u64,
 }
 
 pub struct Controller {
@@ -71,7 +73,8 @@ impl Controller {
         if let Some(why) = bad {
             return Err(storage(why));
         }
-        Ok(Self { inner: Mutex::new(Inner { log, state }) })
+        let base_bytes = log.size_bytes();
+        Ok(Self { inner: Mutex::new(Inner { log, state, base_bytes }) })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -119,10 +122,12 @@ impl Controller {
         for c in cmds {
             g.state.apply(c);
         }
-        if g.log.size_bytes() > SNAPSHOT_AFTER_BYTES {
+        if g.log.size_bytes() > SNAPSHOT_AFTER_BYTES.max(2 * g.base_bytes) {
             let snap = MetadataCommand::Snapshot { state: g.state.clone() };
+            g.log.roll(now_ms()).map_err(storage)?;
             let base = Self::append(&mut g, &[snap])?;
             g.log.delete_records(base, now_ms()).map_err(storage)?;
+            g.base_bytes = g.log.size_bytes();
         }
         Ok(out)
     }
