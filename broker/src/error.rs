@@ -14,7 +14,13 @@ pub enum BrokerError {
     #[error("topic '{topic}' has no partition {partition}")]
     UnknownPartition { topic: String, partition: u32 },
     #[error("offset {offset} is out of range [{start}, {end}] for {topic}/{partition}")]
-    OffsetOutOfRange { topic: String, partition: u32, offset: i64, start: i64, end: i64 },
+    OffsetOutOfRange {
+        topic: String,
+        partition: u32,
+        offset: i64,
+        start: i64,
+        end: i64,
+    },
     #[error("corrupt batch: {0}")]
     CorruptBatch(String),
     #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
@@ -38,9 +44,17 @@ pub enum BrokerError {
     #[error("storage error: {0}")]
     Storage(String),
     #[error("out of order sequence for producer {producer_id}: expected {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, expected: i32, got: i32 },
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
     #[error("producer {producer_id} epoch {got} is older than the current epoch {current}")]
-    InvalidProducerEpoch { producer_id: i64, got: i16, current: i16 },
+    InvalidProducerEpoch {
+        producer_id: i64,
+        got: i16,
+        current: i16,
+    },
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("invalid group id '{0}'")]
@@ -81,9 +95,13 @@ impl BrokerError {
     /// Maps a storage error of partition `topic/partition`.
     pub fn from_log(topic: &str, partition: u32, e: LogError) -> Self {
         match e {
-            LogError::OffsetOutOfRange { offset, start, end } => {
-                Self::OffsetOutOfRange { topic: topic.to_owned(), partition, offset, start, end }
-            }
+            LogError::OffsetOutOfRange { offset, start, end } => Self::OffsetOutOfRange {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                start,
+                end,
+            },
             LogError::BatchTooLarge { size, max } => Self::BatchTooLarge { size, max },
             LogError::Corrupt(b) => Self::from(b),
             e @ LogError::Io { .. } => Self::Storage(e.to_string()),

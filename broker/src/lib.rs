@@ -2,8 +2,12 @@
 //! gRPC server behind the `stratad` daemon.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod broker;
 pub mod cluster;
+pub mod config;
 pub mod error;
+pub mod groups;
 pub mod log;
 pub mod partition;
 pub mod producer_state;
+pub mod server;

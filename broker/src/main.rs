@@ -1,1 +1,98 @@
-fn main() {}
+//! `stratad`: the strata broker daemon.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use strata_broker::broker::Broker;
+use strata_broker::config::{Args, BrokerConfig, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(cfg: &BrokerConfig) {
+    let filter = EnvFilter::try_new(&cfg.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the broker runs until killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+}
+
+async fn run(cfg: BrokerConfig) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let broker = Broker::start(cfg).await.map_err(|e| e.to_string())?;
+    tracing::info!(node = broker.node_id(), %addr, data_dir = %broker.config().data_dir.display(), "stratad listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(strata_broker::server::serve(
+        std::sync::Arc::clone(&broker),
+        listener,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let outcome = tokio::select! {
+        () = wait_for_signal() => {
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(());
+            // Long-lived streams would hold a graceful stop forever: bound it.
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
+            Ok(())
+        }
+        r = &mut server => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("server failed: {e}")),
+            Err(e) => Err(format!("server task failed: {e}")),
+        },
+    };
+    broker.shutdown();
+    tracing::info!("stopped");
+    outcome
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = match BrokerConfig::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("stratad: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(&cfg);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stratad: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stratad: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

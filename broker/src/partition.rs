@@ -169,10 +169,19 @@ impl Partition {
         let (mut base, mut last) = (-1i64, -1i64);
         for (h, bytes) in batches {
             let (b, l) = match g.producers.check(h)? {
-                SeqCheck::Duplicate { base_offset, last_offset } => (base_offset, last_offset),
+                SeqCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => (base_offset, last_offset),
                 SeqCheck::Append => {
-                    let info = g.log.append(bytes, term, now).map_err(|e| self.map_log(e))?;
-                    let stamped = BatchHeader { base_offset: info.base_offset, ..*h };
+                    let info = g
+                        .log
+                        .append(bytes, term, now)
+                        .map_err(|e| self.map_log(e))?;
+                    let stamped = BatchHeader {
+                        base_offset: info.base_offset,
+                        ..*h
+                    };
                     g.producers.record(&stamped);
                     (info.base_offset, info.last_offset)
                 }
@@ -196,7 +205,12 @@ impl Partition {
                 }
             }
         }
-        Ok(Appended { base_offset: base, last_offset: last, log_start_offset: log_start, end_offset: end })
+        Ok(Appended {
+            base_offset: base,
+            last_offset: last,
+            log_start_offset: log_start,
+            end_offset: end,
+        })
     }
 
     /// Waits until offsets below `end` are committed (visible and, under
@@ -211,13 +225,28 @@ impl Partition {
                 if self.failed.load(Ordering::Acquire) {
                     return Err(BrokerError::Storage("fsync failed".into()));
                 }
-                Err(BrokerError::Timeout(format!("{}/{} did not commit in time", self.topic, self.id)))
+                Err(BrokerError::Timeout(format!(
+                    "{}/{} did not commit in time",
+                    self.topic, self.id
+                )))
             }
         }
     }
 
-    /// Reads whole batches from `offset` up to the high watermark.
+    /// Reads whole batches from `offset` up to the high watermark; the first
+    /// batch is returned even when larger than `max_bytes`.
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<(ReadInfo, Offsets)> {
+        self.read_with(offset, max_bytes, true)
+    }
+
+    /// As `read`; with `first_whole` false nothing beyond `max_bytes` is
+    /// returned.
+    pub fn read_with(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        first_whole: bool,
+    ) -> Result<(ReadInfo, Offsets)> {
         let g = self.lock();
         let hw = self.high_watermark();
         let start = g.log.log_start_offset();
@@ -230,7 +259,10 @@ impl Partition {
                 end: hw,
             });
         }
-        let info = g.log.read(offset, max_bytes, hw).map_err(|e| self.map_log(e))?;
+        let info = g
+            .log
+            .read_with(offset, max_bytes, hw, first_whole)
+            .map_err(|e| self.map_log(e))?;
         let offs = Offsets {
             log_start: start,
             high_watermark: hw,
@@ -245,7 +277,10 @@ impl Partition {
     pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>> {
         let g = self.lock();
         let hw = self.high_watermark();
-        let found = g.log.offset_for_timestamp(ts).map_err(|e| self.map_log(e))?;
+        let found = g
+            .log
+            .offset_for_timestamp(ts)
+            .map_err(|e| self.map_log(e))?;
         Ok(found.filter(|(o, _)| *o < hw))
     }
 
@@ -264,7 +299,9 @@ impl Partition {
                 end: hw,
             });
         }
-        g.log.delete_records(target, now_ms()).map_err(|e| self.map_log(e))
+        g.log
+            .delete_records(target, now_ms())
+            .map_err(|e| self.map_log(e))
     }
 
     /// Retention and time-based rolling; returns deleted segment count.

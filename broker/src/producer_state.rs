@@ -31,7 +31,10 @@ struct Entry {
 pub enum SeqCheck {
     Append,
     /// Already appended at these offsets.
-    Duplicate { base_offset: i64, last_offset: i64 },
+    Duplicate {
+        base_offset: i64,
+        last_offset: i64,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -74,7 +77,10 @@ impl ProducerTable {
             .iter()
             .find(|c| c.first_seq == h.base_sequence && c.last_seq == h.last_sequence())
         {
-            return Ok(SeqCheck::Duplicate { base_offset: c.base_offset, last_offset: c.last_offset });
+            return Ok(SeqCheck::Duplicate {
+                base_offset: c.base_offset,
+                last_offset: c.last_offset,
+            });
         }
         let expected = e.recent.back().map_or(0, |c| next_seq(c.last_seq));
         if h.base_sequence != expected {
@@ -92,10 +98,10 @@ impl ProducerTable {
         if h.producer_id < 0 || h.records_count <= 0 {
             return;
         }
-        let e = self
-            .map
-            .entry(h.producer_id)
-            .or_insert_with(|| Entry { epoch: h.producer_epoch, recent: VecDeque::new() });
+        let e = self.map.entry(h.producer_id).or_insert_with(|| Entry {
+            epoch: h.producer_epoch,
+            recent: VecDeque::new(),
+        });
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.recent.clear();
@@ -152,10 +158,19 @@ mod tests {
         t.record(&h(7, 0, 5, 5, 105));
         assert_eq!(
             t.check(&h(7, 0, 0, 5, 0)).unwrap(),
-            SeqCheck::Duplicate { base_offset: 100, last_offset: 104 }
+            SeqCheck::Duplicate {
+                base_offset: 100,
+                last_offset: 104
+            }
         );
-        assert!(matches!(t.check(&h(7, 0, 11, 5, 0)), Err(BrokerError::OutOfOrderSequence { expected: 10, .. })));
-        assert!(matches!(t.check(&h(7, -1, 10, 5, 0)), Err(BrokerError::InvalidProducerEpoch { .. })));
+        assert!(matches!(
+            t.check(&h(7, 0, 11, 5, 0)),
+            Err(BrokerError::OutOfOrderSequence { expected: 10, .. })
+        ));
+        assert!(matches!(
+            t.check(&h(7, -1, 10, 5, 0)),
+            Err(BrokerError::InvalidProducerEpoch { .. })
+        ));
         assert_eq!(t.check(&h(7, 1, 0, 1, 0)).unwrap(), SeqCheck::Append);
         assert_eq!(t.check(&h(-1, 0, 0, 1, 0)).unwrap(), SeqCheck::Append);
     }

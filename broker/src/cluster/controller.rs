@@ -51,9 +51,13 @@ fn storage(e: impl std::fmt::Display) -> BrokerError {
 impl Controller {
     /// Opens the metadata log under `data_dir` and replays it.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let (log, report) = Log::open(&data_dir.join(METADATA_DIR), log_config(), now_ms()).map_err(storage)?;
+        let (log, report) =
+            Log::open(&data_dir.join(METADATA_DIR), log_config(), now_ms()).map_err(storage)?;
         if report.truncated_bytes > 0 {
-            tracing::warn!(bytes = report.truncated_bytes, "metadata log: dropped a torn tail");
+            tracing::warn!(
+                bytes = report.truncated_bytes,
+                "metadata log: dropped a torn tail"
+            );
         }
         let mut state = ClusterState::default();
         let mut bad = None;
@@ -63,7 +67,11 @@ impl Controller {
                 return;
             };
             for r in records {
-                match r.ok().and_then(|r| r.value).map(|v| serde_json::from_slice::<MetadataCommand>(&v)) {
+                match r
+                    .ok()
+                    .and_then(|r| r.value)
+                    .map(|v| serde_json::from_slice::<MetadataCommand>(&v))
+                {
                     Some(Ok(cmd)) => state.apply(cmd),
                     _ => bad = Some("undecodable command"),
                 }
@@ -74,7 +82,13 @@ impl Controller {
             return Err(storage(why));
         }
         let base_bytes = log.size_bytes();
-        Ok(Self { inner: Mutex::new(Inner { log, state, base_bytes }) })
+        Ok(Self {
+            inner: Mutex::new(Inner {
+                log,
+                state,
+                base_bytes,
+            }),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -123,7 +137,9 @@ impl Controller {
             g.state.apply(c);
         }
         if g.log.size_bytes() > SNAPSHOT_AFTER_BYTES.max(2 * g.base_bytes) {
-            let snap = MetadataCommand::Snapshot { state: g.state.clone() };
+            let snap = MetadataCommand::Snapshot {
+                state: g.state.clone(),
+            };
             g.log.roll(now_ms()).map_err(storage)?;
             let base = Self::append(&mut g, &[snap])?;
             g.log.delete_records(base, now_ms()).map_err(storage)?;
@@ -152,7 +168,11 @@ mod tests {
                     Ok((
                         vec![MetadataCommand::CreateTopic {
                             name: format!("topic-{i}"),
-                            meta: TopicMeta { partitions: 1, configs: [("k".repeat(2000), "v".into())].into(), ..Default::default() },
+                            meta: TopicMeta {
+                                partitions: 1,
+                                configs: [("k".repeat(2000), "v".into())].into(),
+                                ..Default::default()
+                            },
                         }],
                         (),
                     ))
@@ -161,7 +181,10 @@ mod tests {
             }
             let n = c.with_state(|s| s.topics.len());
             assert_eq!(n, 3000);
-            assert!(c.lock().log.log_start_offset() > 0, "snapshot moved the log start");
+            assert!(
+                c.lock().log.log_start_offset() > 0,
+                "snapshot moved the log start"
+            );
         }
         let c = Controller::open(d.path()).unwrap();
         assert_eq!(c.with_state(|s| s.topics.len()), 3000);

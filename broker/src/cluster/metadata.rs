@@ -36,16 +36,33 @@ pub struct ClusterState {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum MetadataCommand {
-    InitCluster { cluster_id: String },
-    RegisterBroker { id: u64, addr: String },
-    CreateTopic { name: String, meta: TopicMeta },
-    DeleteTopic { name: String },
+    InitCluster {
+        cluster_id: String,
+    },
+    RegisterBroker {
+        id: u64,
+        addr: String,
+    },
+    CreateTopic {
+        name: String,
+        meta: TopicMeta,
+    },
+    DeleteTopic {
+        name: String,
+    },
     /// Sets overrides; an empty value removes the key.
-    AlterTopicConfig { name: String, set: BTreeMap<String, String> },
+    AlterTopicConfig {
+        name: String,
+        set: BTreeMap<String, String>,
+    },
     /// Reserves `[next_producer_id, next_producer_id + count)`.
-    AllocateProducerIds { count: i64 },
+    AllocateProducerIds {
+        count: i64,
+    },
     /// Replaces the whole state (written when the metadata log is compacted).
-    Snapshot { state: ClusterState },
+    Snapshot {
+        state: ClusterState,
+    },
 }
 
 impl ClusterState {
@@ -91,8 +108,16 @@ mod tests {
     #[test]
     fn apply_is_deterministic_and_serializable() {
         let cmds = vec![
-            MetadataCommand::InitCluster { cluster_id: "c1".into() },
-            MetadataCommand::CreateTopic { name: "t".into(), meta: TopicMeta { partitions: 3, ..Default::default() } },
+            MetadataCommand::InitCluster {
+                cluster_id: "c1".into(),
+            },
+            MetadataCommand::CreateTopic {
+                name: "t".into(),
+                meta: TopicMeta {
+                    partitions: 3,
+                    ..Default::default()
+                },
+            },
             MetadataCommand::AlterTopicConfig {
                 name: "t".into(),
                 set: [("retention.ms".to_string(), "5".to_string())].into(),

@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use crate::error::BrokerError;
 use crate::log::{FsyncPolicy, LogConfig};
 
+/// Upper bound of `max.message.bytes` (requests and responses stay below
+/// the gRPC message limit).
+pub const MAX_MESSAGE_BYTES: u32 = 32 << 20;
+
 /// Every key a topic accepts.
 pub const KEYS: &[&str] = &[
     "cleanup.policy",
@@ -25,7 +29,9 @@ fn int(key: &str, v: &str, min: i64, max: i64) -> Result<i64, BrokerError> {
         .parse()
         .map_err(|_| BrokerError::InvalidConfig(format!("{key}={v}: expected an integer")))?;
     if n < min || n > max {
-        return Err(BrokerError::InvalidConfig(format!("{key}={v}: must be between {min} and {max}")));
+        return Err(BrokerError::InvalidConfig(format!(
+            "{key}={v}: must be between {min} and {max}"
+        )));
     }
     Ok(n)
 }
@@ -40,7 +46,11 @@ fn apply(cfg: &mut LogConfig, key: &str, v: &str) -> Result<(), BrokerError> {
                     "cleanup.policy={v}: log compaction is not supported yet; use delete"
                 )));
             }
-            _ => return Err(BrokerError::InvalidConfig(format!("cleanup.policy={v}: expected delete"))),
+            _ => {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "cleanup.policy={v}: expected delete"
+                )));
+            }
         },
         "retention.ms" => {
             let n = int(key, v, -1, i64::MAX)?;
@@ -52,22 +62,39 @@ fn apply(cfg: &mut LogConfig, key: &str, v: &str) -> Result<(), BrokerError> {
         }
         "segment.bytes" => cfg.segment_bytes = int(key, v, 1024, i64::from(i32::MAX))? as u64,
         "segment.ms" => cfg.segment_ms = Some(int(key, v, 1, i64::MAX)?),
-        "fsync" => cfg.fsync = v.parse::<FsyncPolicy>().map_err(BrokerError::InvalidConfig)?,
-        "max.message.bytes" => cfg.max_message_bytes = int(key, v, 128, 256 << 20)? as u32,
-        "index.interval.bytes" => cfg.index_interval_bytes = int(key, v, 1, i64::from(i32::MAX))? as u32,
-        "segment.index.bytes" => cfg.index_max_bytes = int(key, v, 4096, i64::from(i32::MAX))? as u32,
+        "fsync" => {
+            cfg.fsync = v
+                .parse::<FsyncPolicy>()
+                .map_err(BrokerError::InvalidConfig)?
+        }
+        "max.message.bytes" => {
+            cfg.max_message_bytes = int(key, v, 128, i64::from(MAX_MESSAGE_BYTES))? as u32
+        }
+        "index.interval.bytes" => {
+            cfg.index_interval_bytes = int(key, v, 1, i64::from(i32::MAX))? as u32
+        }
+        "segment.index.bytes" => {
+            cfg.index_max_bytes = int(key, v, 4096, i64::from(i32::MAX))? as u32
+        }
         "retention.local.ms" | "retention.local.bytes" => {
             return Err(BrokerError::InvalidConfig(format!(
                 "{key}: local retention needs tiered storage, which this broker does not run yet"
             )));
         }
-        _ => return Err(BrokerError::InvalidConfig(format!("unknown topic config '{key}'"))),
+        _ => {
+            return Err(BrokerError::InvalidConfig(format!(
+                "unknown topic config '{key}'"
+            )));
+        }
     }
     Ok(())
 }
 
 /// The effective log configuration of a topic.
-pub fn effective(defaults: &LogConfig, overrides: &BTreeMap<String, String>) -> Result<LogConfig, BrokerError> {
+pub fn effective(
+    defaults: &LogConfig,
+    overrides: &BTreeMap<String, String>,
+) -> Result<LogConfig, BrokerError> {
     let mut cfg = defaults.clone();
     for (k, v) in overrides {
         apply(&mut cfg, k, v)?;
@@ -85,20 +112,37 @@ pub fn render(cfg: &LogConfig) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     m.insert("cleanup.policy".into(), "delete".into());
     m.insert("retention.ms".into(), opt(cfg.retention_ms));
-    m.insert("retention.bytes".into(), opt(cfg.retention_bytes.map(|b| b as i64)));
+    m.insert(
+        "retention.bytes".into(),
+        opt(cfg.retention_bytes.map(|b| b as i64)),
+    );
     m.insert("segment.bytes".into(), cfg.segment_bytes.to_string());
     m.insert("segment.ms".into(), opt(cfg.segment_ms));
     m.insert("fsync".into(), cfg.fsync.to_string());
-    m.insert("max.message.bytes".into(), cfg.max_message_bytes.to_string());
-    m.insert("index.interval.bytes".into(), cfg.index_interval_bytes.to_string());
-    m.insert("segment.index.bytes".into(), cfg.index_max_bytes.to_string());
+    m.insert(
+        "max.message.bytes".into(),
+        cfg.max_message_bytes.to_string(),
+    );
+    m.insert(
+        "index.interval.bytes".into(),
+        cfg.index_interval_bytes.to_string(),
+    );
+    m.insert(
+        "segment.index.bytes".into(),
+        cfg.index_max_bytes.to_string(),
+    );
     m
 }
 
 /// Validates a topic name (Kafka's rules); names starting with `__` are
 /// reserved for internal topics.
 pub fn validate_topic_name(name: &str, allow_internal: bool) -> Result<(), BrokerError> {
-    let bad = |why: &str| Err(BrokerError::InvalidTopic { name: name.to_owned(), why: why.to_owned() });
+    let bad = |why: &str| {
+        Err(BrokerError::InvalidTopic {
+            name: name.to_owned(),
+            why: why.to_owned(),
+        })
+    };
     if name.is_empty() {
         return bad("must not be empty");
     }
@@ -108,7 +152,10 @@ pub fn validate_topic_name(name: &str, allow_internal: bool) -> Result<(), Broke
     if name == "." || name == ".." {
         return bad("'.' and '..' are not allowed");
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
     }
     if name.starts_with("__") && !allow_internal {
@@ -130,10 +177,19 @@ mod tests {
         let c = effective(&d, &o).unwrap();
         assert_eq!(c.retention_ms, Some(1000));
         assert_eq!(c.fsync, FsyncPolicy::Always);
-        for (k, v) in [("retention.ms", "soon"), ("segment.bytes", "1"), ("fsync", "maybe"), ("nope", "1"), ("cleanup.policy", "compact")] {
+        for (k, v) in [
+            ("retention.ms", "soon"),
+            ("segment.bytes", "1"),
+            ("fsync", "maybe"),
+            ("nope", "1"),
+            ("cleanup.policy", "compact"),
+        ] {
             let mut o = BTreeMap::new();
             o.insert(k.to_string(), v.to_string());
-            assert!(matches!(effective(&d, &o), Err(BrokerError::InvalidConfig(_))), "{k}={v}");
+            assert!(
+                matches!(effective(&d, &o), Err(BrokerError::InvalidConfig(_))),
+                "{k}={v}"
+            );
         }
     }
 

@@ -218,10 +218,10 @@ impl<E: Entry> IndexFile<E> {
 
     /// Trims the file to its entries and maps it read-only.
     pub fn seal(&mut self) -> io::Result<()> {
-        if let Storage::Write(m) = &self.storage {
-            if self.entries > 0 {
-                m.flush_range(0, self.entries * E::SIZE)?;
-            }
+        if let Storage::Write(m) = &self.storage
+            && self.entries > 0
+        {
+            m.flush_range(0, self.entries * E::SIZE)?;
         }
         // The writable map is dropped before the file shrinks.
         self.storage = Storage::Read(None);

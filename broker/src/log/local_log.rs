@@ -354,6 +354,18 @@ impl Log {
         max_bytes: usize,
         max_offset: i64,
     ) -> Result<ReadInfo, LogError> {
+        self.read_with(offset, max_bytes, max_offset, true)
+    }
+
+    /// As `read`; with `first_whole` false, a first batch larger than
+    /// `max_bytes` is not returned either.
+    pub fn read_with(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        first_whole: bool,
+    ) -> Result<ReadInfo, LogError> {
         if offset < self.log_start_offset || offset > self.next_offset {
             return Err(LogError::OffsetOutOfRange {
                 offset,
@@ -369,7 +381,7 @@ impl Log {
             };
             match seg.find(at) {
                 Some((pos, _)) => {
-                    let (records, next) = seg.read_at(pos, max_bytes, limit);
+                    let (records, next) = seg.read_at(pos, max_bytes, limit, first_whole);
                     if records.is_empty() {
                         break;
                     }
@@ -484,11 +496,11 @@ impl Log {
                 break;
             }
         }
-        if let Some((_, next)) = doomed.last() {
-            if *next > self.log_start_offset {
-                checkpoint::write_i64(&self.dir.join(LOG_START_FILE), *next).at(&self.dir)?;
-                self.log_start_offset = *next;
-            }
+        if let Some((_, next)) = doomed.last()
+            && *next > self.log_start_offset
+        {
+            checkpoint::write_i64(&self.dir.join(LOG_START_FILE), *next).at(&self.dir)?;
+            self.log_start_offset = *next;
         }
         let bases: Vec<i64> = doomed.into_iter().map(|(b, _)| b).collect();
         self.delete_segments(&bases)
@@ -554,7 +566,12 @@ impl Log {
     /// active segment.
     pub fn sealed_sync_plan(&mut self) -> SyncPlan {
         let files = std::mem::take(&mut self.unsynced_sealed);
-        let up_to = self.segments.keys().next_back().copied().unwrap_or(self.next_offset);
+        let up_to = self
+            .segments
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(self.next_offset);
         SyncPlan { files, up_to }
     }
 

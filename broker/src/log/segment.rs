@@ -208,10 +208,10 @@ impl Segment {
             let Some(e) = self.offset_index.get(i) else {
                 return false;
             };
-            if let Some(p) = prev {
-                if e.rel_offset < p.rel_offset || e.position <= p.position {
-                    return false;
-                }
+            if let Some(p) = prev
+                && (e.rel_offset < p.rel_offset || e.position <= p.position)
+            {
+                return false;
             }
             if e.position as usize >= self.size || self.header_at(e.position as usize).is_none() {
                 return false;
@@ -269,8 +269,7 @@ impl Segment {
         let total = self.size;
         let mut pos = 0usize;
         let mut prev_index: Option<u64> = None;
-        loop {
-            let Some(h) = self.header_at(pos) else { break };
+        while let Some(h) = self.header_at(pos) {
             if check_crc {
                 let d = self.data();
                 if batch::verify_crc(&d[pos..pos + h.total_len()]).is_err() {
@@ -500,16 +499,23 @@ impl Segment {
     }
 
     /// Whole batches from `pos` while the total stays within `max_bytes`
-    /// (the first is always included) and their offsets stay below
-    /// `max_offset`. Returns the bytes and the offset after the last batch.
-    pub fn read_at(&self, pos: usize, max_bytes: usize, max_offset: i64) -> (Bytes, i64) {
+    /// (the first one even beyond it when `first_whole`) and their offsets
+    /// stay below `max_offset`. Returns the bytes and the offset after the
+    /// last batch.
+    pub fn read_at(
+        &self,
+        pos: usize,
+        max_bytes: usize,
+        max_offset: i64,
+        first_whole: bool,
+    ) -> (Bytes, i64) {
         let mut end = pos;
         let mut next = -1;
         while let Some(h) = self.header_at(end) {
             if h.next_offset() > max_offset && h.records_count > 0 {
                 break;
             }
-            if end > pos && end - pos + h.total_len() > max_bytes {
+            if (end > pos || !first_whole) && end - pos + h.total_len() > max_bytes {
                 break;
             }
             end += h.total_len();

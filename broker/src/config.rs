@@ -1,0 +1,307 @@
+//! Broker configuration: defaults, then a TOML file (`--config`), then
+//! `STRATA_*` environment variables, then flags — each later source wins.
+//! Everything is validated at start; a bad value stops the broker with one
+//! clear line naming the setting.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::log::{FsyncPolicy, LogConfig};
+
+/// `stratad` command line. Every flag can also be set in the config file
+/// (same name with `_` instead of `-`) or as `STRATA_<NAME>`.
+#[derive(Parser, Debug, Default)]
+#[command(name = "stratad", version, about = "strata broker daemon")]
+pub struct Args {
+    /// TOML configuration file.
+    #[arg(long, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This broker's id (>= 1).
+    #[arg(long, env = "STRATA_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Where partition logs and metadata live.
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Client gRPC listener.
+    #[arg(long, env = "STRATA_LISTEN")]
+    pub listen: Option<String>,
+    /// Address clients are told to use for this broker (defaults to --listen).
+    #[arg(long, env = "STRATA_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Default fsync policy of topics: always | interval:<ms> | never.
+    #[arg(long, env = "STRATA_FSYNC")]
+    pub fsync: Option<String>,
+    /// Default segment size in bytes.
+    #[arg(long, env = "STRATA_SEGMENT_BYTES")]
+    pub segment_bytes: Option<u64>,
+    /// Default retention in milliseconds (-1 = forever).
+    #[arg(long, env = "STRATA_RETENTION_MS", allow_hyphen_values = true)]
+    pub retention_ms: Option<i64>,
+    /// Default retention in bytes per partition (-1 = unlimited).
+    #[arg(long, env = "STRATA_RETENTION_BYTES", allow_hyphen_values = true)]
+    pub retention_bytes: Option<i64>,
+    /// Default largest accepted batch in bytes.
+    #[arg(long, env = "STRATA_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<u32>,
+    /// How often retention and time-based rolling run, e.g. 30s or 500ms.
+    #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL")]
+    pub retention_check_interval: Option<String>,
+    /// Default partition count of topics created without one.
+    #[arg(long, env = "STRATA_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<u32>,
+    /// Partitions of the internal consumer-offsets topic (fixed at first start).
+    #[arg(long, env = "STRATA_OFFSETS_PARTITIONS")]
+    pub offsets_partitions: Option<u32>,
+    /// Log format: text | json.
+    #[arg(long, env = "STRATA_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Log filter, e.g. info or strata_broker=debug.
+    #[arg(long, env = "STRATA_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The config file: the same settings as the flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<u64>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+    advertise: Option<String>,
+    fsync: Option<String>,
+    segment_bytes: Option<u64>,
+    retention_ms: Option<i64>,
+    retention_bytes: Option<i64>,
+    max_message_bytes: Option<u32>,
+    retention_check_interval: Option<String>,
+    default_partitions: Option<u32>,
+    offsets_partitions: Option<u32>,
+    log_format: Option<String>,
+    log_level: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub log_defaults: LogConfig,
+    pub retention_check_interval: Duration,
+    pub default_partitions: u32,
+    pub offsets_partitions: u32,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+impl BrokerConfig {
+    /// Merges the sources and validates the result.
+    pub fn load(args: Args) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+        if node_id == 0 {
+            return err("node-id must be >= 1");
+        }
+        let data_dir = args
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./strata-data"));
+        let listen_s = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "127.0.0.1:9292".into());
+        let listen: SocketAddr = listen_s.parse().map_err(|_| {
+            ConfigError(format!(
+                "listen '{listen_s}': expected HOST:PORT with an IP address"
+            ))
+        })?;
+        let advertise = args
+            .advertise
+            .or(file.advertise)
+            .unwrap_or_else(|| listen.to_string());
+        if advertise
+            .rsplit_once(':')
+            .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        {
+            return err(format!("advertise '{advertise}': expected HOST:PORT"));
+        }
+        let mut log = LogConfig::default();
+        if let Some(f) = args.fsync.or(file.fsync) {
+            log.fsync = f
+                .parse::<FsyncPolicy>()
+                .map_err(|e| ConfigError(format!("fsync: {e}")))?;
+        }
+        if let Some(b) = args.segment_bytes.or(file.segment_bytes) {
+            if !(1024..=i32::MAX as u64).contains(&b) {
+                return err(format!(
+                    "segment-bytes {b}: must be between 1024 and {}",
+                    i32::MAX
+                ));
+            }
+            log.segment_bytes = b;
+        }
+        if let Some(ms) = args.retention_ms.or(file.retention_ms) {
+            if ms < -1 {
+                return err(format!("retention-ms {ms}: must be -1 (forever) or >= 0"));
+            }
+            log.retention_ms = (ms >= 0).then_some(ms);
+        }
+        if let Some(b) = args.retention_bytes.or(file.retention_bytes) {
+            if b < -1 {
+                return err(format!(
+                    "retention-bytes {b}: must be -1 (unlimited) or >= 0"
+                ));
+            }
+            log.retention_bytes = (b >= 0).then_some(b as u64);
+        }
+        if let Some(m) = args.max_message_bytes.or(file.max_message_bytes) {
+            if !(128..=crate::cluster::topic_config::MAX_MESSAGE_BYTES).contains(&m) {
+                return err(format!(
+                    "max-message-bytes {m}: must be between 128 and {}",
+                    crate::cluster::topic_config::MAX_MESSAGE_BYTES
+                ));
+            }
+            log.max_message_bytes = m;
+        }
+        if u64::from(log.max_message_bytes) > log.segment_bytes {
+            return err(format!(
+                "max-message-bytes {} exceeds segment-bytes {}",
+                log.max_message_bytes, log.segment_bytes
+            ));
+        }
+        let rci = args
+            .retention_check_interval
+            .or(file.retention_check_interval)
+            .unwrap_or_else(|| "30s".into());
+        let retention_check_interval = humantime::parse_duration(&rci)
+            .map_err(|e| ConfigError(format!("retention-check-interval '{rci}': {e}")))?;
+        if retention_check_interval < Duration::from_millis(10) {
+            return err("retention-check-interval must be at least 10ms");
+        }
+        let default_partitions = args
+            .default_partitions
+            .or(file.default_partitions)
+            .unwrap_or(1);
+        if default_partitions == 0 {
+            return err("default-partitions must be >= 1");
+        }
+        let offsets_partitions = args
+            .offsets_partitions
+            .or(file.offsets_partitions)
+            .unwrap_or(8);
+        if !(1..=1000).contains(&offsets_partitions) {
+            return err("offsets-partitions must be between 1 and 1000");
+        }
+        let log_format = match args.log_format.or(file.log_format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(o) => return err(format!("log-format '{o}': expected text or json")),
+        };
+        let log_level = args
+            .log_level
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        Ok(Self {
+            node_id,
+            data_dir,
+            listen,
+            advertise,
+            log_defaults: log,
+            retention_check_interval,
+            default_partitions,
+            offsets_partitions,
+            log_format,
+            log_level,
+        })
+    }
+}
+
+fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(p).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().to_string();
+        ConfigError(format!("{}: {msg}", p.display()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = BrokerConfig::load(Args::default()).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9292");
+        assert_eq!(c.data_dir, PathBuf::from("./strata-data"));
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("s.toml");
+        std::fs::write(
+            &f,
+            "node_id = 3\nfsync = \"always\"\nlisten = \"127.0.0.1:7000\"\n",
+        )
+        .unwrap();
+        let c = BrokerConfig::load(Args {
+            config: Some(f.clone()),
+            listen: Some("127.0.0.1:7001".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.node_id, 3);
+        assert_eq!(c.log_defaults.fsync, FsyncPolicy::Always);
+        assert_eq!(c.listen.port(), 7001, "flags win over the file");
+        std::fs::write(&f, "nodeid = 3\n").unwrap();
+        let e = BrokerConfig::load(Args {
+            config: Some(f),
+            ..Default::default()
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("nodeid"), "{e}");
+        for a in [
+            Args {
+                fsync: Some("sometimes".into()),
+                ..Default::default()
+            },
+            Args {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            },
+            Args {
+                node_id: Some(0),
+                ..Default::default()
+            },
+            Args {
+                segment_bytes: Some(10),
+                ..Default::default()
+            },
+            Args {
+                retention_check_interval: Some("soon".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(BrokerConfig::load(a).is_err());
+        }
+    }
+}

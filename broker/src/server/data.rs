@@ -1,0 +1,357 @@
+//! The `Broker` gRPC service: the data path (produce, fetch, subscribe,
+//! list offsets, producer ids).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{Stream, StreamExt};
+use strata_proto::batch;
+use strata_proto::v1::broker_server::Broker as BrokerApi;
+use strata_proto::v1::{
+    Acks, FetchPartitionResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetSpec, ProduceRequest,
+    ProduceResponse, SubscribeRequest,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::status::error_info;
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::partition::Partition;
+
+const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+/// Cap of one fetch response (stays well below the gRPC message limit).
+pub const MAX_FETCH_BYTES: usize = 48 << 20;
+const DEFAULT_SUBSCRIBE_BYTES: usize = 1 << 20;
+
+pub struct DataService {
+    broker: Arc<Broker>,
+}
+
+impl DataService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+}
+
+/// What is left to do for a produce request once its batches are appended.
+struct Pending {
+    part: Arc<Partition>,
+    acks: Acks,
+    wait_for: i64,
+    timeout: Duration,
+    resp: ProduceResponse,
+}
+
+impl Pending {
+    async fn finish(self) -> Result<ProduceResponse> {
+        if self.acks == Acks::All {
+            self.part
+                .wait_committed(self.wait_for, self.timeout)
+                .await?;
+        }
+        Ok(self.resp)
+    }
+}
+
+/// Validates and appends (synchronously, so stream order is append order).
+fn append(broker: &Broker, req: &ProduceRequest) -> Result<Pending> {
+    if req.topic.starts_with("__") {
+        return Err(BrokerError::InvalidTopic {
+            name: req.topic.clone(),
+            why: "internal topics are written by the broker only".into(),
+        });
+    }
+    let acks = Acks::try_from(req.acks)
+        .map_err(|_| BrokerError::InvalidRequest(format!("unknown acks {}", req.acks)))?;
+    let part = broker.partition(&req.topic, req.partition)?;
+    let batches = batch::split_validated(&req.records)?;
+    let max = part.config().max_message_bytes;
+    if let Some((h, _)) = batches.iter().find(|(h, _)| h.total_len() > max as usize) {
+        return Err(BrokerError::BatchTooLarge {
+            size: h.total_len(),
+            max,
+        });
+    }
+    if batches.iter().any(|(h, _)| h.is_control()) {
+        return Err(BrokerError::InvalidRequest(
+            "control batches are written by the broker only".into(),
+        ));
+    }
+    let a = part.append(&batches, 0)?;
+    let timeout = match req.timeout_ms {
+        0 => DEFAULT_ACK_TIMEOUT,
+        ms => Duration::from_millis(u64::from(ms)).min(MAX_WAIT_CAP),
+    };
+    let (base, last) = if acks == Acks::None {
+        (-1, -1)
+    } else {
+        (a.base_offset, a.last_offset)
+    };
+    Ok(Pending {
+        part,
+        acks,
+        wait_for: a.end_offset,
+        timeout,
+        resp: ProduceResponse {
+            correlation_id: req.correlation_id,
+            base_offset: base,
+            last_offset: last,
+            log_start_offset: a.log_start_offset,
+            error: None,
+        },
+    })
+}
+
+fn error_response(correlation_id: u64, e: &BrokerError) -> ProduceResponse {
+    ProduceResponse {
+        correlation_id,
+        base_offset: -1,
+        last_offset: -1,
+        log_start_offset: -1,
+        error: Some(error_info(e)),
+    }
+}
+
+fn partition_error(topic: &str, partition: u32, e: &BrokerError) -> FetchPartitionResponse {
+    FetchPartitionResponse {
+        topic: topic.to_owned(),
+        partition,
+        error: Some(error_info(e)),
+        high_watermark: -1,
+        log_start_offset: -1,
+        records: Default::default(),
+    }
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+#[tonic::async_trait]
+impl BrokerApi for DataService {
+    async fn produce(
+        &self,
+        req: Request<ProduceRequest>,
+    ) -> std::result::Result<Response<ProduceResponse>, Status> {
+        let pending = append(&self.broker, req.get_ref())?;
+        Ok(Response::new(pending.finish().await?))
+    }
+
+    type ProduceStreamStream = BoxStream<ProduceResponse>;
+
+    async fn produce_stream(
+        &self,
+        req: Request<Streaming<ProduceRequest>>,
+    ) -> std::result::Result<Response<Self::ProduceStreamStream>, Status> {
+        let mut inbound = req.into_inner();
+        let (tx, rx) = mpsc::channel::<std::result::Result<ProduceResponse, Status>>(256);
+        let broker = Arc::clone(&self.broker);
+        tokio::spawn(async move {
+            while let Some(msg) = inbound.next().await {
+                let Ok(r) = msg else { break };
+                let cid = r.correlation_id;
+                match append(&broker, &r) {
+                    Ok(p) if p.acks == Acks::All && p.part.high_watermark() < p.wait_for => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let resp = p.finish().await.unwrap_or_else(|e| error_response(cid, &e));
+                            let _ = tx.send(Ok(resp)).await;
+                        });
+                    }
+                    Ok(p) => {
+                        if tx.send(Ok(p.resp)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        if tx.send(Ok(error_response(cid, &e))).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn fetch(
+        &self,
+        req: Request<FetchRequest>,
+    ) -> std::result::Result<Response<FetchResponse>, Status> {
+        let req = req.into_inner();
+        if req.partitions.is_empty() {
+            return Err(BrokerError::InvalidRequest("fetch names no partition".into()).into());
+        }
+        let max_total = match req.max_bytes {
+            0 => MAX_FETCH_BYTES,
+            n => (n as usize).min(MAX_FETCH_BYTES),
+        };
+        let deadline =
+            Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_WAIT_CAP);
+        let parts: Vec<Result<Arc<Partition>>> = req
+            .partitions
+            .iter()
+            .map(|p| self.broker.partition(&p.topic, p.partition))
+            .collect();
+        loop {
+            // Subscribe before reading so that no append slips between.
+            let mut watches: Vec<_> = parts.iter().flatten().map(|p| p.subscribe_hw()).collect();
+            let mut out = Vec::with_capacity(req.partitions.len());
+            let mut total = 0usize;
+            let mut failed = false;
+            for (fp, part) in req.partitions.iter().zip(&parts) {
+                let part = match part {
+                    Ok(p) => p,
+                    Err(e) => {
+                        failed = true;
+                        out.push(partition_error(&fp.topic, fp.partition, e));
+                        continue;
+                    }
+                };
+                let room = max_total.saturating_sub(total);
+                let cap = match fp.max_bytes {
+                    0 => room,
+                    n => (n as usize).min(room),
+                };
+                // The first batch of the response always goes out whole so
+                // that a consumer progresses; later ones only if they fit.
+                let first_whole = total == 0;
+                if cap == 0 && !first_whole {
+                    let o = part.offsets();
+                    out.push(FetchPartitionResponse {
+                        topic: fp.topic.clone(),
+                        partition: fp.partition,
+                        error: None,
+                        high_watermark: o.high_watermark,
+                        log_start_offset: o.log_start,
+                        records: Default::default(),
+                    });
+                    continue;
+                }
+                match part.read_with(fp.offset, cap.max(1), first_whole) {
+                    Ok((info, offs)) => {
+                        total += info.records.len();
+                        out.push(FetchPartitionResponse {
+                            topic: fp.topic.clone(),
+                            partition: fp.partition,
+                            error: None,
+                            high_watermark: offs.high_watermark,
+                            log_start_offset: offs.log_start,
+                            records: info.records,
+                        });
+                    }
+                    Err(e) => {
+                        failed = true;
+                        out.push(partition_error(&fp.topic, fp.partition, &e));
+                    }
+                }
+            }
+            let now = Instant::now();
+            if failed
+                || total >= (req.min_bytes as usize).max(1)
+                || now >= deadline
+                || watches.is_empty()
+            {
+                return Ok(Response::new(FetchResponse { partitions: out }));
+            }
+            let changed =
+                futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+            if tokio::time::timeout(deadline - now, changed).await.is_err() {
+                // Deadline: one last read happens on the next turn.
+                continue;
+            }
+        }
+    }
+
+    type SubscribeStream = BoxStream<FetchPartitionResponse>;
+
+    async fn subscribe(
+        &self,
+        req: Request<SubscribeRequest>,
+    ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
+        let req = req.into_inner();
+        let part = self.broker.partition(&req.topic, req.partition)?;
+        let max = match req.max_bytes {
+            0 => DEFAULT_SUBSCRIBE_BYTES,
+            n => (n as usize).min(MAX_FETCH_BYTES),
+        };
+        // Fail fast on a bad starting offset.
+        part.read(req.offset, 1)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut offset = req.offset;
+            let mut hw = part.subscribe_hw();
+            loop {
+                hw.mark_unchanged();
+                match part.read(offset, max) {
+                    Ok((info, offs)) if !info.records.is_empty() => {
+                        offset = info.next_offset;
+                        let msg = FetchPartitionResponse {
+                            topic: req.topic.clone(),
+                            partition: req.partition,
+                            error: None,
+                            high_watermark: offs.high_watermark,
+                            log_start_offset: offs.log_start,
+                            records: info.records,
+                        };
+                        if tx.send(Ok(msg)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {
+                        tokio::select! {
+                            r = hw.changed() => if r.is_err() { return },
+                            () = tx.closed() => return,
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Ok(partition_error(&req.topic, req.partition, &e)))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_offsets(
+        &self,
+        req: Request<ListOffsetsRequest>,
+    ) -> std::result::Result<Response<ListOffsetsResponse>, Status> {
+        let req = req.into_inner();
+        let part = self.broker.partition(&req.topic, req.partition)?;
+        let spec = OffsetSpec::try_from(req.spec).map_err(|_| {
+            BrokerError::InvalidRequest(format!("unknown offset spec {}", req.spec))
+        })?;
+        let o = part.offsets();
+        let (offset, timestamp) = match spec {
+            OffsetSpec::Latest => (o.high_watermark, -1),
+            OffsetSpec::Earliest => (o.log_start, -1),
+            OffsetSpec::Timestamp => part
+                .offset_for_timestamp(req.timestamp)?
+                .unwrap_or((o.high_watermark, -1)),
+        };
+        Ok(Response::new(ListOffsetsResponse {
+            offset,
+            timestamp,
+            log_start_offset: o.log_start,
+            high_watermark: o.high_watermark,
+        }))
+    }
+
+    async fn init_producer_id(
+        &self,
+        _req: Request<InitProducerIdRequest>,
+    ) -> std::result::Result<Response<InitProducerIdResponse>, Status> {
+        let id = self.broker.allocate_producer_id()?;
+        Ok(Response::new(InitProducerIdResponse {
+            producer_id: id,
+            producer_epoch: 0,
+        }))
+    }
+}

@@ -1,0 +1,54 @@
+//! gRPC services (one file each), error mapping and the listener setup.
+
+pub mod admin;
+pub mod data;
+pub mod groups;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use strata_proto::v1::admin_server::AdminServer;
+use strata_proto::v1::broker_server::BrokerServer;
+use strata_proto::v1::groups_server::GroupsServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::broker::Broker;
+
+/// Largest request or response message (a produce request may carry many
+/// batches; a fetch response stays below `data::MAX_FETCH_BYTES`).
+pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// Serves the client API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = TcpListenerStream::new(listener);
+    Server::builder()
+        .tcp_nodelay(true)
+        .initial_stream_window_size(Some(32 << 20))
+        .initial_connection_window_size(Some(64 << 20))
+        .max_frame_size(Some((1 << 24) - 1))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(
+            BrokerServer::new(data::DataService::new(Arc::clone(&broker)))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            AdminServer::new(admin::AdminService::new(Arc::clone(&broker)))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .add_service(
+            GroupsServer::new(groups::GroupsService::new(broker))
+                .max_decoding_message_size(MAX_MESSAGE)
+                .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}

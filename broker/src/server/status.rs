@@ -1,0 +1,81 @@
+//! Maps broker errors to gRPC statuses: a fitting gRPC code, the message,
+//! an `ErrorInfo` (stable strata code) in the status details and the code's
+//! name in the `strata-error` metadata key.
+
+use prost::Message;
+use strata_proto::v1::{ErrorCode, ErrorInfo};
+use tonic::{Code, Status};
+
+use crate::error::BrokerError;
+
+fn grpc_code(code: ErrorCode) -> Code {
+    use ErrorCode as E;
+    match code {
+        E::UnknownTopic | E::UnknownPartition | E::UnknownGroup | E::UnknownProducerId => {
+            Code::NotFound
+        }
+        E::TopicExists => Code::AlreadyExists,
+        E::OffsetOutOfRange => Code::OutOfRange,
+        E::CorruptBatch
+        | E::BatchTooLarge
+        | E::InvalidTopic
+        | E::InvalidPartitions
+        | E::InvalidReplicationFactor
+        | E::InvalidConfig
+        | E::InvalidRequest
+        | E::InvalidGroup
+        | E::UnsupportedCompression => Code::InvalidArgument,
+        E::NotLeader | E::NotController | E::OutOfOrderSequence | E::InvalidProducerEpoch => {
+            Code::FailedPrecondition
+        }
+        E::Timeout => Code::DeadlineExceeded,
+        E::ShuttingDown | E::NotEnoughReplicas => Code::Unavailable,
+        E::Unauthorized => Code::PermissionDenied,
+        E::ResourceExhausted => Code::ResourceExhausted,
+        E::StorageError | E::Unknown | E::None => Code::Internal,
+    }
+}
+
+pub fn error_info(e: &BrokerError) -> ErrorInfo {
+    ErrorInfo {
+        code: e.code() as i32,
+        message: e.to_string(),
+        leader_id: 0,
+        leader_addr: String::new(),
+    }
+}
+
+pub fn to_status(e: &BrokerError) -> Status {
+    let info = error_info(e);
+    let code = e.code();
+    let mut st = Status::with_details(
+        grpc_code(code),
+        info.message.clone(),
+        info.encode_to_vec().into(),
+    );
+    if let Ok(v) = code.as_str_name().parse() {
+        st.metadata_mut()
+            .insert(strata_proto::ERROR_CODE_METADATA, v);
+    }
+    st
+}
+
+impl From<BrokerError> for Status {
+    fn from(e: BrokerError) -> Self {
+        to_status(&e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn details_carry_the_code() {
+        let st = to_status(&BrokerError::UnknownTopic("x".into()));
+        assert_eq!(st.code(), Code::NotFound);
+        let info = ErrorInfo::decode(st.details()).unwrap();
+        assert_eq!(info.code, ErrorCode::UnknownTopic as i32);
+        assert_eq!(st.metadata().get("strata-error").unwrap(), "UNKNOWN_TOPIC");
+    }
+}
