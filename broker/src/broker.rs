@@ -19,7 +19,7 @@ use crate::log::{FsyncPolicy, Log, LogConfig, checkpoint};
 use crate::partition::{Partition, now_ms};
 
 /// File in each partition directory naming the topic id it belongs to.
-const PARTITION_META: &str = "partition.meta";
+const PARTITION_META: &str = crate::log::OWNER_FILE;
 const NODE_META: &str = "node.meta";
 const PRODUCER_ID_BLOCK: i64 = 1000;
 const MAX_PARTITIONS_PER_TOPIC: u32 = 100_000;

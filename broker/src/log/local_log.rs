@@ -22,6 +22,8 @@ use super::segment::{self, Segment, SegmentSizes};
 
 const LOG_START_FILE: &str = "log-start-offset";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Written by the broker to tie a partition directory to its topic.
+pub const OWNER_FILE: &str = "partition.meta";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -142,7 +144,8 @@ impl Log {
             } else if !(name.ends_with(".index")
                 || name.ends_with(".timeindex")
                 || name == LOG_START_FILE
-                || name == RECOVERY_POINT_FILE)
+                || name == RECOVERY_POINT_FILE
+                || name == OWNER_FILE)
             {
                 report.ignored_files.push(name);
             }

@@ -9,4 +9,4 @@ mod mmap;
 pub mod segment;
 
 pub use config::{FsyncPolicy, LogConfig};
-pub use local_log::{AppendInfo, Log, LogError, ReadInfo, RecoveryReport, SyncPlan};
+pub use local_log::{AppendInfo, Log, LogError, OWNER_FILE, ReadInfo, RecoveryReport, SyncPlan};
