@@ -185,12 +185,6 @@ impl BrokerConfig {
             }
             log.max_message_bytes = m;
         }
-        if u64::from(log.max_message_bytes) > log.segment_bytes {
-            return err(format!(
-                "max-message-bytes {} exceeds segment-bytes {}",
-                log.max_message_bytes, log.segment_bytes
-            ));
-        }
         let rci = args
             .retention_check_interval
             .or(file.retention_check_interval)

@@ -99,10 +99,6 @@ pub fn effective(
     for (k, v) in overrides {
         apply(&mut cfg, k, v)?;
     }
-    if u64::from(cfg.max_message_bytes) > cfg.segment_bytes {
-        // A batch must fit a segment; Kafka enforces the same.
-        cfg.segment_bytes = u64::from(cfg.max_message_bytes).max(cfg.segment_bytes);
-    }
     Ok(cfg)
 }
 
