@@ -31,7 +31,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::varint::{get_varint, get_varlong, put_varint, put_varlong, varlong_len};
+use crate::varint::{get_varint, get_varlong, varlong_len};
 
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 73;
@@ -553,11 +553,22 @@ fn record_body_len(
     n
 }
 
-fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
+/// Writes a zig-zag varint straight into the batch buffer.
+fn put_var(out: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        out.put_u8((z as u8) | 0x80);
+        z >>= 7;
+    }
+    out.put_u8(z as u8);
+}
+
+/// A length-prefixed field (-1 = null).
+fn put_field(out: &mut BytesMut, b: Option<&[u8]>) {
     match b {
-        None => put_varint(out, -1),
+        None => put_var(out, -1),
         Some(b) => {
-            put_varlong(out, b.len() as i64);
+            put_var(out, b.len() as i64);
             out.extend_from_slice(b);
         }
     }
@@ -627,37 +638,18 @@ impl BatchBuilder {
             value.map(<[u8]>::len),
             headers,
         );
-        let mut head = Vec::with_capacity(24);
-        put_varlong(&mut head, body as i64);
-        head.push(0);
-        put_varlong(&mut head, td);
-        put_varint(&mut head, self.count);
-        self.buf.extend_from_slice(&head);
-        head.clear();
-        match key {
-            None => put_varint(&mut head, -1),
-            Some(k) => put_varlong(&mut head, k.len() as i64),
-        }
-        self.buf.extend_from_slice(&head);
-        if let Some(k) = key {
-            self.buf.extend_from_slice(k);
-        }
-        head.clear();
-        match value {
-            None => put_varint(&mut head, -1),
-            Some(v) => put_varlong(&mut head, v.len() as i64),
-        }
-        self.buf.extend_from_slice(&head);
-        if let Some(v) = value {
-            self.buf.extend_from_slice(v);
-        }
-        head.clear();
-        put_varlong(&mut head, headers.len() as i64);
+        self.buf.reserve(body + 10);
+        put_var(&mut self.buf, body as i64);
+        self.buf.put_u8(0);
+        put_var(&mut self.buf, td);
+        put_var(&mut self.buf, i64::from(self.count));
+        put_field(&mut self.buf, key);
+        put_field(&mut self.buf, value);
+        put_var(&mut self.buf, headers.len() as i64);
         for (k, v) in headers {
-            put_opt(&mut head, Some(k.as_bytes()));
-            put_opt(&mut head, *v);
+            put_field(&mut self.buf, Some(k.as_bytes()));
+            put_field(&mut self.buf, *v);
         }
-        self.buf.extend_from_slice(&head);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp);
     }
