@@ -1,6 +1,11 @@
 //! `stratad`: the strata broker daemon.
 
 use std::process::ExitCode;
+
+/// mimalloc keeps large buffers mapped between requests instead of
+/// returning them to the kernel and faulting them in again.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::Duration;
 
 use clap::Parser;
