@@ -507,6 +507,7 @@ pub fn records(batch: &Bytes) -> Result<RecordIter<'_>, BatchError> {
 }
 
 /// Builds a batch record by record.
+#[derive(Debug)]
 pub struct BatchBuilder {
     buf: BytesMut,
     count: i32,

@@ -58,11 +58,20 @@ impl Pending {
     }
 }
 
-/// Validates and appends (synchronously, so stream order is append order).
-fn append(broker: &Broker, req: &ProduceRequest) -> Result<Pending> {
+/// A produce request that passed validation (done outside any lock).
+struct Prepared {
+    part: Arc<Partition>,
+    acks: Acks,
+    batches: Vec<(strata_proto::batch::BatchHeader, bytes::Bytes)>,
+    timeout: Duration,
+    correlation_id: u64,
+}
+
+/// Checks a produce request: topic, partition, acks, batch framing and CRC.
+fn prepare(broker: &Broker, req: ProduceRequest) -> Result<Prepared> {
     if req.topic.starts_with("__") {
         return Err(BrokerError::InvalidTopic {
-            name: req.topic.clone(),
+            name: req.topic,
             why: "internal topics are written by the broker only".into(),
         });
     }
@@ -82,23 +91,34 @@ fn append(broker: &Broker, req: &ProduceRequest) -> Result<Pending> {
             "control batches are written by the broker only".into(),
         ));
     }
-    let a = part.append(&batches, 0)?;
     let timeout = match req.timeout_ms {
         0 => DEFAULT_ACK_TIMEOUT,
         ms => Duration::from_millis(u64::from(ms)).min(MAX_WAIT_CAP),
     };
-    let (base, last) = if acks == Acks::None {
+    Ok(Prepared {
+        part,
+        acks,
+        batches,
+        timeout,
+        correlation_id: req.correlation_id,
+    })
+}
+
+/// Appends a prepared request; what is left is waiting for the acks.
+fn append(p: Prepared) -> Result<Pending> {
+    let a = p.part.append(&p.batches, 0)?;
+    let (base, last) = if p.acks == Acks::None {
         (-1, -1)
     } else {
         (a.base_offset, a.last_offset)
     };
     Ok(Pending {
-        part,
-        acks,
+        part: p.part,
+        acks: p.acks,
         wait_for: a.end_offset,
-        timeout,
+        timeout: p.timeout,
         resp: ProduceResponse {
-            correlation_id: req.correlation_id,
+            correlation_id: p.correlation_id,
             base_offset: base,
             last_offset: last,
             log_start_offset: a.log_start_offset,
@@ -136,24 +156,33 @@ impl BrokerApi for DataService {
         &self,
         req: Request<ProduceRequest>,
     ) -> std::result::Result<Response<ProduceResponse>, Status> {
-        let pending = append(&self.broker, req.get_ref())?;
-        Ok(Response::new(pending.finish().await?))
+        let prepared = prepare(&self.broker, req.into_inner())?;
+        Ok(Response::new(append(prepared)?.finish().await?))
     }
 
     type ProduceStreamStream = BoxStream<ProduceResponse>;
 
+    /// Two stages so that decoding and checksumming the next request
+    /// overlaps with appending the previous one; appends keep stream order.
     async fn produce_stream(
         &self,
         req: Request<Streaming<ProduceRequest>>,
     ) -> std::result::Result<Response<Self::ProduceStreamStream>, Status> {
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<std::result::Result<ProduceResponse, Status>>(256);
+        let (stage_tx, mut stage_rx) = mpsc::channel::<(u64, Result<Prepared>)>(8);
         let broker = Arc::clone(&self.broker);
         tokio::spawn(async move {
-            while let Some(msg) = inbound.next().await {
-                let Ok(r) = msg else { break };
+            while let Some(Ok(r)) = inbound.next().await {
                 let cid = r.correlation_id;
-                match append(&broker, &r) {
+                if stage_tx.send((cid, prepare(&broker, r))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        tokio::spawn(async move {
+            while let Some((cid, prepared)) = stage_rx.recv().await {
+                match prepared.and_then(append) {
                     Ok(p) if p.acks == Acks::All && p.part.high_watermark() < p.wait_for => {
                         let tx = tx.clone();
                         tokio::spawn(async move {
