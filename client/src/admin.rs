@@ -1,0 +1,286 @@
+//! Cluster administration: topics, configs, records deletion, metadata,
+//! offsets lookup and consumer groups. Requests go to the controller when
+//! known, else to any reachable broker, with retries on retriable errors.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_proto::v1::{
+    AlterTopicConfigRequest, CreateTopicRequest, DeleteGroupRequest, DeleteRecordsRequest,
+    DeleteTopicRequest, DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest,
+    ListGroupsRequest, ListOffsetsResponse, ListTopicsRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetFetchRequest, OffsetSpec, TopicDescription, TopicPartitionOffset,
+    TopicSummary,
+};
+
+use crate::cluster::Cluster;
+use crate::config::ClientConfig;
+use crate::conn::with_deadline;
+use crate::error::{ClientError, Result};
+
+/// Target of [`Admin::reset_group_offsets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTo {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+/// Administrative client.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    cluster: Arc<Cluster>,
+}
+
+macro_rules! admin_call {
+    ($self:ident, $method:ident, $req:expr) => {{
+        let req = $req;
+        $self
+            .cluster
+            .any(|addr| {
+                let req = req.clone();
+                let cluster = &$self.cluster;
+                async move {
+                    let mut c = cluster.pool.admin(&addr)?;
+                    with_deadline(cluster.config(), Duration::ZERO, c.$method(req)).await
+                }
+            })
+            .await
+    }};
+}
+
+macro_rules! groups_call {
+    ($cluster:expr, $method:ident, $req:expr) => {{
+        let req = $req;
+        let cluster: &Cluster = $cluster;
+        cluster
+            .any(|addr| {
+                let req = req.clone();
+                async move {
+                    let mut c = cluster.pool.groups(&addr)?;
+                    with_deadline(cluster.config(), Duration::ZERO, c.$method(req)).await
+                }
+            })
+            .await
+    }};
+}
+
+/// Commits `(topic, partition, next offset)` for `group`.
+pub(crate) async fn offset_commit(
+    cluster: &Cluster,
+    group: &str,
+    offsets: &[(String, u32, i64)],
+) -> Result<()> {
+    let req = OffsetCommitRequest {
+        group: group.to_owned(),
+        offsets: offsets
+            .iter()
+            .map(|(t, p, o)| TopicPartitionOffset {
+                topic: t.clone(),
+                partition: *p,
+                offset: *o,
+                metadata: String::new(),
+            })
+            .collect(),
+    };
+    groups_call!(cluster, offset_commit, req)?;
+    Ok(())
+}
+
+/// The committed offsets of `group` for `topics` (all when empty).
+pub(crate) async fn offset_fetch(
+    cluster: &Cluster,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<TopicPartitionOffset>> {
+    let req = OffsetFetchRequest {
+        group: group.to_owned(),
+        topics: topics.to_vec(),
+    };
+    Ok(groups_call!(cluster, offset_fetch, req)?.offsets)
+}
+
+impl Admin {
+    /// An admin client; connects lazily.
+    pub fn new(client: ClientConfig) -> Result<Self> {
+        Ok(Self {
+            cluster: Cluster::new(client)?,
+        })
+    }
+
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: HashMap<String, String>,
+    ) -> Result<TopicDescription> {
+        let req = CreateTopicRequest {
+            name: name.to_owned(),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        let r = admin_call!(self, create_topic, req)?;
+        r.topic
+            .ok_or_else(|| ClientError::Corrupt("create answer without topic".into()))
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        admin_call!(
+            self,
+            delete_topic,
+            DeleteTopicRequest {
+                name: name.to_owned()
+            }
+        )?;
+        Ok(())
+    }
+
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicSummary>> {
+        let r = admin_call!(self, list_topics, ListTopicsRequest { include_internal })?;
+        Ok(r.topics)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription> {
+        admin_call!(
+            self,
+            describe_topic,
+            DescribeTopicRequest {
+                name: name.to_owned()
+            }
+        )
+    }
+
+    /// Sets topic config overrides; an empty value removes an override.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: HashMap<String, String>,
+    ) -> Result<TopicDescription> {
+        let req = AlterTopicConfigRequest {
+            name: name.to_owned(),
+            set,
+        };
+        let r = admin_call!(self, alter_topic_config, req)?;
+        r.topic
+            .ok_or_else(|| ClientError::Corrupt("alter answer without topic".into()))
+    }
+
+    /// Moves the log start offset (-1 = the high watermark); returns it.
+    pub async fn delete_records(&self, topic: &str, partition: u32, offset: i64) -> Result<i64> {
+        let req = DeleteRecordsRequest {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        };
+        let topic = topic.to_owned();
+        let r = self
+            .cluster
+            .leader(&topic, partition, |addr| {
+                let req = req.clone();
+                async move {
+                    let mut c = self.cluster.pool.admin(&addr)?;
+                    with_deadline(self.cluster.config(), Duration::ZERO, c.delete_records(req))
+                        .await
+                }
+            })
+            .await?;
+        Ok(r.log_start_offset)
+    }
+
+    /// Cluster metadata for `topics` (every topic when empty).
+    pub async fn metadata(&self, topics: &[String]) -> Result<MetadataResponse> {
+        self.cluster.raw_metadata(topics.to_vec()).await
+    }
+
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partition: u32,
+        spec: OffsetSpec,
+        timestamp: i64,
+    ) -> Result<ListOffsetsResponse> {
+        self.cluster
+            .list_offsets(topic, partition, spec, timestamp)
+            .await
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<String>> {
+        Ok(groups_call!(&self.cluster, list_groups, ListGroupsRequest {})?.groups)
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<DescribeGroupResponse> {
+        groups_call!(
+            &self.cluster,
+            describe_group,
+            DescribeGroupRequest {
+                group: group.to_owned()
+            }
+        )
+    }
+
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        groups_call!(
+            &self.cluster,
+            delete_group,
+            DeleteGroupRequest {
+                group: group.to_owned()
+            }
+        )?;
+        Ok(())
+    }
+
+    /// The committed offsets of a group (for `topics`, or all when empty).
+    pub async fn group_offsets(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<TopicPartitionOffset>> {
+        offset_fetch(&self.cluster, group, topics).await
+    }
+
+    /// Commits explicit `(topic, partition, next offset)` for a group.
+    pub async fn commit_group_offsets(
+        &self,
+        group: &str,
+        offsets: &[(String, u32, i64)],
+    ) -> Result<()> {
+        offset_commit(&self.cluster, group, offsets).await
+    }
+
+    /// Sets the group's committed offset of every partition of `topic`;
+    /// returns `(partition, offset)` as committed. Offsets are clamped to
+    /// each partition's `[log start, high watermark]`.
+    pub async fn reset_group_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: ResetTo,
+    ) -> Result<Vec<(u32, i64)>> {
+        if let ResetTo::Offset(o) = to
+            && o < 0
+        {
+            return Err(ClientError::InvalidArgument(format!("negative offset {o}")));
+        }
+        let n = self.cluster.topic(topic).await?.partitions();
+        let mut out = Vec::with_capacity(n as usize);
+        for p in 0..n {
+            let r = self
+                .cluster
+                .list_offsets(topic, p, OffsetSpec::Latest, 0)
+                .await?;
+            let off = match to {
+                ResetTo::Earliest => r.log_start_offset,
+                ResetTo::Latest => r.high_watermark,
+                ResetTo::Offset(o) => o.clamp(r.log_start_offset, r.high_watermark.max(0)),
+            };
+            out.push((p, off));
+        }
+        let offsets: Vec<(String, u32, i64)> =
+            out.iter().map(|&(p, o)| (topic.to_owned(), p, o)).collect();
+        offset_commit(&self.cluster, group, &offsets).await?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,151 @@
+//! Connection-level client settings shared by producers, consumers and
+//! admins: bootstrap brokers, timeouts, retry policy.
+
+use std::time::Duration;
+
+/// The default broker address.
+pub const DEFAULT_BROKER: &str = "127.0.0.1:9292";
+
+/// Connection-level settings. Build with [`ClientConfig::new`] or
+/// [`ClientConfig::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Brokers to ask for metadata first (`host:port` or `http://host:port`).
+    pub bootstrap: Vec<String>,
+    /// Deadline of one unary request (long polls add their wait to it).
+    pub request_timeout: Duration,
+    /// Deadline of establishing a TCP/HTTP2 connection.
+    pub connect_timeout: Duration,
+    /// Retries of a retriable failure before giving up.
+    pub retries: u32,
+    /// First backoff between retries; doubles up to `retry_backoff_max`.
+    pub retry_backoff: Duration,
+    /// Largest backoff between retries.
+    pub retry_backoff_max: Duration,
+    /// Largest gRPC message sent or received.
+    pub max_message_size: usize,
+    /// HTTP/2 stream and connection flow-control windows.
+    pub window_size: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap: vec![DEFAULT_BROKER.to_owned()],
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            retries: 10,
+            retry_backoff: Duration::from_millis(50),
+            retry_backoff_max: Duration::from_secs(2),
+            max_message_size: 64 << 20,
+            window_size: 32 << 20,
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Settings with the given bootstrap brokers and defaults otherwise.
+    pub fn new<I, S>(bootstrap: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self {
+            bootstrap: bootstrap.into_iter().map(Into::into).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Starts a builder from the defaults.
+    pub fn builder() -> ClientConfigBuilder {
+        ClientConfigBuilder {
+            cfg: Self::default(),
+        }
+    }
+
+    /// Backoff before retry number `attempt` (0-based), capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(16)).unwrap_or(u32::MAX);
+        self.retry_backoff
+            .saturating_mul(factor)
+            .min(self.retry_backoff_max)
+    }
+}
+
+/// Builder of [`ClientConfig`].
+#[derive(Debug, Clone)]
+pub struct ClientConfigBuilder {
+    cfg: ClientConfig,
+}
+
+impl ClientConfigBuilder {
+    /// Bootstrap brokers; a single string may hold a comma-separated list.
+    pub fn bootstrap<I, S>(mut self, brokers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.cfg.bootstrap = brokers
+            .into_iter()
+            .flat_map(|s| {
+                s.as_ref()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self
+    }
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.cfg.request_timeout = d;
+        self
+    }
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.cfg.connect_timeout = d;
+        self
+    }
+    pub fn retries(mut self, n: u32) -> Self {
+        self.cfg.retries = n;
+        self
+    }
+    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.cfg.retry_backoff = first;
+        self.cfg.retry_backoff_max = max.max(first);
+        self
+    }
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.cfg.max_message_size = bytes;
+        self
+    }
+    pub fn window_size(mut self, bytes: u32) -> Self {
+        self.cfg.window_size = bytes;
+        self
+    }
+    pub fn build(self) -> ClientConfig {
+        let mut cfg = self.cfg;
+        if cfg.bootstrap.is_empty() {
+            cfg.bootstrap.push(DEFAULT_BROKER.to_owned());
+        }
+        cfg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builder_splits_lists_and_backoff_caps() {
+        let c = ClientConfig::builder()
+            .bootstrap(["a:1, b:2", "c:3"])
+            .retry_backoff(Duration::from_millis(10), Duration::from_millis(70))
+            .build();
+        assert_eq!(c.bootstrap, vec!["a:1", "b:2", "c:3"]);
+        assert_eq!(c.backoff(0), Duration::from_millis(10));
+        assert_eq!(c.backoff(2), Duration::from_millis(40));
+        assert_eq!(c.backoff(10), Duration::from_millis(70));
+        assert_eq!(c.backoff(u32::MAX), Duration::from_millis(70));
+    }
+}

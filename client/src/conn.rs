@@ -1,0 +1,122 @@
+//! Connections: one lazily connected HTTP/2 channel per broker address,
+//! shared by every request to that broker and tuned for large messages.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use strata_proto::v1::admin_client::AdminClient;
+use strata_proto::v1::broker_client::BrokerClient;
+use strata_proto::v1::groups_client::GroupsClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::ClientConfig;
+use crate::error::{ClientError, Result};
+
+/// Turns `host:port` into a URI tonic accepts.
+pub fn normalize_addr(addr: &str) -> String {
+    let a = addr.trim();
+    if a.starts_with("http://") || a.starts_with("https://") {
+        a.trim_end_matches('/').to_owned()
+    } else {
+        format!("http://{a}")
+    }
+}
+
+/// A cache of channels keyed by normalized address.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    cfg: Arc<ClientConfig>,
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Pool {
+    pub fn new(cfg: Arc<ClientConfig>) -> Self {
+        Self {
+            cfg,
+            channels: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The channel to `addr`, created (lazily connecting) on first use.
+    pub fn channel(&self, addr: &str) -> Result<Channel> {
+        let key = normalize_addr(addr);
+        let mut map = self
+            .channels
+            .lock()
+            .map_err(|_| ClientError::Closed("connection pool poisoned".into()))?;
+        if let Some(ch) = map.get(&key) {
+            return Ok(ch.clone());
+        }
+        let ep = Endpoint::from_shared(key.clone())
+            .map_err(|e| ClientError::InvalidArgument(format!("bad broker address '{addr}': {e}")))?
+            .connect_timeout(self.cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .initial_stream_window_size(self.cfg.window_size)
+            .initial_connection_window_size(self.cfg.window_size)
+            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+            .keep_alive_while_idle(true);
+        let ch = ep.connect_lazy();
+        map.insert(key, ch.clone());
+        Ok(ch)
+    }
+
+    pub fn broker(&self, addr: &str) -> Result<BrokerClient<Channel>> {
+        let n = self.cfg.max_message_size;
+        Ok(BrokerClient::new(self.channel(addr)?)
+            .max_decoding_message_size(n)
+            .max_encoding_message_size(n))
+    }
+
+    pub fn admin(&self, addr: &str) -> Result<AdminClient<Channel>> {
+        let n = self.cfg.max_message_size;
+        Ok(AdminClient::new(self.channel(addr)?)
+            .max_decoding_message_size(n)
+            .max_encoding_message_size(n))
+    }
+
+    pub fn groups(&self, addr: &str) -> Result<GroupsClient<Channel>> {
+        let n = self.cfg.max_message_size;
+        Ok(GroupsClient::new(self.channel(addr)?)
+            .max_decoding_message_size(n)
+            .max_encoding_message_size(n))
+    }
+}
+
+/// Runs `fut` under the configured request deadline plus `extra`.
+pub async fn with_deadline<T, F>(
+    cfg: &ClientConfig,
+    extra: std::time::Duration,
+    fut: F,
+) -> Result<T>
+where
+    F: std::future::Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+{
+    match tokio::time::timeout(cfg.request_timeout + extra, fut).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(st)) => Err(st.into()),
+        Err(_) => Err(ClientError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_get_a_scheme() {
+        assert_eq!(normalize_addr("127.0.0.1:9292"), "http://127.0.0.1:9292");
+        assert_eq!(normalize_addr("http://h:1/"), "http://h:1");
+    }
+
+    #[tokio::test]
+    async fn channels_are_cached_per_address() {
+        let pool = Pool::new(Arc::new(ClientConfig::default()));
+        pool.channel("127.0.0.1:1").expect("lazy channel");
+        pool.channel("http://127.0.0.1:1").expect("lazy channel");
+        assert_eq!(pool.channels.lock().map(|m| m.len()).unwrap_or(0), 1);
+        assert!(matches!(
+            pool.channel("bad addr with spaces"),
+            Err(ClientError::InvalidArgument(_))
+        ));
+    }
+}

@@ -1,0 +1,558 @@
+//! The sender task: takes closed batches in per-partition order, routes each
+//! partition to its leader, and pipelines batches over one `ProduceStream`
+//! per broker connection (up to `max_in_flight` per partition).
+//!
+//! Invariants:
+//! - a partition's batches are sent, and re-sent, in the order they were
+//!   closed; with idempotence each carries its sequence from the first send
+//!   on, so a re-send after a lost answer can only be deduplicated, never
+//!   appended twice or out of order;
+//! - on a retriable failure (or a broken stream) every batch of that
+//!   partition still in flight is abandoned (late answers are ignored) and
+//!   queued again in order, after a backoff and a metadata refresh;
+//! - a batch's memory permits are returned exactly once, when it completes.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use strata_proto::batch;
+use strata_proto::v1::{Acks, ProduceRequest, ProduceResponse};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_stream::wrappers::UnboundedReceiverStream;
+
+use super::accumulator::ClosedBatch;
+use crate::cluster::Cluster;
+use crate::error::{ClientError, from_error_info, is_error};
+
+/// Requests to the sender task.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Batch {
+        topic: Arc<str>,
+        partition: u32,
+        batch: ClosedBatch,
+    },
+    /// Answer once every batch received before this command is done.
+    Flush(oneshot::Sender<()>),
+}
+
+#[derive(Debug)]
+enum Event {
+    Response(ProduceResponse),
+    Closed { conn: u64, err: ClientError },
+    Refreshed,
+}
+
+/// Settings the sender needs.
+#[derive(Debug, Clone)]
+pub(crate) struct SenderConfig {
+    pub acks: Acks,
+    pub max_in_flight: usize,
+    pub retries: u32,
+    pub delivery_timeout: Duration,
+    pub request_timeout: Duration,
+    /// `(producer id, epoch)` when idempotent.
+    pub producer: Option<(i64, i16)>,
+}
+
+type Key = (Arc<str>, u32);
+
+#[derive(Debug)]
+struct Sendable {
+    builder: Option<super::accumulator::Builder>,
+    bytes: Bytes,
+    shared: Arc<super::future::BatchShared>,
+    count: u32,
+    reserved: usize,
+    created: Instant,
+    arrival: u64,
+    base_seq: i32,
+    attempts: u32,
+    last_error: Option<ClientError>,
+}
+
+#[derive(Debug, Default)]
+struct PartState {
+    queue: VecDeque<Sendable>,
+    in_flight: Vec<u64>,
+    next_seq: i32,
+    retry_at: Option<Instant>,
+    failures: u32,
+}
+
+#[derive(Debug)]
+struct InFlight {
+    key: Key,
+    batch: Sendable,
+    conn: u64,
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    tx: mpsc::UnboundedSender<ProduceRequest>,
+}
+
+struct Sender {
+    cluster: Arc<Cluster>,
+    cfg: SenderConfig,
+    memory: Arc<Semaphore>,
+    parts: HashMap<Key, PartState>,
+    /// Partitions with queued batches.
+    ready: HashSet<Key>,
+    in_flight: HashMap<u64, InFlight>,
+    conns: HashMap<String, Conn>,
+    next_conn: u64,
+    next_cid: u64,
+    arrivals: u64,
+    incomplete: BTreeSet<u64>,
+    flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
+    refreshing: bool,
+    ev_tx: mpsc::UnboundedSender<Event>,
+}
+
+/// Runs the sender until every producer handle is gone and all batches
+/// are done.
+pub(crate) async fn run(
+    cluster: Arc<Cluster>,
+    cfg: SenderConfig,
+    memory: Arc<Semaphore>,
+    mut rx: mpsc::UnboundedReceiver<Command>,
+) {
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+    let mut s = Sender {
+        cluster,
+        cfg,
+        memory,
+        parts: HashMap::new(),
+        ready: HashSet::new(),
+        in_flight: HashMap::new(),
+        conns: HashMap::new(),
+        next_conn: 0,
+        next_cid: 0,
+        arrivals: 0,
+        incomplete: BTreeSet::new(),
+        flush_waiters: Vec::new(),
+        refreshing: false,
+        ev_tx,
+    };
+    let mut open = true;
+    loop {
+        if !open && s.incomplete.is_empty() {
+            break;
+        }
+        let wake = s.next_wakeup();
+        tokio::select! {
+            cmd = rx.recv(), if open => match cmd {
+                Some(c) => s.command(c),
+                None => open = false,
+            },
+            Some(ev) = ev_rx.recv() => s.event(ev),
+            () = sleep_until(wake), if wake.is_some() => {}
+        }
+        // Take whatever else is queued before sending, so that requests
+        // leave in as few wakeups as possible.
+        while open {
+            match rx.try_recv() {
+                Ok(c) => s.command(c),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => open = false,
+            }
+        }
+        s.pump();
+        s.notify_flushes();
+    }
+    s.notify_flushes();
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at.into()).await;
+    }
+}
+
+impl Sender {
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Batch {
+                topic,
+                partition,
+                batch,
+            } => {
+                self.arrivals += 1;
+                self.incomplete.insert(self.arrivals);
+                let key = (topic, partition);
+                self.parts
+                    .entry(key.clone())
+                    .or_default()
+                    .queue
+                    .push_back(Sendable {
+                        builder: Some(batch.builder),
+                        bytes: Bytes::new(),
+                        shared: batch.shared,
+                        count: batch.count,
+                        reserved: batch.reserved,
+                        created: batch.created,
+                        arrival: self.arrivals,
+                        base_seq: -1,
+                        attempts: 0,
+                        last_error: None,
+                    });
+                self.ready.insert(key);
+            }
+            Command::Flush(tx) => self.flush_waiters.push((self.arrivals, tx)),
+        }
+    }
+
+    fn notify_flushes(&mut self) {
+        let min_open = self.incomplete.first().copied().unwrap_or(u64::MAX);
+        let waiters = std::mem::take(&mut self.flush_waiters);
+        for (mark, tx) in waiters {
+            if min_open > mark {
+                let _ = tx.send(());
+            } else {
+                self.flush_waiters.push((mark, tx));
+            }
+        }
+    }
+
+    fn next_wakeup(&self) -> Option<Instant> {
+        self.ready
+            .iter()
+            .filter_map(|k| self.parts.get(k).and_then(|p| p.retry_at))
+            .min()
+    }
+
+    fn finish(&mut self, b: Sendable, r: Result<i64, ClientError>) {
+        b.shared.complete(r);
+        self.memory.add_permits(b.reserved);
+        self.incomplete.remove(&b.arrival);
+    }
+
+    /// Sends what may be sent now.
+    fn pump(&mut self) {
+        let now = Instant::now();
+        let keys: Vec<Key> = self.ready.iter().cloned().collect();
+        let mut need_refresh = false;
+        for key in keys {
+            let Some(part) = self.parts.get(&key) else {
+                self.ready.remove(&key);
+                continue;
+            };
+            if part.retry_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            let addr = self.cluster.leader_addr(&key.0, key.1);
+            let Some(addr) = addr else {
+                need_refresh = true;
+                let err = ClientError::broker(
+                    strata_proto::v1::ErrorCode::NotLeader,
+                    format!("no leader known for {}/{}", key.0, key.1),
+                );
+                self.backoff_partition(&key, err);
+                continue;
+            };
+            let conn = self.conn(&addr);
+            while let Some(part) = self.parts.get_mut(&key) {
+                if part.in_flight.len() >= self.cfg.max_in_flight {
+                    break;
+                }
+                let Some(mut b) = part.queue.pop_front() else {
+                    self.ready.remove(&key);
+                    break;
+                };
+                if b.attempts > 0 && b.created.elapsed() > self.cfg.delivery_timeout {
+                    let err = b.last_error.take().unwrap_or(ClientError::Timeout);
+                    self.fail(&key, b, err);
+                    continue;
+                }
+                if let Some(mut builder) = b.builder.take() {
+                    if let Some((pid, epoch)) = self.cfg.producer {
+                        b.base_seq = part.next_seq;
+                        builder.0.set_producer(pid, epoch, part.next_seq);
+                        part.next_seq = advance_seq(part.next_seq, b.count);
+                    }
+                    b.bytes = builder.0.finish();
+                }
+                b.attempts += 1;
+                self.next_cid += 1;
+                let cid = self.next_cid;
+                let req = ProduceRequest {
+                    topic: key.0.to_string(),
+                    partition: key.1,
+                    acks: self.cfg.acks as i32,
+                    records: b.bytes.clone(),
+                    timeout_ms: self
+                        .cfg
+                        .request_timeout
+                        .as_millis()
+                        .min(u128::from(u32::MAX)) as u32,
+                    correlation_id: cid,
+                };
+                part.in_flight.push(cid);
+                self.in_flight.insert(
+                    cid,
+                    InFlight {
+                        key: key.clone(),
+                        batch: b,
+                        conn: conn.0,
+                    },
+                );
+                if conn.1.send(req).is_err() {
+                    // The stream task is gone; its Closed event requeues.
+                    break;
+                }
+            }
+        }
+        if need_refresh {
+            self.refresh();
+        }
+    }
+
+    fn conn(&mut self, addr: &str) -> (u64, mpsc::UnboundedSender<ProduceRequest>) {
+        if let Some(c) = self.conns.get(addr) {
+            return (c.id, c.tx.clone());
+        }
+        self.next_conn += 1;
+        let id = self.next_conn;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.conns
+            .insert(addr.to_owned(), Conn { id, tx: tx.clone() });
+        let cluster = Arc::clone(&self.cluster);
+        let ev = self.ev_tx.clone();
+        let addr = addr.to_owned();
+        tokio::spawn(async move {
+            let err = stream_task(&cluster, &addr, rx, &ev).await;
+            let _ = ev.send(Event::Closed { conn: id, err });
+        });
+        (id, tx)
+    }
+
+    fn refresh(&mut self) {
+        if self.refreshing {
+            return;
+        }
+        self.refreshing = true;
+        let cluster = Arc::clone(&self.cluster);
+        let ev = self.ev_tx.clone();
+        let topics: Vec<String> = self
+            .ready
+            .iter()
+            .map(|k| k.0.to_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        tokio::spawn(async move {
+            if let Err(e) = cluster.refresh(&topics).await {
+                tracing::debug!(error = %e, "metadata refresh failed");
+            }
+            let _ = ev.send(Event::Refreshed);
+        });
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Refreshed => self.refreshing = false,
+            Event::Response(resp) => self.response(resp),
+            Event::Closed { conn, err } => {
+                self.conns.retain(|_, c| c.id != conn);
+                let keys: HashSet<Key> = self
+                    .in_flight
+                    .values()
+                    .filter(|f| f.conn == conn)
+                    .map(|f| f.key.clone())
+                    .collect();
+                if !keys.is_empty() {
+                    tracing::debug!(error = %err, "produce stream broke; re-sending in flight batches");
+                    self.refresh();
+                }
+                for key in keys {
+                    self.requeue(&key, Vec::new());
+                    self.backoff_partition(&key, err.clone());
+                }
+            }
+        }
+    }
+
+    fn response(&mut self, resp: ProduceResponse) {
+        let Some(f) = self.in_flight.remove(&resp.correlation_id) else {
+            return; // abandoned by a retry
+        };
+        let key = f.key;
+        if let Some(part) = self.parts.get_mut(&key) {
+            part.in_flight.retain(|c| *c != resp.correlation_id);
+        }
+        if !is_error(resp.error.as_ref()) {
+            if let Some(part) = self.parts.get_mut(&key) {
+                part.failures = 0;
+            }
+            self.finish(f.batch, Ok(resp.base_offset));
+            return;
+        }
+        let err = resp
+            .error
+            .as_ref()
+            .map(from_error_info)
+            .unwrap_or(ClientError::Timeout);
+        let mut b = f.batch;
+        if err.is_retriable()
+            && b.attempts <= self.cfg.retries
+            && b.created.elapsed() < self.cfg.delivery_timeout
+        {
+            if let Some(l) = err.leader() {
+                self.cluster.set_leader(&key.0, key.1, l.id, &l.addr);
+            } else if err.invalidates_metadata() {
+                self.refresh();
+            }
+            b.last_error = Some(err.clone());
+            self.requeue(&key, vec![b]);
+            self.backoff_partition(&key, err);
+        } else {
+            self.fail(&key, b, err);
+        }
+    }
+
+    /// Fails one batch. With idempotence the partition's later batches
+    /// (in flight or sent before) are re-numbered to close the gap.
+    fn fail(&mut self, key: &Key, b: Sendable, err: ClientError) {
+        let seq = b.base_seq;
+        self.finish(b, Err(err));
+        if self.cfg.producer.is_none() || seq < 0 {
+            return;
+        }
+        self.requeue(key, Vec::new());
+        let Some(part) = self.parts.get_mut(key) else {
+            return;
+        };
+        let mut next = seq;
+        for q in part.queue.iter_mut() {
+            if q.builder.is_some() {
+                break; // not numbered yet, nor are the ones after it
+            }
+            q.base_seq = next;
+            q.bytes = resequence(&q.bytes, next);
+            next = advance_seq(next, q.count);
+        }
+        part.next_seq = next;
+    }
+
+    /// Abandons the partition's in-flight batches and queues them (plus
+    /// `extra`) again, in their original order, ahead of newer batches.
+    fn requeue(&mut self, key: &Key, mut extra: Vec<Sendable>) {
+        let Some(part) = self.parts.get_mut(key) else {
+            return;
+        };
+        for cid in part.in_flight.drain(..) {
+            if let Some(f) = self.in_flight.remove(&cid) {
+                extra.push(f.batch);
+            }
+        }
+        extra.sort_by_key(|b| b.arrival);
+        for b in extra.into_iter().rev() {
+            part.queue.push_front(b);
+        }
+        if !part.queue.is_empty() {
+            self.ready.insert(key.clone());
+        }
+    }
+
+    /// Delays the partition; gives up on its head batch after too many tries.
+    fn backoff_partition(&mut self, key: &Key, err: ClientError) {
+        let Some(part) = self.parts.get_mut(key) else {
+            return;
+        };
+        let give_up = part.queue.front().is_some_and(|b| {
+            b.attempts > self.cfg.retries || b.created.elapsed() > self.cfg.delivery_timeout
+        }) || part.failures > self.cfg.retries.saturating_add(1);
+        if give_up && let Some(b) = part.queue.pop_front() {
+            part.failures = 0;
+            part.retry_at = None;
+            self.fail(key, b, err);
+            return;
+        }
+        let delay = self.cluster.config().backoff(part.failures);
+        part.failures += 1;
+        part.retry_at = Some(Instant::now() + delay);
+        if let Some(b) = part.queue.front_mut() {
+            b.last_error = Some(err);
+        }
+    }
+}
+
+/// Next sequence after a batch of `count` records (wraps like Kafka's).
+fn advance_seq(seq: i32, count: u32) -> i32 {
+    ((i64::from(seq) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// A copy of a finished batch with another base sequence (and a fixed CRC).
+fn resequence(bytes: &Bytes, base_seq: i32) -> Bytes {
+    const OFF_BASE_SEQ: usize = 65;
+    const OFF_CRC: usize = 29;
+    if bytes.len() < batch::HEADER_LEN {
+        return bytes.clone();
+    }
+    let mut v = bytes.to_vec();
+    v[OFF_BASE_SEQ..OFF_BASE_SEQ + 4].copy_from_slice(&base_seq.to_be_bytes());
+    let crc = batch::compute_crc(&v);
+    v[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(v)
+}
+
+/// Drives one `ProduceStream`: forwards answers until the stream ends, and
+/// returns why it ended.
+async fn stream_task(
+    cluster: &Cluster,
+    addr: &str,
+    rx: mpsc::UnboundedReceiver<ProduceRequest>,
+    ev: &mpsc::UnboundedSender<Event>,
+) -> ClientError {
+    let mut client = match cluster.pool.broker(addr) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let resp = match client
+        .produce_stream(UnboundedReceiverStream::new(rx))
+        .await
+    {
+        Ok(r) => r,
+        Err(st) => return st.into(),
+    };
+    let mut stream = resp.into_inner();
+    loop {
+        match stream.message().await {
+            Ok(Some(resp)) => {
+                if ev.send(Event::Response(resp)).is_err() {
+                    return ClientError::Closed("producer closed".into());
+                }
+            }
+            Ok(None) => return ClientError::Connection(format!("produce stream to {addr} ended")),
+            Err(st) => return st.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_proto::batch::{BatchBuilder, parse_header, validate};
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(advance_seq(0, 5), 5);
+        assert_eq!(advance_seq(i32::MAX - 1, 3), 1);
+    }
+
+    #[test]
+    fn resequenced_batches_stay_valid() {
+        let mut b = BatchBuilder::new(1);
+        b.push(1, None, Some(b"abc"), &[]);
+        b.set_producer(7, 0, 10);
+        let bytes = b.finish();
+        let out = resequence(&bytes, 3);
+        let h = validate(&out).expect("valid after resequencing");
+        assert_eq!(h.base_sequence, 3);
+        assert_eq!(parse_header(&bytes).map(|h| h.base_sequence), Ok(10));
+    }
+}
