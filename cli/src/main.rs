@@ -1,1 +1,195 @@
-fn main() {}
+//! `strata`: the command-line tool for strata clusters (DESIGN §8).
+//!
+//! Global flags select the brokers and the output format; each command lives
+//! in its own module. Errors are one line on stderr (`error: CODE: message`);
+//! exit codes are 0 on success, 1 when a request failed or no broker could be
+//! reached, 2 on bad usage.
+
+mod bench;
+mod cluster;
+mod consume;
+mod group;
+mod output;
+mod produce;
+mod topic;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use strata_client::ClientConfig;
+
+use output::{Format, UsageError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Command-line tool for strata clusters"
+)]
+struct Cli {
+    /// Brokers to bootstrap from (comma-separated `host:port`).
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BROKERS",
+        default_value = strata_client::DEFAULT_BROKER
+    )]
+    brokers: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    /// CA certificate (PEM) to verify brokers (TLS).
+    #[arg(long, global = true, env = "STRATA_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "STRATA_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// Client private key (PEM) for mutual TLS.
+    #[arg(long, global = true, env = "STRATA_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Deadline of one request, e.g. `30s`.
+    #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topic(topic::TopicCmd),
+    /// Produce one record per line of standard input.
+    Produce(produce::ProduceArgs),
+    /// Print records of a topic, one per line.
+    Consume(consume::ConsumeArgs),
+    /// Consumer groups: list, describe (lag), reset offsets, delete.
+    #[command(subcommand)]
+    Group(group::GroupCmd),
+    /// Cluster status and membership.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
+    /// Development TLS material.
+    #[command(subcommand)]
+    Tls(cluster::TlsCmd),
+    /// Load generator: produce, consume or end-to-end benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+/// What every command needs.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub client: ClientConfig,
+    pub output: Format,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.tls_ca.is_some() || cli.tls_cert.is_some() || cli.tls_key.is_some() {
+        eprintln!("error: TLS is not supported by this build yet");
+        return ExitCode::from(2);
+    }
+    let client = ClientConfig::builder()
+        .bootstrap([cli.brokers.as_str()])
+        .request_timeout(cli.timeout)
+        .retries(3)
+        .retry_backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .build();
+    let ctx = Ctx {
+        client,
+        output: cli.output,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = rt.block_on(run(ctx, cli.command));
+    // Background tasks (connections, fetchers) must not delay the exit.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+async fn run(ctx: Ctx, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Topic(c) => topic::run(&ctx, c).await,
+        Command::Produce(a) => produce::run(&ctx, a).await,
+        Command::Consume(a) => consume::run(&ctx, a).await,
+        Command::Group(c) => group::run(&ctx, c).await,
+        Command::Cluster(c) => cluster::run(&ctx, c).await,
+        Command::Tls(c) => cluster::run_tls(c),
+        Command::Bench(c) => bench::run(&ctx, c).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_the_documented_commands() {
+        let ok = [
+            "strata topic create orders --partitions 6 --replication-factor 1 --config retention.ms=1",
+            "strata topic list",
+            "strata --output json topic describe orders",
+            "strata topic alter orders --config fsync=always",
+            "strata produce orders --key-separator : --acks leader",
+            "strata consume orders --offset earliest --count 2 --format json",
+            "strata consume orders --from-time 2026-11-25T10:00:00Z",
+            "strata group reset-offsets billing --topic orders --to earliest",
+            "strata cluster status",
+            "strata bench produce bench --records 1000 --record-size 1024 --output json",
+            "strata bench e2e t --duration 5 --rate 1000 --partitions 0,1",
+        ];
+        for line in ok {
+            let args: Vec<&str> = line.split(' ').collect();
+            if let Err(e) = Cli::try_parse_from(&args) {
+                panic!("{line}: {e}");
+            }
+        }
+        let bad = [
+            "strata produce orders --key k --key-separator :",
+            "strata consume orders --offset earliest --from-time 2026-11-25T10:00:00Z",
+            "strata bench produce t --records 1 --duration 1",
+        ];
+        for line in bad {
+            let args: Vec<&str> = line.split(' ').collect();
+            assert!(Cli::try_parse_from(&args).is_err(), "{line} should fail");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use crate::error::{ClientError, Result};
 
@@ -25,7 +26,7 @@ pub struct RecordMetadata {
 pub(crate) struct BatchShared {
     pub topic: Arc<str>,
     pub partition: u32,
-    result: OnceLock<Result<i64>>,
+    result: OnceLock<(Result<i64>, Instant)>,
     wakers: Mutex<Vec<Waker>>,
 }
 
@@ -42,7 +43,7 @@ impl BatchShared {
     /// Resolves every record of the batch: `Ok(base_offset)` or an error.
     /// Later calls are ignored.
     pub fn complete(&self, r: Result<i64>) {
-        if self.result.set(r).is_err() {
+        if self.result.set((r, Instant::now())).is_err() {
             return;
         }
         let wakers = match self.wakers.lock() {
@@ -82,7 +83,12 @@ impl RecordFuture {
 
     /// The result if the batch is already done, without registering a waker.
     pub fn try_result(&self) -> Option<Result<RecordMetadata>> {
-        self.shared.result.get().map(|r| self.metadata(r))
+        self.shared.result.get().map(|(r, _)| self.metadata(r))
+    }
+
+    /// When the batch was acknowledged (or failed), once it is done.
+    pub fn completed_at(&self) -> Option<Instant> {
+        self.shared.result.get().map(|(_, at)| *at)
     }
 
     /// Whether the record's batch is done (acknowledged or failed).
@@ -111,7 +117,7 @@ impl Future for RecordFuture {
     type Output = Result<RecordMetadata, ClientError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(r) = self.shared.result.get() {
+        if let Some((r, _)) = self.shared.result.get() {
             return Poll::Ready(self.metadata(r));
         }
         let shared = Arc::clone(&self.shared);
@@ -121,7 +127,7 @@ impl Future for RecordFuture {
         };
         // Re-check under the lock: `complete` sets the result before it
         // takes the wakers, so a result missed above is visible now.
-        if let Some(r) = shared.result.get() {
+        if let Some((r, _)) = shared.result.get() {
             drop(wakers);
             return Poll::Ready(self.metadata(r));
         }
@@ -152,11 +158,13 @@ mod tests {
         let f0 = RecordFuture::new(Arc::clone(&b), 0, 10);
         let f2 = RecordFuture::new(Arc::clone(&b), 2, 12);
         assert!(f0.try_result().is_none());
+        assert!(f0.completed_at().is_none());
         let waiter = tokio::spawn(f2);
         tokio::task::yield_now().await;
         b.complete(Ok(100));
         let m = waiter.await.expect("join").expect("ok");
         assert_eq!((m.partition, m.offset, m.timestamp), (3, 102, 12));
+        assert!(f0.completed_at().is_some());
         assert_eq!(f0.await.expect("ok").offset, 100);
     }
 

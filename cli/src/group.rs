@@ -1,0 +1,148 @@
+//! `strata group list|describe|reset-offsets|delete`.
+
+use clap::Subcommand;
+use serde::Serialize;
+use strata_client::{Admin, ResetTo};
+
+use crate::Ctx;
+use crate::output::{Format, Table, print_json, usage};
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCmd {
+    /// List consumer groups.
+    List,
+    /// Committed offsets and lag per partition.
+    Describe { group: String },
+    /// Set the group's committed offsets of every partition of a topic.
+    ResetOffsets {
+        group: String,
+        #[arg(long, short = 't')]
+        topic: String,
+        /// earliest, latest or an offset.
+        #[arg(long)]
+        to: String,
+    },
+    /// Forget a group's committed offsets.
+    Delete { group: String },
+}
+
+fn parse_to(s: &str) -> anyhow::Result<ResetTo> {
+    Ok(match s {
+        "earliest" => ResetTo::Earliest,
+        "latest" => ResetTo::Latest,
+        n => match n.parse::<i64>() {
+            Ok(o) if o >= 0 => ResetTo::Offset(o),
+            _ => {
+                return Err(usage(format!(
+                    "invalid --to '{n}': expected earliest, latest or a non-negative offset"
+                )));
+            }
+        },
+    })
+}
+
+#[derive(Serialize)]
+struct LagJson {
+    topic: String,
+    partition: u32,
+    committed_offset: i64,
+    high_watermark: i64,
+    lag: i64,
+    metadata: String,
+}
+
+pub async fn run(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
+    let admin = Admin::new(ctx.client.clone())?;
+    match cmd {
+        GroupCmd::List => {
+            let mut groups = admin.list_groups().await?;
+            groups.sort();
+            if ctx.output == Format::Json {
+                return print_json(&groups);
+            }
+            let mut t = Table::new(["GROUP"]);
+            for g in groups {
+                t.row(vec![g]);
+            }
+            t.print()?;
+        }
+        GroupCmd::Describe { group } => {
+            let d = admin.describe_group(&group).await?;
+            let mut parts: Vec<LagJson> = d
+                .partitions
+                .into_iter()
+                .map(|p| LagJson {
+                    topic: p.topic,
+                    partition: p.partition,
+                    committed_offset: p.committed_offset,
+                    high_watermark: p.high_watermark,
+                    lag: p.lag,
+                    metadata: p.metadata,
+                })
+                .collect();
+            parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            let total: i64 = parts.iter().map(|p| p.lag.max(0)).sum();
+            if ctx.output == Format::Json {
+                return print_json(&serde_json::json!({
+                    "group": d.group,
+                    "partitions": parts,
+                    "total_lag": total,
+                }));
+            }
+            let mut t = Table::new(["TOPIC", "PARTITION", "COMMITTED", "HIGH_WATERMARK", "LAG"]);
+            for p in &parts {
+                t.row(vec![
+                    p.topic.clone(),
+                    p.partition.to_string(),
+                    p.committed_offset.to_string(),
+                    p.high_watermark.to_string(),
+                    p.lag.to_string(),
+                ]);
+            }
+            println!("group {}  total lag {total}", d.group);
+            t.print()?;
+        }
+        GroupCmd::ResetOffsets { group, topic, to } => {
+            let to = parse_to(&to)?;
+            let done = admin.reset_group_offsets(&group, &topic, to).await?;
+            if ctx.output == Format::Json {
+                let parts: Vec<_> = done
+                    .iter()
+                    .map(|(p, o)| serde_json::json!({"partition": p, "offset": o}))
+                    .collect();
+                return print_json(&serde_json::json!({
+                    "group": group,
+                    "topic": topic,
+                    "partitions": parts,
+                }));
+            }
+            let mut t = Table::new(["TOPIC", "PARTITION", "NEW_OFFSET"]);
+            for (p, o) in done {
+                t.row(vec![topic.clone(), p.to_string(), o.to_string()]);
+            }
+            t.print()?;
+        }
+        GroupCmd::Delete { group } => {
+            admin.delete_group(&group).await?;
+            if ctx.output == Format::Json {
+                return print_json(&serde_json::json!({ "deleted": group }));
+            }
+            println!("deleted group {group}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_targets() {
+        assert_eq!(parse_to("earliest").ok(), Some(ResetTo::Earliest));
+        assert_eq!(parse_to("latest").ok(), Some(ResetTo::Latest));
+        assert_eq!(parse_to("12").ok(), Some(ResetTo::Offset(12)));
+        assert!(parse_to("-3").is_err());
+        assert!(parse_to("x").is_err());
+    }
+}
