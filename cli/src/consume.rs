@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use strata_client::{Admin, Consumer, ConsumerConfig, ConsumerRecord, StartOffset};
+use strata_client::{Admin, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset};
 
 use crate::Ctx;
 use crate::output::usage;
@@ -163,9 +163,15 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
     if a.group.as_deref() == Some("") {
         return Err(usage("--group must not be empty"));
     }
+    // An explicit offset that is out of range is an error, not a reset.
+    let auto_offset_reset = match start {
+        StartOffset::Offset(_) => OffsetReset::None,
+        _ => OffsetReset::Earliest,
+    };
     let cfg = ConsumerConfig {
         group: a.group.clone(),
         max_wait: Duration::from_millis(500),
+        auto_offset_reset,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(ctx.client.clone(), cfg)?;

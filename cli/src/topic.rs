@@ -30,9 +30,9 @@ pub enum TopicCmd {
 #[derive(Debug, Args)]
 pub struct CreateArgs {
     pub name: String,
-    /// Number of partitions (default: the broker's `default_partitions`).
-    #[arg(long, short = 'p')]
-    pub partitions: Option<u32>,
+    /// Number of partitions.
+    #[arg(long, short = 'p', default_value_t = 1)]
+    pub partitions: u32,
     /// Replicas per partition (default: the broker's default).
     #[arg(long, short = 'r')]
     pub replication_factor: Option<u32>,
@@ -194,13 +194,10 @@ pub async fn run(ctx: &Ctx, cmd: TopicCmd) -> anyhow::Result<()> {
     match cmd {
         TopicCmd::Create(a) => {
             let configs = parse_configs(&a.configs)?;
-            if a.partitions == Some(0) {
-                return Err(usage("--partitions must be at least 1"));
-            }
             let t = admin
                 .create_topic(
                     &a.name,
-                    a.partitions.unwrap_or(0),
+                    a.partitions,
                     a.replication_factor.unwrap_or(0),
                     configs,
                 )

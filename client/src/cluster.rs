@@ -259,7 +259,7 @@ impl Cluster {
             let cands = self.candidates();
             let mut last = ClientError::Connection("no broker address".into());
             for addr in &cands {
-                match f(addr.clone()).await {
+                match f(addr.clone()).await.map_err(|e| e.at(addr)) {
                     Ok(v) => return Ok(v),
                     Err(e @ ClientError::Connection(_)) => last = e,
                     Err(e) if e.is_retriable() => {
@@ -294,9 +294,9 @@ impl Cluster {
                 ));
             }
             let err = match self.leader_addr(topic, partition) {
-                Some(addr) => match f(addr).await {
+                Some(addr) => match f(addr.clone()).await {
                     Ok(v) => return Ok(v),
-                    Err(e) => e,
+                    Err(e) => e.at(&addr),
                 },
                 None => ClientError::broker(
                     ErrorCode::NotLeader,

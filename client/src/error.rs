@@ -186,14 +186,16 @@ impl From<tonic::transport::Error> for ClientError {
 fn describe_status(st: &tonic::Status) -> String {
     use std::error::Error as _;
     let mut msg = st.message().to_owned();
-    if let Some(src) = st.source() {
-        let chain = error_chain(src);
-        if !chain.is_empty() && !msg.contains(&chain) {
-            if msg.is_empty() {
-                msg = chain;
-            } else {
-                msg = format!("{msg}: {chain}");
-            }
+    let mut root: Option<&(dyn std::error::Error + 'static)> = st.source();
+    while let Some(next) = root.and_then(|e| e.source()) {
+        root = Some(next);
+    }
+    if let Some(root) = root {
+        let r = root.to_string();
+        if msg.is_empty() {
+            msg = r;
+        } else if !r.is_empty() && !msg.contains(&r) {
+            msg = format!("{msg}: {r}");
         }
     }
     if msg.is_empty() {
@@ -214,6 +216,18 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
+}
+
+impl ClientError {
+    /// Names the broker address in a connection error.
+    pub(crate) fn at(self, addr: &str) -> Self {
+        match self {
+            Self::Connection(m) if !m.contains(addr) => {
+                Self::Connection(format!("cannot reach {addr}: {m}"))
+            }
+            e => e,
+        }
+    }
 }
 
 /// Result alias of the client.
