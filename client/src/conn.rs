@@ -51,6 +51,7 @@ impl Pool {
             .map_err(|e| ClientError::InvalidArgument(format!("bad broker address '{addr}': {e}")))?
             .connect_timeout(self.cfg.connect_timeout)
             .tcp_nodelay(true)
+            .max_frame_size((1u32 << 24) - 1)
             .initial_stream_window_size(self.cfg.window_size)
             .initial_connection_window_size(self.cfg.window_size)
             .http2_keep_alive_interval(std::time::Duration::from_secs(30))

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use strata_proto::batch::{BatchIter, records};
+use strata_proto::batch::{BatchIter, parse_header, peek_total_len, records};
 
 use crate::error::{ClientError, Result};
 
@@ -76,6 +76,29 @@ pub fn decode_records(topic: &Arc<str>, partition: u32, from: i64, data: Bytes) 
     Ok(out)
 }
 
+/// The offset after the last whole batch in `data` (at least `from`),
+/// reading only batch headers (no CRC check, no record decoding), so that a
+/// consumer can ask for the next chunk before decoding this one.
+pub fn scan_next_offset(data: &[u8], from: i64) -> Result<i64> {
+    let mut pos = 0usize;
+    let mut next = from;
+    while pos < data.len() {
+        let rest = &data[pos..];
+        let total = match peek_total_len(rest) {
+            None => break,
+            Some(Ok(t)) => t,
+            Some(Err(e)) => return Err(ClientError::Corrupt(format!("bad batch: {e}"))),
+        };
+        if total > rest.len() {
+            break;
+        }
+        let h = parse_header(rest).map_err(|e| ClientError::Corrupt(format!("bad batch: {e}")))?;
+        next = next.max(h.next_offset());
+        pos += total;
+    }
+    Ok(next)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +120,8 @@ mod tests {
         let mut data = batch_at(10, 5);
         data.extend(batch_at(15, 3));
         let t: Arc<str> = Arc::from("t");
+        assert_eq!(scan_next_offset(&data, 12).ok(), Some(18));
+        assert_eq!(scan_next_offset(&data, 30).ok(), Some(30));
         let d = decode_records(&t, 0, 12, Bytes::from(data)).expect("decode");
         let offsets: Vec<i64> = d.records.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![12, 13, 14, 15, 16, 17]);
@@ -116,6 +141,7 @@ mod tests {
         let mut data = batch_at(0, 2);
         let partial = batch_at(2, 2);
         data.extend_from_slice(&partial[..partial.len() / 2]);
+        assert_eq!(scan_next_offset(&data, 0).ok(), Some(2));
         let d = decode_records(&t, 0, 0, Bytes::from(data)).expect("decode");
         assert_eq!(d.records.len(), 2);
         assert_eq!(d.next_offset, 2);

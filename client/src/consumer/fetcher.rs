@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use strata_proto::v1::{ErrorCode, FetchPartition, FetchRequest, OffsetSpec};
 use tokio::sync::mpsc;
 
@@ -17,14 +19,19 @@ use super::{ConsumerConfig, OffsetReset};
 use crate::cluster::Cluster;
 use crate::conn::with_deadline;
 use crate::error::{ClientError, Result, from_error_info, is_error};
-use crate::record::{ConsumerRecord, decode_records};
+use crate::record::scan_next_offset;
 
-/// Records of one partition, in offset order.
+/// Fetched, not yet decoded batches of one partition. The consumer decodes
+/// them while the loop already waits for the next fetch.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     /// Index into the consumer's assignment.
     pub slot: usize,
-    pub records: Vec<ConsumerRecord>,
+    pub topic: Arc<str>,
+    pub partition: u32,
+    /// The offset requested: records below it are skipped.
+    pub from: i64,
+    pub data: Bytes,
 }
 
 /// One partition the loop fetches.
@@ -131,14 +138,17 @@ pub(crate) async fn run(
                     continue;
                 }
                 let s = &mut slots[i];
-                match decode_records(&s.topic, s.partition, s.offset, p.records) {
-                    Ok(d) => {
-                        s.offset = d.next_offset;
-                        if !d.records.is_empty() {
+                match scan_next_offset(&p.records, s.offset) {
+                    Ok(next) => {
+                        if next > s.offset {
                             let chunk = Chunk {
                                 slot: s.slot,
-                                records: d.records,
+                                topic: Arc::clone(&s.topic),
+                                partition: s.partition,
+                                from: s.offset,
+                                data: p.records,
                             };
+                            s.offset = next;
                             if tx.send(Ok(chunk)).await.is_err() {
                                 return;
                             }

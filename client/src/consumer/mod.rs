@@ -19,7 +19,7 @@ use crate::admin::{offset_commit, offset_fetch};
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
-use crate::record::ConsumerRecord;
+use crate::record::{ConsumerRecord, decode_records};
 use fetcher::{Chunk, FetchSlot};
 
 /// Where reading a partition starts.
@@ -84,6 +84,11 @@ impl ConsumerConfig {
     pub(crate) fn max_wait_ms(&self) -> u32 {
         self.max_wait.as_millis().min(u128::from(u32::MAX)) as u32
     }
+}
+
+/// Decodes a fetched chunk (records at or after its requested offset).
+fn decode_chunk(c: Chunk) -> Result<Vec<ConsumerRecord>> {
+    Ok(decode_records(&c.topic, c.partition, c.from, c.data)?.records)
 }
 
 #[derive(Debug, Clone)]
@@ -292,17 +297,24 @@ impl Consumer {
         if self.fetcher.is_none() {
             self.start_fetcher();
         }
-        let Some(f) = self.fetcher.as_mut() else {
-            return Poll::Ready(None);
-        };
-        match f.rx.poll_recv(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                self.advance(chunk.slot, &chunk.records);
-                Poll::Ready(Some(Ok(chunk.records)))
+        loop {
+            let Some(f) = self.fetcher.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match f.rx.poll_recv(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let slot = chunk.slot;
+                    let recs = decode_chunk(chunk)?;
+                    if recs.is_empty() {
+                        continue;
+                    }
+                    self.advance(slot, &recs);
+                    return Poll::Ready(Some(Ok(recs)));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -334,7 +346,11 @@ impl Consumer {
             };
             match f.rx.poll_recv(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    self.current = Some((chunk.slot, chunk.records.into()));
+                    let slot = chunk.slot;
+                    match decode_chunk(chunk) {
+                        Ok(recs) => self.current = Some((slot, recs.into())),
+                        Err(e) => return Poll::Ready(Some(Err(e))),
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => return Poll::Ready(None),
