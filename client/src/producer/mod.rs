@@ -7,6 +7,7 @@
 mod accumulator;
 mod future;
 mod sender;
+mod sequence;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

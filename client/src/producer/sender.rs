@@ -17,12 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use strata_proto::batch;
 use strata_proto::v1::{Acks, ProduceRequest, ProduceResponse};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::accumulator::ClosedBatch;
+use super::sequence::{advance_seq, renumber};
 use crate::cluster::Cluster;
 use crate::error::{ClientError, from_error_info, is_error};
 
@@ -60,17 +60,17 @@ pub(crate) struct SenderConfig {
 type Key = (Arc<str>, u32);
 
 #[derive(Debug)]
-struct Sendable {
-    builder: Option<super::accumulator::Builder>,
-    bytes: Bytes,
-    shared: Arc<super::future::BatchShared>,
-    count: u32,
-    reserved: usize,
-    created: Instant,
-    arrival: u64,
-    base_seq: i32,
-    attempts: u32,
-    last_error: Option<ClientError>,
+pub(super) struct Sendable {
+    pub(super) builder: Option<super::accumulator::Builder>,
+    pub(super) bytes: Bytes,
+    pub(super) shared: Arc<super::future::BatchShared>,
+    pub(super) count: u32,
+    pub(super) reserved: usize,
+    pub(super) created: Instant,
+    pub(super) arrival: u64,
+    pub(super) base_seq: i32,
+    pub(super) attempts: u32,
+    pub(super) last_error: Option<ClientError>,
 }
 
 #[derive(Debug, Default)]
@@ -415,9 +415,10 @@ impl Sender {
     }
 
     /// Fails one batch. With idempotence the partition's later batches
-    /// (in flight or sent before) are re-numbered to close the gap.
+    /// (in flight or sent before) are re-numbered to close the gap; earlier
+    /// ones keep their sequences.
     fn fail(&mut self, key: &Key, b: Sendable, err: ClientError) {
-        let seq = b.base_seq;
+        let (seq, arrival) = (b.base_seq, b.arrival);
         self.finish(b, Err(err));
         if self.cfg.producer.is_none() || seq < 0 {
             return;
@@ -426,16 +427,7 @@ impl Sender {
         let Some(part) = self.parts.get_mut(key) else {
             return;
         };
-        let mut next = seq;
-        for q in part.queue.iter_mut() {
-            if q.builder.is_some() {
-                break; // not numbered yet, nor are the ones after it
-            }
-            q.base_seq = next;
-            q.bytes = resequence(&q.bytes, next);
-            next = advance_seq(next, q.count);
-        }
-        part.next_seq = next;
+        part.next_seq = renumber(&mut part.queue, arrival, seq);
     }
 
     /// Abandons the partition's in-flight batches and queues them (plus
@@ -481,25 +473,6 @@ impl Sender {
     }
 }
 
-/// Next sequence after a batch of `count` records (wraps like Kafka's).
-fn advance_seq(seq: i32, count: u32) -> i32 {
-    ((i64::from(seq) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32
-}
-
-/// A copy of a finished batch with another base sequence (and a fixed CRC).
-fn resequence(bytes: &Bytes, base_seq: i32) -> Bytes {
-    const OFF_BASE_SEQ: usize = 65;
-    const OFF_CRC: usize = 29;
-    if bytes.len() < batch::HEADER_LEN {
-        return bytes.clone();
-    }
-    let mut v = bytes.to_vec();
-    v[OFF_BASE_SEQ..OFF_BASE_SEQ + 4].copy_from_slice(&base_seq.to_be_bytes());
-    let crc = batch::compute_crc(&v);
-    v[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-    Bytes::from(v)
-}
-
 /// Drives one `ProduceStream`: forwards answers until the stream ends, and
 /// returns why it ended.
 async fn stream_task(
@@ -530,29 +503,5 @@ async fn stream_task(
             Ok(None) => return ClientError::Connection(format!("produce stream to {addr} ended")),
             Err(st) => return st.into(),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use strata_proto::batch::{BatchBuilder, parse_header, validate};
-
-    #[test]
-    fn sequences_wrap_like_kafka() {
-        assert_eq!(advance_seq(0, 5), 5);
-        assert_eq!(advance_seq(i32::MAX - 1, 3), 1);
-    }
-
-    #[test]
-    fn resequenced_batches_stay_valid() {
-        let mut b = BatchBuilder::new(1);
-        b.push(1, None, Some(b"abc"), &[]);
-        b.set_producer(7, 0, 10);
-        let bytes = b.finish();
-        let out = resequence(&bytes, 3);
-        let h = validate(&out).expect("valid after resequencing");
-        assert_eq!(h.base_sequence, 3);
-        assert_eq!(parse_header(&bytes).map(|h| h.base_sequence), Ok(10));
     }
 }
