@@ -17,6 +17,10 @@ use crate::produce::{self, SEND_TIME_HEADER, Shared};
 use crate::report::{Latency, Report, histogram, record};
 use crate::{BenchConfig, Limit};
 
+/// A catch-up read that reached the start's high watermarks stops after
+/// this long without new records, even if its limit is not reached.
+const IDLE_STOP: Duration = Duration::from_secs(2);
+
 fn consumer_config() -> ConsumerConfig {
     ConsumerConfig {
         group: None,
@@ -64,6 +68,7 @@ pub(crate) async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
         .then(|| produce::progress(Arc::clone(&shared), cfg.record_size as u64, "consumed"));
     let warm_until = Instant::now() + cfg.warmup;
     let mut measure_from: Option<Instant> = None;
+    let mut last_at: Option<Instant> = None;
     let (mut records, mut bytes) = (0u64, 0u64);
     let deadline = match cfg.limit {
         Limit::Duration(d) => Some(warm_until + d),
@@ -79,7 +84,11 @@ pub(crate) async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
             if deadline.is_some_and(|d| now >= d) {
                 break;
             }
-            let wait = deadline.map_or(Duration::from_secs(3600), |d| d - now);
+            let mut wait = deadline.map_or(Duration::from_secs(3600), |d| d - now);
+            if remaining == 0 && matches!(cfg.limit, Limit::Records(_) | Limit::Bytes(_)) {
+                // Caught up with what existed at start: stop once idle.
+                wait = wait.min(IDLE_STOP);
+            }
             let batch = match tokio::time::timeout(wait, consumer.next_batch()).await {
                 Err(_) => break,
                 Ok(None) => break,
@@ -90,6 +99,7 @@ pub(crate) async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
             let (p, last_offset) = (last.partition, last.offset);
             if now >= warm_until {
                 measure_from.get_or_insert(read_start.max(warm_until));
+                last_at = Some(now);
                 records += batch.len() as u64;
                 bytes += batch.iter().map(record_bytes).sum::<u64>();
                 shared
@@ -115,7 +125,10 @@ pub(crate) async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
         p.abort();
     }
     result?;
-    let elapsed = measure_from.map_or(Duration::ZERO, |m| m.elapsed());
+    let elapsed = match (measure_from, last_at) {
+        (Some(m), Some(l)) => l.saturating_duration_since(m),
+        _ => Duration::ZERO,
+    };
     let mut r = Report::new(
         "consume",
         &cfg.topic,

@@ -74,3 +74,18 @@ pub use strata_proto::v1::{
     MetadataResponse, OffsetSpec, PartitionDescription, PartitionMetadata, TopicDescription,
     TopicMetadata, TopicPartitionOffset, TopicSummary,
 };
+
+#[cfg(test)]
+mod tests {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+
+    #[test]
+    fn handles_cross_tasks() {
+        send_sync::<crate::Producer>();
+        send_sync::<crate::Admin>();
+        send_sync::<crate::RecordFuture>();
+        send::<crate::Consumer>();
+        send_sync::<crate::ClientError>();
+    }
+}
