@@ -50,9 +50,6 @@ pub struct Args {
     /// How often retention and time-based rolling run, e.g. 30s or 500ms.
     #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL")]
     pub retention_check_interval: Option<String>,
-    /// Default partition count of topics created without one.
-    #[arg(long, env = "STRATA_DEFAULT_PARTITIONS")]
-    pub default_partitions: Option<u32>,
     /// Partitions of the internal consumer-offsets topic (fixed at first start).
     #[arg(long, env = "STRATA_OFFSETS_PARTITIONS")]
     pub offsets_partitions: Option<u32>,
@@ -78,7 +75,6 @@ struct FileConfig {
     retention_bytes: Option<i64>,
     max_message_bytes: Option<u32>,
     retention_check_interval: Option<String>,
-    default_partitions: Option<u32>,
     offsets_partitions: Option<u32>,
     log_format: Option<String>,
     log_level: Option<String>,
@@ -99,7 +95,6 @@ pub struct BrokerConfig {
     pub advertise: String,
     pub log_defaults: LogConfig,
     pub retention_check_interval: Duration,
-    pub default_partitions: u32,
     pub offsets_partitions: u32,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -194,13 +189,6 @@ impl BrokerConfig {
         if retention_check_interval < Duration::from_millis(10) {
             return err("retention-check-interval must be at least 10ms");
         }
-        let default_partitions = args
-            .default_partitions
-            .or(file.default_partitions)
-            .unwrap_or(1);
-        if default_partitions == 0 {
-            return err("default-partitions must be >= 1");
-        }
         let offsets_partitions = args
             .offsets_partitions
             .or(file.offsets_partitions)
@@ -224,7 +212,6 @@ impl BrokerConfig {
             advertise,
             log_defaults: log,
             retention_check_interval,
-            default_partitions,
             offsets_partitions,
             log_format,
             log_level,

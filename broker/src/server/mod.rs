@@ -12,8 +12,8 @@ use strata_proto::v1::admin_server::AdminServer;
 use strata_proto::v1::broker_server::BrokerServer;
 use strata_proto::v1::groups_server::GroupsServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::broker::Broker;
 
@@ -27,9 +27,10 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = TcpListenerStream::new(listener);
+    // Options of `Server::builder()` about sockets do not reach an incoming
+    // stream: set them here, or Nagle delays every response's trailers.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     Server::builder()
-        .tcp_nodelay(true)
         .initial_stream_window_size(Some(32 << 20))
         .initial_connection_window_size(Some(64 << 20))
         .max_frame_size(Some((1 << 24) - 1))
