@@ -15,7 +15,7 @@ use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
 use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::log::{FsyncPolicy, Log, LogConfig, checkpoint};
+use crate::log::{Log, LogConfig, checkpoint};
 use crate::partition::{Partition, now_ms};
 
 /// File in each partition directory naming the topic id it belongs to.
@@ -515,13 +515,7 @@ impl Broker {
             };
             tokio::time::sleep(interval).await;
             let Some(b) = me.upgrade() else { return };
-            let parts: Vec<Arc<Partition>> = b
-                .partitions
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .values()
-                .cloned()
-                .collect();
+            let parts = b.all_partitions();
             for p in parts {
                 match p.maintain() {
                     Ok(0) => {}
@@ -536,16 +530,14 @@ impl Broker {
         }
     }
 
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        let map = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
+    }
+
     /// Flushes and closes every partition and the metadata log.
     pub fn shutdown(&self) {
-        let parts: Vec<Arc<Partition>> = self
-            .partitions
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for p in parts {
+        for p in self.all_partitions() {
             if let Err(e) = p.close() {
                 tracing::error!(topic = %p.topic(), partition = p.id(), error = %e, "close failed");
             }
@@ -553,10 +545,5 @@ impl Broker {
         if let Err(e) = self.controller.close() {
             tracing::error!(error = %e, "metadata log close failed");
         }
-    }
-
-    /// Whether the policy of a partition needs a durability wait for acks=all.
-    pub fn is_always_fsync(cfg: &LogConfig) -> bool {
-        cfg.fsync == FsyncPolicy::Always
     }
 }

@@ -113,6 +113,16 @@ impl Partition {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn out_of_range(&self, offset: i64, start: i64, end: i64) -> BrokerError {
+        BrokerError::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.id,
+            offset,
+            start,
+            end,
+        }
+    }
+
     fn map_log(&self, e: crate::log::LogError) -> BrokerError {
         BrokerError::from_log(&self.topic, self.id, e)
     }
@@ -251,13 +261,7 @@ impl Partition {
         let hw = self.high_watermark();
         let start = g.log.log_start_offset();
         if offset < start || offset > hw {
-            return Err(BrokerError::OffsetOutOfRange {
-                topic: self.topic.clone(),
-                partition: self.id,
-                offset,
-                start,
-                end: hw,
-            });
+            return Err(self.out_of_range(offset, start, hw));
         }
         let info = g
             .log
@@ -291,13 +295,7 @@ impl Partition {
         let target = if offset == -1 { hw } else { offset };
         let start = g.log.log_start_offset();
         if target < start || target > hw {
-            return Err(BrokerError::OffsetOutOfRange {
-                topic: self.topic.clone(),
-                partition: self.id,
-                offset,
-                start,
-                end: hw,
-            });
+            return Err(self.out_of_range(offset, start, hw));
         }
         g.log
             .delete_records(target, now_ms())

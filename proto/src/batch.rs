@@ -752,11 +752,9 @@ mod tests {
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let b = Bytes::from(bytes);
             let _ = split_validated(&b);
-            for r in BatchIter::new(b.clone()) {
-                if let Ok((_, batch)) = r {
-                    if let Ok(it) = records(&batch) {
-                        for _ in it {}
-                    }
+            for (_, batch) in BatchIter::new(b.clone()).flatten() {
+                if let Ok(it) = records(&batch) {
+                    for _ in it {}
                 }
             }
         }
@@ -768,7 +766,7 @@ mod tests {
             m[p] = byte;
             // Fix the CRC so mutations reach the record decoder.
             let crc = compute_crc(&m);
-            if p >= CRC_START || p < OFF_CRC {
+            if !(OFF_CRC..CRC_START).contains(&p) {
                 m[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
             }
             let b = Bytes::from(m);

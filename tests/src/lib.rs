@@ -105,20 +105,18 @@ impl BrokerProc {
     pub async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("stratad exited early with {status}:\n{}", self.log());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("stratad exited early with {status}:\n{}", self.log());
             }
-            if let Ok(mut a) = AdminClient::connect(self.endpoint()).await {
-                if a.list_topics(ListTopicsRequest {
-                    include_internal: false,
-                })
-                .await
-                .is_ok()
-                {
-                    return;
-                }
+            let request = ListTopicsRequest {
+                include_internal: false,
+            };
+            if let Ok(mut a) = AdminClient::connect(self.endpoint()).await
+                && a.list_topics(request).await.is_ok()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,

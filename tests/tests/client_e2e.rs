@@ -106,13 +106,19 @@ async fn group_resumes_where_it_committed_after_a_crash() {
     let producer = Producer::new(cfg(&broker), ProducerConfig::default())
         .await
         .unwrap();
+    let mut acks = Vec::new();
     for i in 0..100 {
-        let _ = producer
-            .send(ProducerRecord::new("jobs", format!("job-{i}")))
-            .await
-            .unwrap();
+        acks.push(
+            producer
+                .send(ProducerRecord::new("jobs", format!("job-{i}")))
+                .await
+                .unwrap(),
+        );
     }
     producer.flush().await.unwrap();
+    for a in acks {
+        a.await.unwrap();
+    }
 
     let group = ConsumerConfig {
         group: Some("workers".into()),
@@ -157,13 +163,19 @@ async fn consumer_starts_at_a_timestamp() {
     let producer = Producer::new(cfg(&broker), ProducerConfig::default())
         .await
         .unwrap();
+    let mut acks = Vec::new();
     for i in 0..1000i64 {
-        let _ = producer
-            .send(ProducerRecord::new("ticks", format!("t{i}")).timestamp(1_000_000 + i * 10))
-            .await
-            .unwrap();
+        acks.push(
+            producer
+                .send(ProducerRecord::new("ticks", format!("t{i}")).timestamp(1_000_000 + i * 10))
+                .await
+                .unwrap(),
+        );
     }
     producer.flush().await.unwrap();
+    for a in acks {
+        a.await.unwrap();
+    }
     let mut consumer = Consumer::new(cfg(&broker), ConsumerConfig::default()).unwrap();
     let pos = consumer
         .assign("ticks", 0, StartOffset::Timestamp(1_000_000 + 4_995))
