@@ -58,3 +58,4 @@ run() { # name fsync bytes
 run w1 never 1GB
 run w3 always 1GB
 run w2 never 5GB
+run w3-5gb always 5GB
