@@ -1,9 +1,12 @@
 //! The consumer: manual assignment of partitions with a start position,
-//! a [`Stream`] of records in offset order per partition (fed by a
-//! pipelined background fetch loop, see `fetcher`), positions, and group
-//! offset commits (the committed offset is the next offset to read).
+//! a [`Stream`] of records in offset order per partition (fed by one
+//! background `Subscribe` stream per partition, see `reader`), positions,
+//! and group offset commits (the committed offset is the next offset to
+//! read).
 
-mod fetcher;
+mod reader;
+#[cfg(test)]
+mod tests;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,15 +15,13 @@ use std::time::Duration;
 
 use futures::Stream;
 use strata_proto::v1::{ErrorCode, OffsetSpec};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::admin::{offset_commit, offset_fetch};
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::record::{ConsumerRecord, decode_records};
-use fetcher::{Chunk, FetchSlot};
+use reader::{Reader, Shared};
 
 /// Where reading a partition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,16 +54,20 @@ pub enum OffsetReset {
 pub struct ConsumerConfig {
     /// Group whose committed offsets `commit`/`Committed` use.
     pub group: Option<String>,
-    /// Longest long-poll of one fetch.
+    /// Longest long-poll of one fetch. Unused since partitions are read
+    /// through `Subscribe` streams (which push data as it is committed).
     pub max_wait: Duration,
-    /// Bytes a fetch waits for before answering.
+    /// Bytes a fetch waits for before answering. Unused, as `max_wait`.
     pub min_bytes: u32,
-    /// Cap of one fetch response.
+    /// Cap of one streamed message when `max_partition_bytes` is 0.
     pub max_bytes: u32,
-    /// Cap per partition within a fetch (0 = `max_bytes`).
+    /// Cap of one streamed message of a partition (0 = `max_bytes`), at
+    /// most 4 MiB and less when many partitions share the buffer (see
+    /// `prefetch`); the first batch of a message always comes whole.
     pub max_partition_bytes: u32,
     pub auto_offset_reset: OffsetReset,
-    /// Fetched chunks buffered ahead of the reader.
+    /// Streamed chunks buffered ahead of the reader, per partition; all
+    /// partitions together buffer at most about `prefetch` × `max_bytes`.
     pub prefetch: usize,
 }
 
@@ -80,47 +85,33 @@ impl Default for ConsumerConfig {
     }
 }
 
-impl ConsumerConfig {
-    pub(crate) fn max_wait_ms(&self) -> u32 {
-        self.max_wait.as_millis().min(u128::from(u32::MAX)) as u32
-    }
-}
+/// Decoded records of one partition (by index into the assignment).
+type Decoded = (usize, Vec<ConsumerRecord>);
 
-/// Decodes a fetched chunk (records at or after its requested offset).
-fn decode_chunk(c: Chunk) -> Result<Vec<ConsumerRecord>> {
-    Ok(decode_records(&c.topic, c.partition, c.from, c.data)?.records)
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Assigned {
     topic: Arc<str>,
     partition: u32,
     /// Next offset to hand out.
     position: i64,
+    /// The partition's stream, started on the first poll after an
+    /// (re)assignment or seek.
+    reader: Option<Reader>,
 }
 
-#[derive(Debug)]
-struct Fetcher {
-    rx: mpsc::Receiver<Result<Chunk>>,
-    task: JoinHandle<()>,
-}
-
-/// Reads assigned partitions.
+/// Reads assigned partitions. Dropping it stops every partition's stream.
 #[derive(Debug)]
 pub struct Consumer {
     cluster: Arc<Cluster>,
     cfg: ConsumerConfig,
+    /// What the partitions' reader tasks share.
+    shared: Arc<Shared>,
     assigned: Vec<Assigned>,
+    /// Decoded records of one partition (by index into `assigned`) not yet
+    /// handed out by [`Consumer::records`].
     current: Option<(usize, VecDeque<ConsumerRecord>)>,
-    fetcher: Option<Fetcher>,
-}
-
-impl Drop for Consumer {
-    fn drop(&mut self) {
-        if let Some(f) = self.fetcher.take() {
-            f.task.abort();
-        }
-    }
+    /// Where the next poll starts looking, so partitions take turns.
+    next: usize,
 }
 
 impl Consumer {
@@ -131,12 +122,14 @@ impl Consumer {
         {
             return Err(ClientError::InvalidArgument("empty group name".into()));
         }
+        let cluster = Cluster::new(client)?;
         Ok(Self {
-            cluster: Cluster::new(client)?,
+            shared: Shared::new(&cluster, &cfg),
+            cluster,
             cfg,
             assigned: Vec::new(),
             current: None,
-            fetcher: None,
+            next: 0,
         })
     }
 
@@ -149,11 +142,15 @@ impl Consumer {
         Ok(self.cluster.topic(topic).await?.partitions())
     }
 
-    fn reset_fetch(&mut self) {
-        if let Some(f) = self.fetcher.take() {
-            f.task.abort();
+    /// Moves partition `i` to `offset`: stops its stream (dropping what it
+    /// buffered) and forgets its decoded records not yet handed out.
+    fn reposition(&mut self, i: usize, offset: i64) {
+        let a = &mut self.assigned[i];
+        a.reader = None;
+        a.position = offset;
+        if self.current.as_ref().is_some_and(|(s, _)| *s == i) {
+            self.current = None;
         }
-        self.current = None;
     }
 
     fn slot(&self, topic: &str, partition: u32) -> Option<usize> {
@@ -207,13 +204,13 @@ impl Consumer {
     /// Adds (or re-positions) a partition.
     pub async fn assign(&mut self, topic: &str, partition: u32, start: StartOffset) -> Result<i64> {
         let offset = self.resolve(topic, partition, start).await?;
-        self.reset_fetch();
         match self.slot(topic, partition) {
-            Some(i) => self.assigned[i].position = offset,
+            Some(i) => self.reposition(i, offset),
             None => self.assigned.push(Assigned {
                 topic: Arc::from(topic),
                 partition,
                 position: offset,
+                reader: None,
             }),
         }
         Ok(offset)
@@ -228,21 +225,26 @@ impl Consumer {
         Ok(n)
     }
 
-    /// Moves a partition's position (it must be assigned).
+    /// Moves a partition's position (it must be assigned); its stream
+    /// restarts there.
     pub fn seek(&mut self, topic: &str, partition: u32, offset: i64) -> Result<()> {
         let i = self.slot(topic, partition).ok_or_else(|| {
             ClientError::InvalidArgument(format!("{topic}/{partition} is not assigned"))
         })?;
-        self.reset_fetch();
-        self.assigned[i].position = offset;
+        self.reposition(i, offset);
         Ok(())
     }
 
     /// Stops reading a partition.
     pub fn unassign(&mut self, topic: &str, partition: u32) {
         if let Some(i) = self.slot(topic, partition) {
-            self.reset_fetch();
+            self.reposition(i, 0);
             self.assigned.remove(i);
+            if let Some((s, _)) = self.current.as_mut()
+                && *s > i
+            {
+                *s -= 1;
+            }
         }
     }
 
@@ -260,26 +262,62 @@ impl Consumer {
             .map(|i| self.assigned[i].position)
     }
 
-    fn start_fetcher(&mut self) {
-        let slots = self
-            .assigned
-            .iter()
-            .enumerate()
-            .map(|(i, a)| FetchSlot {
-                slot: i,
-                topic: Arc::clone(&a.topic),
-                partition: a.partition,
-                offset: a.position,
-            })
-            .collect();
-        let (tx, rx) = mpsc::channel(self.cfg.prefetch.max(1));
-        let task = tokio::spawn(fetcher::run(
-            Arc::clone(&self.cluster),
-            self.cfg.clone(),
-            slots,
-            tx,
-        ));
-        self.fetcher = Some(Fetcher { rx, task });
+    /// Polls the partitions' streams, in turns, for the next non-empty chunk
+    /// of decoded records (all of one partition, by index). `None` once
+    /// nothing is assigned or every partition failed.
+    fn poll_decoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Decoded>>> {
+        let n = self.assigned.len();
+        for a in &mut self.assigned {
+            if a.reader.is_none() {
+                a.reader = Some(Reader::spawn(
+                    &self.shared,
+                    Arc::clone(&a.topic),
+                    a.partition,
+                    a.position,
+                    n,
+                ));
+            }
+        }
+        loop {
+            let mut live = false;
+            let mut again = false;
+            for k in 0..n {
+                let i = (self.next + k) % n;
+                let a = &mut self.assigned[i];
+                let Some(r) = a.reader.as_mut().filter(|r| !r.is_done()) else {
+                    continue;
+                };
+                match r.poll_chunk(cx) {
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        let recs =
+                            match decode_records(&a.topic, a.partition, chunk.from, chunk.data) {
+                                Ok(d) => d.records,
+                                Err(e) => return Poll::Ready(Some(Err(e))),
+                            };
+                        if recs.is_empty() {
+                            // Only control batches; this stream may hold more.
+                            again = true;
+                            live = true;
+                            continue;
+                        }
+                        self.next = (i + 1) % n;
+                        return Poll::Ready(Some(Ok((i, recs))));
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        self.next = (i + 1) % n;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    Poll::Ready(None) => {}
+                    Poll::Pending => live = true,
+                }
+            }
+            if !live {
+                return Poll::Ready(None);
+            }
+            if !again {
+                return Poll::Pending;
+            }
+        }
     }
 
     /// Polls for the next chunk of records (all from one partition).
@@ -291,30 +329,14 @@ impl Consumer {
             self.advance(slot, &v);
             return Poll::Ready(Some(Ok(v)));
         }
-        if self.assigned.is_empty() {
-            return Poll::Ready(None);
-        }
-        if self.fetcher.is_none() {
-            self.start_fetcher();
-        }
-        loop {
-            let Some(f) = self.fetcher.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match f.rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let slot = chunk.slot;
-                    let recs = decode_chunk(chunk)?;
-                    if recs.is_empty() {
-                        continue;
-                    }
-                    self.advance(slot, &recs);
-                    return Poll::Ready(Some(Ok(recs)));
-                }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
+        match self.poll_decoded(cx) {
+            Poll::Ready(Some(Ok((slot, recs)))) => {
+                self.advance(slot, &recs);
+                Poll::Ready(Some(Ok(recs)))
             }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -335,23 +357,8 @@ impl Consumer {
                 return Poll::Ready(Some(Ok(r)));
             }
             self.current = None;
-            if self.assigned.is_empty() {
-                return Poll::Ready(None);
-            }
-            if self.fetcher.is_none() {
-                self.start_fetcher();
-            }
-            let Some(f) = self.fetcher.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match f.rx.poll_recv(cx) {
-                Poll::Ready(Some(Ok(chunk))) => {
-                    let slot = chunk.slot;
-                    match decode_chunk(chunk) {
-                        Ok(recs) => self.current = Some((slot, recs.into())),
-                        Err(e) => return Poll::Ready(Some(Err(e))),
-                    }
-                }
+            match self.poll_decoded(cx) {
+                Poll::Ready(Some(Ok((slot, recs)))) => self.current = Some((slot, recs.into())),
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
