@@ -38,7 +38,7 @@ rm -f "$DATA.fio"
 python3 -c "import json;j=json.load(open('$OUT/fio.json'));print('fio seq 1MiB+fdatasync MB/s', round(j['jobs'][0]['write']['bw_bytes']/1e6,1))"
 iperf3 -s -1 -p 19599 >/dev/null 2>&1 & sleep 0.5
 iperf3 -c 127.0.0.1 -p 19599 -t 5 -J >"$OUT/iperf3.json"
-python3 -c "import json;j=json.load(open('$OUT/iperf3.json'));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bytes_per_second']/1e6,1))"
+python3 -c "import json;j=json.load(open('$OUT/iperf3.json'));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bits_per_second']/8e6,1))"
 
 run() { # name fsync bytes
   local name=$1 fsync=$2 bytes=$3
