@@ -18,20 +18,21 @@ use memmap2::{Mmap, MmapMut, MmapOptions};
 
 /// A read-only shared mapping of the first `len` bytes of `file`.
 pub fn map_read(file: &File, len: usize) -> io::Result<Mmap> {
-    // SAFETY: the mapped file is owned by this broker's data directory and is
-    // only modified by this process under the invariants in the module doc:
-    // never truncated below `len` while mapped, bytes visible to readers never
-    // rewritten. Concurrent external modification is outside the contract,
-    // as for any database file.
+    // The mapped file is owned by this broker's data directory and is only
+    // modified by this process under the invariants in the module doc: never
+    // truncated below `len` while mapped, bytes visible to readers never
+    // rewritten. External modification is outside the contract, as for any
+    // database file.
+    // SAFETY: the module invariants keep every mapped byte valid.
     unsafe { MmapOptions::new().len(len).map(file) }
 }
 
 /// A writable shared mapping of the first `len` bytes of `file`, used for the
 /// offset and time indexes of the active segment.
 pub fn map_write(file: &File, len: usize) -> io::Result<MmapMut> {
-    // SAFETY: as for `map_read`; in addition the `MmapMut` is owned by exactly
-    // one index object, which is the only writer, so Rust's aliasing rules
-    // hold for the mutable view.
+    // As for `map_read`; in addition the `MmapMut` is owned by exactly one
+    // index object, the only writer, so Rust's aliasing rules hold.
+    // SAFETY: invariants of `map_read` plus a single owner of the mutable view.
     unsafe { MmapOptions::new().len(len).map_mut(file) }
 }
 
