@@ -125,10 +125,7 @@ pub(crate) async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
         p.abort();
     }
     result?;
-    let elapsed = match (measure_from, last_at) {
-        (Some(m), Some(l)) => l.saturating_duration_since(m),
-        _ => Duration::ZERO,
-    };
+    let elapsed = crate::report::span(measure_from, last_at);
     let mut r = Report::new(
         "consume",
         &cfg.topic,
@@ -247,10 +244,7 @@ pub(crate) async fn run_e2e(cfg: &BenchConfig) -> anyhow::Result<Report> {
     if let Some(e) = failure {
         return Err(e);
     }
-    let elapsed = match (first, last) {
-        (Some(f), Some(l)) => l.saturating_duration_since(f),
-        _ => Duration::ZERO,
-    };
+    let elapsed = crate::report::span(first, last);
     let mut r = Report::new(
         "e2e",
         &cfg.topic,

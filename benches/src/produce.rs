@@ -363,10 +363,7 @@ pub(crate) async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
     {
         return Err(e.into());
     }
-    let elapsed = match (first_send, last_ack) {
-        (Some(f), Some(l)) => l.saturating_duration_since(f),
-        _ => Duration::ZERO,
-    };
+    let elapsed = crate::report::span(first_send, last_ack);
     let mut r = Report::new(
         "produce",
         &cfg.topic,

@@ -52,6 +52,14 @@ pub struct Report {
     pub errors: u64,
 }
 
+/// Time from the first to the last event of a run (zero if either is missing).
+pub fn span(first: Option<std::time::Instant>, last: Option<std::time::Instant>) -> Duration {
+    match (first, last) {
+        (Some(f), Some(l)) => l.saturating_duration_since(f),
+        _ => Duration::ZERO,
+    }
+}
+
 impl Report {
     pub fn new(
         workload: &'static str,

@@ -354,7 +354,7 @@ impl Partition {
                     _ => (g.log.sync_plan(), true),
                 }
             };
-            if plan.files.is_empty() {
+            if plan.is_empty() {
                 continue;
             }
             let sealed_only = !full;

@@ -33,19 +33,24 @@ async fn consume_n(consumer: &mut Consumer, n: usize) -> Vec<strata_client::Cons
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hundred_thousand_records_round_trip_in_order() {
+/// A broker with one topic, an admin client and a producer.
+async fn setup(topic: &str, partitions: u32) -> (tempfile::TempDir, BrokerProc, Admin, Producer) {
     let tmp = tempfile::tempdir().unwrap();
     let broker = BrokerProc::start(&tmp.path().join("data"), &[]).await;
     let admin = Admin::new(cfg(&broker)).unwrap();
     admin
-        .create_topic("events", 4, 1, Default::default())
+        .create_topic(topic, partitions, 1, Default::default())
         .await
         .unwrap();
-
     let producer = Producer::new(cfg(&broker), ProducerConfig::default())
         .await
         .unwrap();
+    (tmp, broker, admin, producer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_thousand_records_round_trip_in_order() {
+    let (_tmp, broker, _admin, producer) = setup("events", 4).await;
     let mut futures = Vec::with_capacity(N);
     for i in 0..N {
         let rec = ProducerRecord::new("events", format!("value-{i:06}"))
@@ -96,16 +101,7 @@ async fn hundred_thousand_records_round_trip_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_resumes_where_it_committed_after_a_crash() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut broker = BrokerProc::start(&tmp.path().join("data"), &[]).await;
-    let admin = Admin::new(cfg(&broker)).unwrap();
-    admin
-        .create_topic("jobs", 1, 1, Default::default())
-        .await
-        .unwrap();
-    let producer = Producer::new(cfg(&broker), ProducerConfig::default())
-        .await
-        .unwrap();
+    let (_tmp, mut broker, admin, producer) = setup("jobs", 1).await;
     let mut acks = Vec::new();
     for i in 0..100 {
         acks.push(
@@ -153,16 +149,7 @@ async fn group_resumes_where_it_committed_after_a_crash() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_starts_at_a_timestamp() {
-    let tmp = tempfile::tempdir().unwrap();
-    let broker = BrokerProc::start(&tmp.path().join("data"), &[]).await;
-    let admin = Admin::new(cfg(&broker)).unwrap();
-    admin
-        .create_topic("ticks", 1, 1, Default::default())
-        .await
-        .unwrap();
-    let producer = Producer::new(cfg(&broker), ProducerConfig::default())
-        .await
-        .unwrap();
+    let (_tmp, broker, _admin, producer) = setup("ticks", 1).await;
     let mut acks = Vec::new();
     for i in 0..1000i64 {
         acks.push(

@@ -80,6 +80,9 @@ pub struct RecoveryReport {
 /// Files to fsync (outside the partition lock) to make `up_to` durable.
 pub struct SyncPlan {
     pub files: Vec<Arc<File>>,
+    /// The partition directory, when segments were created since its last
+    /// sync (a new file is only durable once its directory entry is).
+    pub dir: Option<PathBuf>,
     pub up_to: i64,
 }
 
@@ -88,7 +91,14 @@ impl SyncPlan {
         for f in &self.files {
             f.sync_data()?;
         }
+        if let Some(dir) = &self.dir {
+            checkpoint::sync_dir(dir)?;
+        }
         Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.dir.is_none()
     }
 }
 
@@ -103,6 +113,8 @@ pub struct Log {
     flushed: i64,
     /// Sealed segments written since the last sync.
     unsynced_sealed: Vec<Arc<File>>,
+    /// A segment file was created since the directory was last synced.
+    dir_unsynced: bool,
 }
 
 impl Log {
@@ -227,6 +239,7 @@ impl Log {
             last_raft,
             flushed: recovery_point.min(next_offset),
             unsynced_sealed: Vec::new(),
+            dir_unsynced: true,
         };
         Ok((log, report))
     }
@@ -285,7 +298,8 @@ impl Log {
         self.unsynced_sealed.push(file);
         let seg =
             Segment::create(&dir, self.next_offset, Self::sizes(&self.config), now_ms).at(&dir)?;
-        checkpoint::sync_dir(&dir).at(&dir)?;
+        // The directory is synced by the next sync plan, off the append path.
+        self.dir_unsynced = true;
         self.segments.insert(self.next_offset, seg);
         Ok(())
     }
@@ -529,8 +543,13 @@ impl Log {
         }
         SyncPlan {
             files,
+            dir: self.take_dir(),
             up_to: self.next_offset,
         }
+    }
+
+    fn take_dir(&mut self) -> Option<PathBuf> {
+        std::mem::take(&mut self.dir_unsynced).then(|| self.dir.clone())
     }
 
     /// Records that a `SyncPlan` completed.
@@ -561,7 +580,7 @@ impl Log {
 
     /// Whether sealed segments wait for an fsync.
     pub fn has_unsynced_sealed(&self) -> bool {
-        !self.unsynced_sealed.is_empty()
+        !self.unsynced_sealed.is_empty() || self.dir_unsynced
     }
 
     /// What to fsync to make every sealed segment durable (not the active
@@ -575,7 +594,11 @@ impl Log {
             .next_back()
             .copied()
             .unwrap_or(self.next_offset);
-        SyncPlan { files, up_to }
+        SyncPlan {
+            files,
+            dir: self.take_dir(),
+            up_to,
+        }
     }
 
     /// Visits every batch (header and bytes) from `from` on.
