@@ -1,15 +1,24 @@
-//! The broker: owns the data directory, the controller, the partitions this
-//! node hosts and the group coordinator, and implements the operations the
-//! gRPC services expose. Partitions follow the metadata: after every change
-//! `reconcile` opens partitions that should exist and removes deleted ones.
+//! The broker: owns the data directory, the Raft event loop, the
+//! controller (a Raft group every broker replicates), the partitions this
+//! node hosts (one Raft group each) and the group coordinator, and
+//! implements the operations the gRPC services expose. Partitions follow
+//! the metadata: after every applied change `reconcile` starts groups for
+//! new replicas here and removes deleted ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
-use crate::cluster::controller::{Controller, METADATA_DIR};
+use strata_proto::v1::HelloRequest;
+use strata_proto::v1::peer_client::PeerClient;
+
+use crate::cluster::controller::{
+    Controller, ControllerOp, ControllerReply, ControllerState, METADATA_DIR, METADATA_TOPIC,
+};
+use crate::cluster::directory::Directory;
 use crate::cluster::metadata::{ClusterState, MetadataCommand, TopicMeta};
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
@@ -17,10 +26,15 @@ use crate::error::{BrokerError, Result};
 use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::log::{Log, LogConfig, checkpoint};
 use crate::partition::{Partition, now_ms};
+use crate::raft::node::{Cmd, GroupKind, RaftHandle, RaftLoop, Views};
+use crate::raft::storage::RaftMeta;
+use crate::raft::transport::Transport;
+use crate::raft::RaftTiming;
 
 /// File in each partition directory naming the topic id it belongs to.
 const PARTITION_META: &str = crate::log::OWNER_FILE;
 const NODE_META: &str = "node.meta";
+const CLUSTER_META: &str = "cluster.meta";
 const PRODUCER_ID_BLOCK: i64 = 1000;
 const MAX_PARTITIONS_PER_TOPIC: u32 = 100_000;
 
@@ -30,8 +44,15 @@ pub struct Broker {
     config: BrokerConfig,
     controller: Controller,
     partitions: RwLock<HashMap<TopicPartition, Arc<Partition>>>,
-    groups: GroupCoordinator,
-    producer_ids: Mutex<(i64, i64)>,
+    groups: Arc<GroupCoordinator>,
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    raft: RaftHandle,
+    views: Views,
+    pub directory: Arc<Directory>,
+    pub transport: Arc<Transport>,
+    loop_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Serializes `reconcile` (metadata follower and admin calls).
+    reconcile_lock: Mutex<()>,
     _dir_lock: File,
 }
 
@@ -81,69 +102,176 @@ fn offsets_topic_config() -> BTreeMap<String, String> {
     .into()
 }
 
+/// Replica sets for `partitions` partitions over `brokers` (sorted ids):
+/// consecutive brokers from a rotating start, so that preferred leaders
+/// (the first replica) spread evenly.
+pub fn assign(brokers: &[u64], partitions: u32, rf: u32, offset: usize) -> Vec<Vec<u64>> {
+    let n = brokers.len().max(1);
+    (0..partitions as usize)
+        .map(|p| {
+            (0..rf as usize)
+                .map(|r| brokers[(offset + p + r) % n])
+                .collect()
+        })
+        .collect()
+}
+
+fn bootstrap_meta(config: &BrokerConfig) -> RaftMeta {
+    let ids: Vec<u64> = config.initial_cluster.iter().map(|(i, _)| *i).collect();
+    let (voters, learners) = ids.split_at(config.controller_voters.min(ids.len()));
+    RaftMeta {
+        voters: voters.to_vec(),
+        learners: learners.to_vec(),
+        ..RaftMeta::default()
+    }
+}
+
 impl Broker {
-    /// Opens the data directory, recovers every partition and loads groups.
+    /// Opens the data directory, checks the cluster identity against the
+    /// peers, starts the Raft loop and the controller group; partitions
+    /// open as the metadata arrives.
     pub async fn start(config: BrokerConfig) -> Result<Arc<Self>> {
         let dir = config.data_dir.clone();
         fs::create_dir_all(&dir).map_err(|e| io_err("cannot create data directory", &dir, e))?;
         let dir_lock = lock_dir(&dir)?;
         Self::check_node_meta(&dir, config.node_id)?;
-        let controller = Controller::open(&dir)?;
-        let node = config.node_id;
-        let adv = config.advertise.clone();
-        let parts = config.offsets_partitions;
-        controller.propose(|s| {
-            let mut cmds = Vec::new();
-            if s.cluster_id.is_empty() {
-                cmds.push(MetadataCommand::InitCluster {
-                    cluster_id: random_id(),
-                });
+        Self::check_cluster_meta(&dir, &config)?;
+        Self::check_peers(&config).await?;
+        let directory = Arc::new(Directory::default());
+        let addrs: HashMap<u64, String> = config
+            .initial_cluster
+            .iter()
+            .filter(|(id, _)| *id != config.node_id)
+            .cloned()
+            .collect();
+        let transport = Arc::new(Transport::new(
+            config.node_id,
+            config.cluster_fingerprint(),
+            tokio::runtime::Handle::current(),
+            addrs,
+        ));
+        let (rloop, raft, views) = RaftLoop::new(
+            config.node_id,
+            RaftTiming::default(),
+            Arc::clone(&transport),
+            Arc::clone(&directory),
+        );
+        let thread = rloop
+            .spawn()
+            .map_err(|e| BrokerError::Storage(format!("cannot start the Raft loop: {e}")))?;
+        // The controller group over the metadata log.
+        let mdir = dir.join(METADATA_DIR);
+        let (log, _) = Log::open(&mdir, crate::cluster::controller::log_config(), now_ms())
+            .map_err(|e| BrokerError::Storage(format!("metadata log: {e}")))?;
+        let meta = match RaftMeta::load(&mdir).map_err(|e| io_err("cannot read", &mdir, e))? {
+            Some(m) => m,
+            None => {
+                let m = bootstrap_meta(&config);
+                m.store(&mdir).map_err(|e| io_err("cannot write", &mdir, e))?;
+                m
             }
-            if s.brokers.get(&node).is_none_or(|b| b.addr != adv) {
-                cmds.push(MetadataCommand::RegisterBroker {
-                    id: node,
-                    addr: adv.clone(),
-                });
-            }
-            if !s.topics.contains_key(OFFSETS_TOPIC) {
-                cmds.push(MetadataCommand::CreateTopic {
-                    name: OFFSETS_TOPIC.into(),
-                    meta: TopicMeta {
-                        id: random_id(),
-                        partitions: parts,
-                        replication_factor: 1,
-                        assignments: vec![vec![node]; parts as usize],
-                        configs: offsets_topic_config(),
-                        internal: true,
-                        created_ms: now_ms(),
-                    },
-                });
-            }
-            Ok((cmds, ()))
+        };
+        let cpart = Partition::open(
+            METADATA_TOPIC,
+            0,
+            log,
+            meta,
+            config.node_id,
+            raft.clone(),
+            Arc::clone(&directory),
+        );
+        let shared = Arc::new(ControllerState::default());
+        raft.send(Cmd::AddGroup {
+            part: Arc::clone(&cpart),
+            kind: GroupKind::Controller(Arc::clone(&shared)),
+            campaign: false,
         })?;
-        let partitions = RwLock::new(HashMap::new());
-        let state = controller.state();
-        let opened = Self::open_partitions(&config, &state, &HashMap::new())?;
-        let mut offsets: Vec<(u32, Arc<Partition>)> = Vec::new();
-        for ((t, p), part) in &opened {
-            if t == OFFSETS_TOPIC {
-                offsets.push((*p, Arc::clone(part)));
-            }
-        }
-        offsets.sort_by_key(|(p, _)| *p);
-        let groups = GroupCoordinator::load(offsets.into_iter().map(|(_, p)| p).collect())?;
-        *partitions.write().unwrap_or_else(|e| e.into_inner()) = opened;
+        let controller = Controller::new(shared, cpart, raft.clone());
+        directory.set_client_addr(config.node_id, &config.advertise);
+        let groups = Arc::new(GroupCoordinator::new(config.offsets_partitions as usize));
         let broker = Arc::new(Self {
             config,
             controller,
-            partitions,
+            partitions: RwLock::new(HashMap::new()),
             groups,
-            producer_ids: Mutex::new((0, 0)),
+            producer_ids: tokio::sync::Mutex::new((0, 0)),
+            raft,
+            views,
+            directory,
+            transport,
+            loop_thread: Mutex::new(Some(thread)),
+            reconcile_lock: Mutex::new(()),
             _dir_lock: dir_lock,
         });
-        broker.remove_stray_dirs(&state);
+        tokio::spawn(Self::follow_metadata(Arc::downgrade(&broker)));
         tokio::spawn(Self::maintenance(Arc::downgrade(&broker)));
         Ok(broker)
+    }
+
+    /// The initial cluster a data directory was created with may not change.
+    fn check_cluster_meta(dir: &Path, config: &BrokerConfig) -> Result<()> {
+        let path = dir.join(CLUSTER_META);
+        let fp = config.cluster_fingerprint();
+        match checkpoint::read(&path) {
+            Ok(Some(b)) if b == fp.as_bytes() => Ok(()),
+            Ok(Some(b)) => Err(BrokerError::InvalidConfig(format!(
+                "--initial-cluster (members/voters {fp}) does not match the cluster this data directory belongs to ({})",
+                String::from_utf8_lossy(&b)
+            ))),
+            Ok(None) => {
+                checkpoint::write(&path, fp.as_bytes()).map_err(|e| io_err("cannot write", &path, e))
+            }
+            Err(e) => Err(io_err("cannot read", &path, e)),
+        }
+    }
+
+    /// Asks the reachable peers who they are: refuses to start with a node
+    /// id that a running broker already uses, with a different initial
+    /// cluster, or after being removed.
+    async fn check_peers(config: &BrokerConfig) -> Result<()> {
+        let fp = config.cluster_fingerprint();
+        let me = config.node_id;
+        let own_addr = config.peer_listen.to_string();
+        for (id, addr) in &config.initial_cluster {
+            if *id == me && *addr == own_addr {
+                continue;
+            }
+            let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+                continue;
+            };
+            let ep = ep
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(1));
+            let Ok(ch) = ep.connect().await else {
+                continue;
+            };
+            let req = HelloRequest {
+                node_id: me,
+                cluster: fp.clone(),
+                peer_addr: own_addr.clone(),
+            };
+            let Ok(resp) = PeerClient::new(ch).hello(req).await else {
+                continue;
+            };
+            let r = resp.into_inner();
+            if r.node_id == me {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "node id {me} is already in use by the running broker at {addr}"
+                )));
+            }
+            if r.cluster != fp {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "--initial-cluster mismatch: broker {} at {addr} has members/voters {}, this broker {fp}",
+                    r.node_id, r.cluster
+                )));
+            }
+            if r.removed {
+                return Err(BrokerError::InvalidConfig(format!(
+                    "node {me} was removed from the cluster and cannot rejoin with this id"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn check_node_meta(dir: &Path, node_id: u64) -> Result<()> {
@@ -179,7 +307,7 @@ impl Broker {
         self.config.node_id
     }
 
-    pub fn groups(&self) -> &GroupCoordinator {
+    pub fn groups(&self) -> &Arc<GroupCoordinator> {
         &self.groups
     }
 
@@ -191,46 +319,91 @@ impl Broker {
         self.controller.with_state(f)
     }
 
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    pub fn raft_handle(&self) -> &RaftHandle {
+        &self.raft
+    }
+
+    pub fn views(&self) -> &Views {
+        &self.views
+    }
+
+    /// Whether this broker has caught up with the metadata (it sees itself
+    /// registered with its current address).
+    pub fn ready(&self) -> bool {
+        let id = self.config.node_id;
+        let addr = &self.config.advertise;
+        self.with_state(|s| s.brokers.get(&id).is_some_and(|b| &b.addr == addr))
+    }
+
+    pub fn check_ready(&self) -> Result<()> {
+        if self.ready() {
+            return Ok(());
+        }
+        let leader = self.controller.leader();
+        Err(BrokerError::NotController {
+            leader_id: leader,
+            leader_addr: self.directory.client_addr(leader),
+        })
+    }
+
     fn log_config_of(&self, meta: &TopicMeta) -> LogConfig {
         topic_config::effective(&self.config.log_defaults, &meta.configs)
             .unwrap_or_else(|_| self.config.log_defaults.clone())
     }
 
-    /// Opens every partition of `state` hosted here that `have` lacks.
-    fn open_partitions(
-        config: &BrokerConfig,
-        state: &ClusterState,
-        have: &HashMap<TopicPartition, Arc<Partition>>,
-    ) -> Result<HashMap<TopicPartition, Arc<Partition>>> {
-        let mut out = HashMap::new();
-        for (name, meta) in &state.topics {
-            let cfg = topic_config::effective(&config.log_defaults, &meta.configs)
-                .unwrap_or_else(|_| config.log_defaults.clone());
-            for p in 0..meta.partitions {
-                let hosted = meta
-                    .assignments
-                    .get(p as usize)
-                    .is_none_or(|r| r.contains(&config.node_id));
-                let key = (name.clone(), p);
-                if !hosted || have.contains_key(&key) {
-                    continue;
-                }
-                let dir = partition_dir(&config.data_dir, name, p);
-                Self::claim_dir(&dir, &meta.id)?;
-                let (log, report) = Log::open(&dir, cfg.clone(), now_ms())
-                    .map_err(|e| BrokerError::Storage(e.to_string()))?;
-                if report.truncated_bytes > 0 || report.dropped_segments > 0 {
-                    tracing::warn!(topic = %name, partition = p, truncated_bytes = report.truncated_bytes,
-                        dropped_segments = report.dropped_segments, "recovered a damaged log tail");
-                }
-                if !report.ignored_files.is_empty() {
-                    tracing::warn!(topic = %name, partition = p, files = ?report.ignored_files,
-                        "ignoring unknown files in the partition directory");
-                }
-                out.insert(key, Partition::open(name, p, log));
-            }
+    /// Opens a replica hosted here and starts its Raft group.
+    fn open_partition(&self, name: &str, meta: &TopicMeta, p: u32) -> Result<Arc<Partition>> {
+        let cfg = self.log_config_of(meta);
+        let dir = partition_dir(&self.config.data_dir, name, p);
+        Self::claim_dir(&dir, &meta.id)?;
+        let (log, report) = Log::open(&dir, cfg, now_ms())
+            .map_err(|e| BrokerError::Storage(e.to_string()))?;
+        if report.truncated_bytes > 0 || report.dropped_segments > 0 {
+            tracing::warn!(topic = %name, partition = p, truncated_bytes = report.truncated_bytes,
+                dropped_segments = report.dropped_segments, "recovered a damaged log tail");
         }
-        Ok(out)
+        if !report.ignored_files.is_empty() {
+            tracing::warn!(topic = %name, partition = p, files = ?report.ignored_files,
+                "ignoring unknown files in the partition directory");
+        }
+        let replicas = meta.assignments.get(p as usize).cloned().unwrap_or_default();
+        let (rmeta, fresh) = match RaftMeta::load(&dir).map_err(|e| io_err("cannot read", &dir, e))? {
+            Some(m) => (m, false),
+            None => {
+                let m = RaftMeta {
+                    voters: replicas.clone(),
+                    ..RaftMeta::default()
+                };
+                m.store(&dir).map_err(|e| io_err("cannot write", &dir, e))?;
+                (m, true)
+            }
+        };
+        let part = Partition::open(
+            name,
+            p,
+            log,
+            rmeta,
+            self.config.node_id,
+            self.raft.clone(),
+            Arc::clone(&self.directory),
+        );
+        self.raft.send(Cmd::AddGroup {
+            part: Arc::clone(&part),
+            kind: if name == OFFSETS_TOPIC {
+                GroupKind::Offsets(Arc::clone(&self.groups), p)
+            } else {
+                GroupKind::Data
+            },
+            campaign: fresh && replicas.first() == Some(&self.config.node_id),
+        })?;
+        if name == OFFSETS_TOPIC {
+            self.groups.register(p, Arc::clone(&part));
+        }
+        Ok(part)
     }
 
     /// Makes `dir` belong to topic `id`: a leftover directory of an older
@@ -269,45 +442,82 @@ impl Broker {
         for e in entries.flatten() {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
-            if open.contains(&path) || name == METADATA_DIR || name == NODE_META || name == ".lock"
+            if open.contains(&path)
+                || name == METADATA_DIR
+                || name == NODE_META
+                || name == CLUSTER_META
+                || name == ".lock"
             {
                 continue;
             }
             let owner = checkpoint::read(&path.join(PARTITION_META)).ok().flatten();
+            // Only data of topics the metadata says were deleted goes: a
+            // broker that has not caught up yet must not drop live replicas.
             match owner {
                 Some(id)
-                    if !state
-                        .topics
-                        .values()
-                        .any(|t| t.id.as_bytes() == id.as_slice()) =>
+                    if state
+                        .deleted_topic_ids
+                        .iter()
+                        .any(|t| t.as_bytes() == id.as_slice()) =>
                 {
                     tracing::info!(dir = %path.display(), "removing data of a deleted topic");
                     if let Err(err) = fs::remove_dir_all(&path) {
                         tracing::warn!(dir = %path.display(), error = %err, "cannot remove");
                     }
                 }
-                _ => {
-                    tracing::warn!(path = %path.display(), "ignoring unknown entry in the data directory")
-                }
+                _ => {}
             }
         }
     }
 
     /// Brings the hosted partitions in line with the metadata.
     fn reconcile(&self) -> Result<()> {
+        let _serial = self.reconcile_lock.lock().unwrap_or_else(|e| e.into_inner());
         let state = self.controller.state();
-        let have = self
+        let me = self.config.node_id;
+        for b in state.brokers.values() {
+            self.directory.set_client_addr(b.id, &b.addr);
+            if !b.peer_addr.is_empty() {
+                self.transport.add_peer(b.id, &b.peer_addr);
+            }
+        }
+        for id in &state.removed_brokers {
+            self.transport.remove_peer(*id);
+        }
+        let have: Vec<TopicPartition> = self
             .partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let new = Self::open_partitions(&self.config, &state, &have)?;
+            .keys()
+            .cloned()
+            .collect();
+        for (name, meta) in &state.topics {
+            for p in 0..meta.partitions {
+                let hosted = meta
+                    .assignments
+                    .get(p as usize)
+                    .is_some_and(|r| r.contains(&me));
+                let key = (name.clone(), p);
+                if !hosted || have.contains(&key) {
+                    continue;
+                }
+                let part = self.open_partition(name, meta, p)?;
+                self.partitions
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(key, part);
+            }
+        }
         let mut gone = Vec::new();
         {
             let mut map = self.partitions.write().unwrap_or_else(|e| e.into_inner());
-            map.extend(new);
             map.retain(|(t, p), part| {
-                let keep = state.topics.get(t).is_some_and(|m| *p < m.partitions);
+                let keep = state.topics.get(t).is_some_and(|m| {
+                    *p < m.partitions
+                        && m.assignments
+                            .get(*p as usize)
+                            .is_some_and(|r| r.contains(&me))
+                });
                 if !keep {
                     gone.push(Arc::clone(part));
                 }
@@ -325,16 +535,334 @@ impl Broker {
             }
         }
         for part in gone {
+            let _ = self.raft.send(Cmd::RemoveGroup {
+                key: (part.topic().to_owned(), part.id()),
+            });
             let _ = part.close();
+            self.directory.forget_topic(part.topic());
             let dir = partition_dir(&self.config.data_dir, part.topic(), part.id());
             if let Err(e) = fs::remove_dir_all(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a deleted partition");
             }
         }
+        self.remove_stray_dirs(&state);
         Ok(())
     }
 
-    /// The hosted partition, or UNKNOWN_TOPIC / UNKNOWN_PARTITION.
+    /// Follows the applied metadata: reconciles partitions, registers this
+    /// broker, and on the controller leader creates the internal topics.
+    async fn follow_metadata(me: std::sync::Weak<Self>) {
+        let Some(b) = me.upgrade() else { return };
+        let mut rx = b.controller.shared.subscribe();
+        drop(b);
+        loop {
+            let Some(b) = me.upgrade() else { return };
+            if let Err(e) = b.reconcile() {
+                tracing::error!(error = %e, "cannot open partitions");
+            }
+            if b.controller.leader() != 0 {
+                b.housekeeping().await;
+            }
+            drop(b);
+            let _ = tokio::time::timeout(Duration::from_millis(500), rx.changed()).await;
+        }
+    }
+
+    async fn housekeeping(&self) {
+        let id = self.config.node_id;
+        let addr = self.config.advertise.clone();
+        let peer_addr = self
+            .config
+            .initial_cluster
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| self.config.peer_listen.to_string());
+        let known = self.with_state(|s| {
+            s.brokers
+                .get(&id)
+                .is_some_and(|b| b.addr == addr && b.peer_addr == peer_addr)
+        });
+        let removed = self.with_state(|s| s.removed_brokers.contains(&id));
+        if removed {
+            tracing::error!("this broker was removed from the cluster");
+            return;
+        }
+        if !known {
+            let op = ControllerOp::RegisterBroker {
+                id,
+                addr,
+                peer_addr,
+            };
+            if let Err(e) = self.execute(op).await {
+                tracing::debug!(error = %e, "broker registration pending");
+            }
+        }
+        if self.controller.is_leader() && self.with_state(|s| s.cluster_id.is_empty()) {
+            let r = self
+                .controller
+                .propose(|s| {
+                    if !s.cluster_id.is_empty() {
+                        return Ok((vec![], ()));
+                    }
+                    Ok((
+                        vec![MetadataCommand::InitCluster {
+                            cluster_id: random_id(),
+                        }],
+                        (),
+                    ))
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "cluster id not set yet");
+            }
+        }
+        if self.controller.is_leader() && !self.with_state(|s| s.topics.contains_key(OFFSETS_TOPIC))
+        {
+            let brokers = self.with_state(|s| s.brokers.len());
+            let expected = self.config.initial_cluster.len().min(3);
+            if brokers >= expected {
+                if let Err(e) = self.create_offsets_topic().await {
+                    tracing::debug!(error = %e, "offsets topic not created yet");
+                }
+            }
+        }
+    }
+
+    async fn create_offsets_topic(&self) -> Result<()> {
+        let parts = self.config.offsets_partitions;
+        self.controller
+            .propose(|s| {
+                if s.topics.contains_key(OFFSETS_TOPIC) {
+                    return Ok((vec![], ()));
+                }
+                let ids: Vec<u64> = s.brokers.keys().copied().collect();
+                let rf = ids.len().min(3) as u32;
+                Ok((
+                    vec![MetadataCommand::CreateTopic {
+                        name: OFFSETS_TOPIC.into(),
+                        meta: TopicMeta {
+                            id: random_id(),
+                            partitions: parts,
+                            replication_factor: rf,
+                            assignments: assign(&ids, parts, rf, 0),
+                            configs: offsets_topic_config(),
+                            internal: true,
+                            created_ms: now_ms(),
+                        },
+                    }],
+                    (),
+                ))
+            })
+            .await
+    }
+
+    /// Runs a controller operation on the controller leader: here, or
+    /// forwarded over the peer link.
+    pub async fn execute(&self, op: ControllerOp) -> Result<ControllerReply> {
+        if self.controller.is_leader() {
+            return self.execute_local(op).await;
+        }
+        let leader = self.controller.leader();
+        let addr = (leader != 0)
+            .then(|| self.transport.peer_addr(leader))
+            .flatten()
+            .ok_or_else(|| BrokerError::NotController {
+                leader_id: leader,
+                leader_addr: self.directory.client_addr(leader),
+            })?;
+        let body = serde_json::to_vec(&op).map_err(|e| BrokerError::Storage(e.to_string()))?;
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30));
+        let ch = ep.connect().await.map_err(|_| BrokerError::NotController {
+            leader_id: leader,
+            leader_addr: self.directory.client_addr(leader),
+        })?;
+        let resp = PeerClient::new(ch)
+            .controller(strata_proto::v1::ControllerRequest {
+                request: body.into(),
+            })
+            .await
+            .map_err(|st| BrokerError::Remote {
+                code: crate::server::status::code_of(&st),
+                message: st.message().to_owned(),
+            })?;
+        let reply: ControllerReply = serde_json::from_slice(&resp.into_inner().response)
+            .map_err(|e| BrokerError::Storage(format!("bad controller reply: {e}")))?;
+        match reply {
+            ControllerReply::Error { code, message } => Err(BrokerError::Remote {
+                code: strata_proto::v1::ErrorCode::try_from(code)
+                    .unwrap_or(strata_proto::v1::ErrorCode::Unknown),
+                message,
+            }),
+            r => Ok(r),
+        }
+    }
+
+    /// Runs a controller operation on this broker, which must lead the
+    /// controller group.
+    pub async fn execute_local(&self, op: ControllerOp) -> Result<ControllerReply> {
+        match op {
+            ControllerOp::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+            } => self
+                .create_topic_local(&name, partitions, replication_factor, configs)
+                .await
+                .map(ControllerReply::Topic),
+            ControllerOp::DeleteTopic { name } => {
+                self.controller
+                    .propose(|s| {
+                        if !s.topics.contains_key(&name) {
+                            return Err(BrokerError::UnknownTopic(name.clone()));
+                        }
+                        Ok((vec![MetadataCommand::DeleteTopic { name: name.clone() }], ()))
+                    })
+                    .await?;
+                Ok(ControllerReply::Unit)
+            }
+            ControllerOp::AlterTopicConfig { name, set } => {
+                let defaults = self.config.log_defaults.clone();
+                self.controller
+                    .propose(|s| {
+                        let Some(t) = s.topics.get(&name) else {
+                            return Err(BrokerError::UnknownTopic(name.clone()));
+                        };
+                        let mut merged = t.configs.clone();
+                        for (k, v) in &set {
+                            if v.is_empty() {
+                                if !topic_config::KEYS.contains(&k.as_str()) {
+                                    return Err(BrokerError::InvalidConfig(format!(
+                                        "unknown topic config '{k}'"
+                                    )));
+                                }
+                                merged.remove(k);
+                            } else {
+                                merged.insert(k.clone(), v.clone());
+                            }
+                        }
+                        topic_config::effective(&defaults, &merged)?;
+                        Ok((
+                            vec![MetadataCommand::AlterTopicConfig {
+                                name: name.clone(),
+                                set: set.clone(),
+                            }],
+                            (),
+                        ))
+                    })
+                    .await?;
+                Ok(ControllerReply::Unit)
+            }
+            ControllerOp::AllocateProducerIds { count } => {
+                let start = self
+                    .controller
+                    .propose(|s| {
+                        Ok((
+                            vec![MetadataCommand::AllocateProducerIds { count }],
+                            s.next_producer_id,
+                        ))
+                    })
+                    .await?;
+                Ok(ControllerReply::ProducerIds(start))
+            }
+            ControllerOp::RegisterBroker {
+                id,
+                addr,
+                peer_addr,
+            } => {
+                self.controller
+                    .propose(|s| {
+                        if s.removed_brokers.contains(&id) {
+                            return Err(BrokerError::UnknownBroker(id));
+                        }
+                        Ok((
+                            vec![MetadataCommand::RegisterBroker {
+                                id,
+                                addr: addr.clone(),
+                                peer_addr: peer_addr.clone(),
+                            }],
+                            (),
+                        ))
+                    })
+                    .await?;
+                Ok(ControllerReply::Unit)
+            }
+            ControllerOp::AddBroker { id, peer_addr } => {
+                if self.with_state(|s| s.removed_brokers.contains(&id)) {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "broker {id} was removed; a removed id cannot come back"
+                    )));
+                }
+                let (voters, learners) = self.controller.membership();
+                if !voters.contains(&id) && !learners.contains(&id) {
+                    self.transport.add_peer(id, &peer_addr);
+                    let mut cc = raft::eraftpb::ConfChange::default();
+                    cc.set_change_type(raft::eraftpb::ConfChangeType::AddLearnerNode);
+                    cc.node_id = id;
+                    self.controller.conf_change(cc).await?;
+                }
+                let addr_known = self.with_state(|s| s.brokers.contains_key(&id));
+                if !addr_known {
+                    self.controller
+                        .propose(|_| {
+                            Ok((
+                                vec![MetadataCommand::RegisterBroker {
+                                    id,
+                                    addr: String::new(),
+                                    peer_addr: peer_addr.clone(),
+                                }],
+                                (),
+                            ))
+                        })
+                        .await?;
+                }
+                Ok(ControllerReply::Unit)
+            }
+            ControllerOp::RemoveBroker { id } => {
+                if self.with_state(|s| s.removed_brokers.contains(&id)) {
+                    return Ok(ControllerReply::Unit);
+                }
+                let (voters, learners) = self.controller.membership();
+                if !voters.contains(&id) && !learners.contains(&id) {
+                    return Err(BrokerError::UnknownBroker(id));
+                }
+                if id == self.config.node_id {
+                    return Err(BrokerError::InvalidRequest(
+                        "the controller leader cannot remove itself; transfer the controller first"
+                            .into(),
+                    ));
+                }
+                let hosting: Vec<String> = self.with_state(|s| {
+                    s.topics
+                        .iter()
+                        .filter(|(_, t)| t.assignments.iter().any(|r| r.contains(&id)))
+                        .map(|(n, _)| n.clone())
+                        .collect()
+                });
+                if !hosting.is_empty() {
+                    return Err(BrokerError::InvalidRequest(format!(
+                        "broker {id} still hosts replicas of {}; reassign or delete them first",
+                        hosting.join(", ")
+                    )));
+                }
+                let mut cc = raft::eraftpb::ConfChange::default();
+                cc.set_change_type(raft::eraftpb::ConfChangeType::RemoveNode);
+                cc.node_id = id;
+                self.controller.conf_change(cc).await?;
+                self.controller
+                    .propose(|_| Ok((vec![MetadataCommand::UnregisterBroker { id }], ())))
+                    .await?;
+                Ok(ControllerReply::Unit)
+            }
+        }
+    }
+
+    /// The hosted partition, or UNKNOWN_TOPIC / UNKNOWN_PARTITION /
+    /// NOT_LEADER (hosted elsewhere).
     pub fn partition(&self, topic: &str, p: u32) -> Result<Arc<Partition>> {
         if let Some(part) = self
             .partitions
@@ -349,11 +877,29 @@ impl Broker {
             .with_state(|s| s.topics.get(topic).map(|t| t.partitions))
         {
             None => Err(BrokerError::UnknownTopic(topic.to_owned())),
+            Some(n) if p < n => {
+                let leader = self.directory.leader(topic, p);
+                Err(BrokerError::NotLeader {
+                    topic: topic.to_owned(),
+                    partition: p,
+                    leader_id: leader,
+                    leader_addr: self.directory.client_addr(leader),
+                })
+            }
             Some(_) => Err(BrokerError::UnknownPartition {
                 topic: topic.to_owned(),
                 partition: p,
             }),
         }
+    }
+
+    /// The partition if this broker leads it, else NOT_LEADER.
+    pub fn leader_partition(&self, topic: &str, p: u32) -> Result<Arc<Partition>> {
+        let part = self.partition(topic, p)?;
+        if !part.is_leader() {
+            return Err(part.not_leader());
+        }
+        Ok(part)
     }
 
     /// Hosted partitions of a topic, in partition order.
@@ -368,7 +914,7 @@ impl Broker {
         v
     }
 
-    pub fn create_topic(
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: u32,
@@ -376,54 +922,97 @@ impl Broker {
         configs: BTreeMap<String, String>,
     ) -> Result<TopicMeta> {
         topic_config::validate_topic_name(name, false)?;
-        let partitions = if partitions == 0 {
+        let op = ControllerOp::CreateTopic {
+            name: name.to_owned(),
+            partitions,
+            replication_factor,
+            configs,
+        };
+        let meta = match self.execute(op).await? {
+            ControllerReply::Topic(m) => m,
+            _ => return Err(BrokerError::Storage("unexpected controller reply".into())),
+        };
+        self.wait_applied_here(|s| s.topics.contains_key(name)).await;
+        self.reconcile()?;
+        // Answer once every partition has elected a leader, so that a
+        // produce right after creation finds one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while (0..meta.partitions).any(|p| self.directory.leader(name, p) == 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(meta)
+    }
+
+    /// Waits (briefly) until this broker's metadata satisfies `f`.
+    async fn wait_applied_here(&self, f: impl Fn(&ClusterState) -> bool) {
+        let mut rx = self.controller.shared.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.with_state(&f) {
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn create_topic_local(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: BTreeMap<String, String>,
+    ) -> Result<TopicMeta> {
+        topic_config::validate_topic_name(name, false)?;
+        if partitions == 0 {
             return Err(BrokerError::InvalidPartitions(
                 "a topic needs at least one partition".into(),
             ));
-        } else {
-            partitions
-        };
+        }
         if partitions > MAX_PARTITIONS_PER_TOPIC {
             return Err(BrokerError::InvalidPartitions(format!(
                 "{partitions} partitions exceed the limit of {MAX_PARTITIONS_PER_TOPIC}"
             )));
         }
-        let rf = if replication_factor == 0 {
-            1
-        } else {
-            replication_factor
-        };
         topic_config::effective(&self.config.log_defaults, &configs)?;
-        let node = self.config.node_id;
-        let meta = self.controller.propose(|s| {
-            if s.topics.contains_key(name) {
-                return Err(BrokerError::TopicExists(name.to_owned()));
-            }
-            let brokers = s.brokers.len().max(1) as u32;
-            if rf > brokers {
-                return Err(BrokerError::InvalidReplicationFactor(format!(
-                    "replication factor {rf} exceeds the {brokers} available broker(s)"
-                )));
-            }
-            let meta = TopicMeta {
-                id: random_id(),
-                partitions,
-                replication_factor: rf,
-                assignments: vec![vec![node]; partitions as usize],
-                configs,
-                internal: false,
-                created_ms: now_ms(),
-            };
-            Ok((
-                vec![MetadataCommand::CreateTopic {
-                    name: name.to_owned(),
-                    meta: meta.clone(),
-                }],
-                meta,
-            ))
-        })?;
-        self.reconcile()?;
-        Ok(meta)
+        self.controller
+            .propose(|s| {
+                if s.topics.contains_key(name) {
+                    return Err(BrokerError::TopicExists(name.to_owned()));
+                }
+                let ids: Vec<u64> = s.brokers.keys().copied().collect();
+                let brokers = ids.len().max(1) as u32;
+                let rf = if replication_factor == 0 {
+                    brokers.min(3)
+                } else {
+                    replication_factor
+                };
+                if rf > brokers {
+                    return Err(BrokerError::InvalidReplicationFactor(format!(
+                        "replication factor {rf} exceeds the {brokers} available broker(s)"
+                    )));
+                }
+                // Rotate the first preferred leader by topic count so that
+                // single-partition topics spread too.
+                let offset = s.topics.len();
+                let meta = TopicMeta {
+                    id: random_id(),
+                    partitions,
+                    replication_factor: rf,
+                    assignments: assign(&ids, partitions, rf, offset),
+                    configs: configs.clone(),
+                    internal: false,
+                    created_ms: now_ms(),
+                };
+                Ok((
+                    vec![MetadataCommand::CreateTopic {
+                        name: name.to_owned(),
+                        meta: meta.clone(),
+                    }],
+                    meta,
+                ))
+            })
+            .await
     }
 
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
@@ -433,52 +1022,39 @@ impl Broker {
                 why: "internal topics cannot be deleted".into(),
             });
         }
-        self.controller.propose(|s| {
-            if !s.topics.contains_key(name) {
-                return Err(BrokerError::UnknownTopic(name.to_owned()));
-            }
-            Ok((
-                vec![MetadataCommand::DeleteTopic {
-                    name: name.to_owned(),
-                }],
-                (),
-            ))
-        })?;
+        self.execute(ControllerOp::DeleteTopic {
+            name: name.to_owned(),
+        })
+        .await?;
+        self.wait_applied_here(|s| !s.topics.contains_key(name)).await;
         self.reconcile()?;
-        self.groups.forget_topic(name).await
+        if let Err(e) = self.groups.forget_topic(name).await {
+            tracing::debug!(error = %e, "group offsets of the deleted topic are kept");
+        }
+        Ok(())
     }
 
-    pub fn alter_topic_config(&self, name: &str, set: BTreeMap<String, String>) -> Result<()> {
+    pub async fn alter_topic_config(&self, name: &str, set: BTreeMap<String, String>) -> Result<()> {
         if set.is_empty() {
             return Err(BrokerError::InvalidRequest("no config to set".into()));
         }
-        let defaults = self.config.log_defaults.clone();
-        self.controller.propose(|s| {
-            let Some(t) = s.topics.get(name) else {
-                return Err(BrokerError::UnknownTopic(name.to_owned()));
-            };
-            let mut merged = t.configs.clone();
-            for (k, v) in &set {
-                if v.is_empty() {
-                    if !topic_config::KEYS.contains(&k.as_str()) {
-                        return Err(BrokerError::InvalidConfig(format!(
-                            "unknown topic config '{k}'"
-                        )));
+        self.execute(ControllerOp::AlterTopicConfig {
+            name: name.to_owned(),
+            set: set.clone(),
+        })
+        .await?;
+        self.wait_applied_here(|s| {
+            s.topics.get(name).is_some_and(|t| {
+                set.iter().all(|(k, v)| {
+                    if v.is_empty() {
+                        !t.configs.contains_key(k)
+                    } else {
+                        t.configs.get(k) == Some(v)
                     }
-                    merged.remove(k);
-                } else {
-                    merged.insert(k.clone(), v.clone());
-                }
-            }
-            topic_config::effective(&defaults, &merged)?;
-            Ok((
-                vec![MetadataCommand::AlterTopicConfig {
-                    name: name.to_owned(),
-                    set: set.clone(),
-                }],
-                (),
-            ))
-        })?;
+                })
+            })
+        })
+        .await;
         self.reconcile()
     }
 
@@ -488,22 +1064,84 @@ impl Broker {
     }
 
     /// Hands out a producer id, reserving blocks through the controller.
-    pub fn allocate_producer_id(&self) -> Result<i64> {
-        let mut ids = self.producer_ids.lock().unwrap_or_else(|e| e.into_inner());
+    pub async fn allocate_producer_id(&self) -> Result<i64> {
+        let mut ids = self.producer_ids.lock().await;
         if ids.0 >= ids.1 {
-            let start = self.controller.propose(|s| {
-                Ok((
-                    vec![MetadataCommand::AllocateProducerIds {
-                        count: PRODUCER_ID_BLOCK,
-                    }],
-                    s.next_producer_id,
-                ))
-            })?;
+            let start = match self
+                .execute(ControllerOp::AllocateProducerIds {
+                    count: PRODUCER_ID_BLOCK,
+                })
+                .await?
+            {
+                ControllerReply::ProducerIds(s) => s,
+                _ => return Err(BrokerError::Storage("unexpected controller reply".into())),
+            };
             *ids = (start, start + PRODUCER_ID_BLOCK);
         }
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+
+    /// Moves a partition's leadership (this broker must lead it).
+    pub async fn transfer_leader(&self, topic: &str, p: u32, to: u64) -> Result<u64> {
+        let part = self.leader_partition(topic, p)?;
+        let replicas = self.with_state(|s| {
+            s.topics
+                .get(topic)
+                .and_then(|t| t.assignments.get(p as usize).cloned())
+                .unwrap_or_default()
+        });
+        if !replicas.contains(&to) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "broker {to} holds no replica of {topic}/{p} (replicas: {replicas:?})"
+            )));
+        }
+        if to == self.config.node_id {
+            return Ok(to);
+        }
+        let mut rx = part.subscribe_role();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            self.raft.send(Cmd::TransferLeader {
+                key: (topic.to_owned(), p),
+                to,
+            })?;
+            let wait = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|r| r.leader == to));
+            if let Ok(Ok(_)) = wait.await {
+                return Ok(to);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrokerError::Timeout(format!(
+                    "broker {to} did not take over {topic}/{p}; is it in sync?"
+                )));
+            }
+        }
+    }
+
+    /// Hands every leadership this broker holds to an in-sync follower and
+    /// waits (bounded) until they moved.
+    pub async fn hand_off_leaderships(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let leading = self
+                .all_partitions()
+                .iter()
+                .chain(std::iter::once(&self.controller.part))
+                .filter(|p| p.is_leader())
+                .filter(|p| {
+                    p.with_log(|_, m| m.voters.iter().any(|v| *v != self.config.node_id))
+                })
+                .count();
+            if leading == 0 || tokio::time::Instant::now() >= deadline {
+                if leading > 0 {
+                    tracing::warn!(leading, "stopping while still leading partitions");
+                }
+                return;
+            }
+            let _ = self.raft.send(Cmd::TransferAll);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Retention and time-based rolls, periodically.
@@ -530,20 +1168,117 @@ impl Broker {
         }
     }
 
-    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
         let map = self.partitions.read().unwrap_or_else(|e| e.into_inner());
         map.values().cloned().collect()
     }
 
-    /// Flushes and closes every partition and the metadata log.
+    /// Stops the Raft loop, then flushes and closes every partition and the
+    /// metadata log.
     pub fn shutdown(&self) {
+        let _ = self.raft.send(Cmd::Stop);
+        if let Some(t) = self
+            .loop_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            let _ = t.join();
+        }
         for p in self.all_partitions() {
             if let Err(e) = p.close() {
                 tracing::error!(topic = %p.topic(), partition = p.id(), error = %e, "close failed");
             }
         }
-        if let Err(e) = self.controller.close() {
+        if let Err(e) = self.controller.part.close() {
             tracing::error!(error = %e, "metadata log close failed");
+        }
+    }
+
+    /// States of the partitions this broker leads (for status RPCs).
+    pub fn local_replica_states(&self) -> Vec<strata_proto::v1::ReplicaState> {
+        let views = self.views.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut out = Vec::new();
+        for (key, v) in views {
+            if v.role.leader != self.config.node_id {
+                continue;
+            }
+            let Some(part) = parts.get(&key) else { continue };
+            let o = part.offsets();
+            out.push(strata_proto::v1::ReplicaState {
+                topic: key.0.clone(),
+                partition: key.1,
+                leader: v.role.leader,
+                term: v.role.term,
+                isr: v.isr.clone(),
+                log_start_offset: o.log_start,
+                high_watermark: o.high_watermark,
+                log_end_offset: o.log_end,
+                size_bytes: o.size_bytes,
+                segments: o.segments as u32,
+            });
+        }
+        out
+    }
+
+    /// Partition states from every reachable broker (each reports what it
+    /// leads; the highest term wins) and the set of brokers that answered.
+    pub async fn replica_states(
+        &self,
+    ) -> (
+        HashMap<(String, u32), strata_proto::v1::ReplicaState>,
+        std::collections::HashSet<u64>,
+    ) {
+        let mut states: HashMap<(String, u32), strata_proto::v1::ReplicaState> = HashMap::new();
+        let mut alive = std::collections::HashSet::new();
+        alive.insert(self.config.node_id);
+        let mut merge = |list: Vec<strata_proto::v1::ReplicaState>| {
+            for st in list {
+                let key = (st.topic.clone(), st.partition);
+                if states.get(&key).is_none_or(|o| o.term < st.term) {
+                    states.insert(key, st);
+                }
+            }
+        };
+        merge(self.local_replica_states());
+        let peers: Vec<(u64, String)> = self
+            .transport
+            .peer_ids()
+            .into_iter()
+            .filter_map(|id| self.transport.peer_addr(id).map(|a| (id, a)))
+            .collect();
+        let calls = peers.into_iter().map(|(id, addr)| async move {
+            let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+            let ch = ep
+                .connect_timeout(Duration::from_millis(500))
+                .timeout(Duration::from_secs(2))
+                .connect()
+                .await
+                .ok()?;
+            let r = PeerClient::new(ch)
+                .max_decoding_message_size(256 << 20)
+                .replica_states(strata_proto::v1::ReplicaStatesRequest {})
+                .await
+                .ok()?;
+            Some((id, r.into_inner()))
+        });
+        for (id, r) in futures::future::join_all(calls).await.into_iter().flatten() {
+            alive.insert(id);
+            merge(r.replicas);
+        }
+        (states, alive)
+    }
+
+    /// Checks that a partition exists (wherever it is hosted).
+    pub fn partition_exists(&self, topic: &str, p: u32) -> Result<()> {
+        match self.with_state(|s| s.topics.get(topic).map(|t| t.partitions)) {
+            None => Err(BrokerError::UnknownTopic(topic.to_owned())),
+            Some(n) if p < n => Ok(()),
+            Some(_) => Err(BrokerError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition: p,
+            }),
         }
     }
 }

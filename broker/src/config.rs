@@ -59,6 +59,15 @@ pub struct Args {
     /// Log filter, e.g. info or strata_broker=debug.
     #[arg(long, env = "STRATA_LOG_LEVEL")]
     pub log_level: Option<String>,
+    /// Listener for other brokers (Raft and internal RPCs).
+    #[arg(long, env = "STRATA_PEER_LISTEN")]
+    pub peer_listen: Option<String>,
+    /// Initial cluster members: `1=HOST:PORT,2=HOST:PORT,...` (peer addresses).
+    #[arg(long, env = "STRATA_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
+    /// How many of the initial brokers vote in the controller group.
+    #[arg(long, env = "STRATA_CONTROLLER_VOTERS")]
+    pub controller_voters: Option<usize>,
 }
 
 /// The config file: the same settings as the flags.
@@ -78,6 +87,9 @@ struct FileConfig {
     offsets_partitions: Option<u32>,
     log_format: Option<String>,
     log_level: Option<String>,
+    peer_listen: Option<String>,
+    initial_cluster: Option<String>,
+    controller_voters: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +110,52 @@ pub struct BrokerConfig {
     pub offsets_partitions: u32,
     pub log_format: LogFormat,
     pub log_level: String,
+    pub peer_listen: SocketAddr,
+    /// Initial members in the given order: (node id, peer address).
+    pub initial_cluster: Vec<(u64, String)>,
+    pub controller_voters: usize,
+}
+
+impl BrokerConfig {
+    /// Ids of the initial cluster, sorted: what every member must agree on.
+    pub fn cluster_fingerprint(&self) -> String {
+        let mut ids: Vec<u64> = self.initial_cluster.iter().map(|(i, _)| *i).collect();
+        ids.sort_unstable();
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        format!("{}/{}", ids.join(","), self.controller_voters)
+    }
+}
+
+fn parse_cluster(s: &str) -> Result<Vec<(u64, String)>, ConfigError> {
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let Some((id, addr)) = item.split_once('=') else {
+            return err(format!(
+                "initial-cluster '{item}': expected ID=HOST:PORT"
+            ));
+        };
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| *i > 0)
+            .ok_or_else(|| ConfigError(format!("initial-cluster '{item}': bad node id")))?;
+        let addr = addr.trim();
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return err(format!("initial-cluster '{item}': expected ID=HOST:PORT"));
+        }
+        if out.iter().any(|(i, _)| *i == id) {
+            return err(format!("initial-cluster: node id {id} appears twice"));
+        }
+        out.push((id, addr.to_owned()));
+    }
+    if out.is_empty() {
+        return err("initial-cluster is empty");
+    }
+    Ok(out)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,11 +263,35 @@ impl BrokerConfig {
             .log_level
             .or(file.log_level)
             .unwrap_or_else(|| "info".into());
+        let peer_s = args
+            .peer_listen
+            .or(file.peer_listen)
+            .unwrap_or_else(|| "127.0.0.1:9293".into());
+        let peer_listen: SocketAddr = peer_s.parse().map_err(|_| {
+            ConfigError(format!(
+                "peer-listen '{peer_s}': expected HOST:PORT with an IP address"
+            ))
+        })?;
+        let initial_cluster = match args.initial_cluster.or(file.initial_cluster) {
+            Some(s) => parse_cluster(&s)?,
+            None => vec![(node_id, peer_listen.to_string())],
+        };
+        let controller_voters = args
+            .controller_voters
+            .or(file.controller_voters)
+            .unwrap_or(3);
+        if controller_voters == 0 {
+            return err("controller-voters must be at least 1");
+        }
+        let controller_voters = controller_voters.min(initial_cluster.len());
         Ok(Self {
             node_id,
             data_dir,
             listen,
             advertise,
+            peer_listen,
+            initial_cluster,
+            controller_voters,
             log_defaults: log,
             retention_check_interval,
             offsets_partitions,

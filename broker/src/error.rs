@@ -63,6 +63,30 @@ pub enum BrokerError {
     UnknownGroup(String),
     #[error("too many concurrent requests: {0}")]
     ResourceExhausted(String),
+    #[error("this broker is not the leader of {topic}/{partition}{}", leader_hint(*leader_id, leader_addr))]
+    NotLeader {
+        topic: String,
+        partition: u32,
+        leader_id: u64,
+        leader_addr: String,
+    },
+    #[error("no controller leader is available{}", leader_hint(*leader_id, leader_addr))]
+    NotController { leader_id: u64, leader_addr: String },
+    #[error("broker {0} is not a member of the cluster")]
+    UnknownBroker(u64),
+    #[error("not enough replicas: {0}")]
+    NotEnoughReplicas(String),
+    /// An error another broker reported (a forwarded request).
+    #[error("{message}")]
+    Remote { code: ErrorCode, message: String },
+}
+
+fn leader_hint(id: u64, addr: &str) -> String {
+    if id == 0 {
+        String::new()
+    } else {
+        format!(" (leader: broker {id} at {addr})")
+    }
 }
 
 impl BrokerError {
@@ -89,6 +113,11 @@ impl BrokerError {
             InvalidGroup(_) => ErrorCode::InvalidGroup,
             UnknownGroup(_) => ErrorCode::UnknownGroup,
             ResourceExhausted(_) => ErrorCode::ResourceExhausted,
+            NotLeader { .. } => ErrorCode::NotLeader,
+            NotController { .. } => ErrorCode::NotController,
+            UnknownBroker(_) => ErrorCode::UnknownBroker,
+            NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
+            Remote { code, .. } => *code,
         }
     }
 
@@ -104,7 +133,7 @@ impl BrokerError {
             },
             LogError::BatchTooLarge { size, max } => Self::BatchTooLarge { size, max },
             LogError::Corrupt(b) => Self::from(b),
-            e @ LogError::Io { .. } => Self::Storage(e.to_string()),
+            e @ (LogError::Io { .. } | LogError::Raft(_)) => Self::Storage(e.to_string()),
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Consumer-group offsets, stored durably in the internal partitioned topic
 //! `__consumer_offsets` (one record per committed partition, keyed by
-//! group/topic/partition; a null value deletes). A group always maps to the
-//! same offsets partition. The in-memory view is rebuilt by replaying those
-//! partitions at start. When a partition's log grows, its live entries are
-//! rewritten at the end and the log start moves past the old ones, which
-//! keeps replay short and works unchanged once the topic is replicated.
+//! group/topic/partition; a null value deletes), replicated like any
+//! partition. A group always maps to the same offsets partition, whose
+//! leader takes its commits. Every replica applies committed entries to its
+//! in-memory view (the Raft loop replays the log at start). When a
+//! partition's log grows, the leader rewrites its live entries at the end
+//! and moves the log start past the old ones.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -51,7 +52,8 @@ struct Shard {
 }
 
 pub struct GroupCoordinator {
-    shards: Vec<Shard>,
+    count: usize,
+    shards: std::sync::RwLock<HashMap<u32, Arc<Shard>>>,
     groups: Mutex<HashMap<String, GroupOffsets>>,
 }
 
@@ -72,51 +74,78 @@ pub fn validate_group(group: &str) -> Result<()> {
 }
 
 impl GroupCoordinator {
-    /// Loads every committed offset from the offsets partitions.
-    pub fn load(partitions: Vec<Arc<Partition>>) -> Result<Self> {
-        let mut groups: HashMap<String, GroupOffsets> = HashMap::new();
-        for p in &partitions {
-            p.scan(0, |_, b| {
-                let Ok(recs) = batch::records(b) else { return };
-                for r in recs.flatten() {
-                    let Some(k) = r
-                        .key
-                        .as_ref()
-                        .and_then(|k| serde_json::from_slice::<Key>(k).ok())
-                    else {
-                        continue;
-                    };
-                    apply(
-                        &mut groups,
-                        k,
-                        r.value
-                            .as_ref()
-                            .and_then(|v| serde_json::from_slice(v).ok()),
-                    );
-                }
-            })?;
+    pub fn new(count: usize) -> Self {
+        Self {
+            count: count.max(1),
+            shards: Default::default(),
+            groups: Mutex::default(),
         }
-        let shards = partitions
-            .into_iter()
-            .map(|p| {
-                let size = p.offsets().size_bytes;
-                Shard {
-                    partition: p,
-                    write: tokio::sync::Mutex::new(()),
-                    base_bytes: Mutex::new(size),
-                }
-            })
-            .collect();
-        Ok(Self {
-            shards,
-            groups: Mutex::new(groups),
-        })
     }
 
-    fn shard(&self, group: &str) -> Result<&Shard> {
+    /// Makes an offsets partition hosted here known.
+    pub fn register(&self, p: u32, partition: Arc<Partition>) {
+        let size = partition.offsets().size_bytes;
         self.shards
-            .get(shard_for(group, self.shards.len()))
-            .ok_or_else(|| BrokerError::Storage("no offsets partitions".into()))
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                p,
+                Arc::new(Shard {
+                    partition,
+                    write: tokio::sync::Mutex::new(()),
+                    base_bytes: Mutex::new(size),
+                }),
+            );
+    }
+
+    /// Applies one committed entry of an offsets partition.
+    pub fn apply_entry(&self, data: &bytes::Bytes) {
+        let Ok(recs) = batch::records(data) else {
+            return;
+        };
+        let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        for r in recs.flatten() {
+            let Some(k) = r
+                .key
+                .as_ref()
+                .and_then(|k| serde_json::from_slice::<Key>(k).ok())
+            else {
+                continue;
+            };
+            apply(
+                &mut groups,
+                k,
+                r.value
+                    .as_ref()
+                    .and_then(|v| serde_json::from_slice(v).ok()),
+            );
+        }
+    }
+
+    /// The offsets partition of `group`, which this broker must lead.
+    fn shard(&self, group: &str) -> Result<Arc<Shard>> {
+        let idx = shard_for(group, self.count) as u32;
+        let shard = self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&idx)
+            .cloned();
+        match shard {
+            Some(s) if s.partition.is_leader() => Ok(s),
+            Some(s) => Err(s.partition.not_leader()),
+            None => Err(BrokerError::NotLeader {
+                topic: OFFSETS_TOPIC.into(),
+                partition: idx,
+                leader_id: 0,
+                leader_addr: String::new(),
+            }),
+        }
+    }
+
+    /// The offsets partition index of a group.
+    pub fn shard_of(&self, group: &str) -> u32 {
+        shard_for(group, self.count) as u32
     }
 
     async fn write(&self, shard: &Shard, entries: &[(Key, Option<Committed>)]) -> Result<()> {
@@ -139,11 +168,11 @@ impl GroupCoordinator {
             let h = batch::parse_header(&bytes)?;
             batches.push((h, bytes));
         }
-        let a = shard.partition.append(&batches, 0)?;
         shard
             .partition
-            .wait_committed(a.end_offset, COMMIT_TIMEOUT)
-            .await
+            .produce(batches, crate::partition::Acks::All, COMMIT_TIMEOUT)
+            .await?;
+        Ok(())
     }
 
     /// Durably commits offsets for a group.
@@ -173,32 +202,22 @@ impl GroupCoordinator {
                 )
             })
             .collect();
-        self.write(shard, &entries).await?;
-        {
-            let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            for (k, v) in entries {
-                apply(&mut g, k, v);
-            }
-        }
-        self.maybe_compact(shard).await
+        // Committed entries reach the in-memory view through `apply_entry`.
+        self.write(&shard, &entries).await?;
+        self.maybe_compact(&shard, self.shard_of(group)).await
     }
 
     /// Rewrites the live entries of a shard and drops what precedes them.
-    async fn maybe_compact(&self, shard: &Shard) -> Result<()> {
+    async fn maybe_compact(&self, shard: &Shard, idx: u32) -> Result<()> {
         let size = shard.partition.offsets().size_bytes;
         let base = *shard.base_bytes.lock().unwrap_or_else(|e| e.into_inner());
         if size < base + COMPACT_AFTER_BYTES {
             return Ok(());
         }
-        let idx = self
-            .shards
-            .iter()
-            .position(|s| std::ptr::eq(s, shard))
-            .unwrap_or(0);
         let live: Vec<(Key, Option<Committed>)> = {
             let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
             g.iter()
-                .filter(|(name, _)| shard_for(name, self.shards.len()) == idx)
+                .filter(|(name, _)| shard_for(name, self.count) == idx as usize)
                 .flat_map(|(name, offs)| {
                     offs.iter().map(|((t, p), c)| {
                         (
@@ -275,12 +294,7 @@ impl GroupCoordinator {
         };
         let shard = self.shard(group)?;
         let _w = shard.write.lock().await;
-        self.write(shard, &keys).await?;
-        let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, v) in keys {
-            apply(&mut g, k, v);
-        }
-        Ok(())
+        self.write(&shard, &keys).await
     }
 
     /// Deletes every group's offsets of a deleted topic, so that a new
@@ -298,21 +312,25 @@ impl GroupCoordinator {
                 })
                 .collect()
         };
-        for (i, shard) in self.shards.iter().enumerate() {
+        let shards: Vec<(u32, Arc<Shard>)> = self
+            .shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, s)| s.partition.is_leader())
+            .map(|(i, s)| (*i, Arc::clone(s)))
+            .collect();
+        for (i, shard) in shards {
             let mine: Vec<(Key, Option<Committed>)> = doomed
                 .iter()
-                .filter(|k| shard_for(&k.g, self.shards.len()) == i)
+                .filter(|k| shard_for(&k.g, self.count) == i as usize)
                 .map(|k| (k.clone(), None))
                 .collect();
             if mine.is_empty() {
                 continue;
             }
             let _w = shard.write.lock().await;
-            self.write(shard, &mine).await?;
-            let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            for (k, v) in mine {
-                apply(&mut g, k, v);
-            }
+            self.write(&shard, &mine).await?;
         }
         Ok(())
     }

@@ -10,4 +10,5 @@ pub mod groups;
 pub mod log;
 pub mod partition;
 pub mod producer_state;
+pub mod raft;
 pub mod server;

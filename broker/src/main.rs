@@ -44,8 +44,20 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let peer_listener = tokio::net::TcpListener::bind(cfg.peer_listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (peer): {e}", cfg.peer_listen))?;
     let broker = Broker::start(cfg).await.map_err(|e| e.to_string())?;
-    tracing::info!(node = broker.node_id(), %addr, data_dir = %broker.config().data_dir.display(), "stratad listening");
+    tracing::info!(node = broker.node_id(), %addr, peer_addr = %broker.config().peer_listen,
+        data_dir = %broker.config().data_dir.display(), "stratad listening");
+    let (peer_stop_tx, peer_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let peers = tokio::spawn(strata_broker::server::serve_peers(
+        std::sync::Arc::clone(&broker),
+        peer_listener,
+        async {
+            let _ = peer_stop_rx.await;
+        },
+    ));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(strata_broker::server::serve(
         std::sync::Arc::clone(&broker),
@@ -56,7 +68,8 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
     ));
     let outcome = tokio::select! {
         () = wait_for_signal() => {
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: handing off leaderships");
+            broker.hand_off_leaderships(Duration::from_secs(5)).await;
             let _ = stop_tx.send(());
             // Long-lived streams would hold a graceful stop forever: bound it.
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
@@ -68,6 +81,8 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
             Err(e) => Err(format!("server task failed: {e}")),
         },
     };
+    let _ = peer_stop_tx.send(());
+    peers.abort();
     broker.shutdown();
     tracing::info!("stopped");
     outcome

@@ -1,11 +1,13 @@
-//! A partition replica hosted by this broker: its log, its high watermark,
-//! idempotent-producer state and the flusher that implements the `fsync`
-//! policy with group commit.
+//! A partition replica hosted by this broker: its log (which is also the
+//! log of the partition's Raft group), its Raft state, its high watermark
+//! (the offset after the committed index), idempotent-producer state and
+//! the flusher that syncs under the `interval` and `never` policies (under
+//! `always` the Raft event loop syncs every cycle, one fsync per file for
+//! everything that arrived meanwhile).
 //!
 //! Locking: one short-lived mutex around the log; it is never held across
-//! an `.await` or an fsync. Watchers of the high watermark (long-polling
-//! fetches, subscriptions) and of the durable offset (acks=all under
-//! `fsync=always`) wait on `watch` channels.
+//! an `.await`. Watchers of the high watermark (long-polling fetches,
+//! subscriptions, acks=all produces) wait on `watch` channels.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,9 +17,12 @@ use bytes::Bytes;
 use strata_proto::batch::BatchHeader;
 use tokio::sync::{Notify, watch};
 
+use crate::cluster::directory::Directory;
 use crate::error::{BrokerError, Result};
 use crate::log::{FsyncPolicy, Log, LogConfig, ReadInfo};
-use crate::producer_state::{ProducerTable, SeqCheck};
+use crate::producer_state::ProducerTable;
+use crate::raft::node::{Cmd, Proposal, RaftHandle};
+use crate::raft::storage::RaftMeta;
 
 /// How often the recovery point is persisted at most.
 const RECOVERY_CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
@@ -28,9 +33,25 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-struct Inner {
-    log: Log,
-    producers: ProducerTable,
+pub struct Inner {
+    pub log: Log,
+    pub producers: ProducerTable,
+    pub meta: RaftMeta,
+}
+
+/// How long a produce waits for its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    All,
+    Leader,
+    None,
+}
+
+/// The leadership as this replica last saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Role {
+    pub leader: u64,
+    pub term: u64,
 }
 
 /// Offsets a produce request was given.
@@ -56,9 +77,13 @@ pub struct Offsets {
 pub struct Partition {
     topic: String,
     id: u32,
+    node_id: u64,
     inner: Mutex<Inner>,
     hw: watch::Sender<i64>,
     durable: watch::Sender<i64>,
+    role: watch::Sender<Role>,
+    raft: RaftHandle,
+    directory: std::sync::Arc<Directory>,
     flush: Notify,
     closed: AtomicBool,
     /// Set when an fsync failed: the partition refuses further writes.
@@ -77,21 +102,39 @@ fn raise(tx: &watch::Sender<i64>, v: i64) {
 }
 
 impl Partition {
-    /// Opens the partition's log (recovering it) and starts its flusher.
-    pub fn open(topic: &str, id: u32, log: Log) -> Arc<Self> {
+    /// Opens the partition over its recovered log and Raft state and
+    /// starts its flusher. The high watermark starts at the stored commit.
+    pub fn open(
+        topic: &str,
+        id: u32,
+        log: Log,
+        meta: RaftMeta,
+        node_id: u64,
+        raft: RaftHandle,
+        directory: std::sync::Arc<Directory>,
+    ) -> Arc<Self> {
         let mut producers = ProducerTable::default();
         log.scan_headers(|h| producers.record(h));
-        let end = log.next_offset();
         let flushed = log.flushed_offset();
-        // Everything present after recovery is as durable as the policy
-        // promised, so it is all visible.
-        let hw0 = end;
+        let commit = meta.commit.min(log.raft_last_index());
+        let hw0 = log
+            .offset_after_index(commit)
+            .unwrap_or(log.log_start_offset())
+            .max(log.log_start_offset());
         let p = Arc::new(Self {
             topic: topic.to_owned(),
             id,
-            inner: Mutex::new(Inner { log, producers }),
+            node_id,
+            inner: Mutex::new(Inner {
+                log,
+                producers,
+                meta,
+            }),
             hw: watch::Sender::new(hw0),
             durable: watch::Sender::new(flushed.max(0)),
+            role: watch::Sender::new(Role::default()),
+            raft,
+            directory,
             flush: Notify::new(),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -107,7 +150,7 @@ impl Partition {
         self.id
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the log half-updated
         // in a way later calls rely on; keep serving.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
@@ -132,15 +175,68 @@ impl Partition {
     }
 
     pub fn set_config(&self, cfg: LogConfig) {
-        let always = cfg.fsync == FsyncPolicy::Always;
-        let mut g = self.lock();
-        g.log.set_config(cfg);
-        let end = g.log.next_offset();
-        drop(g);
-        if !always {
-            raise(&self.hw, end);
-        }
+        self.lock().log.set_config(cfg);
         self.flush.notify_one();
+    }
+
+    /// Runs `f` on the log and Raft state (used by the Raft storage).
+    pub fn with_log<T>(&self, f: impl FnOnce(&Log, &RaftMeta) -> T) -> T {
+        let g = self.lock();
+        f(&g.log, &g.meta)
+    }
+
+    pub fn role(&self) -> Role {
+        *self.role.borrow()
+    }
+
+    pub fn subscribe_role(&self) -> watch::Receiver<Role> {
+        self.role.subscribe()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role().leader == self.node_id
+    }
+
+    /// Called by the event loop when the group's leadership changes.
+    pub fn set_role(&self, role: Role) {
+        self.role.send_if_modified(|r| {
+            let changed = *r != role;
+            *r = role;
+            changed
+        });
+    }
+
+    /// Called by the event loop as the commit index advances.
+    pub fn advance_hw(&self, hw: i64) {
+        raise(&self.hw, hw);
+    }
+
+    /// Called by the event loop after a snapshot moved the log.
+    pub fn reset_hw(&self, hw: i64) {
+        self.hw.send_replace(hw);
+    }
+
+    /// Called by the event loop when entries were made durable.
+    pub fn mark_durable(&self, up_to: i64) {
+        raise(&self.durable, up_to);
+    }
+
+    pub fn not_leader(&self) -> BrokerError {
+        let leader = self.role().leader;
+        BrokerError::NotLeader {
+            topic: self.topic.clone(),
+            partition: self.id,
+            leader_id: leader,
+            leader_addr: if leader == 0 {
+                String::new()
+            } else {
+                self.directory.client_addr(leader)
+            },
+        }
+    }
+
+    pub fn log_end(&self) -> i64 {
+        self.lock().log.next_offset()
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -162,65 +258,87 @@ impl Partition {
         }
     }
 
-    /// Appends validated batches as the leader, skipping batches an
-    /// idempotent producer already wrote.
-    pub fn append(&self, batches: &[(BatchHeader, Bytes)], term: u64) -> Result<Appended> {
+    /// Produces validated batches as the leader: the event loop checks
+    /// idempotent-producer sequences, proposes one Raft entry per batch and
+    /// answers with the offsets they get; then this waits as `acks` asks.
+    /// An entry that a new leader replaced is reported as NOT_LEADER.
+    pub async fn produce(
+        &self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<Appended> {
+        let rx = self.start_produce(batches)?;
+        self.complete_produce(rx, acks, timeout).await
+    }
+
+    /// Hands batches to the event loop (in call order).
+    pub fn start_produce(
+        &self,
+        batches: Vec<(BatchHeader, Bytes)>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Proposal>>> {
         if self.closed.load(Ordering::Acquire) {
             return Err(BrokerError::ShuttingDown);
         }
         if self.failed.load(Ordering::Acquire) {
             return Err(BrokerError::Storage(format!(
-                "{}/{} is offline after a failed fsync",
+                "{}/{} is offline after a failed write",
                 self.topic, self.id
             )));
         }
-        let now = now_ms();
-        let mut g = self.lock();
-        let (mut base, mut last) = (-1i64, -1i64);
-        for (h, bytes) in batches {
-            let (b, l) = match g.producers.check(h)? {
-                SeqCheck::Duplicate {
-                    base_offset,
-                    last_offset,
-                } => (base_offset, last_offset),
-                SeqCheck::Append => {
-                    let info = g
-                        .log
-                        .append(bytes, term, now)
-                        .map_err(|e| self.map_log(e))?;
-                    let stamped = BatchHeader {
-                        base_offset: info.base_offset,
-                        ..*h
-                    };
-                    g.producers.record(&stamped);
-                    (info.base_offset, info.last_offset)
-                }
-            };
-            if base < 0 {
-                base = b;
-            }
-            last = l;
+        if !self.is_leader() {
+            return Err(self.not_leader());
         }
-        let end = g.log.next_offset();
-        let log_start = g.log.log_start_offset();
-        let policy = g.log.config().fsync;
-        let sealed = g.log.has_unsynced_sealed();
-        drop(g);
-        match policy {
-            FsyncPolicy::Always => self.flush.notify_one(),
-            _ => {
-                raise(&self.hw, end);
-                if sealed {
-                    self.flush.notify_one();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.raft.send(Cmd::Propose {
+            key: (self.topic.clone(), self.id),
+            batches,
+            reply: tx,
+        })?;
+        Ok(rx)
+    }
+
+    /// Waits for the proposal's offsets, then as `acks` asks.
+    pub async fn complete_produce(
+        &self,
+        rx: tokio::sync::oneshot::Receiver<Result<Proposal>>,
+        acks: Acks,
+        timeout: Duration,
+    ) -> Result<Appended> {
+        let p = rx.await.map_err(|_| BrokerError::ShuttingDown)??;
+        let appended = Appended {
+            base_offset: p.base_offset,
+            last_offset: p.last_offset,
+            log_start_offset: self.lock().log.log_start_offset(),
+            end_offset: p.end_offset,
+        };
+        match acks {
+            Acks::None => return Ok(appended),
+            Acks::Leader => {
+                let deadline = tokio::time::Instant::now() + timeout;
+                loop {
+                    if self.log_end() >= p.end_offset || self.high_watermark() >= p.end_offset {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(BrokerError::Timeout(format!(
+                            "{}/{} did not append in time",
+                            self.topic, self.id
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
+            Acks::All => self.wait_committed(p.end_offset, timeout).await?,
         }
-        Ok(Appended {
-            base_offset: base,
-            last_offset: last,
-            log_start_offset: log_start,
-            end_offset: end,
-        })
+        // The entry now holding our index must be ours (same term).
+        if p.index > 0 {
+            let term = self.lock().log.raft_term(p.index);
+            if term.is_some_and(|t| t != p.term) {
+                return Err(self.not_leader());
+            }
+        }
+        Ok(appended)
     }
 
     /// Waits until offsets below `end` are committed (visible and, under
@@ -302,14 +420,19 @@ impl Partition {
             .map_err(|e| self.map_log(e))
     }
 
-    /// Retention and time-based rolling; returns deleted segment count.
+    /// Retention (of committed data only) and time-based rolling; returns
+    /// deleted segment count.
     pub fn maintain(&self) -> Result<usize> {
         let now = now_ms();
+        let hw = self.high_watermark();
         let mut g = self.lock();
         if g.log.roll_due(now) {
             g.log.roll(now).map_err(|e| self.map_log(e))?;
         }
-        let n = g.log.apply_retention(now).map_err(|e| self.map_log(e))?;
+        let n = g
+            .log
+            .apply_retention_below(now, hw)
+            .map_err(|e| self.map_log(e))?;
         let sealed = g.log.has_unsynced_sealed();
         drop(g);
         if sealed {
@@ -324,12 +447,26 @@ impl Partition {
         g.log.scan_batches(from, f).map_err(|e| self.map_log(e))
     }
 
-    /// Stops the flusher, syncs everything and records the recovery point.
+    /// Stops the flusher, syncs everything and records the recovery point
+    /// and the Raft state.
     pub fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         self.flush.notify_one();
         let mut g = self.lock();
-        g.log.close().map_err(|e| self.map_log(e))
+        g.log.close().map_err(|e| self.map_log(e))?;
+        let dir = g.log.dir().to_owned();
+        g.meta
+            .store(&dir)
+            .map_err(|e| BrokerError::Storage(format!("{}: {e}", dir.display())))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Takes the partition offline (a failed write or fsync).
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
     }
 
     /// The group-commit loop: one fsync covers every append that arrived
@@ -342,7 +479,10 @@ impl Partition {
                 FsyncPolicy::Interval(d) => {
                     let _ = tokio::time::timeout(d, self.flush.notified()).await;
                 }
-                FsyncPolicy::Always | FsyncPolicy::Never => self.flush.notified().await,
+                FsyncPolicy::Always | FsyncPolicy::Never => {
+                    let _ = tokio::time::timeout(RECOVERY_CHECKPOINT_EVERY, self.flush.notified())
+                        .await;
+                }
             }
             if self.closed.load(Ordering::Acquire) {
                 return;
@@ -350,11 +490,17 @@ impl Partition {
             let (plan, full) = {
                 let mut g = self.lock();
                 match g.log.config().fsync {
-                    FsyncPolicy::Never => (g.log.sealed_sync_plan(), false),
-                    _ => (g.log.sync_plan(), true),
+                    FsyncPolicy::Interval(_) => (g.log.sync_plan(), true),
+                    _ => (g.log.sealed_sync_plan(), false),
                 }
             };
             if plan.is_empty() {
+                if last_checkpoint.elapsed() >= RECOVERY_CHECKPOINT_EVERY {
+                    let g = self.lock();
+                    let _ = g.log.checkpoint_recovery_point();
+                    let _ = g.meta.store(g.log.dir());
+                    last_checkpoint = Instant::now();
+                }
                 continue;
             }
             let sealed_only = !full;
@@ -367,14 +513,13 @@ impl Partition {
                         if let Err(e) = g.log.checkpoint_recovery_point() {
                             tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "recovery point not saved");
                         }
+                        // The commit index, persisted lazily (term and vote
+                        // are written at once by the event loop).
+                        let _ = g.meta.store(g.log.dir());
                         last_checkpoint = Instant::now();
                     }
-                    let policy = g.log.config().fsync;
                     drop(g);
                     raise(&self.durable, up_to);
-                    if policy == FsyncPolicy::Always {
-                        raise(&self.hw, up_to);
-                    }
                 }
                 Ok(Err(e)) => {
                     tracing::error!(topic = %self.topic, partition = self.id, error = %e,

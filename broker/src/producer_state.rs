@@ -106,6 +106,15 @@ impl ProducerTable {
             e.epoch = h.producer_epoch;
             e.recent.clear();
         }
+        // Recording is idempotent: the leader records at proposal time and
+        // sees the batch again when it reaches the log.
+        if e
+            .recent
+            .iter()
+            .any(|c| c.base_offset == h.base_offset && c.first_seq == h.base_sequence)
+        {
+            return;
+        }
         e.recent.push_back(Cached {
             first_seq: h.base_sequence,
             last_seq: h.last_sequence(),
@@ -115,6 +124,14 @@ impl ProducerTable {
         while e.recent.len() > RECENT {
             e.recent.pop_front();
         }
+    }
+
+    /// Forgets batches at or after `offset` (a truncated log suffix).
+    pub fn truncate_from(&mut self, offset: i64) {
+        for e in self.map.values_mut() {
+            e.recent.retain(|c| c.base_offset < offset);
+        }
+        self.map.retain(|_, e| !e.recent.is_empty());
     }
 
     pub fn len(&self) -> usize {

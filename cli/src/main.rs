@@ -173,6 +173,10 @@ mod tests {
             "strata consume orders --from-time 2026-11-25T10:00:00Z",
             "strata group reset-offsets billing --topic orders --to earliest",
             "strata cluster status",
+            "strata --output json cluster status",
+            "strata cluster add-broker 4 10.0.0.4:9293",
+            "strata cluster remove-broker 4",
+            "strata cluster transfer-leader orders 0 2",
             "strata bench produce bench --records 1000 --record-size 1024 --output json",
             "strata bench e2e t --duration 5 --rate 1000 --partitions 0,1",
         ];
@@ -186,6 +190,10 @@ mod tests {
             "strata produce orders --key k --key-separator :",
             "strata consume orders --offset earliest --from-time 2026-11-25T10:00:00Z",
             "strata bench produce t --records 1 --duration 1",
+            "strata cluster add-broker 0 10.0.0.4:9293",
+            "strata cluster add-broker 4",
+            "strata cluster remove-broker 0",
+            "strata cluster transfer-leader orders 0 0",
         ];
         for line in bad {
             let args: Vec<&str> = line.split(' ').collect();

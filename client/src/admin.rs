@@ -1,17 +1,20 @@
 //! Cluster administration: topics, configs, records deletion, metadata,
-//! offsets lookup and consumer groups. Requests go to the controller when
-//! known, else to any reachable broker, with retries on retriable errors.
+//! offsets lookup, consumer groups, cluster status and membership, and
+//! partition leadership. Requests go to the controller when known, else to
+//! any reachable broker, with retries on retriable errors; requests about
+//! one partition (records deletion, leadership transfer) go to its leader.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use strata_proto::v1::{
-    AlterTopicConfigRequest, CreateTopicRequest, DeleteGroupRequest, DeleteRecordsRequest,
-    DeleteTopicRequest, DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest,
-    ListGroupsRequest, ListOffsetsResponse, ListTopicsRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetFetchRequest, OffsetSpec, TopicDescription, TopicPartitionOffset,
-    TopicSummary,
+    AddBrokerRequest, AlterTopicConfigRequest, ClusterStatusRequest, ClusterStatusResponse,
+    CreateTopicRequest, DeleteGroupRequest, DeleteRecordsRequest, DeleteTopicRequest,
+    DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, ListGroupsRequest,
+    ListOffsetsResponse, ListTopicsRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetFetchRequest, OffsetSpec, RemoveBrokerRequest, TopicDescription, TopicPartitionOffset,
+    TopicSummary, TransferLeaderRequest,
 };
 
 use crate::cluster::Cluster;
@@ -64,6 +67,14 @@ macro_rules! groups_call {
             })
             .await
     }};
+}
+
+/// Broker ids start at 1 (0 means "none" on the wire).
+fn check_broker_id(id: u64) -> Result<()> {
+    if id == 0 {
+        return Err(ClientError::InvalidArgument("broker ids start at 1".into()));
+    }
+    Ok(())
 }
 
 /// Commits `(topic, partition, next offset)` for `group`.
@@ -195,6 +206,71 @@ impl Admin {
         self.cluster.raw_metadata(topics.to_vec()).await
     }
 
+    /// Brokers (liveness, controller-quorum membership, led partitions),
+    /// the controller leader and partition health, as the answering broker
+    /// sees the cluster after asking its peers.
+    pub async fn cluster_status(&self) -> Result<ClusterStatusResponse> {
+        admin_call!(self, cluster_status, ClusterStatusRequest {})
+    }
+
+    /// Adds broker `id` (reachable by other brokers at `peer_addr`,
+    /// `host:port`) to the cluster; it joins the controller group as a
+    /// learner and can then host replicas.
+    pub async fn add_broker(&self, id: u64, peer_addr: &str) -> Result<()> {
+        check_broker_id(id)?;
+        let peer_addr = peer_addr.trim();
+        if peer_addr.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "empty broker peer address".into(),
+            ));
+        }
+        let req = AddBrokerRequest {
+            id,
+            peer_addr: peer_addr.to_owned(),
+        };
+        admin_call!(self, add_broker, req)?;
+        Ok(())
+    }
+
+    /// Removes broker `id` from the cluster; it must host no replicas any
+    /// more (`UNKNOWN_BROKER` when the cluster has no such broker).
+    pub async fn remove_broker(&self, id: u64) -> Result<()> {
+        check_broker_id(id)?;
+        admin_call!(self, remove_broker, RemoveBrokerRequest { id })?;
+        Ok(())
+    }
+
+    /// Moves the leadership of `topic`/`partition` to broker `to`, which
+    /// must be an in-sync replica; returns the leader the broker reports
+    /// afterwards. The request goes to the partition's current leader.
+    pub async fn transfer_leader(&self, topic: &str, partition: u32, to: u64) -> Result<u64> {
+        check_broker_id(to)?;
+        let req = TransferLeaderRequest {
+            topic: topic.to_owned(),
+            partition,
+            to,
+        };
+        let r = self
+            .cluster
+            .leader(topic, partition, |addr| {
+                let req = req.clone();
+                async move {
+                    let mut c = self.cluster.pool.admin(&addr)?;
+                    with_deadline(
+                        self.cluster.config(),
+                        Duration::ZERO,
+                        c.transfer_leader(req),
+                    )
+                    .await
+                }
+            })
+            .await?;
+        if r.leader != 0 {
+            self.cluster.set_leader(topic, partition, r.leader, "");
+        }
+        Ok(r.leader)
+    }
+
     pub async fn list_offsets(
         &self,
         topic: &str,
@@ -284,3 +360,6 @@ impl Admin {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests;

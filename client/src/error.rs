@@ -268,6 +268,22 @@ mod tests {
     }
 
     #[test]
+    fn unknown_broker_is_fatal() {
+        let info = ErrorInfo {
+            code: ErrorCode::UnknownBroker as i32,
+            message: "broker 7 is not a member".into(),
+            ..Default::default()
+        };
+        let st = tonic::Status::with_details(Code::NotFound, "7", info.encode_to_vec().into());
+        let e = ClientError::from(st);
+        assert_eq!(e.code(), Some(ErrorCode::UnknownBroker));
+        assert_eq!(e.code_name(), "UNKNOWN_BROKER");
+        assert!(!e.is_retriable());
+        assert!(!e.invalidates_metadata());
+        assert_eq!(e.to_string(), "UNKNOWN_BROKER: broker 7 is not a member");
+    }
+
+    #[test]
     fn unknown_topic_is_fatal() {
         let info = ErrorInfo {
             code: ErrorCode::UnknownTopic as i32,

@@ -5,7 +5,8 @@
 //!   [`RecordFuture`] that resolves to the record's partition and offset.
 //! - [`Consumer`]: assign partitions at a [`StartOffset`], read a `Stream` of
 //!   [`ConsumerRecord`]s, commit positions for a group.
-//! - [`Admin`]: topics, configs, records deletion, metadata, offsets, groups.
+//! - [`Admin`]: topics, configs, records deletion, metadata, offsets, groups,
+//!   cluster status and membership, leadership transfer.
 //!
 //! Every client routes each partition's requests to its leader (from the
 //! `Metadata` RPC; one HTTP/2 connection per broker), refreshes metadata and
@@ -70,9 +71,9 @@ pub use producer::{
 pub use record::{ConsumerRecord, Decoded, decode_records};
 /// Wire types returned by [`Admin`] (generated from `strata.proto`).
 pub use strata_proto::v1::{
-    Acks, BrokerInfo, DescribeGroupResponse, ErrorCode, GroupPartitionLag, ListOffsetsResponse,
-    MetadataResponse, OffsetSpec, PartitionDescription, PartitionMetadata, TopicDescription,
-    TopicMetadata, TopicPartitionOffset, TopicSummary,
+    Acks, BrokerInfo, BrokerStatus, ClusterStatusResponse, DescribeGroupResponse, ErrorCode,
+    GroupPartitionLag, ListOffsetsResponse, MetadataResponse, OffsetSpec, PartitionDescription,
+    PartitionMetadata, TopicDescription, TopicMetadata, TopicPartitionOffset, TopicSummary,
 };
 
 #[cfg(test)]

@@ -4,17 +4,35 @@
 //!
 //! Binaries are taken from the cargo target directory of the running test
 //! (`cargo test --workspace` builds them first).
+//!
+//! Multi-broker clusters (with fault-injecting peer proxies), a tracked
+//! `acks=all` load generator and on-disk log readers live in the modules
+//! below and are re-exported here.
+
+mod cluster;
+mod load;
+mod proxy;
+mod segments;
+
+pub use cluster::{Cluster, ClusterOpts};
+pub use load::{
+    Acked, LoadReport, ProduceLoad, assert_replicas_identical, batch_of, check_acked,
+    read_partition, replicas_converged, wait_replicas_converged,
+};
+pub use proxy::Proxy;
+pub use segments::{BatchSummary, read_partition_batches, summarize};
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_proto::v1::ListTopicsRequest;
+use prost::Message as _;
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::broker_client::BrokerClient;
 use strata_proto::v1::groups_client::GroupsClient;
-use tonic::transport::Channel;
+use strata_proto::v1::{DescribeTopicRequest, ErrorInfo, ListTopicsRequest, TopicDescription};
+use tonic::transport::{Channel, Endpoint};
 
 /// Directory holding the workspace binaries (next to `deps/`).
 pub fn bin_dir() -> PathBuf {
@@ -45,44 +63,101 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `stratad` process with its data directory.
+/// Prefix of the lines the harness writes into a broker's log.
+const HARNESS_LINE: &str = "=== harness:";
+
+/// A `stratad` process with its data directory. Its client address, peer
+/// address and flags stay the same across restarts.
 pub struct BrokerProc {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The `--peer-listen` address the broker binds.
+    pub peer_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub log_path: PathBuf,
+    /// Flags after `--data-dir` and `--listen`.
     extra: Vec<String>,
+}
+
+/// The value following `flag` in `args`, if present.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 impl BrokerProc {
     /// Starts a broker on a fresh port with `data_dir` and extra flags, and
-    /// waits until it serves.
+    /// waits until it serves. Unless `extra` names one, the broker also gets
+    /// a fresh `--peer-listen` port so that parallel tests never collide.
     pub async fn start(data_dir: &Path, extra: &[&str]) -> Self {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let mut b = Self {
-            child: None,
-            addr,
-            data_dir: data_dir.to_path_buf(),
-            log_path: data_dir.with_extension("log"),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
+        let mut flags: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if flag_value(&flags, "--peer-listen").is_none() {
+            flags.push("--peer-listen".into());
+            flags.push(format!("127.0.0.1:{}", free_port()));
+        }
+        let mut b = Self::with_addr(addr, data_dir, flags);
         b.spawn();
         b.wait_ready().await;
         b
     }
 
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
+    /// A broker that will listen for clients on `addr` with `data_dir` and
+    /// `flags` (everything but `--data-dir` and `--listen`). Not started:
+    /// call [`spawn`](Self::spawn) and [`wait_ready`](Self::wait_ready).
+    /// `flags` should contain `--peer-listen`.
+    pub fn with_addr(addr: SocketAddr, data_dir: &Path, flags: Vec<String>) -> Self {
+        let peer_addr = flag_value(&flags, "--peer-listen")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| "127.0.0.1:9293".parse().expect("addr"));
+        Self {
+            child: None,
+            addr,
+            peer_addr,
+            data_dir: data_dir.to_path_buf(),
+            log_path: data_dir.with_extension("log"),
+            extra: flags,
+        }
+    }
+
+    /// The full `stratad` argument list this broker runs with.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--data-dir".to_string(),
+            self.data_dir.display().to_string(),
+            "--listen".to_string(),
+            self.addr.to_string(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
+    /// The flags after `--data-dir` and `--listen`.
+    pub fn flags(&self) -> &[String] {
+        &self.extra
+    }
+
+    /// Replaces the flags used by the next (re)start.
+    pub fn set_flags(&mut self, flags: Vec<String>) {
+        self.extra = flags;
+    }
+
+    /// Launches the process without waiting for it to serve.
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "broker is already running");
+        let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log_path)
             .expect("open broker log");
+        {
+            use std::io::Write;
+            let _ = writeln!(log, "{HARNESS_LINE} stratad {}", self.args().join(" "));
+        }
         let child = Command::new(bin("stratad"))
-            .arg("--data-dir")
-            .arg(&self.data_dir)
-            .arg("--listen")
-            .arg(self.addr.to_string())
-            .args(&self.extra)
+            .args(self.args())
             .env("STRATA_LOG_LEVEL", "info")
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -92,6 +167,68 @@ impl BrokerProc {
         self.child = Some(child);
     }
 
+    /// Whether the harness started the process and has not stopped it
+    /// (it may still have exited by itself: see [`exited`](Self::exited)).
+    pub fn is_started(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// The exit status if the started process has exited by itself.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself (for brokers
+    /// expected to refuse to run); `None` if it still runs.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Whether the started process is gone or a zombie, without reaping it
+    /// (so it works through `&self`; Linux `/proc`).
+    pub fn has_died(&self) -> bool {
+        let Some(pid) = self.pid() else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return true;
+        };
+        // "pid (comm) S ...": the state follows the last ')'.
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next());
+        matches!(state, Some('Z' | 'X') | None)
+    }
+
+    /// The first panic the log reports (its line and the message line
+    /// after it), if any.
+    pub fn panic_line(&self) -> Option<String> {
+        let log = self.log();
+        let mut lines = log.lines();
+        let at = lines.find(|l| l.contains("panicked at"))?;
+        Some(match lines.next() {
+            Some(msg) => format!("{at} {msg}"),
+            None => at.to_string(),
+        })
+    }
+
+    /// Process id of the running process.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -99,6 +236,22 @@ impl BrokerProc {
     /// The broker's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// What the process printed (the log without the harness's own lines).
+    pub fn output(&self) -> String {
+        self.log()
+            .lines()
+            .filter(|l| !l.starts_with(HARNESS_LINE))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// The last `lines` lines of the broker's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
     }
 
     /// Waits until the broker answers an admin call.
@@ -113,8 +266,9 @@ impl BrokerProc {
             let request = ListTopicsRequest {
                 include_internal: false,
             };
-            if let Ok(mut a) = AdminClient::connect(self.endpoint()).await
-                && a.list_topics(request).await.is_ok()
+            if let Ok(mut a) = self.try_admin().await
+                && let Ok(Ok(_)) =
+                    tokio::time::timeout(Duration::from_secs(5), a.list_topics(request)).await
             {
                 return;
             }
@@ -132,6 +286,13 @@ impl BrokerProc {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGKILL without waiting; [`kill`](Self::kill) reaps it.
+    pub fn signal_kill(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.kill();
         }
     }
 
@@ -155,7 +316,8 @@ impl BrokerProc {
         }
     }
 
-    /// Starts the broker again on the same port and data directory.
+    /// Starts the broker again on the same ports, flags and data directory
+    /// (SIGKILLs it first if it runs).
     pub async fn restart(&mut self) {
         self.kill();
         self.spawn();
@@ -175,6 +337,39 @@ impl BrokerProc {
             .expect("connect")
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
+    }
+
+    /// An admin client whose connect fails within 1 s and whose calls fail
+    /// within 10 s (for brokers that may be down or partitioned).
+    pub async fn try_admin(&self) -> Result<AdminClient<Channel>, tonic::transport::Error> {
+        Ok(AdminClient::new(self.channel().await?).max_decoding_message_size(64 << 20))
+    }
+
+    /// A data-path client with the same timeouts as [`try_admin`](Self::try_admin).
+    pub async fn try_data(&self) -> Result<BrokerClient<Channel>, tonic::transport::Error> {
+        Ok(BrokerClient::new(self.channel().await?)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+
+    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        Endpoint::from_shared(self.endpoint())?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+    }
+
+    /// DescribeTopic answered by this broker.
+    pub async fn describe(&self, topic: &str) -> Result<TopicDescription, tonic::Status> {
+        let mut admin = self
+            .try_admin()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connect {}: {e}", self.addr)))?;
+        admin
+            .describe_topic(DescribeTopicRequest { name: topic.into() })
+            .await
+            .map(tonic::Response::into_inner)
     }
 
     pub async fn groups(&self) -> GroupsClient<Channel> {
@@ -228,6 +423,25 @@ pub fn error_code(st: &tonic::Status) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string()
+}
+
+/// The `ErrorInfo` in a failed RPC's status details, if any.
+pub fn error_info(st: &tonic::Status) -> Option<ErrorInfo> {
+    if st.details().is_empty() {
+        return None;
+    }
+    ErrorInfo::decode(st.details()).ok()
+}
+
+/// A status as one line: code name (or gRPC code) and message.
+pub fn describe_status(st: &tonic::Status) -> String {
+    let code = error_code(st);
+    let code = if code.is_empty() {
+        format!("{:?}", st.code())
+    } else {
+        code
+    };
+    format!("{code}: {}", st.message())
 }
 
 /// Every file under `dir` with its bytes (to prove nothing changed).

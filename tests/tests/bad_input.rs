@@ -330,6 +330,8 @@ async fn sigterm_is_clean_and_data_dir_is_exclusive() {
         .arg(&data)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--peer-listen")
+        .arg(format!("127.0.0.1:{}", strata_tests::free_port()))
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -1,38 +1,30 @@
-//! The metadata controller of a single-node cluster: a durable log of
-//! `MetadataCommand`s (the `__cluster_metadata` partition, `fsync=always`)
-//! replayed into `ClusterState` at start. Every change is appended and
-//! synced before it is applied, so a crash never loses an acknowledged
-//! topic operation. When the log grows, the state is written as one
-//! snapshot command and the log start moves past everything before it.
+//! The metadata controller: one Raft group (`__cluster_metadata`, KRaft
+//! style) whose entries are batches of `MetadataCommand`s and whose state
+//! machine is `ClusterState`. Every broker replicates it: the first
+//! brokers of `--initial-cluster` (three by default) vote, the others are
+//! learners. Changes are proposed on the controller leader, one at a time:
+//! validate against the applied state, propose, wait until applied.
 
-use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use strata_proto::batch::{self, BatchBuilder};
+use tokio::sync::watch;
 
-use super::metadata::{ClusterState, MetadataCommand};
+use super::metadata::{ClusterState, MetadataCommand, TopicMeta};
 use crate::error::{BrokerError, Result};
-use crate::log::{FsyncPolicy, Log, LogConfig};
-use crate::partition::now_ms;
+use crate::log::{FsyncPolicy, LogConfig};
+use crate::partition::{Partition, now_ms};
+use crate::raft::node::{Cmd, RaftHandle};
 
-/// Directory of the metadata log under the data directory.
+/// Topic name and directory of the metadata log.
+pub const METADATA_TOPIC: &str = "__cluster_metadata";
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
-/// Compact the metadata log beyond this size.
-const SNAPSHOT_AFTER_BYTES: u64 = 4 << 20;
+const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
-struct Inner {
-    log: Log,
-    state: ClusterState,
-    /// Size of the log right after the last snapshot.
-    base_bytes: u64,
-}
-
-pub struct Controller {
-    inner: Mutex<Inner>,
-}
-
-fn log_config() -> LogConfig {
+pub fn log_config() -> LogConfig {
     LogConfig {
         segment_bytes: 16 << 20,
         segment_ms: None,
@@ -44,149 +36,214 @@ fn log_config() -> LogConfig {
     }
 }
 
-fn storage(e: impl std::fmt::Display) -> BrokerError {
-    BrokerError::Storage(format!("metadata log: {e}"))
+/// The replicated state as applied on this broker.
+pub struct ControllerState {
+    state: RwLock<ClusterState>,
+    applied: watch::Sender<u64>,
+}
+
+impl Default for ControllerState {
+    fn default() -> Self {
+        Self {
+            state: RwLock::default(),
+            applied: watch::Sender::new(0),
+        }
+    }
+}
+
+impl ControllerState {
+    /// Applies one committed entry (a batch of JSON commands).
+    pub fn apply_entry(&self, index: u64, data: &Bytes) {
+        let Ok(records) = batch::records(data) else {
+            tracing::error!(index, "undecodable metadata entry");
+            return;
+        };
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        for r in records {
+            match r
+                .ok()
+                .and_then(|r| r.value)
+                .map(|v| serde_json::from_slice::<MetadataCommand>(&v))
+            {
+                Some(Ok(cmd)) => st.apply(cmd),
+                _ => tracing::error!(index, "undecodable metadata command"),
+            }
+        }
+    }
+
+    pub fn set_applied(&self, index: u64) {
+        self.applied.send_if_modified(|a| {
+            let changed = index > *a;
+            *a = (*a).max(index);
+            changed
+        });
+    }
+
+    pub fn applied(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    pub fn state(&self) -> ClusterState {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn with_state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
+        f(&self.state.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// A controller operation, executed on the controller leader (forwarded
+/// there as JSON by other brokers).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerOp {
+    CreateTopic {
+        name: String,
+        partitions: u32,
+        replication_factor: u32,
+        configs: std::collections::BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    AlterTopicConfig {
+        name: String,
+        set: std::collections::BTreeMap<String, String>,
+    },
+    AllocateProducerIds {
+        count: i64,
+    },
+    RegisterBroker {
+        id: u64,
+        addr: String,
+        peer_addr: String,
+    },
+    AddBroker {
+        id: u64,
+        peer_addr: String,
+    },
+    RemoveBroker {
+        id: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerReply {
+    Topic(TopicMeta),
+    Unit,
+    ProducerIds(i64),
+    Error { code: i32, message: String },
+}
+
+pub struct Controller {
+    pub shared: Arc<ControllerState>,
+    pub part: Arc<Partition>,
+    raft: RaftHandle,
+    /// One change at a time on the leader: check and write do not interleave.
+    serial: tokio::sync::Mutex<()>,
 }
 
 impl Controller {
-    /// Opens the metadata log under `data_dir` and replays it.
-    pub fn open(data_dir: &Path) -> Result<Self> {
-        let (log, report) =
-            Log::open(&data_dir.join(METADATA_DIR), log_config(), now_ms()).map_err(storage)?;
-        if report.truncated_bytes > 0 {
-            tracing::warn!(
-                bytes = report.truncated_bytes,
-                "metadata log: dropped a torn tail"
-            );
+    pub fn new(shared: Arc<ControllerState>, part: Arc<Partition>, raft: RaftHandle) -> Self {
+        Self {
+            shared,
+            part,
+            raft,
+            serial: tokio::sync::Mutex::new(()),
         }
-        let mut state = ClusterState::default();
-        let mut bad = None;
-        log.scan_batches(log.log_start_offset(), |_, b| {
-            let Ok(records) = batch::records(b) else {
-                bad = Some("undecodable batch");
-                return;
-            };
-            for r in records {
-                match r
-                    .ok()
-                    .and_then(|r| r.value)
-                    .map(|v| serde_json::from_slice::<MetadataCommand>(&v))
-                {
-                    Some(Ok(cmd)) => state.apply(cmd),
-                    _ => bad = Some("undecodable command"),
-                }
-            }
-        })
-        .map_err(storage)?;
-        if let Some(why) = bad {
-            return Err(storage(why));
-        }
-        let base_bytes = log.size_bytes();
-        Ok(Self {
-            inner: Mutex::new(Inner {
-                log,
-                state,
-                base_bytes,
-            }),
-        })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// A copy of the current state.
     pub fn state(&self) -> ClusterState {
-        self.lock().state.clone()
+        self.shared.state()
     }
 
-    /// Reads the state without copying it.
     pub fn with_state<T>(&self, f: impl FnOnce(&ClusterState) -> T) -> T {
-        f(&self.lock().state)
+        self.shared.with_state(f)
     }
 
-    fn append(inner: &mut Inner, cmds: &[MetadataCommand]) -> Result<i64> {
-        let now = now_ms();
-        let mut b = BatchBuilder::new(now);
-        for c in cmds {
-            let v = serde_json::to_vec(c).map_err(storage)?;
-            b.push(now, None, Some(&v), &[]);
+    pub fn is_leader(&self) -> bool {
+        self.part.is_leader()
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.part.role().leader
+    }
+
+    fn key() -> (String, u32) {
+        (METADATA_TOPIC.to_owned(), 0)
+    }
+
+    /// Waits until entry `index` of `term` is applied here.
+    async fn wait_applied(&self, index: u64, term: u64) -> Result<()> {
+        let mut rx = self.shared.subscribe();
+        match tokio::time::timeout(APPLY_TIMEOUT, rx.wait_for(|a| *a >= index)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return Err(BrokerError::ShuttingDown),
+            Err(_) => return Err(BrokerError::Timeout("metadata change not committed".into())),
         }
-        let bytes: Bytes = b.finish();
-        let info = inner.log.append(&bytes, 0, now).map_err(storage)?;
-        let plan = inner.log.sync_plan();
-        plan.run().map_err(storage)?;
-        inner.log.mark_synced(plan.up_to);
-        Ok(info.base_offset)
+        let t = self.part.with_log(|log, _| log.raft_term(index));
+        if t.is_some_and(|t| t != term) {
+            return Err(BrokerError::NotController {
+                leader_id: self.leader(),
+                leader_addr: String::new(),
+            });
+        }
+        Ok(())
     }
 
-    /// Validates with `check` against the current state, then durably
-    /// appends and applies the commands it returns. Runs under the
-    /// controller lock, so checks and writes do not interleave.
-    pub fn propose<T>(
+    /// On the leader: validates with `check` against the applied state,
+    /// then proposes the commands it returns and waits until they apply.
+    pub async fn propose<T>(
         &self,
         check: impl FnOnce(&ClusterState) -> Result<(Vec<MetadataCommand>, T)>,
     ) -> Result<T> {
-        let mut g = self.lock();
-        let (cmds, out) = check(&g.state)?;
+        let _serial = self.serial.lock().await;
+        if !self.is_leader() {
+            return Err(BrokerError::NotController {
+                leader_id: self.leader(),
+                leader_addr: String::new(),
+            });
+        }
+        let (cmds, out) = self.shared.with_state(check)?;
         if cmds.is_empty() {
             return Ok(out);
         }
-        Self::append(&mut g, &cmds)?;
-        for c in cmds {
-            g.state.apply(c);
+        let now = now_ms();
+        let mut b = BatchBuilder::new(now);
+        for c in &cmds {
+            let v = serde_json::to_vec(c).map_err(|e| BrokerError::Storage(e.to_string()))?;
+            b.push(now, None, Some(&v), &[]);
         }
-        if g.log.size_bytes() > SNAPSHOT_AFTER_BYTES.max(2 * g.base_bytes) {
-            let snap = MetadataCommand::Snapshot {
-                state: g.state.clone(),
-            };
-            g.log.roll(now_ms()).map_err(storage)?;
-            let base = Self::append(&mut g, &[snap])?;
-            g.log.delete_records(base, now_ms()).map_err(storage)?;
-            g.base_bytes = g.log.size_bytes();
-        }
+        let data = b.finish().to_vec();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.raft.send(Cmd::ProposeRaw {
+            key: Self::key(),
+            data,
+            reply: tx,
+        })?;
+        let (index, term) = rx.await.map_err(|_| BrokerError::ShuttingDown)??;
+        self.wait_applied(index, term).await?;
         Ok(out)
     }
 
-    pub fn close(&self) -> Result<()> {
-        self.lock().log.close().map_err(storage)
+    /// On the leader: a membership change of the controller group.
+    pub async fn conf_change(&self, cc: raft::eraftpb::ConfChange) -> Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.raft.send(Cmd::ConfChange {
+            key: Self::key(),
+            cc,
+            reply: tx,
+        })?;
+        let (index, term) = rx.await.map_err(|_| BrokerError::ShuttingDown)??;
+        self.wait_applied(index, term).await
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cluster::metadata::TopicMeta;
-
-    #[test]
-    fn survives_reopen_and_snapshots() {
-        let d = tempfile::tempdir().unwrap();
-        {
-            let c = Controller::open(d.path()).unwrap();
-            for i in 0..3000 {
-                c.propose(|_| {
-                    Ok((
-                        vec![MetadataCommand::CreateTopic {
-                            name: format!("topic-{i}"),
-                            meta: TopicMeta {
-                                partitions: 1,
-                                configs: [("k".repeat(2000), "v".into())].into(),
-                                ..Default::default()
-                            },
-                        }],
-                        (),
-                    ))
-                })
-                .unwrap();
-            }
-            let n = c.with_state(|s| s.topics.len());
-            assert_eq!(n, 3000);
-            assert!(
-                c.lock().log.log_start_offset() > 0,
-                "snapshot moved the log start"
-            );
-        }
-        let c = Controller::open(d.path()).unwrap();
-        assert_eq!(c.with_state(|s| s.topics.len()), 3000);
+    /// Controller voters and learners as applied.
+    pub fn membership(&self) -> (Vec<u64>, Vec<u64>) {
+        self.part
+            .with_log(|_, meta| (meta.voters.clone(), meta.learners.clone()))
     }
 }

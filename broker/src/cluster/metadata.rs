@@ -21,7 +21,11 @@ pub struct TopicMeta {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct BrokerMeta {
     pub id: u64,
+    /// Client address (advertised).
     pub addr: String,
+    /// Peer (Raft) address.
+    #[serde(default)]
+    pub peer_addr: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -31,6 +35,12 @@ pub struct ClusterState {
     pub brokers: BTreeMap<u64, BrokerMeta>,
     /// Next producer id not yet handed to any broker.
     pub next_producer_id: i64,
+    /// Brokers removed from the cluster; they may not come back.
+    #[serde(default)]
+    pub removed_brokers: std::collections::BTreeSet<u64>,
+    /// Ids of deleted topics: replicas still on disk may be removed.
+    #[serde(default)]
+    pub deleted_topic_ids: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -42,6 +52,11 @@ pub enum MetadataCommand {
     RegisterBroker {
         id: u64,
         addr: String,
+        #[serde(default)]
+        peer_addr: String,
+    },
+    UnregisterBroker {
+        id: u64,
     },
     CreateTopic {
         name: String,
@@ -73,14 +88,31 @@ impl ClusterState {
                     self.cluster_id = cluster_id;
                 }
             }
-            MetadataCommand::RegisterBroker { id, addr } => {
-                self.brokers.insert(id, BrokerMeta { id, addr });
+            MetadataCommand::RegisterBroker {
+                id,
+                addr,
+                peer_addr,
+            } => {
+                self.brokers.insert(
+                    id,
+                    BrokerMeta {
+                        id,
+                        addr,
+                        peer_addr,
+                    },
+                );
+            }
+            MetadataCommand::UnregisterBroker { id } => {
+                self.brokers.remove(&id);
+                self.removed_brokers.insert(id);
             }
             MetadataCommand::CreateTopic { name, meta } => {
                 self.topics.entry(name).or_insert(meta);
             }
             MetadataCommand::DeleteTopic { name } => {
-                self.topics.remove(&name);
+                if let Some(t) = self.topics.remove(&name) {
+                    self.deleted_topic_ids.insert(t.id);
+                }
             }
             MetadataCommand::AlterTopicConfig { name, set } => {
                 if let Some(t) = self.topics.get_mut(&name) {

@@ -22,6 +22,10 @@ use super::segment::{self, Segment, SegmentSizes};
 
 const LOG_START_FILE: &str = "log-start-offset";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// The Raft entry just before the first stored batch: `index term next_offset`.
+const RAFT_BASE_FILE: &str = "raft-base";
+/// Raft hard state and membership of the partition's group (JSON).
+pub const RAFT_STATE_FILE: &str = "raft-state";
 /// Written by the broker to tie a partition directory to its topic.
 pub const OWNER_FILE: &str = "partition.meta";
 
@@ -35,6 +39,8 @@ pub enum LogError {
     Corrupt(#[from] BatchError),
     #[error("storage I/O error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("raft log: {0}")]
+    Raft(String),
 }
 
 trait IoContext<T> {
@@ -115,6 +121,17 @@ pub struct Log {
     unsynced_sealed: Vec<Arc<File>>,
     /// A segment file was created since the directory was last synced.
     dir_unsynced: bool,
+    /// The Raft entry before the first stored batch (index, term) and the
+    /// offset right after it.
+    raft_base: RaftBase,
+}
+
+/// The Raft position the log starts after (the last compacted entry).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RaftBase {
+    pub index: u64,
+    pub term: u64,
+    pub next_offset: i64,
 }
 
 impl Log {
@@ -144,6 +161,7 @@ impl Log {
         let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))
             .unwrap_or(None)
             .unwrap_or(0);
+        let raft_base = raft::read_base(dir);
 
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir).at(dir)? {
@@ -157,6 +175,8 @@ impl Log {
                 || name.ends_with(".timeindex")
                 || name == LOG_START_FILE
                 || name == RECOVERY_POINT_FILE
+                || name == RAFT_BASE_FILE
+                || name == RAFT_STATE_FILE
                 || name == OWNER_FILE)
             {
                 report.ignored_files.push(name);
@@ -204,9 +224,19 @@ impl Log {
             }
         }
 
+        // A snapshot installed past everything stored (a crash between
+        // recording the new base and deleting the old segments).
+        let stored_last = segments.values().map(Segment::last_raft).map(|r| r.1).max().unwrap_or(0);
+        if raft_base.index > 0 && stored_last < raft_base.index {
+            for (_, seg) in std::mem::take(&mut segments) {
+                seg.delete().at(dir)?;
+            }
+            log_start = log_start.max(raft_base.next_offset);
+        }
         if segments.is_empty() {
-            let seg = Segment::create(dir, log_start, sizes, now_ms).at(dir)?;
-            segments.insert(log_start, seg);
+            let start = log_start.max(raft_base.next_offset);
+            let seg = Segment::create(dir, start, sizes, now_ms).at(dir)?;
+            segments.insert(start, seg);
         }
         if let Some((_, last)) = segments.iter_mut().next_back() {
             last.reactivate().at(dir)?;
@@ -224,7 +254,7 @@ impl Log {
                 .rev()
                 .map(Segment::last_raft)
                 .find(|r| r.1 != 0)
-                .unwrap_or((0, 0))
+                .unwrap_or((raft_base.term, raft_base.index))
         } else {
             last_raft
         };
@@ -240,6 +270,7 @@ impl Log {
             flushed: recovery_point.min(next_offset),
             unsynced_sealed: Vec::new(),
             dir_unsynced: true,
+            raft_base,
         };
         Ok((log, report))
     }
@@ -477,6 +508,23 @@ impl Log {
     }
 
     fn delete_segments(&mut self, bases: &[i64]) -> Result<usize, LogError> {
+        // Record the new Raft base before any file goes away.
+        let mut base = self.raft_base;
+        for b in bases {
+            if let Some(seg) = self.segments.get(b)
+                && seg.last_raft().1 > base.index
+            {
+                base = RaftBase {
+                    index: seg.last_raft().1,
+                    term: seg.last_raft().0,
+                    next_offset: seg.next_offset(),
+                };
+            }
+        }
+        if base != self.raft_base {
+            raft::write_base(&self.dir, base).at(&self.dir)?;
+            self.raft_base = base;
+        }
         for b in bases {
             if let Some(seg) = self.segments.remove(b) {
                 seg.delete().at(&self.dir)?;
@@ -488,12 +536,18 @@ impl Log {
     /// Applies `retention.ms` and `retention.bytes` to sealed segments.
     /// Returns how many segments were deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        self.apply_retention_below(now_ms, i64::MAX)
+    }
+
+    /// As `apply_retention`, deleting only segments that end at or below
+    /// `limit` (the high watermark: uncommitted entries are never dropped).
+    pub fn apply_retention_below(&mut self, now_ms: i64, limit: i64) -> Result<usize, LogError> {
         let mut doomed = Vec::new();
         let mut total = self.size_bytes();
         let sealed: Vec<(i64, u64, i64, i64)> = self
             .segments
             .iter()
-            .filter(|(_, s)| s.is_sealed())
+            .filter(|(_, s)| s.is_sealed() && s.next_offset() <= limit)
             .map(|(b, s)| (*b, s.size() as u64, s.max_timestamp(), s.next_offset()))
             .collect();
         for (base, size, max_ts, next) in sealed {
@@ -623,5 +677,6 @@ impl Log {
     }
 }
 
+mod raft;
 #[cfg(test)]
 mod tests;

@@ -9,4 +9,7 @@ mod mmap;
 pub mod segment;
 
 pub use config::{FsyncPolicy, LogConfig};
-pub use local_log::{AppendInfo, Log, LogError, OWNER_FILE, ReadInfo, RecoveryReport, SyncPlan};
+pub use local_log::{
+    AppendInfo, Log, LogError, OWNER_FILE, RAFT_STATE_FILE, RaftBase, ReadInfo, RecoveryReport,
+    SyncPlan,
+};

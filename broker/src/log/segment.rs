@@ -475,6 +475,18 @@ impl Segment {
         None
     }
 
+    /// Visits whole batches from byte `pos` in file order until `f`
+    /// returns false.
+    pub fn batches_from(&self, mut pos: usize, mut f: impl FnMut(&BatchHeader, Bytes) -> bool) {
+        while let Some(h) = self.header_at(pos) {
+            let b = self.batch_at(pos, &h);
+            if !f(&h, b) {
+                return;
+            }
+            pos += h.total_len();
+        }
+    }
+
     /// Position and header of the batch with Raft index `index`.
     pub fn find_raft_index(&self, index: u64) -> Option<(usize, BatchHeader)> {
         let first = self.first_raft_index?;

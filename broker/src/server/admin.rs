@@ -1,9 +1,14 @@
 //! The `Admin` gRPC service: topics, configs, records deletion, metadata.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use strata_proto::v1::admin_server::Admin as AdminApi;
+use strata_proto::v1::{
+    AddBrokerRequest, AddBrokerResponse, BrokerStatus, ClusterStatusRequest,
+    ClusterStatusResponse, RemoveBrokerRequest, RemoveBrokerResponse, ReplicaState,
+    TransferLeaderRequest, TransferLeaderResponse,
+};
 use strata_proto::v1::{
     AlterTopicConfigRequest, AlterTopicConfigResponse, BrokerInfo, CreateTopicRequest,
     CreateTopicResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicRequest,
@@ -27,20 +32,21 @@ impl AdminService {
         Self { broker }
     }
 
-    fn describe(&self, name: &str, meta: &TopicMeta) -> TopicDescription {
-        let parts = self.broker.topic_partitions(name);
-        let node = self.broker.node_id();
+    /// Describes a topic with each partition's state as its leader sees
+    /// it (`states` from `Broker::replica_states`).
+    fn describe(
+        &self,
+        name: &str,
+        meta: &TopicMeta,
+        states: &HashMap<(String, u32), ReplicaState>,
+    ) -> TopicDescription {
         let partitions = (0..meta.partitions)
             .map(|p| {
-                let replicas = meta
-                    .assignments
-                    .get(p as usize)
-                    .cloned()
-                    .unwrap_or_else(|| vec![node]);
+                let replicas = meta.assignments.get(p as usize).cloned().unwrap_or_default();
                 let mut d = PartitionDescription {
                     partition: p,
                     leader: 0,
-                    replicas: replicas.clone(),
+                    replicas,
                     isr: Vec::new(),
                     log_start_offset: -1,
                     high_watermark: -1,
@@ -49,15 +55,14 @@ impl AdminService {
                     size_bytes: 0,
                     segments: 0,
                 };
-                if let Some(part) = parts.iter().find(|x| x.id() == p) {
-                    let o = part.offsets();
-                    d.leader = node;
-                    d.isr = replicas;
-                    d.log_start_offset = o.log_start;
-                    d.high_watermark = o.high_watermark;
-                    d.log_end_offset = o.log_end;
-                    d.size_bytes = o.size_bytes;
-                    d.segments = o.segments as u32;
+                if let Some(st) = states.get(&(name.to_owned(), p)) {
+                    d.leader = st.leader;
+                    d.isr = st.isr.clone();
+                    d.log_start_offset = st.log_start_offset;
+                    d.high_watermark = st.high_watermark;
+                    d.log_end_offset = st.log_end_offset;
+                    d.size_bytes = st.size_bytes;
+                    d.segments = st.segments;
                 }
                 d
             })
@@ -87,12 +92,14 @@ impl AdminApi for AdminService {
     ) -> Result<Response<CreateTopicResponse>, Status> {
         let r = req.into_inner();
         let configs: BTreeMap<String, String> = r.configs.into_iter().collect();
-        let meta =
-            self.broker
-                .create_topic(&r.name, r.partitions, r.replication_factor, configs)?;
+        let meta = self
+            .broker
+            .create_topic(&r.name, r.partitions, r.replication_factor, configs)
+            .await?;
         tracing::info!(topic = %r.name, partitions = meta.partitions, "created topic");
+        let states = self.broker.replica_states().await;
         Ok(Response::new(CreateTopicResponse {
-            topic: Some(self.describe(&r.name, &meta)),
+            topic: Some(self.describe(&r.name, &meta, &states.0)),
         }))
     }
 
@@ -111,6 +118,7 @@ impl AdminApi for AdminService {
         req: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
         let all = req.into_inner().include_internal;
+        self.broker.check_ready()?;
         let topics = self.broker.with_state(|s| {
             s.topics
                 .iter()
@@ -132,7 +140,8 @@ impl AdminApi for AdminService {
     ) -> Result<Response<TopicDescription>, Status> {
         let name = req.into_inner().name;
         let meta = self.topic_meta(&name)?;
-        Ok(Response::new(self.describe(&name, &meta)))
+        let states = self.broker.replica_states().await;
+        Ok(Response::new(self.describe(&name, &meta, &states.0)))
     }
 
     async fn alter_topic_config(
@@ -141,10 +150,12 @@ impl AdminApi for AdminService {
     ) -> Result<Response<AlterTopicConfigResponse>, Status> {
         let r = req.into_inner();
         self.broker
-            .alter_topic_config(&r.name, r.set.into_iter().collect())?;
+            .alter_topic_config(&r.name, r.set.into_iter().collect())
+            .await?;
         let meta = self.topic_meta(&r.name)?;
+        let states = self.broker.replica_states().await;
         Ok(Response::new(AlterTopicConfigResponse {
-            topic: Some(self.describe(&r.name, &meta)),
+            topic: Some(self.describe(&r.name, &meta, &states.0)),
         }))
     }
 
@@ -160,7 +171,7 @@ impl AdminApi for AdminService {
             }
             .into());
         }
-        let part = self.broker.partition(&r.topic, r.partition)?;
+        let part = self.broker.leader_partition(&r.topic, r.partition)?;
         let start = part.delete_records(r.offset)?;
         Ok(Response::new(DeleteRecordsResponse {
             log_start_offset: start,
@@ -172,15 +183,18 @@ impl AdminApi for AdminService {
         req: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
         let wanted = req.into_inner().topics;
+        self.broker.check_ready()?;
         let node = self.broker.node_id();
         let state = self.broker.cluster_state();
+        let dir = &self.broker.directory;
         let brokers = state
             .brokers
             .values()
+            .filter(|b| !b.addr.is_empty())
             .map(|b| BrokerInfo {
                 id: b.id,
                 addr: b.addr.clone(),
-                alive: b.id == node,
+                alive: b.id == node || dir.alive(b.id),
             })
             .collect();
         let describe = |name: &str, m: &TopicMeta| TopicMetadata {
@@ -188,14 +202,10 @@ impl AdminApi for AdminService {
             error: None,
             partitions: (0..m.partitions)
                 .map(|p| {
-                    let replicas = m
-                        .assignments
-                        .get(p as usize)
-                        .cloned()
-                        .unwrap_or_else(|| vec![node]);
+                    let replicas = m.assignments.get(p as usize).cloned().unwrap_or_default();
                     PartitionMetadata {
                         partition: p,
-                        leader: node,
+                        leader: dir.leader(name, p),
                         isr: replicas.clone(),
                         replicas,
                     }
@@ -224,9 +234,106 @@ impl AdminApi for AdminService {
         };
         Ok(Response::new(MetadataResponse {
             brokers,
-            controller_id: node,
+            controller_id: self.broker.controller().leader(),
             topics,
             cluster_id: state.cluster_id,
         }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        self.broker.check_ready()?;
+        let state = self.broker.cluster_state();
+        let (states, alive) = self.broker.replica_states().await;
+        let (voters, _) = self.broker.controller().membership();
+        let mut leaderless = 0;
+        let mut under = 0;
+        let mut total = 0;
+        let mut leads: HashMap<u64, u32> = HashMap::new();
+        for (name, t) in &state.topics {
+            for p in 0..t.partitions {
+                total += 1;
+                let replicas = t.assignments.get(p as usize).map_or(0, Vec::len);
+                match states.get(&(name.clone(), p)) {
+                    Some(st) if st.leader != 0 && alive.contains(&st.leader) => {
+                        *leads.entry(st.leader).or_default() += 1;
+                        if st.isr.len() < replicas {
+                            under += 1;
+                        }
+                    }
+                    _ => {
+                        leaderless += 1;
+                        under += 1;
+                    }
+                }
+            }
+        }
+        let brokers = state
+            .brokers
+            .values()
+            .map(|b| BrokerStatus {
+                id: b.id,
+                addr: b.addr.clone(),
+                alive: alive.contains(&b.id),
+                peer_addr: b.peer_addr.clone(),
+                controller_voter: voters.contains(&b.id),
+                leader_partitions: leads.get(&b.id).copied().unwrap_or(0),
+            })
+            .collect();
+        Ok(Response::new(ClusterStatusResponse {
+            controller: self.broker.controller().leader(),
+            brokers,
+            leaderless_partitions: leaderless,
+            under_replicated_partitions: under,
+            cluster_id: state.cluster_id,
+            partitions: total,
+        }))
+    }
+
+    async fn add_broker(
+        &self,
+        req: Request<AddBrokerRequest>,
+    ) -> Result<Response<AddBrokerResponse>, Status> {
+        let r = req.into_inner();
+        if r.id == 0 || r.peer_addr.rsplit_once(':').is_none() {
+            return Err(BrokerError::InvalidRequest(
+                "add-broker needs an id >= 1 and a HOST:PORT peer address".into(),
+            )
+            .into());
+        }
+        self.broker
+            .execute(crate::cluster::controller::ControllerOp::AddBroker {
+                id: r.id,
+                peer_addr: r.peer_addr.clone(),
+            })
+            .await?;
+        tracing::info!(broker = r.id, peer_addr = %r.peer_addr, "added broker");
+        Ok(Response::new(AddBrokerResponse {}))
+    }
+
+    async fn remove_broker(
+        &self,
+        req: Request<RemoveBrokerRequest>,
+    ) -> Result<Response<RemoveBrokerResponse>, Status> {
+        let id = req.into_inner().id;
+        self.broker
+            .execute(crate::cluster::controller::ControllerOp::RemoveBroker { id })
+            .await?;
+        tracing::info!(broker = id, "removed broker");
+        Ok(Response::new(RemoveBrokerResponse {}))
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let r = req.into_inner();
+        let leader = self
+            .broker
+            .transfer_leader(&r.topic, r.partition, r.to)
+            .await?;
+        Ok(Response::new(TransferLeaderResponse { leader }))
     }
 }

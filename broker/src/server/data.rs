@@ -38,23 +38,38 @@ impl DataService {
     }
 }
 
-/// What is left to do for a produce request once its batches are appended.
+/// A produce request handed to the Raft loop; what is left is waiting.
 struct Pending {
     part: Arc<Partition>,
     acks: Acks,
-    wait_for: i64,
+    rx: tokio::sync::oneshot::Receiver<Result<crate::raft::node::Proposal>>,
     timeout: Duration,
-    resp: ProduceResponse,
+    correlation_id: u64,
 }
 
 impl Pending {
     async fn finish(self) -> Result<ProduceResponse> {
-        if self.acks == Acks::All {
-            self.part
-                .wait_committed(self.wait_for, self.timeout)
-                .await?;
-        }
-        Ok(self.resp)
+        let acks = match self.acks {
+            Acks::All => crate::partition::Acks::All,
+            Acks::Leader => crate::partition::Acks::Leader,
+            Acks::None => crate::partition::Acks::None,
+        };
+        let a = self
+            .part
+            .complete_produce(self.rx, acks, self.timeout)
+            .await?;
+        let (base, last) = if self.acks == Acks::None {
+            (-1, -1)
+        } else {
+            (a.base_offset, a.last_offset)
+        };
+        Ok(ProduceResponse {
+            correlation_id: self.correlation_id,
+            base_offset: base,
+            last_offset: last,
+            log_start_offset: a.log_start_offset,
+            error: None,
+        })
     }
 }
 
@@ -77,7 +92,7 @@ fn prepare(broker: &Broker, req: ProduceRequest) -> Result<Prepared> {
     }
     let acks = Acks::try_from(req.acks)
         .map_err(|_| BrokerError::InvalidRequest(format!("unknown acks {}", req.acks)))?;
-    let part = broker.partition(&req.topic, req.partition)?;
+    let part = broker.leader_partition(&req.topic, req.partition)?;
     let batches = batch::split_validated(&req.records)?;
     let max = part.config().max_message_bytes;
     if let Some((h, _)) = batches.iter().find(|(h, _)| h.total_len() > max as usize) {
@@ -104,26 +119,16 @@ fn prepare(broker: &Broker, req: ProduceRequest) -> Result<Prepared> {
     })
 }
 
-/// Appends a prepared request; what is left is waiting for the acks.
+/// Proposes a prepared request (keeping call order); what is left is
+/// waiting for the acks.
 fn append(p: Prepared) -> Result<Pending> {
-    let a = p.part.append(&p.batches, 0)?;
-    let (base, last) = if p.acks == Acks::None {
-        (-1, -1)
-    } else {
-        (a.base_offset, a.last_offset)
-    };
+    let rx = p.part.start_produce(p.batches)?;
     Ok(Pending {
         part: p.part,
         acks: p.acks,
-        wait_for: a.end_offset,
+        rx,
         timeout: p.timeout,
-        resp: ProduceResponse {
-            correlation_id: p.correlation_id,
-            base_offset: base,
-            last_offset: last,
-            log_start_offset: a.log_start_offset,
-            error: None,
-        },
+        correlation_id: p.correlation_id,
     })
 }
 
@@ -183,17 +188,12 @@ impl BrokerApi for DataService {
         tokio::spawn(async move {
             while let Some((cid, prepared)) = stage_rx.recv().await {
                 match prepared.and_then(append) {
-                    Ok(p) if p.acks == Acks::All && p.part.high_watermark() < p.wait_for => {
+                    Ok(p) => {
                         let tx = tx.clone();
                         tokio::spawn(async move {
                             let resp = p.finish().await.unwrap_or_else(|e| error_response(cid, &e));
                             let _ = tx.send(Ok(resp)).await;
                         });
-                    }
-                    Ok(p) => {
-                        if tx.send(Ok(p.resp)).await.is_err() {
-                            break;
-                        }
                     }
                     Err(e) => {
                         if tx.send(Ok(error_response(cid, &e))).await.is_err() {
@@ -223,7 +223,7 @@ impl BrokerApi for DataService {
         let parts: Vec<Result<Arc<Partition>>> = req
             .partitions
             .iter()
-            .map(|p| self.broker.partition(&p.topic, p.partition))
+            .map(|p| self.broker.leader_partition(&p.topic, p.partition))
             .collect();
         loop {
             // Subscribe before reading so that no append slips between.
@@ -302,7 +302,7 @@ impl BrokerApi for DataService {
         req: Request<SubscribeRequest>,
     ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
         let req = req.into_inner();
-        let part = self.broker.partition(&req.topic, req.partition)?;
+        let part = self.broker.leader_partition(&req.topic, req.partition)?;
         let max = match req.max_bytes {
             0 => DEFAULT_SUBSCRIBE_BYTES,
             n => (n as usize).min(MAX_FETCH_BYTES),
@@ -353,7 +353,7 @@ impl BrokerApi for DataService {
         req: Request<ListOffsetsRequest>,
     ) -> std::result::Result<Response<ListOffsetsResponse>, Status> {
         let req = req.into_inner();
-        let part = self.broker.partition(&req.topic, req.partition)?;
+        let part = self.broker.leader_partition(&req.topic, req.partition)?;
         let spec = OffsetSpec::try_from(req.spec).map_err(|_| {
             BrokerError::InvalidRequest(format!("unknown offset spec {}", req.spec))
         })?;
@@ -377,7 +377,7 @@ impl BrokerApi for DataService {
         &self,
         _req: Request<InitProducerIdRequest>,
     ) -> std::result::Result<Response<InitProducerIdResponse>, Status> {
-        let id = self.broker.allocate_producer_id()?;
+        let id = self.broker.allocate_producer_id().await?;
         Ok(Response::new(InitProducerIdResponse {
             producer_id: id,
             producer_epoch: 0,

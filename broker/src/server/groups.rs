@@ -37,7 +37,7 @@ impl GroupsApi for GroupsService {
         }
         let mut offsets = Vec::with_capacity(r.offsets.len());
         for o in r.offsets {
-            self.broker.partition(&o.topic, o.partition)?;
+            self.broker.partition_exists(&o.topic, o.partition)?;
             if o.offset < 0 {
                 return Err(BrokerError::InvalidRequest(format!(
                     "negative offset {} for {}/{}",

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod data;
 pub mod groups;
+pub mod peer;
 pub mod status;
 
 use std::future::Future;
@@ -49,6 +50,28 @@ pub async fn serve(
             GroupsServer::new(groups::GroupsService::new(broker))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
+        )
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Serves the peer API (Raft traffic, internal RPCs) on `listener`.
+pub async fn serve_peers(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    Server::builder()
+        .initial_stream_window_size(Some(16 << 20))
+        .initial_connection_window_size(Some(32 << 20))
+        .max_frame_size(Some((1 << 24) - 1))
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
+        .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
+        .add_service(
+            strata_proto::v1::peer_server::PeerServer::new(peer::PeerService::new(broker))
+                .max_decoding_message_size(256 << 20)
+                .max_encoding_message_size(256 << 20),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

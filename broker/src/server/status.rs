@@ -11,7 +11,11 @@ use crate::error::BrokerError;
 fn grpc_code(code: ErrorCode) -> Code {
     use ErrorCode as E;
     match code {
-        E::UnknownTopic | E::UnknownPartition | E::UnknownGroup | E::UnknownProducerId => {
+        E::UnknownTopic
+        | E::UnknownPartition
+        | E::UnknownGroup
+        | E::UnknownProducerId
+        | E::UnknownBroker => {
             Code::NotFound
         }
         E::TopicExists => Code::AlreadyExists,
@@ -37,11 +41,23 @@ fn grpc_code(code: ErrorCode) -> Code {
 }
 
 pub fn error_info(e: &BrokerError) -> ErrorInfo {
+    let (leader_id, leader_addr) = match e {
+        BrokerError::NotLeader {
+            leader_id,
+            leader_addr,
+            ..
+        }
+        | BrokerError::NotController {
+            leader_id,
+            leader_addr,
+        } => (*leader_id, leader_addr.clone()),
+        _ => (0, String::new()),
+    };
     ErrorInfo {
         code: e.code() as i32,
         message: e.to_string(),
-        leader_id: 0,
-        leader_addr: String::new(),
+        leader_id,
+        leader_addr,
     }
 }
 
@@ -58,6 +74,21 @@ pub fn to_status(e: &BrokerError) -> Status {
             .insert(strata_proto::ERROR_CODE_METADATA, v);
     }
     st
+}
+
+/// The stable code a failed RPC carried (UNKNOWN when it carried none).
+pub fn code_of(st: &Status) -> ErrorCode {
+    if let Ok(info) = ErrorInfo::decode(st.details())
+        && let Ok(c) = ErrorCode::try_from(info.code)
+        && c != ErrorCode::None
+    {
+        return c;
+    }
+    match st.code() {
+        Code::Unavailable => ErrorCode::NotController,
+        Code::DeadlineExceeded => ErrorCode::Timeout,
+        _ => ErrorCode::Unknown,
+    }
 }
 
 impl From<BrokerError> for Status {

@@ -16,13 +16,15 @@ use strata_proto::batch::{BatchBuilder, stamp};
 use strata_proto::v1::admin_server::{Admin as AdminApi, AdminServer};
 use strata_proto::v1::broker_server::{Broker as BrokerApi, BrokerServer};
 use strata_proto::v1::{
-    AlterTopicConfigRequest, AlterTopicConfigResponse, BrokerInfo, CreateTopicRequest,
+    AddBrokerRequest, AddBrokerResponse, AlterTopicConfigRequest, AlterTopicConfigResponse,
+    BrokerInfo, ClusterStatusRequest, ClusterStatusResponse, CreateTopicRequest,
     CreateTopicResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicRequest,
     DeleteTopicResponse, DescribeTopicRequest, ErrorCode, ErrorInfo, FetchPartitionResponse,
     FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
     ListOffsetsResponse, ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse,
-    OffsetSpec, PartitionMetadata, ProduceRequest, ProduceResponse, SubscribeRequest,
-    TopicDescription, TopicMetadata,
+    OffsetSpec, PartitionMetadata, ProduceRequest, ProduceResponse, RemoveBrokerRequest,
+    RemoveBrokerResponse, SubscribeRequest, TopicDescription, TopicMetadata, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
@@ -320,6 +322,34 @@ impl AdminApi for Mock {
             }],
             cluster_id: "mock".into(),
         }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatusResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn add_broker(
+        &self,
+        _: Request<AddBrokerRequest>,
+    ) -> Result<Response<AddBrokerResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn remove_broker(
+        &self,
+        _: Request<RemoveBrokerRequest>,
+    ) -> Result<Response<RemoveBrokerResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn transfer_leader(
+        &self,
+        _: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
+        unimplemented()
     }
 }
 

@@ -1,0 +1,59 @@
+//! Raft replication: raft-rs groups over partition logs (`storage`), the
+//! broker's single event loop that drives them all (`node`) and the peer
+//! transport (`transport`).
+
+pub mod node;
+pub mod storage;
+pub mod transport;
+
+use std::time::Duration;
+
+/// Identifies a Raft group: the partition whose log it replicates.
+pub type GroupKey = (String, u32);
+
+/// Timing of every group on this broker.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTiming {
+    pub tick: Duration,
+    /// Ticks without a leader before an election (randomized up to 2x).
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        }
+    }
+}
+
+/// Routes raft-rs's slog records into `tracing` (debug level and up).
+pub struct SlogToTracing;
+
+impl slog::Drain for SlogToTracing {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        _values: &slog::OwnedKVList,
+    ) -> Result<Self::Ok, Self::Err> {
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", "{}", record.msg())
+            }
+            slog::Level::Warning => tracing::warn!(target: "raft", "{}", record.msg()),
+            slog::Level::Info => tracing::debug!(target: "raft", "{}", record.msg()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+pub fn logger() -> slog::Logger {
+    slog::Logger::root(SlogToTracing, slog::o!())
+}

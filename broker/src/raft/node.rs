@@ -1,0 +1,741 @@
+//! The broker's Raft event loop: one thread drives every group hosted here.
+//!
+//! Each cycle: take commands (peer messages, proposals, group changes),
+//! tick when due, then for every group with a `Ready`: send the leader's
+//! messages at once, install a snapshot if one came, write the new entries
+//! to the partition log, record term/vote changes (fsynced); then one sync
+//! pass for every log under `fsync=always` (group commit across groups);
+//! then send the messages that required persistence, apply what committed
+//! (the high watermark, or the metadata state machine for the controller)
+//! and advance. This is raft-rs's Ready contract: nothing that depends on
+//! persisted entries or hard state leaves before they are on disk.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChange, ConfChangeV2, Entry, EntryType, Message};
+use raft::{Config, RawNode, StateRole};
+use strata_proto::batch::BatchHeader;
+use strata_proto::v1::{LeaderNotice, RaftEnvelope};
+
+use super::storage::{LogStorage, entry_to_batch, snapshot_base};
+use super::transport::Transport;
+use super::{GroupKey, RaftTiming};
+use crate::cluster::controller::ControllerState;
+use crate::cluster::directory::Directory;
+use crate::error::{BrokerError, Result};
+use crate::log::{FsyncPolicy, SyncPlan};
+use crate::partition::{Partition, Role, now_ms};
+use crate::producer_state::SeqCheck;
+
+/// Where a proposal went.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposal {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The log end after the proposal (what must commit).
+    pub end_offset: i64,
+    /// Raft index and term of the last entry (0 for a pure duplicate).
+    pub index: u64,
+    pub term: u64,
+}
+
+pub enum Cmd {
+    Step(Vec<(GroupKey, Message)>),
+    Propose {
+        key: GroupKey,
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: tokio::sync::oneshot::Sender<Result<Proposal>>,
+    },
+    /// A controller command batch; answers (index, term).
+    ProposeRaw {
+        key: GroupKey,
+        data: Vec<u8>,
+        reply: tokio::sync::oneshot::Sender<Result<(u64, u64)>>,
+    },
+    ConfChange {
+        key: GroupKey,
+        cc: ConfChange,
+        reply: tokio::sync::oneshot::Sender<Result<(u64, u64)>>,
+    },
+    AddGroup {
+        part: Arc<Partition>,
+        kind: GroupKind,
+        campaign: bool,
+    },
+    RemoveGroup {
+        key: GroupKey,
+    },
+    TransferLeader {
+        key: GroupKey,
+        to: u64,
+    },
+    /// Hands every leadership to another replica (shutdown).
+    TransferAll,
+    Unreachable(u64),
+    Stop,
+}
+
+#[derive(Clone)]
+pub enum GroupKind {
+    Data,
+    Controller(Arc<ControllerState>),
+    /// A `__consumer_offsets` partition: committed entries feed the view.
+    Offsets(Arc<crate::groups::GroupCoordinator>, u32),
+}
+
+/// Sends commands to the event loop.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: mpsc::Sender<Cmd>,
+}
+
+impl RaftHandle {
+    pub fn send(&self, cmd: Cmd) -> Result<()> {
+        self.tx.send(cmd).map_err(|_| BrokerError::ShuttingDown)
+    }
+}
+
+/// A leadership as reported to the rest of the cluster.
+#[derive(Debug, Clone)]
+pub struct ReplicaView {
+    pub key: GroupKey,
+    pub role: Role,
+    /// Replicas caught up with the leader (only known on the leader).
+    pub isr: Vec<u64>,
+    pub voters: Vec<u64>,
+}
+
+struct Group {
+    node: RawNode<LogStorage>,
+    part: Arc<Partition>,
+    kind: GroupKind,
+    role: Role,
+    applied_hw: i64,
+}
+
+pub struct RaftLoop {
+    node_id: u64,
+    timing: RaftTiming,
+    groups: HashMap<GroupKey, Group>,
+    rx: mpsc::Receiver<Cmd>,
+    transport: Arc<Transport>,
+    directory: Arc<Directory>,
+    logger: slog::Logger,
+    views: Arc<std::sync::RwLock<HashMap<GroupKey, ReplicaView>>>,
+    outbox: HashMap<u64, Vec<RaftEnvelope>>,
+    notices: Vec<LeaderNotice>,
+}
+
+/// Shared, read-only view of the groups for status RPCs.
+pub type Views = Arc<std::sync::RwLock<HashMap<GroupKey, ReplicaView>>>;
+
+impl RaftLoop {
+    pub fn new(
+        node_id: u64,
+        timing: RaftTiming,
+        transport: Arc<Transport>,
+        directory: Arc<Directory>,
+    ) -> (Self, RaftHandle, Views) {
+        let (tx, rx) = mpsc::channel();
+        let views: Views = Arc::default();
+        (
+            Self {
+                node_id,
+                timing,
+                groups: HashMap::new(),
+                rx,
+                transport,
+                directory,
+                logger: super::logger(),
+                views: Arc::clone(&views),
+                outbox: HashMap::new(),
+                notices: Vec::new(),
+            },
+            RaftHandle { tx },
+            views,
+        )
+    }
+
+    /// Runs the loop on its own thread until `Cmd::Stop`.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("raft-loop".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(mut self) {
+        let mut next_tick = Instant::now() + self.timing.tick;
+        let mut active: HashSet<GroupKey> = HashSet::new();
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(cmd) => {
+                    if !self.handle(cmd, &mut active) {
+                        return;
+                    }
+                    let mut n = 0;
+                    while n < 4096 {
+                        let Ok(cmd) = self.rx.try_recv() else { break };
+                        if !self.handle(cmd, &mut active) {
+                            return;
+                        }
+                        n += 1;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            if Instant::now() >= next_tick {
+                for (k, g) in &mut self.groups {
+                    g.node.tick();
+                    active.insert(k.clone());
+                }
+                next_tick += self.timing.tick;
+                if next_tick < Instant::now() {
+                    next_tick = Instant::now() + self.timing.tick;
+                }
+            }
+            if !active.is_empty() {
+                self.process(&mut active);
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Cmd, active: &mut HashSet<GroupKey>) -> bool {
+        match cmd {
+            Cmd::Step(msgs) => {
+                for (key, m) in msgs {
+                    if let Some(g) = self.groups.get_mut(&key) {
+                        let from = m.from;
+                        if !g.node.raft.prs().conf().voters().contains(from)
+                            && !g.node.raft.prs().conf().learners().contains(&from)
+                            && g.node.raft.prs().conf().voters().contains(self.node_id)
+                            && key.0 != crate::cluster::controller::METADATA_TOPIC
+                        {
+                            continue;
+                        }
+                        if let Err(e) = g.node.step(m) {
+                            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
+                        }
+                        active.insert(key);
+                    }
+                }
+            }
+            Cmd::Propose {
+                key,
+                batches,
+                reply,
+            } => {
+                let r = self.propose(&key, batches);
+                let _ = reply.send(r);
+                active.insert(key);
+            }
+            Cmd::ProposeRaw { key, data, reply } => {
+                let r = match self.groups.get_mut(&key) {
+                    Some(g) if g.node.raft.state == StateRole::Leader => {
+                        match g.node.propose(vec![], data) {
+                            Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
+                            Err(_) => Err(not_controller(g)),
+                        }
+                    }
+                    Some(g) => Err(not_controller(g)),
+                    None => Err(BrokerError::ShuttingDown),
+                };
+                let _ = reply.send(r);
+                active.insert(key);
+            }
+            Cmd::ConfChange { key, cc, reply } => {
+                let r = match self.groups.get_mut(&key) {
+                    Some(g) if g.node.raft.state == StateRole::Leader => {
+                        match g.node.propose_conf_change(vec![], cc) {
+                            Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
+                            Err(e) => Err(BrokerError::InvalidRequest(format!(
+                                "membership change refused: {e}"
+                            ))),
+                        }
+                    }
+                    Some(g) => Err(not_controller(g)),
+                    None => Err(BrokerError::ShuttingDown),
+                };
+                let _ = reply.send(r);
+                active.insert(key);
+            }
+            Cmd::AddGroup {
+                part,
+                kind,
+                campaign,
+            } => {
+                let key = (part.topic().to_owned(), part.id());
+                if self.groups.contains_key(&key) {
+                    return true;
+                }
+                match self.new_group(part, kind, campaign) {
+                    Ok(g) => {
+                        self.groups.insert(key.clone(), g);
+                        active.insert(key);
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot start the Raft group")
+                    }
+                }
+            }
+            Cmd::RemoveGroup { key } => {
+                self.groups.remove(&key);
+                self.views
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            }
+            Cmd::TransferLeader { key, to } => {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    g.node.transfer_leader(to);
+                    active.insert(key);
+                }
+            }
+            Cmd::TransferAll => {
+                for (k, g) in &mut self.groups {
+                    if g.node.raft.state != StateRole::Leader {
+                        continue;
+                    }
+                    let last = g.node.raft.raft_log.last_index();
+                    let best = g
+                        .node
+                        .raft
+                        .prs()
+                        .iter()
+                        .filter(|(id, _)| **id != self.node_id)
+                        .filter(|(id, _)| g.node.raft.prs().conf().voters().contains(**id))
+                        .max_by_key(|(_, p)| p.matched)
+                        .map(|(id, p)| (*id, p.matched));
+                    if let Some((to, matched)) = best
+                        && matched + 16 >= last
+                    {
+                        g.node.transfer_leader(to);
+                        active.insert(k.clone());
+                    }
+                }
+            }
+            Cmd::Unreachable(to) => {
+                for g in self.groups.values_mut() {
+                    if g.node.raft.state == StateRole::Leader {
+                        g.node.report_unreachable(to);
+                    }
+                }
+            }
+            Cmd::Stop => return false,
+        }
+        true
+    }
+
+    fn new_group(&self, part: Arc<Partition>, kind: GroupKind, campaign: bool) -> Result<Group> {
+        let applied = match kind {
+            GroupKind::Controller(_) | GroupKind::Offsets(..) => {
+                part.with_log(|log, _| log.raft_base().index)
+            }
+            GroupKind::Data => part.with_log(|log, meta| {
+                meta.commit
+                    .min(log.raft_last_index())
+                    .max(log.raft_base().index)
+            }),
+        };
+        let cfg = Config {
+            id: self.node_id,
+            election_tick: self.timing.election_ticks,
+            heartbeat_tick: self.timing.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            max_committed_size_per_ready: 16 << 20,
+            ..Config::default()
+        };
+        let storage = LogStorage::new(Arc::clone(&part));
+        let logger = self
+            .logger
+            .new(slog::o!("topic" => part.topic().to_owned(), "partition" => part.id()));
+        let mut node = RawNode::new(&cfg, storage, &logger)
+            .map_err(|e| BrokerError::Storage(format!("raft: {e}")))?;
+        let voters: Vec<u64> = node.raft.prs().conf().voters().ids().iter().collect();
+        let sole = voters == [self.node_id];
+        if (campaign || sole) && voters.contains(&self.node_id) {
+            let _ = node.campaign();
+        }
+        let applied_hw = part.high_watermark();
+        Ok(Group {
+            node,
+            part,
+            kind,
+            role: Role::default(),
+            applied_hw,
+        })
+    }
+
+    fn propose(&mut self, key: &GroupKey, batches: Vec<(BatchHeader, Bytes)>) -> Result<Proposal> {
+        let Some(g) = self.groups.get_mut(key) else {
+            return Err(BrokerError::UnknownPartition {
+                topic: key.0.clone(),
+                partition: key.1,
+            });
+        };
+        if g.node.raft.state != StateRole::Leader || g.node.raft.lead_transferee.is_some() {
+            return Err(g.part.not_leader());
+        }
+        // Offsets are a function of the log prefix: what is written plus
+        // what is proposed but not yet written.
+        let pending: i64 = g
+            .node
+            .raft
+            .raft_log
+            .unstable
+            .entries
+            .iter()
+            .map(|e| records_in(&e.data))
+            .sum();
+        // The storage locks the partition too: never hold its lock across
+        // a call into raft-rs.
+        let mut next = g.part.log_end() + pending;
+        let (mut base, mut last) = (-1i64, -1i64);
+        let mut index = 0;
+        for (h, bytes) in batches {
+            let check = g.part.lock().producers.check(&h)?;
+            let (b, l) = match check {
+                SeqCheck::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    // Committed or still in flight: answer once the offsets commit.
+                    (base_offset, last_offset)
+                }
+                SeqCheck::Append => {
+                    let stamped = BatchHeader {
+                        base_offset: next,
+                        ..h
+                    };
+                    if g.node.propose(vec![], bytes.to_vec()).is_err() {
+                        return Err(g.part.not_leader());
+                    }
+                    g.part.lock().producers.record(&stamped);
+                    index = g.node.raft.raft_log.last_index();
+                    let b = next;
+                    next += i64::from(h.records_count);
+                    (b, stamped.last_offset())
+                }
+            };
+            if base < 0 {
+                base = b;
+            }
+            last = l;
+        }
+        Ok(Proposal {
+            base_offset: base,
+            last_offset: last,
+            end_offset: next.max(last + 1),
+            index,
+            term: g.node.raft.term,
+        })
+    }
+
+    fn process(&mut self, active: &mut HashSet<GroupKey>) {
+        let now = now_ms();
+        let mut readies = Vec::new();
+        let mut plans: Vec<(GroupKey, SyncPlan)> = Vec::new();
+        for key in active.drain() {
+            let Some(g) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            if !g.node.has_ready() {
+                continue;
+            }
+            let mut rd = g.node.ready();
+            queue(&mut self.outbox, &key, rd.take_messages());
+            if let Err(e) = persist(g, &mut rd, now, &mut plans, &key) {
+                tracing::error!(topic = %key.0, partition = key.1, error = %e,
+                    "cannot persist Raft entries; taking the replica offline");
+                g.part.fail();
+                // Do not acknowledge anything that is not on disk.
+                continue;
+            }
+            readies.push((key, rd));
+        }
+        // One sync pass for everything written in this cycle.
+        for (key, plan) in plans {
+            match plan.run() {
+                Ok(()) => {
+                    if let Some(g) = self.groups.get(&key) {
+                        g.part.lock().log.mark_synced(plan.up_to);
+                        g.part.mark_durable(plan.up_to);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e,
+                        "fsync failed; taking the replica offline");
+                    if let Some(g) = self.groups.get(&key) {
+                        g.part.fail();
+                    }
+                    readies.retain(|(k, _)| *k != key);
+                }
+            }
+        }
+        for (key, mut rd) in readies {
+            let Some(g) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            queue(&mut self.outbox, &key, rd.take_persisted_messages());
+            let committed = rd.take_committed_entries();
+            apply(g, committed);
+            let mut light = g.node.advance(rd);
+            if let Some(c) = light.commit_index() {
+                g.part.lock().meta.commit = c;
+            }
+            queue(&mut self.outbox, &key, light.take_messages());
+            let committed = light.take_committed_entries();
+            apply(g, committed);
+            g.node.advance_apply();
+            let role = Role {
+                leader: g.node.raft.leader_id,
+                term: g.node.raft.term,
+            };
+            if role != g.role {
+                g.role = role;
+                g.part.set_role(role);
+                self.directory.set_leader(&key.0, key.1, role.leader, role.term);
+                if role.leader != 0 {
+                    self.notices.push(LeaderNotice {
+                        topic: key.0.clone(),
+                        partition: key.1,
+                        leader: role.leader,
+                        term: role.term,
+                    });
+                }
+                if let GroupKind::Controller(_) = g.kind {
+                    self.directory.set_controller_leader(role.leader);
+                }
+                if role.leader == self.node_id {
+                    tracing::info!(topic = %key.0, partition = key.1, term = role.term, "became leader");
+                }
+            }
+            self.publish_view(&key);
+            if g_needs_more(&self.groups, &key) {
+                active.insert(key);
+            }
+        }
+        self.flush_outbox();
+    }
+
+    fn publish_view(&self, key: &GroupKey) {
+        let Some(g) = self.groups.get(key) else {
+            return;
+        };
+        let voters: Vec<u64> = g.node.raft.prs().conf().voters().ids().iter().collect();
+        let isr = if g.node.raft.state == StateRole::Leader {
+            let last = g.node.raft.raft_log.last_index();
+            let committed = g.node.raft.raft_log.committed;
+            let mut v: Vec<u64> = g
+                .node
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, p)| {
+                    **id == self.node_id
+                        || (p.recent_active && (p.matched >= committed || p.matched + 64 >= last))
+                })
+                .map(|(id, _)| *id)
+                .filter(|id| voters.contains(id))
+                .collect();
+            v.sort_unstable();
+            v
+        } else {
+            Vec::new()
+        };
+        let view = ReplicaView {
+            key: key.clone(),
+            role: g.role,
+            isr,
+            voters,
+        };
+        self.views
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone(), view);
+    }
+
+    fn flush_outbox(&mut self) {
+        let notices = std::mem::take(&mut self.notices);
+        let mut outbox = std::mem::take(&mut self.outbox);
+        if !notices.is_empty() {
+            for peer in self.transport.peer_ids() {
+                outbox.entry(peer).or_default();
+            }
+        }
+        for (to, messages) in outbox {
+            if to == self.node_id {
+                continue;
+            }
+            self.transport.send(to, messages, notices.clone());
+        }
+    }
+}
+
+fn g_needs_more(groups: &HashMap<GroupKey, Group>, key: &GroupKey) -> bool {
+    groups.get(key).is_some_and(|g| g.node.has_ready())
+}
+
+fn not_controller(g: &Group) -> BrokerError {
+    let leader = g.node.raft.leader_id;
+    BrokerError::NotController {
+        leader_id: leader,
+        leader_addr: String::new(),
+    }
+}
+
+/// Records a batch would take (0 for empty entries).
+fn records_in(data: &[u8]) -> i64 {
+    strata_proto::batch::parse_header(data).map_or(0, |h| i64::from(h.records_count.max(0)))
+}
+
+fn queue(outbox: &mut HashMap<u64, Vec<RaftEnvelope>>, key: &GroupKey, msgs: Vec<Message>) {
+    for m in msgs {
+        let to = m.to;
+        let bytes = match m.write_to_bytes() {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a Raft message");
+                continue;
+            }
+        };
+        outbox.entry(to).or_default().push(RaftEnvelope {
+            topic: key.0.clone(),
+            partition: key.1,
+            message: bytes,
+        });
+    }
+}
+
+/// Writes a ready's snapshot, entries and hard state; queues the fsyncs
+/// `fsync=always` needs.
+fn persist(
+    g: &mut Group,
+    rd: &mut raft::Ready,
+    now: i64,
+    plans: &mut Vec<(GroupKey, SyncPlan)>,
+    key: &GroupKey,
+) -> std::result::Result<(), String> {
+    let mut inner = g.part.lock();
+    let dir = inner.log.dir().to_owned();
+    let mut meta_dirty = false;
+    if !rd.snapshot().is_empty() {
+        let s = rd.snapshot();
+        let base = snapshot_base(s)?;
+        inner.log.reset_to(base, now).map_err(|e| e.to_string())?;
+        inner.producers = Default::default();
+        inner.meta.set_conf(s.get_metadata().get_conf_state());
+        inner.meta.commit = base.index;
+        meta_dirty = true;
+        g.part.reset_hw(base.next_offset);
+        g.applied_hw = base.next_offset;
+        tracing::info!(topic = %key.0, partition = key.1, index = base.index, offset = base.next_offset,
+            "installed a snapshot from the leader");
+    }
+    let entries = rd.take_entries();
+    if !entries.is_empty() {
+        let first = entries[0].index;
+        if first <= inner.log.raft_last_index() {
+            // A new leader replaced our uncommitted suffix.
+            if let Some(off) = inner.log.offset_after_index(first - 1) {
+                inner.producers.truncate_from(off);
+            }
+        }
+        for e in &entries {
+            let b = entry_to_batch(e);
+            let info = inner
+                .log
+                .append_entry(&b, e.term, e.index, now)
+                .map_err(|err| err.to_string())?;
+            if e.get_entry_type() == EntryType::EntryNormal
+                && !e.data.is_empty()
+                && let Ok(h) = strata_proto::batch::parse_header(&e.data)
+            {
+                inner.producers.record(&BatchHeader {
+                    base_offset: info.base_offset,
+                    ..h
+                });
+            }
+        }
+        if inner.log.config().fsync == FsyncPolicy::Always {
+            plans.push((key.clone(), inner.log.sync_plan()));
+        }
+    }
+    if let Some(hs) = rd.hs() {
+        if hs.term != inner.meta.term || hs.vote != inner.meta.vote {
+            meta_dirty = true;
+        }
+        inner.meta.term = hs.term;
+        inner.meta.vote = hs.vote;
+        inner.meta.commit = hs.commit;
+    }
+    if meta_dirty {
+        inner.meta.store(&dir).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Applies committed entries: for a partition, the high watermark moves
+/// past them; for the controller, the commands run against the metadata.
+fn apply(g: &mut Group, committed: Vec<Entry>) {
+    let Some(last) = committed.last() else {
+        return;
+    };
+    let last_index = last.index;
+    for e in &committed {
+        match e.get_entry_type() {
+            EntryType::EntryConfChange => {
+                if let Ok(cc) = ConfChange::parse_from_bytes(&e.data) {
+                    match g.node.apply_conf_change(&cc) {
+                        Ok(cs) => {
+                            let mut inner = g.part.lock();
+                            inner.meta.set_conf(&cs);
+                            let dir = inner.log.dir().to_owned();
+                            if let Err(err) = inner.meta.store(&dir) {
+                                tracing::error!(error = %err, "cannot store the membership");
+                            }
+                        }
+                        Err(err) => tracing::warn!(error = %err, "membership change not applied"),
+                    }
+                }
+            }
+            EntryType::EntryConfChangeV2 => {
+                if let Ok(cc) = ConfChangeV2::parse_from_bytes(&e.data)
+                    && let Ok(cs) = g.node.apply_conf_change(&cc)
+                {
+                    let mut inner = g.part.lock();
+                    inner.meta.set_conf(&cs);
+                    let dir = inner.log.dir().to_owned();
+                    let _ = inner.meta.store(&dir);
+                }
+            }
+            EntryType::EntryNormal => {
+                if !e.data.is_empty() {
+                    match &g.kind {
+                        GroupKind::Controller(c) => c.apply_entry(e.index, &e.data),
+                        GroupKind::Offsets(c, _) => c.apply_entry(&e.data),
+                        GroupKind::Data => {}
+                    }
+                }
+            }
+        }
+    }
+    let hw = g.part.with_log(|log, _| log.offset_after_index(last_index));
+    if let Some(hw) = hw {
+        g.applied_hw = hw;
+        g.part.advance_hw(hw);
+    }
+    if let GroupKind::Controller(c) = &g.kind {
+        c.set_applied(last_index);
+    }
+}

@@ -1,0 +1,272 @@
+//! raft-rs `Storage` over a partition log: entries are the stored batches,
+//! found by Raft index; the hard state and membership live in a small
+//! crash-safe file next to the segments.
+//!
+//! Entry mapping (both ways, byte for byte on every replica):
+//! - a normal entry with data: the data is one record batch, stored as is
+//!   (with offset, term and index stamped into its header);
+//! - a normal entry without data (a new leader's entry): an empty control
+//!   batch (no records, so it takes no offset);
+//! - a configuration change: a control batch with one record whose key
+//!   names the kind and whose value is the encoded change.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, EntryType, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use serde::{Deserialize, Serialize};
+use strata_proto::batch::{self, BatchBuilder, BatchHeader};
+
+use crate::log::{RAFT_STATE_FILE, RaftBase, checkpoint};
+use crate::partition::Partition;
+
+const CONF_CHANGE_KEY: &[u8] = b"strata.raft.conf_change";
+const CONF_CHANGE_V2_KEY: &[u8] = b"strata.raft.conf_change_v2";
+
+/// The persistent Raft state of one group besides its entries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RaftMeta {
+    pub term: u64,
+    pub vote: u64,
+    pub commit: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+}
+
+impl RaftMeta {
+    pub fn hard_state(&self) -> HardState {
+        let mut hs = HardState::default();
+        hs.term = self.term;
+        hs.vote = self.vote;
+        hs.commit = self.commit;
+        hs
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        let mut cs = ConfState::default();
+        cs.voters = self.voters.clone();
+        cs.learners = self.learners.clone();
+        cs
+    }
+
+    pub fn set_conf(&mut self, cs: &ConfState) {
+        self.voters = cs.voters.clone();
+        self.learners = cs.learners.clone();
+    }
+
+    /// Reads the state of the group stored in `dir`, if any.
+    pub fn load(dir: &Path) -> std::io::Result<Option<Self>> {
+        match checkpoint::read(&dir.join(RAFT_STATE_FILE))? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", dir.join(RAFT_STATE_FILE).display()),
+                )
+            }),
+        }
+    }
+
+    /// Writes the state crash-safely (temp file, fsync, rename, fsync dir).
+    pub fn store(&self, dir: &Path) -> std::io::Result<()> {
+        let b = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        checkpoint::write(&dir.join(RAFT_STATE_FILE), &b)
+    }
+}
+
+/// What a partition snapshot carries: where the log restarts.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    next_offset: i64,
+}
+
+/// The stored form of an entry.
+pub fn entry_to_batch(e: &Entry) -> Bytes {
+    match e.get_entry_type() {
+        EntryType::EntryNormal if !e.data.is_empty() => e.data.clone(),
+        EntryType::EntryNormal => {
+            let mut b = BatchBuilder::new(0);
+            b.set_control();
+            b.finish()
+        }
+        kind => {
+            let key = if kind == EntryType::EntryConfChange {
+                CONF_CHANGE_KEY
+            } else {
+                CONF_CHANGE_V2_KEY
+            };
+            let mut b = BatchBuilder::new(0);
+            b.set_control();
+            b.push(0, Some(key), Some(&e.data), &[]);
+            b.finish()
+        }
+    }
+}
+
+/// The entry a stored batch stands for.
+pub fn batch_to_entry(h: &BatchHeader, bytes: Bytes) -> Entry {
+    let mut e = Entry::default();
+    e.term = h.raft_term;
+    e.index = h.raft_index;
+    if h.is_control() {
+        if h.records_count == 0 {
+            e.set_entry_type(EntryType::EntryNormal);
+            return e;
+        }
+        if let Ok(mut recs) = batch::records(&bytes)
+            && let Some(Ok(r)) = recs.next()
+        {
+            let kind = match r.key.as_deref() {
+                Some(k) if k == CONF_CHANGE_KEY => Some(EntryType::EntryConfChange),
+                Some(k) if k == CONF_CHANGE_V2_KEY => Some(EntryType::EntryConfChangeV2),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                e.set_entry_type(kind);
+                e.data = r.value.unwrap_or_default();
+                return e;
+            }
+        }
+    }
+    e.set_entry_type(EntryType::EntryNormal);
+    e.data = bytes;
+    e
+}
+
+/// Checks an entry received from a peer before it reaches Raft: normal
+/// data must be exactly one intact batch.
+pub fn check_entry(e: &Entry) -> Result<(), String> {
+    if e.get_entry_type() == EntryType::EntryNormal && !e.data.is_empty() {
+        let h = batch::verify_crc(&e.data).map_err(|err| err.to_string())?;
+        if h.total_len() != e.data.len() {
+            return Err("entry data is not exactly one batch".into());
+        }
+    }
+    Ok(())
+}
+
+/// raft-rs storage of one group.
+pub struct LogStorage {
+    part: Arc<Partition>,
+}
+
+impl LogStorage {
+    pub fn new(part: Arc<Partition>) -> Self {
+        Self { part }
+    }
+}
+
+fn unavailable() -> raft::Error {
+    raft::Error::Store(StorageError::Unavailable)
+}
+
+impl Storage for LogStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.part.with_log(|log, meta| {
+            let mut hs = meta.hard_state();
+            // A torn tail (fsync=never) can leave the commit beyond the log.
+            hs.commit = hs
+                .commit
+                .min(log.raft_last_index())
+                .max(log.raft_base().index);
+            Ok(RaftState::new(hs, meta.conf_state()))
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        let max = max_size.into().unwrap_or(u64::MAX);
+        self.part.with_log(|log, _| {
+            if low <= log.raft_base().index {
+                return Err(raft::Error::Store(StorageError::Compacted));
+            }
+            if high > log.raft_last_index() + 1 {
+                return Err(unavailable());
+            }
+            let got = log.raft_entries(low, high, max);
+            if got.is_empty() && low < high {
+                return Err(unavailable());
+            }
+            Ok(got
+                .into_iter()
+                .map(|(h, b)| batch_to_entry(&h, b))
+                .collect())
+        })
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.part.with_log(|log, _| {
+            if idx < log.raft_base().index {
+                return Err(raft::Error::Store(StorageError::Compacted));
+            }
+            log.raft_term(idx).ok_or_else(unavailable)
+        })
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.part.with_log(|log, _| Ok(log.raft_base().index + 1))
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.part.with_log(|log, _| Ok(log.raft_last_index()))
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        self.part.with_log(|log, meta| {
+            let base = log.raft_base();
+            if base.index == 0 || base.index < request_index {
+                return Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ));
+            }
+            let mut s = Snapshot::default();
+            let data = SnapshotData {
+                next_offset: base.next_offset,
+            };
+            s.data = serde_json::to_vec(&data).unwrap_or_default().into();
+            let md = s.mut_metadata();
+            md.index = base.index;
+            md.term = base.term;
+            md.set_conf_state(meta.conf_state());
+            Ok(s)
+        })
+    }
+}
+
+/// The log position a received snapshot moves a follower to.
+pub fn snapshot_base(s: &Snapshot) -> Result<RaftBase, String> {
+    let d: SnapshotData = serde_json::from_slice(&s.data).map_err(|e| e.to_string())?;
+    if d.next_offset < 0 {
+        return Err("negative snapshot offset".into());
+    }
+    Ok(RaftBase {
+        index: s.get_metadata().index,
+        term: s.get_metadata().term,
+        next_offset: d.next_offset,
+    })
+}
+
+/// Encodes a Raft message for the wire.
+pub fn encode_message(m: &raft::eraftpb::Message) -> Bytes {
+    m.write_to_bytes().map(Bytes::from).unwrap_or_default()
+}
+
+/// Decodes and checks a Raft message from a peer.
+pub fn decode_message(b: &Bytes) -> Result<raft::eraftpb::Message, String> {
+    let m = raft::eraftpb::Message::parse_from_carllerche_bytes(b).map_err(|e| e.to_string())?;
+    for e in m.get_entries() {
+        check_entry(e)?;
+    }
+    if !m.get_snapshot().data.is_empty() {
+        snapshot_base(m.get_snapshot())?;
+    }
+    Ok(m)
+}

@@ -1,0 +1,213 @@
+//! Peer transport: one long-lived client stream per destination broker
+//! carrying every Raft message of one event-loop cycle in one `RaftBatch`.
+//! Sends never block the event loop: a full queue drops the batch (Raft
+//! retransmits) and a broken link reconnects with backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use strata_proto::v1::peer_client::PeerClient;
+use strata_proto::v1::{LeaderNotice, RaftBatch, RaftEnvelope};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+
+/// Batches queued per peer before new ones are dropped.
+const QUEUE: usize = 1024;
+const MAX_MESSAGE: usize = 256 << 20;
+
+struct Link {
+    addr: String,
+    tx: mpsc::Sender<RaftBatch>,
+}
+
+pub struct Transport {
+    node_id: u64,
+    fingerprint: String,
+    runtime: tokio::runtime::Handle,
+    addrs: RwLock<HashMap<u64, String>>,
+    links: RwLock<HashMap<u64, Link>>,
+    /// Peers whose link failed since the loop last asked.
+    unreachable: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl Transport {
+    pub fn new(
+        node_id: u64,
+        fingerprint: String,
+        runtime: tokio::runtime::Handle,
+        addrs: HashMap<u64, String>,
+    ) -> Self {
+        Self {
+            node_id,
+            fingerprint,
+            runtime,
+            addrs: RwLock::new(addrs),
+            links: RwLock::default(),
+            unreachable: Arc::default(),
+        }
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Learns a peer address (brokers added after bootstrap). Addresses
+    /// given at start take precedence.
+    pub fn add_peer(&self, id: u64, addr: &str) {
+        if id == self.node_id {
+            return;
+        }
+        let mut a = self.addrs.write().unwrap_or_else(|e| e.into_inner());
+        a.entry(id).or_insert_with(|| addr.to_owned());
+    }
+
+    pub fn remove_peer(&self, id: u64) {
+        self.addrs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.links
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    pub fn peer_addr(&self, id: u64) -> Option<String> {
+        self.addrs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    pub fn peer_ids(&self) -> Vec<u64> {
+        self.addrs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .filter(|id| *id != self.node_id)
+            .collect()
+    }
+
+    /// Queues one batch for `to`; drops it when the link is saturated.
+    pub fn send(&self, to: u64, messages: Vec<RaftEnvelope>, leaders: Vec<LeaderNotice>) {
+        let batch = RaftBatch {
+            from: self.node_id,
+            cluster: self.fingerprint.clone(),
+            messages,
+            leaders,
+            to,
+        };
+        {
+            let links = self.links.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(l) = links.get(&to) {
+                let _ = l.tx.try_send(batch);
+                return;
+            }
+        }
+        let Some(addr) = self.peer_addr(to) else {
+            return;
+        };
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let _ = tx.try_send(batch);
+        let unreachable = Arc::clone(&self.unreachable);
+        self.runtime
+            .spawn(pump(to, addr.clone(), rx, unreachable));
+        self.links
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(to, Link { addr, tx });
+    }
+
+    /// Peers whose link broke since the last call.
+    pub fn take_unreachable(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.unreachable.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn link_addr(&self, id: u64) -> Option<String> {
+        self.links
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .map(|l| l.addr.clone())
+    }
+}
+
+/// Connects to `addr` and streams batches from `rx`, reconnecting on error.
+async fn pump(
+    to: u64,
+    addr: String,
+    mut rx: mpsc::Receiver<RaftBatch>,
+    unreachable: Arc<std::sync::Mutex<Vec<u64>>>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+            Ok(e) => e
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(1))
+                .keep_alive_timeout(Duration::from_secs(2))
+                .initial_stream_window_size(Some(16 << 20))
+                .initial_connection_window_size(Some(32 << 20)),
+            Err(e) => {
+                tracing::error!(peer = to, addr = %addr, error = %e, "bad peer address");
+                return;
+            }
+        };
+        match endpoint.connect().await {
+            Ok(ch) => {
+                backoff = Duration::from_millis(50);
+                let mut client = PeerClient::new(ch)
+                    .max_encoding_message_size(MAX_MESSAGE)
+                    .max_decoding_message_size(MAX_MESSAGE);
+                let (tx2, rx2) = mpsc::channel::<RaftBatch>(64);
+                let mut call =
+                    tokio::spawn(async move { client.raft(ReceiverStream::new(rx2)).await });
+                loop {
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            Some(b) => {
+                                if tx2.send(b).await.is_err() {
+                                    break;
+                                }
+                            }
+                            None => {
+                                call.abort();
+                                return;
+                            }
+                        },
+                        r = &mut call => {
+                            if let Ok(Err(st)) = r {
+                                if st.code() == tonic::Code::FailedPrecondition {
+                                    tracing::error!(peer = to, addr = %addr, "peer refused this broker: {}", st.message());
+                                } else {
+                                    tracing::debug!(peer = to, error = %st, "peer stream ended");
+                                }
+                            }
+                            break;
+                        }
+                    }
+                }
+                call.abort();
+            }
+            Err(e) => {
+                tracing::debug!(peer = to, addr = %addr, error = %e, "cannot reach peer");
+            }
+        }
+        unreachable
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(to);
+        // Drop what queued up while the peer was away (Raft resends).
+        let deadline = tokio::time::Instant::now() + backoff;
+        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, rx.recv()).await {}
+        if rx.is_closed() {
+            return;
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}

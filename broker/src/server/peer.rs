@@ -1,0 +1,137 @@
+//! The `Peer` gRPC service on the peer listener: Raft traffic, identity
+//! checks, partition states for status RPCs, and controller operations
+//! forwarded by other brokers.
+
+use std::sync::Arc;
+
+use strata_proto::v1::peer_server::Peer as PeerApi;
+use strata_proto::v1::{
+    ControllerRequest, ControllerResponse, HelloRequest, HelloResponse, RaftBatch,
+    RaftStreamSummary, ReplicaStatesRequest, ReplicaStatesResponse,
+};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::broker::Broker;
+use crate::cluster::controller::{ControllerOp, ControllerReply};
+use crate::raft::node::Cmd;
+use crate::raft::storage::decode_message;
+
+pub struct PeerService {
+    broker: Arc<Broker>,
+}
+
+impl PeerService {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        Self { broker }
+    }
+
+    fn check_sender(&self, from: u64, cluster: &str) -> Result<(), Status> {
+        let fp = self.broker.transport.fingerprint();
+        if cluster != fp {
+            return Err(Status::failed_precondition(format!(
+                "initial-cluster mismatch: broker {from} has members/voters {cluster}, broker {} has {fp}",
+                self.broker.node_id()
+            )));
+        }
+        if self
+            .broker
+            .with_state(|s| s.removed_brokers.contains(&from))
+        {
+            return Err(Status::failed_precondition(format!(
+                "broker {from} was removed from the cluster"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl PeerApi for PeerService {
+    async fn raft(
+        &self,
+        req: Request<Streaming<RaftBatch>>,
+    ) -> Result<Response<RaftStreamSummary>, Status> {
+        let mut inbound = req.into_inner();
+        let me = self.broker.node_id();
+        while let Some(b) = inbound.message().await? {
+            self.check_sender(b.from, &b.cluster)?;
+            if b.to != me {
+                return Err(Status::failed_precondition(format!(
+                    "this is broker {me}, not broker {}",
+                    b.to
+                )));
+            }
+            self.broker.directory.saw(b.from);
+            for n in &b.leaders {
+                self.broker
+                    .directory
+                    .set_leader(&n.topic, n.partition, n.leader, n.term);
+                if n.topic == crate::cluster::controller::METADATA_TOPIC {
+                    // Learned from the leader itself when it is us; else a hint.
+                }
+            }
+            let mut msgs = Vec::with_capacity(b.messages.len());
+            for env in b.messages {
+                match decode_message(&env.message) {
+                    Ok(m) if m.to == me && m.from == b.from => {
+                        msgs.push(((env.topic, env.partition), m));
+                    }
+                    Ok(_) => tracing::warn!(from = b.from, "dropping a misaddressed Raft message"),
+                    Err(e) => {
+                        tracing::warn!(from = b.from, error = %e, "dropping an invalid Raft message")
+                    }
+                }
+            }
+            if !msgs.is_empty() {
+                self.broker
+                    .raft_handle()
+                    .send(Cmd::Step(msgs))
+                    .map_err(|_| Status::unavailable("shutting down"))?;
+            }
+        }
+        Ok(Response::new(RaftStreamSummary {}))
+    }
+
+    async fn hello(&self, req: Request<HelloRequest>) -> Result<Response<HelloResponse>, Status> {
+        let r = req.into_inner();
+        let removed = self
+            .broker
+            .with_state(|s| s.removed_brokers.contains(&r.node_id));
+        Ok(Response::new(HelloResponse {
+            node_id: self.broker.node_id(),
+            cluster: self.broker.transport.fingerprint().to_owned(),
+            cluster_id: self.broker.with_state(|s| s.cluster_id.clone()),
+            removed,
+        }))
+    }
+
+    async fn replica_states(
+        &self,
+        _req: Request<ReplicaStatesRequest>,
+    ) -> Result<Response<ReplicaStatesResponse>, Status> {
+        Ok(Response::new(ReplicaStatesResponse {
+            node_id: self.broker.node_id(),
+            replicas: self.broker.local_replica_states(),
+            controller_leader: self.broker.controller().leader(),
+        }))
+    }
+
+    async fn controller(
+        &self,
+        req: Request<ControllerRequest>,
+    ) -> Result<Response<ControllerResponse>, Status> {
+        let op: ControllerOp = serde_json::from_slice(&req.into_inner().request)
+            .map_err(|e| Status::invalid_argument(format!("bad controller request: {e}")))?;
+        let reply = match self.broker.execute_local(op).await {
+            Ok(r) => r,
+            Err(e) => ControllerReply::Error {
+                code: e.code() as i32,
+                message: e.to_string(),
+            },
+        };
+        let body = serde_json::to_vec(&reply).map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(ControllerResponse {
+            response: body.into(),
+        }))
+    }
+}
