@@ -320,8 +320,11 @@ impl Log {
     /// Seals the active segment and starts a new one at the log end.
     pub fn roll(&mut self, now_ms: i64) -> Result<(), LogError> {
         let dir = self.dir.clone();
+        let next = self.next_offset;
         let active = self.active();
-        if active.is_empty() {
+        // Segments are named by base offset: one holding only entries
+        // without records (Raft's empty entries) keeps being appended to.
+        if active.is_empty() || active.base_offset() == next {
             return Ok(());
         }
         active.seal().at(&dir)?;

@@ -77,6 +77,10 @@ pub enum Cmd {
     /// Hands every leadership to another replica (shutdown).
     TransferAll,
     Unreachable(u64),
+    /// A peer opened a new stream (restarted, or reconnected): it may have
+    /// lost its data, so leaders probe it again instead of trusting the
+    /// progress they remember.
+    PeerRestarted(u64),
     Stop,
 }
 
@@ -209,7 +213,7 @@ impl RaftLoop {
     fn handle(&mut self, cmd: Cmd, active: &mut HashSet<GroupKey>) -> bool {
         match cmd {
             Cmd::Step(msgs) => {
-                for (key, m) in msgs {
+                for (key, mut m) in msgs {
                     if let Some(g) = self.groups.get_mut(&key) {
                         let from = m.from;
                         if !g.node.raft.prs().conf().voters().contains(from)
@@ -218,6 +222,11 @@ impl RaftLoop {
                             && key.0 != crate::cluster::controller::METADATA_TOPIC
                         {
                             continue;
+                        }
+                        // A leader may still believe a wiped follower holds
+                        // entries; never let a heartbeat commit past our log.
+                        if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+                            m.commit = m.commit.min(g.node.raft.raft_log.last_index());
                         }
                         if let Err(e) = g.node.step(m) {
                             tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
@@ -316,6 +325,20 @@ impl RaftLoop {
                         && matched + 16 >= last
                     {
                         g.node.transfer_leader(to);
+                        active.insert(k.clone());
+                    }
+                }
+            }
+            Cmd::PeerRestarted(peer) => {
+                for (k, g) in &mut self.groups {
+                    if g.node.raft.state != StateRole::Leader {
+                        continue;
+                    }
+                    let last = g.node.raft.raft_log.last_index();
+                    if let Some(pr) = g.node.raft.mut_prs().get_mut(peer) {
+                        pr.matched = 0;
+                        pr.become_probe();
+                        pr.next_idx = last + 1;
                         active.insert(k.clone());
                     }
                 }

@@ -53,8 +53,13 @@ impl PeerApi for PeerService {
     ) -> Result<Response<RaftStreamSummary>, Status> {
         let mut inbound = req.into_inner();
         let me = self.broker.node_id();
+        let mut first = true;
         while let Some(b) = inbound.message().await? {
             self.check_sender(b.from, &b.cluster)?;
+            if first {
+                first = false;
+                let _ = self.broker.raft_handle().send(Cmd::PeerRestarted(b.from));
+            }
             if b.to != me {
                 return Err(Status::failed_precondition(format!(
                     "this is broker {me}, not broker {}",

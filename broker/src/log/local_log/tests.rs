@@ -263,3 +263,76 @@ proptest! {
         prop_assert_eq!(batch::parse_header(&r.records).unwrap().records_count, 2);
     }
 }
+
+fn empty_entry() -> Bytes {
+    let mut b = BatchBuilder::new(0);
+    b.set_control();
+    b.finish()
+}
+
+#[test]
+fn raft_entries_survive_reopen_truncate_and_reset() {
+    let d = tempfile::tempdir().unwrap();
+    {
+        let (mut log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+        log.append_entry(&empty_entry(), 1, 1, 0).unwrap();
+        for i in 2..=20u64 {
+            log.append_entry(&make_batch(3, 100, 1_000), 1 + i / 10, i, 0)
+                .unwrap();
+        }
+        assert_eq!(log.raft_last_index(), 20);
+        assert_eq!(log.next_offset(), 57);
+        let p = log.sync_plan();
+        p.run().unwrap();
+        log.mark_synced(p.up_to);
+    }
+    let (mut log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    assert_eq!(log.raft_last_index(), 20);
+    assert_eq!(log.raft_term(1), Some(1));
+    assert_eq!(log.raft_term(15), Some(2));
+    assert_eq!(log.offset_after_index(1), Some(0));
+    assert_eq!(log.offset_after_index(2), Some(3));
+    let got = log.raft_entries(5, 9, u64::MAX);
+    let idx: Vec<u64> = got.iter().map(|(h, _)| h.raft_index).collect();
+    assert_eq!(idx, vec![5, 6, 7, 8]);
+    // A new leader replaces the suffix from index 12 on.
+    log.append_entry(&make_batch(1, 10, 1_000), 5, 12, 0).unwrap();
+    assert_eq!(log.raft_last_index(), 12);
+    assert_eq!(log.raft_term(12), Some(5));
+    assert_eq!(log.next_offset(), 3 * 10 + 1);
+    // A snapshot moves the start.
+    log.reset_to(
+        RaftBase {
+            index: 100,
+            term: 7,
+            next_offset: 500,
+        },
+        0,
+    )
+    .unwrap();
+    drop(log);
+    let (log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    assert_eq!(log.raft_last_index(), 100);
+    assert_eq!(log.raft_term(100), Some(7));
+    assert_eq!(log.next_offset(), 500);
+    assert_eq!(log.log_start_offset(), 500);
+}
+
+#[test]
+fn empty_entries_never_start_a_segment_with_the_same_name() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = cfg(4096);
+    c.segment_ms = Some(1);
+    {
+        let (mut log, _) = Log::open(d.path(), c.clone(), 0).unwrap();
+        log.append_entry(&empty_entry(), 1, 1, 0).unwrap();
+    }
+    let (mut log, _) = Log::open(d.path(), c, 10_000).unwrap();
+    log.append_entry(&empty_entry(), 2, 2, 20_000).unwrap();
+    log.append_entry(&make_batch(2, 10, 1_000), 2, 3, 30_000).unwrap();
+    drop(log);
+    let (log, _) = Log::open(d.path(), cfg(4096), 40_000).unwrap();
+    assert_eq!(log.raft_last_index(), 3);
+    assert_eq!(log.raft_term(1), Some(1));
+    assert_eq!(log.next_offset(), 2);
+}
