@@ -21,6 +21,9 @@ use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::mmap::{self, SharedMap};
 
 /// Sizes a new or reopened segment uses.
+/// Bytes after a segment's valid end checked for torn-write garbage.
+const TAIL_CHECK_BYTES: usize = 1 << 20;
+
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentSizes {
     /// Preallocated size of an active `.log` file.
@@ -295,8 +298,12 @@ impl Segment {
         self.offset_index.seal()?;
         self.time_index.seal()?;
         // Zeros after the last batch are preallocated space, not lost data.
+        // Only a window after the valid end is inspected: a torn write
+        // leaves its garbage there, and the rest of a preallocated file is
+        // zeros that would take long to scan (appends overwrite it anyway).
+        let window_end = total.min(pos.saturating_add(TAIL_CHECK_BYTES));
         let tail = match &self.map {
-            Some(m) => &m.as_slice()[pos..total],
+            Some(m) => &m.as_slice()[pos..window_end],
             None => &[],
         };
         let garbage = tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
