@@ -37,6 +37,9 @@ const NODE_META: &str = "node.meta";
 const CLUSTER_META: &str = "cluster.meta";
 const PRODUCER_ID_BLOCK: i64 = 1000;
 const MAX_PARTITIONS_PER_TOPIC: u32 = 100_000;
+/// How long after start a broker waits for its partitions' leaders before
+/// it serves anyway.
+const READY_WAIT: Duration = Duration::from_secs(10);
 
 pub type TopicPartition = (String, u32);
 
@@ -53,6 +56,7 @@ pub struct Broker {
     loop_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serializes `reconcile` (metadata follower and admin calls).
     reconcile_lock: Mutex<()>,
+    started: std::time::Instant,
     _dir_lock: File,
 }
 
@@ -201,6 +205,7 @@ impl Broker {
             transport,
             loop_thread: Mutex::new(Some(thread)),
             reconcile_lock: Mutex::new(()),
+            started: std::time::Instant::now(),
             _dir_lock: dir_lock,
         });
         tokio::spawn(Self::follow_metadata(Arc::downgrade(&broker)));
@@ -331,12 +336,32 @@ impl Broker {
         &self.views
     }
 
-    /// Whether this broker has caught up with the metadata (it sees itself
-    /// registered with its current address).
+    /// Whether this broker serves: it has caught up with the metadata (it
+    /// sees itself registered with its current address), opened every
+    /// replica it hosts, and each has a leader (one led here has committed
+    /// and applied its whole log). After `READY_WAIT` a broker serves even if
+    /// some partitions have no leader yet.
     pub fn ready(&self) -> bool {
         let id = self.config.node_id;
         let addr = &self.config.advertise;
-        self.with_state(|s| s.brokers.get(&id).is_some_and(|b| &b.addr == addr))
+        if !self.with_state(|s| s.brokers.get(&id).is_some_and(|b| &b.addr == addr)) {
+            return false;
+        }
+        if self.started.elapsed() > READY_WAIT {
+            return true;
+        }
+        let hosted = self.with_state(|s| {
+            s.topics
+                .values()
+                .map(|t| t.assignments.iter().filter(|r| r.contains(&id)).count())
+                .sum::<usize>()
+        });
+        let parts = self.all_partitions();
+        parts.len() >= hosted
+            && parts.iter().all(|p| {
+                let role = p.role();
+                role.leader != 0 && (role.leader != id || p.high_watermark() >= p.log_end())
+            })
     }
 
     pub fn check_ready(&self) -> Result<()> {
