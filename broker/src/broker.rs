@@ -26,10 +26,10 @@ use crate::error::{BrokerError, Result};
 use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::log::{Log, LogConfig, checkpoint};
 use crate::partition::{Partition, now_ms};
+use crate::raft::RaftTiming;
 use crate::raft::node::{Cmd, GroupKind, RaftHandle, RaftLoop, Views};
 use crate::raft::storage::RaftMeta;
 use crate::raft::transport::Transport;
-use crate::raft::RaftTiming;
 
 /// File in each partition directory naming the topic id it belongs to.
 const PARTITION_META: &str = crate::log::OWNER_FILE;
@@ -171,7 +171,8 @@ impl Broker {
             Some(m) => m,
             None => {
                 let m = bootstrap_meta(&config);
-                m.store(&mdir).map_err(|e| io_err("cannot write", &mdir, e))?;
+                m.store(&mdir)
+                    .map_err(|e| io_err("cannot write", &mdir, e))?;
                 m
             }
         };
@@ -223,9 +224,8 @@ impl Broker {
                 "--initial-cluster (members/voters {fp}) does not match the cluster this data directory belongs to ({})",
                 String::from_utf8_lossy(&b)
             ))),
-            Ok(None) => {
-                checkpoint::write(&path, fp.as_bytes()).map_err(|e| io_err("cannot write", &path, e))
-            }
+            Ok(None) => checkpoint::write(&path, fp.as_bytes())
+                .map_err(|e| io_err("cannot write", &path, e)),
             Err(e) => Err(io_err("cannot read", &path, e)),
         }
     }
@@ -385,8 +385,8 @@ impl Broker {
         let cfg = self.log_config_of(meta);
         let dir = partition_dir(&self.config.data_dir, name, p);
         Self::claim_dir(&dir, &meta.id)?;
-        let (log, report) = Log::open(&dir, cfg, now_ms())
-            .map_err(|e| BrokerError::Storage(e.to_string()))?;
+        let (log, report) =
+            Log::open(&dir, cfg, now_ms()).map_err(|e| BrokerError::Storage(e.to_string()))?;
         if report.truncated_bytes > 0 || report.dropped_segments > 0 {
             tracing::warn!(topic = %name, partition = p, truncated_bytes = report.truncated_bytes,
                 dropped_segments = report.dropped_segments, "recovered a damaged log tail");
@@ -395,18 +395,23 @@ impl Broker {
             tracing::warn!(topic = %name, partition = p, files = ?report.ignored_files,
                 "ignoring unknown files in the partition directory");
         }
-        let replicas = meta.assignments.get(p as usize).cloned().unwrap_or_default();
-        let (rmeta, fresh) = match RaftMeta::load(&dir).map_err(|e| io_err("cannot read", &dir, e))? {
-            Some(m) => (m, false),
-            None => {
-                let m = RaftMeta {
-                    voters: replicas.clone(),
-                    ..RaftMeta::default()
-                };
-                m.store(&dir).map_err(|e| io_err("cannot write", &dir, e))?;
-                (m, true)
-            }
-        };
+        let replicas = meta
+            .assignments
+            .get(p as usize)
+            .cloned()
+            .unwrap_or_default();
+        let (rmeta, fresh) =
+            match RaftMeta::load(&dir).map_err(|e| io_err("cannot read", &dir, e))? {
+                Some(m) => (m, false),
+                None => {
+                    let m = RaftMeta {
+                        voters: replicas.clone(),
+                        ..RaftMeta::default()
+                    };
+                    m.store(&dir).map_err(|e| io_err("cannot write", &dir, e))?;
+                    (m, true)
+                }
+            };
         let part = Partition::open(
             name,
             p,
@@ -497,7 +502,10 @@ impl Broker {
 
     /// Brings the hosted partitions in line with the metadata.
     fn reconcile(&self) -> Result<()> {
-        let _serial = self.reconcile_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _serial = self
+            .reconcile_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let state = self.controller.state();
         let me = self.config.node_id;
         for b in state.brokers.values() {
@@ -646,10 +654,10 @@ impl Broker {
         {
             let brokers = self.with_state(|s| s.brokers.len());
             let expected = self.config.initial_cluster.len().min(3);
-            if brokers >= expected {
-                if let Err(e) = self.create_offsets_topic().await {
-                    tracing::debug!(error = %e, "offsets topic not created yet");
-                }
+            if brokers >= expected
+                && let Err(e) = self.create_offsets_topic().await
+            {
+                tracing::debug!(error = %e, "offsets topic not created yet");
             }
         }
     }
@@ -745,7 +753,10 @@ impl Broker {
                         if !s.topics.contains_key(&name) {
                             return Err(BrokerError::UnknownTopic(name.clone()));
                         }
-                        Ok((vec![MetadataCommand::DeleteTopic { name: name.clone() }], ()))
+                        Ok((
+                            vec![MetadataCommand::DeleteTopic { name: name.clone() }],
+                            (),
+                        ))
                     })
                     .await?;
                 Ok(ControllerReply::Unit)
@@ -957,7 +968,8 @@ impl Broker {
             ControllerReply::Topic(m) => m,
             _ => return Err(BrokerError::Storage("unexpected controller reply".into())),
         };
-        self.wait_applied_here(|s| s.topics.contains_key(name)).await;
+        self.wait_applied_here(|s| s.topics.contains_key(name))
+            .await;
         self.reconcile()?;
         // Answer once every partition has elected a leader, so that a
         // produce right after creation finds one.
@@ -975,7 +987,10 @@ impl Broker {
         let mut rx = self.controller.shared.subscribe();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while !self.with_state(&f) {
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -1051,7 +1066,8 @@ impl Broker {
             name: name.to_owned(),
         })
         .await?;
-        self.wait_applied_here(|s| !s.topics.contains_key(name)).await;
+        self.wait_applied_here(|s| !s.topics.contains_key(name))
+            .await;
         self.reconcile()?;
         if let Err(e) = self.groups.forget_topic(name).await {
             tracing::debug!(error = %e, "group offsets of the deleted topic are kept");
@@ -1059,7 +1075,11 @@ impl Broker {
         Ok(())
     }
 
-    pub async fn alter_topic_config(&self, name: &str, set: BTreeMap<String, String>) -> Result<()> {
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        set: BTreeMap<String, String>,
+    ) -> Result<()> {
         if set.is_empty() {
             return Err(BrokerError::InvalidRequest("no config to set".into()));
         }
@@ -1132,7 +1152,8 @@ impl Broker {
                 key: (topic.to_owned(), p),
                 to,
             })?;
-            let wait = tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|r| r.leader == to));
+            let wait =
+                tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|r| r.leader == to));
             if let Ok(Ok(_)) = wait.await {
                 return Ok(to);
             }
@@ -1154,9 +1175,7 @@ impl Broker {
                 .iter()
                 .chain(std::iter::once(&self.controller.part))
                 .filter(|p| p.is_leader())
-                .filter(|p| {
-                    p.with_log(|_, m| m.voters.iter().any(|v| *v != self.config.node_id))
-                })
+                .filter(|p| p.with_log(|_, m| m.voters.iter().any(|v| *v != self.config.node_id)))
                 .count();
             if leading == 0 || tokio::time::Instant::now() >= deadline {
                 if leading > 0 {
@@ -1223,13 +1242,19 @@ impl Broker {
     /// States of the partitions this broker leads (for status RPCs).
     pub fn local_replica_states(&self) -> Vec<strata_proto::v1::ReplicaState> {
         let views = self.views.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let parts = self
+            .partitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut out = Vec::new();
         for (key, v) in views {
             if v.role.leader != self.config.node_id {
                 continue;
             }
-            let Some(part) = parts.get(&key) else { continue };
+            let Some(part) = parts.get(&key) else {
+                continue;
+            };
             let o = part.offsets();
             out.push(strata_proto::v1::ReplicaState {
                 topic: key.0.clone(),

@@ -130,9 +130,7 @@ fn parse_cluster(s: &str) -> Result<Vec<(u64, String)>, ConfigError> {
     let mut out: Vec<(u64, String)> = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         let Some((id, addr)) = item.split_once('=') else {
-            return err(format!(
-                "initial-cluster '{item}': expected ID=HOST:PORT"
-            ));
+            return err(format!("initial-cluster '{item}': expected ID=HOST:PORT"));
         };
         let id: u64 = id
             .trim()

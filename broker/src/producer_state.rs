@@ -108,8 +108,7 @@ impl ProducerTable {
         }
         // Recording is idempotent: the leader records at proposal time and
         // sees the batch again when it reaches the log.
-        if e
-            .recent
+        if e.recent
             .iter()
             .any(|c| c.base_offset == h.base_offset && c.first_seq == h.base_sequence)
         {

@@ -226,7 +226,12 @@ impl Log {
 
         // A snapshot installed past everything stored (a crash between
         // recording the new base and deleting the old segments).
-        let stored_last = segments.values().map(Segment::last_raft).map(|r| r.1).max().unwrap_or(0);
+        let stored_last = segments
+            .values()
+            .map(Segment::last_raft)
+            .map(|r| r.1)
+            .max()
+            .unwrap_or(0);
         if raft_base.index > 0 && stored_last < raft_base.index {
             for (_, seg) in std::mem::take(&mut segments) {
                 seg.delete().at(dir)?;

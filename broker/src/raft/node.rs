@@ -527,7 +527,8 @@ impl RaftLoop {
             if role != g.role {
                 g.role = role;
                 g.part.set_role(role);
-                self.directory.set_leader(&key.0, key.1, role.leader, role.term);
+                self.directory
+                    .set_leader(&key.0, key.1, role.leader, role.term);
                 if role.leader != 0 {
                     self.notices.push(LeaderNotice {
                         topic: key.0.clone(),

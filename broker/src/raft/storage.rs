@@ -38,18 +38,20 @@ pub struct RaftMeta {
 
 impl RaftMeta {
     pub fn hard_state(&self) -> HardState {
-        let mut hs = HardState::default();
-        hs.term = self.term;
-        hs.vote = self.vote;
-        hs.commit = self.commit;
-        hs
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.commit,
+            ..Default::default()
+        }
     }
 
     pub fn conf_state(&self) -> ConfState {
-        let mut cs = ConfState::default();
-        cs.voters = self.voters.clone();
-        cs.learners = self.learners.clone();
-        cs
+        ConfState {
+            voters: self.voters.clone(),
+            learners: self.learners.clone(),
+            ..Default::default()
+        }
     }
 
     pub fn set_conf(&mut self, cs: &ConfState) {
@@ -108,9 +110,11 @@ pub fn entry_to_batch(e: &Entry) -> Bytes {
 
 /// The entry a stored batch stands for.
 pub fn batch_to_entry(h: &BatchHeader, bytes: Bytes) -> Entry {
-    let mut e = Entry::default();
-    e.term = h.raft_term;
-    e.index = h.raft_index;
+    let mut e = Entry {
+        term: h.raft_term,
+        index: h.raft_index,
+        ..Default::default()
+    };
     if h.is_control() {
         if h.records_count == 0 {
             e.set_entry_type(EntryType::EntryNormal);

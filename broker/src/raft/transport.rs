@@ -114,8 +114,7 @@ impl Transport {
         let (tx, rx) = mpsc::channel(QUEUE);
         let _ = tx.try_send(batch);
         let unreachable = Arc::clone(&self.unreachable);
-        self.runtime
-            .spawn(pump(to, addr.clone(), rx, unreachable));
+        self.runtime.spawn(pump(to, addr.clone(), rx, unreachable));
         self.links
             .write()
             .unwrap_or_else(|e| e.into_inner())

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use strata_proto::v1::admin_server::Admin as AdminApi;
 use strata_proto::v1::{
-    AddBrokerRequest, AddBrokerResponse, BrokerStatus, ClusterStatusRequest,
-    ClusterStatusResponse, RemoveBrokerRequest, RemoveBrokerResponse, ReplicaState,
-    TransferLeaderRequest, TransferLeaderResponse,
+    AddBrokerRequest, AddBrokerResponse, BrokerStatus, ClusterStatusRequest, ClusterStatusResponse,
+    RemoveBrokerRequest, RemoveBrokerResponse, ReplicaState, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use strata_proto::v1::{
     AlterTopicConfigRequest, AlterTopicConfigResponse, BrokerInfo, CreateTopicRequest,
@@ -42,7 +42,11 @@ impl AdminService {
     ) -> TopicDescription {
         let partitions = (0..meta.partitions)
             .map(|p| {
-                let replicas = meta.assignments.get(p as usize).cloned().unwrap_or_default();
+                let replicas = meta
+                    .assignments
+                    .get(p as usize)
+                    .cloned()
+                    .unwrap_or_default();
                 let mut d = PartitionDescription {
                     partition: p,
                     leader: 0,

@@ -15,9 +15,7 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::UnknownPartition
         | E::UnknownGroup
         | E::UnknownProducerId
-        | E::UnknownBroker => {
-            Code::NotFound
-        }
+        | E::UnknownBroker => Code::NotFound,
         E::TopicExists => Code::AlreadyExists,
         E::OffsetOutOfRange => Code::OutOfRange,
         E::CorruptBatch

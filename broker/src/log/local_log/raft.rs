@@ -59,7 +59,11 @@ impl Log {
     pub fn raft_header(&self, index: u64) -> Option<BatchHeader> {
         if index == self.last_raft.1 && index > self.raft_base.index {
             // The common case (the leader asks for its last term) without a lookup.
-            let seg = self.segments.values().rev().find(|s| s.last_raft().1 == index)?;
+            let seg = self
+                .segments
+                .values()
+                .rev()
+                .find(|s| s.last_raft().1 == index)?;
             return seg.find_raft_index(index).map(|(_, h)| h);
         }
         self.segment_for_index(index)?
@@ -104,9 +108,7 @@ impl Log {
             };
             let mut more = true;
             seg.batches_from(pos, |h, b| {
-                if h.raft_index >= high
-                    || (!out.is_empty() && size + b.len() as u64 > max_bytes)
-                {
+                if h.raft_index >= high || (!out.is_empty() && size + b.len() as u64 > max_bytes) {
                     more = false;
                     return false;
                 }
@@ -197,7 +199,11 @@ impl Log {
         else {
             return Err(LogError::Raft(format!("entry {index} not found")));
         };
-        let later: Vec<i64> = self.segments.range(seg_base + 1..).map(|(b, _)| *b).collect();
+        let later: Vec<i64> = self
+            .segments
+            .range(seg_base + 1..)
+            .map(|(b, _)| *b)
+            .collect();
         for b in later {
             if let Some(seg) = self.segments.remove(&b) {
                 seg.delete().at(&self.dir)?;
@@ -232,8 +238,13 @@ impl Log {
         for (_, seg) in std::mem::take(&mut self.segments) {
             seg.delete().at(&self.dir)?;
         }
-        let seg = Segment::create(&self.dir, base.next_offset, Self::sizes(&self.config), now_ms)
-            .at(&self.dir)?;
+        let seg = Segment::create(
+            &self.dir,
+            base.next_offset,
+            Self::sizes(&self.config),
+            now_ms,
+        )
+        .at(&self.dir)?;
         self.segments.insert(base.next_offset, seg);
         self.unsynced_sealed.clear();
         self.dir_unsynced = true;

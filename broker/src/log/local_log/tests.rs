@@ -296,7 +296,8 @@ fn raft_entries_survive_reopen_truncate_and_reset() {
     let idx: Vec<u64> = got.iter().map(|(h, _)| h.raft_index).collect();
     assert_eq!(idx, vec![5, 6, 7, 8]);
     // A new leader replaces the suffix from index 12 on.
-    log.append_entry(&make_batch(1, 10, 1_000), 5, 12, 0).unwrap();
+    log.append_entry(&make_batch(1, 10, 1_000), 5, 12, 0)
+        .unwrap();
     assert_eq!(log.raft_last_index(), 12);
     assert_eq!(log.raft_term(12), Some(5));
     assert_eq!(log.next_offset(), 3 * 10 + 1);
@@ -329,7 +330,8 @@ fn empty_entries_never_start_a_segment_with_the_same_name() {
     }
     let (mut log, _) = Log::open(d.path(), c, 10_000).unwrap();
     log.append_entry(&empty_entry(), 2, 2, 20_000).unwrap();
-    log.append_entry(&make_batch(2, 10, 1_000), 2, 3, 30_000).unwrap();
+    log.append_entry(&make_batch(2, 10, 1_000), 2, 3, 30_000)
+        .unwrap();
     drop(log);
     let (log, _) = Log::open(d.path(), cfg(4096), 40_000).unwrap();
     assert_eq!(log.raft_last_index(), 3);
