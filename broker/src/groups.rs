@@ -143,6 +143,12 @@ impl GroupCoordinator {
         }
     }
 
+    /// Where requests about `group` belong: `None` when this broker leads
+    /// its offsets partition, else the NOT_LEADER error naming the leader.
+    pub fn route(&self, group: &str) -> Option<BrokerError> {
+        self.shard(group).err()
+    }
+
     /// The offsets partition index of a group.
     pub fn shard_of(&self, group: &str) -> u32 {
         shard_for(group, self.count) as u32

@@ -2,6 +2,9 @@
 //! carrying every Raft message of one event-loop cycle in one `RaftBatch`.
 //! Sends never block the event loop: a full queue drops the batch (Raft
 //! retransmits) and a broken link reconnects with backoff.
+//!
+//! An in-memory mode (`Transport::in_memory`) hands every batch to a
+//! caller-supplied router instead (tests run whole clusters in a process).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,6 +20,17 @@ use tonic::transport::Endpoint;
 const QUEUE: usize = 1024;
 const MAX_MESSAGE: usize = 256 << 20;
 
+/// Delivers a batch to broker `to` (in-memory mode).
+pub type Router = Arc<dyn Fn(u64, RaftBatch) + Send + Sync>;
+
+/// How batches leave this broker.
+enum Mode {
+    /// One gRPC stream per peer, spawned on this runtime.
+    Grpc(tokio::runtime::Handle),
+    /// Handed synchronously to the router.
+    InMemory(Router),
+}
+
 struct Link {
     addr: String,
     tx: mpsc::Sender<RaftBatch>,
@@ -25,7 +39,7 @@ struct Link {
 pub struct Transport {
     node_id: u64,
     fingerprint: String,
-    runtime: tokio::runtime::Handle,
+    mode: Mode,
     addrs: RwLock<HashMap<u64, String>>,
     links: RwLock<HashMap<u64, Link>>,
     /// Peers whose link failed since the loop last asked.
@@ -42,7 +56,31 @@ impl Transport {
         Self {
             node_id,
             fingerprint,
-            runtime,
+            mode: Mode::Grpc(runtime),
+            addrs: RwLock::new(addrs),
+            links: RwLock::default(),
+            unreachable: Arc::default(),
+        }
+    }
+
+    /// A transport that passes every batch to `router` on the sending
+    /// thread instead of a network. `peers` are the other brokers (their
+    /// addresses read as `mem:<id>`); peers added later are reachable too.
+    pub fn in_memory(
+        node_id: u64,
+        fingerprint: String,
+        router: Router,
+        peers: impl IntoIterator<Item = u64>,
+    ) -> Self {
+        let addrs = peers
+            .into_iter()
+            .filter(|id| *id != node_id)
+            .map(|id| (id, format!("mem:{id}")))
+            .collect();
+        Self {
+            node_id,
+            fingerprint,
+            mode: Mode::InMemory(router),
             addrs: RwLock::new(addrs),
             links: RwLock::default(),
             unreachable: Arc::default(),
@@ -101,6 +139,15 @@ impl Transport {
             leaders,
             to,
         };
+        let runtime = match &self.mode {
+            Mode::Grpc(rt) => rt,
+            Mode::InMemory(router) => {
+                if self.peer_addr(to).is_some() {
+                    router(to, batch);
+                }
+                return;
+            }
+        };
         {
             let links = self.links.read().unwrap_or_else(|e| e.into_inner());
             if let Some(l) = links.get(&to) {
@@ -114,7 +161,7 @@ impl Transport {
         let (tx, rx) = mpsc::channel(QUEUE);
         let _ = tx.try_send(batch);
         let unreachable = Arc::clone(&self.unreachable);
-        self.runtime.spawn(pump(to, addr.clone(), rx, unreachable));
+        runtime.spawn(pump(to, addr.clone(), rx, unreachable));
         self.links
             .write()
             .unwrap_or_else(|e| e.into_inner())

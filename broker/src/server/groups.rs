@@ -8,6 +8,9 @@ use strata_proto::v1::{
     GroupPartitionLag, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicPartitionOffset,
 };
+use std::time::Duration;
+
+use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
@@ -18,10 +21,49 @@ pub struct GroupsService {
     broker: Arc<Broker>,
 }
 
+/// Marks a request one broker forwarded to another (never forwarded twice).
+const FORWARDED: &str = "strata-forwarded";
+
 impl GroupsService {
     pub fn new(broker: Arc<Broker>) -> Self {
         Self { broker }
     }
+
+    /// The leader's client to forward a request about `group` to, when this
+    /// broker does not lead the group's offsets partition.
+    async fn forward_to(
+        &self,
+        group: &str,
+        meta: &tonic::metadata::MetadataMap,
+    ) -> Result<Option<GroupsClient<tonic::transport::Channel>>, Status> {
+        let Some(err) = self.broker.groups().route(group) else {
+            return Ok(None);
+        };
+        let addr = match &err {
+            BrokerError::NotLeader { leader_addr, .. } if !leader_addr.is_empty() => {
+                leader_addr.clone()
+            }
+            _ => return Err(err.into()),
+        };
+        if meta.get(FORWARDED).is_some() {
+            return Err(err.into());
+        }
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Status::internal(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30));
+        match ep.connect().await {
+            Ok(ch) => Ok(Some(GroupsClient::new(ch))),
+            Err(_) => Err(err.into()),
+        }
+    }
+}
+
+fn forwarded<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+    r
 }
 
 #[tonic::async_trait]
@@ -30,8 +72,11 @@ impl GroupsApi for GroupsService {
         &self,
         req: Request<OffsetCommitRequest>,
     ) -> Result<Response<OffsetCommitResponse>, Status> {
-        let r = req.into_inner();
+        let (meta, _, r) = req.into_parts();
         validate_group(&r.group)?;
+        if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
+            return leader.offset_commit(forwarded(r)).await;
+        }
         if r.offsets.is_empty() {
             return Err(BrokerError::InvalidRequest("no offsets to commit".into()).into());
         }
@@ -61,7 +106,11 @@ impl GroupsApi for GroupsService {
         &self,
         req: Request<OffsetFetchRequest>,
     ) -> Result<Response<OffsetFetchResponse>, Status> {
-        let r = req.into_inner();
+        let (meta, _, r) = req.into_parts();
+        validate_group(&r.group)?;
+        if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
+            return leader.offset_fetch(forwarded(r)).await;
+        }
         let offsets = self
             .broker
             .groups()
@@ -122,8 +171,12 @@ impl GroupsApi for GroupsService {
         &self,
         req: Request<DeleteGroupRequest>,
     ) -> Result<Response<DeleteGroupResponse>, Status> {
-        let group = req.into_inner().group;
-        self.broker.groups().delete(&group).await?;
+        let (meta, _, r) = req.into_parts();
+        validate_group(&r.group)?;
+        if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
+            return leader.delete_group(forwarded(r)).await;
+        }
+        self.broker.groups().delete(&r.group).await?;
         Ok(Response::new(DeleteGroupResponse {}))
     }
 }
