@@ -402,10 +402,6 @@ fn json_alive(v: &Value, id: u64) -> Option<bool> {
         .as_bool()
 }
 
-// Known issue: after a follower restarts, one partition can stay reported
-// as under-replicated (its leader's progress for the follower does not
-// recover while the partition is idle). Run with `--ignored`.
-#[ignore = "an idle partition can stay under-replicated after a follower restart"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_status() {
     let mut c = Cluster::start(3, ClusterOpts::default()).await;

@@ -6,6 +6,9 @@ pub mod node;
 pub mod storage;
 pub mod transport;
 
+#[cfg(test)]
+mod tests;
+
 use std::time::Duration;
 
 /// Identifies a Raft group: the partition whose log it replicates.

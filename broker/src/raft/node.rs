@@ -32,6 +32,9 @@ use crate::log::{FsyncPolicy, SyncPlan};
 use crate::partition::{Partition, Role, now_ms};
 use crate::producer_state::SeqCheck;
 
+/// Entries a follower may trail the leader's log end by and stay in sync.
+const ISR_MAX_LAG: u64 = 1000;
+
 /// Where a proposal went.
 #[derive(Debug, Clone, Copy)]
 pub struct Proposal {
@@ -565,9 +568,14 @@ impl RaftLoop {
                 .raft
                 .prs()
                 .iter()
+                // In sync: heard from recently (any message from its broker;
+                // raft-rs's `recent_active` is reset at every quorum check
+                // and would make the set flap) and caught up with the commit
+                // or close behind the log end.
                 .filter(|(id, p)| {
                     **id == self.node_id
-                        || (p.recent_active && (p.matched >= committed || p.matched + 64 >= last))
+                        || (self.directory.alive(**id)
+                            && (p.matched >= committed || p.matched + ISR_MAX_LAG >= last))
                 })
                 .map(|(id, _)| *id)
                 .filter(|id| voters.contains(id))

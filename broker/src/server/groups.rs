@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
 use strata_proto::v1::groups_server::Groups as GroupsApi;
 use strata_proto::v1::{
     DeleteGroupRequest, DeleteGroupResponse, DescribeGroupRequest, DescribeGroupResponse,
     GroupPartitionLag, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicPartitionOffset,
 };
-use std::time::Duration;
 
 use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
