@@ -1256,12 +1256,20 @@ impl Broker {
                 continue;
             };
             let o = part.offsets();
+            // A quiesced group's view is not refreshed: drop silent brokers.
+            let me = self.config.node_id;
+            let isr: Vec<u64> = v
+                .isr
+                .iter()
+                .copied()
+                .filter(|id| *id == me || self.directory.alive(*id))
+                .collect();
             out.push(strata_proto::v1::ReplicaState {
                 topic: key.0.clone(),
                 partition: key.1,
                 leader: v.role.leader,
                 term: v.role.term,
-                isr: v.isr.clone(),
+                isr,
                 log_start_offset: o.log_start,
                 high_watermark: o.high_watermark,
                 log_end_offset: o.log_end,

@@ -473,6 +473,7 @@ impl Partition {
     /// while the previous one ran.
     async fn flusher(self: Arc<Self>) {
         let mut last_checkpoint = Instant::now();
+        let mut last_saved = (-1i64, u64::MAX);
         loop {
             let policy = self.lock().log.config().fsync;
             match policy {
@@ -496,9 +497,14 @@ impl Partition {
             };
             if plan.is_empty() {
                 if last_checkpoint.elapsed() >= RECOVERY_CHECKPOINT_EVERY {
+                    // Only what changed is written: idle partitions cost nothing.
                     let g = self.lock();
-                    let _ = g.log.checkpoint_recovery_point();
-                    let _ = g.meta.store(g.log.dir());
+                    let state = (g.log.flushed_offset(), g.meta.commit);
+                    if state != last_saved {
+                        let _ = g.log.checkpoint_recovery_point();
+                        let _ = g.meta.store(g.log.dir());
+                        last_saved = state;
+                    }
                     last_checkpoint = Instant::now();
                 }
                 continue;

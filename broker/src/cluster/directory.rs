@@ -79,6 +79,15 @@ impl Directory {
             .is_some_and(|t| t.elapsed() < ALIVE_WINDOW)
     }
 
+    /// Whether peer `id` was heard from within `d`.
+    pub fn heard_within(&self, id: u64, d: Duration) -> bool {
+        self.last_seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .is_some_and(|t| t.elapsed() < d)
+    }
+
     pub fn set_controller_leader(&self, id: u64) {
         self.controller_leader.store(id, Ordering::Release);
     }

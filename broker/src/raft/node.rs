@@ -32,6 +32,14 @@ use crate::log::{FsyncPolicy, SyncPlan};
 use crate::partition::{Partition, Role, now_ms};
 use crate::producer_state::SeqCheck;
 
+/// A leader quiesces a group idle this long with every follower caught up.
+const QUIESCE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// A quiesced follower wakes when its leader's broker was silent this long.
+const WAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(400);
+/// Ticks between broker-to-broker heartbeats (one empty batch per peer,
+/// which keeps liveness known while groups are quiesced).
+const PEER_HEARTBEAT_TICKS: u64 = 2;
+
 /// Entries a follower may trail the leader's log end by and stay in sync.
 const ISR_MAX_LAG: u64 = 1000;
 
@@ -84,6 +92,13 @@ pub enum Cmd {
     /// lost its data, so leaders probe it again instead of trusting the
     /// progress they remember.
     PeerRestarted(u64),
+    /// The leader of a group quiesced it.
+    Quiesce {
+        key: GroupKey,
+        from: u64,
+        term: u64,
+        index: u64,
+    },
     Stop,
 }
 
@@ -123,6 +138,10 @@ struct Group {
     kind: GroupKind,
     role: Role,
     applied_hw: i64,
+    /// Not ticked until a message arrives (or the leader goes silent).
+    quiesced: bool,
+    /// Last proposal or replication traffic.
+    last_active: Instant,
 }
 
 pub struct RaftLoop {
@@ -178,6 +197,7 @@ impl RaftLoop {
     fn run(mut self) {
         let mut next_tick = Instant::now() + self.timing.tick;
         let mut active: HashSet<GroupKey> = HashSet::new();
+        let mut ticks: u64 = 0;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(wait) {
@@ -198,9 +218,12 @@ impl RaftLoop {
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             if Instant::now() >= next_tick {
-                for (k, g) in &mut self.groups {
-                    g.node.tick();
-                    active.insert(k.clone());
+                ticks += 1;
+                self.tick(&mut active);
+                if ticks % PEER_HEARTBEAT_TICKS == 0 {
+                    for peer in self.transport.peer_ids() {
+                        self.outbox.entry(peer).or_default();
+                    }
                 }
                 next_tick += self.timing.tick;
                 if next_tick < Instant::now() {
@@ -209,6 +232,8 @@ impl RaftLoop {
             }
             if !active.is_empty() {
                 self.process(&mut active);
+            } else if !self.outbox.is_empty() {
+                self.flush_outbox();
             }
         }
     }
@@ -231,6 +256,14 @@ impl RaftLoop {
                         if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
                             m.commit = m.commit.min(g.node.raft.raft_log.last_index());
                         }
+                        g.quiesced = false;
+                        if !matches!(
+                            m.get_msg_type(),
+                            raft::eraftpb::MessageType::MsgHeartbeat
+                                | raft::eraftpb::MessageType::MsgHeartbeatResponse
+                        ) {
+                            g.last_active = Instant::now();
+                        }
                         if let Err(e) = g.node.step(m) {
                             tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
                         }
@@ -250,6 +283,8 @@ impl RaftLoop {
             Cmd::ProposeRaw { key, data, reply } => {
                 let r = match self.groups.get_mut(&key) {
                     Some(g) if g.node.raft.state == StateRole::Leader => {
+                        g.quiesced = false;
+                        g.last_active = Instant::now();
                         match g.node.propose(vec![], data) {
                             Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
                             Err(_) => Err(not_controller(g)),
@@ -264,6 +299,8 @@ impl RaftLoop {
             Cmd::ConfChange { key, cc, reply } => {
                 let r = match self.groups.get_mut(&key) {
                     Some(g) if g.node.raft.state == StateRole::Leader => {
+                        g.quiesced = false;
+                        g.last_active = Instant::now();
                         match g.node.propose_conf_change(vec![], cc) {
                             Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
                             Err(e) => Err(BrokerError::InvalidRequest(format!(
@@ -305,6 +342,8 @@ impl RaftLoop {
             }
             Cmd::TransferLeader { key, to } => {
                 if let Some(g) = self.groups.get_mut(&key) {
+                    g.quiesced = false;
+                    g.last_active = Instant::now();
                     g.node.transfer_leader(to);
                     active.insert(key);
                 }
@@ -314,6 +353,8 @@ impl RaftLoop {
                     if g.node.raft.state != StateRole::Leader {
                         continue;
                     }
+                    g.quiesced = false;
+                    g.last_active = Instant::now();
                     let last = g.node.raft.raft_log.last_index();
                     let best = g
                         .node
@@ -332,12 +373,30 @@ impl RaftLoop {
                     }
                 }
             }
+            Cmd::Quiesce {
+                key,
+                from,
+                term,
+                index,
+            } => {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    let r = &g.node.raft;
+                    if r.term == term
+                        && r.leader_id == from
+                        && r.raft_log.last_index() == index
+                        && r.raft_log.committed == index
+                    {
+                        g.quiesced = true;
+                    }
+                }
+            }
             Cmd::PeerRestarted(peer) => {
                 for (k, g) in &mut self.groups {
                     if g.node.raft.state != StateRole::Leader {
                         continue;
                     }
                     let last = g.node.raft.raft_log.last_index();
+                    g.quiesced = false;
                     if let Some(pr) = g.node.raft.mut_prs().get_mut(peer) {
                         pr.matched = 0;
                         pr.become_probe();
@@ -356,6 +415,52 @@ impl RaftLoop {
             Cmd::Stop => return false,
         }
         true
+    }
+
+    /// Ticks every group that is not quiesced; quiesces idle led groups and
+    /// wakes quiesced followers whose leader's broker went silent.
+    fn tick(&mut self, active: &mut HashSet<GroupKey>) {
+        let me = self.node_id;
+        let silent: HashSet<u64> = self
+            .transport
+            .peer_ids()
+            .into_iter()
+            .filter(|p| !self.directory.heard_within(*p, WAKE_AFTER))
+            .collect();
+        for (k, g) in &mut self.groups {
+            if g.quiesced {
+                let leader = g.node.raft.leader_id;
+                if leader == me || !silent.contains(&leader) {
+                    continue;
+                }
+                g.quiesced = false;
+            }
+            g.node.tick();
+            active.insert(k.clone());
+            if can_quiesce(g, me) {
+                g.quiesced = true;
+                let term = g.node.raft.term;
+                let index = g.node.raft.raft_log.last_index();
+                let followers: Vec<u64> = g
+                    .node
+                    .raft
+                    .prs()
+                    .iter()
+                    .map(|(id, _)| *id)
+                    .filter(|id| *id != me)
+                    .collect();
+                for to in followers {
+                    self.outbox.entry(to).or_default().push(RaftEnvelope {
+                        topic: k.0.clone(),
+                        partition: k.1,
+                        quiesce: true,
+                        quiesce_term: term,
+                        quiesce_index: index,
+                        ..Default::default()
+                    });
+                }
+            }
+        }
     }
 
     fn new_group(&self, part: Arc<Partition>, kind: GroupKind, campaign: bool) -> Result<Group> {
@@ -399,6 +504,8 @@ impl RaftLoop {
             kind,
             role: Role::default(),
             applied_hw,
+            quiesced: false,
+            last_active: Instant::now(),
         })
     }
 
@@ -412,6 +519,8 @@ impl RaftLoop {
         if g.node.raft.state != StateRole::Leader || g.node.raft.lead_transferee.is_some() {
             return Err(g.part.not_leader());
         }
+        g.quiesced = false;
+        g.last_active = Instant::now();
         // Offsets are a function of the log prefix: what is written plus
         // what is proposed but not yet written.
         let pending: i64 = g
@@ -529,6 +638,7 @@ impl RaftLoop {
             };
             if role != g.role {
                 g.role = role;
+                g.last_active = Instant::now();
                 g.part.set_role(role);
                 self.directory
                     .set_leader(&key.0, key.1, role.leader, role.term);
@@ -614,6 +724,23 @@ impl RaftLoop {
     }
 }
 
+/// An idle led group whose followers all hold and know the whole log.
+fn can_quiesce(g: &Group, me: u64) -> bool {
+    let r = &g.node.raft;
+    if r.state != StateRole::Leader
+        || r.lead_transferee.is_some()
+        || g.last_active.elapsed() < QUIESCE_AFTER
+        || !r.raft_log.unstable.entries.is_empty()
+    {
+        return false;
+    }
+    let last = r.raft_log.last_index();
+    r.raft_log.committed == last
+        && r.prs()
+            .iter()
+            .all(|(id, p)| *id == me || (p.matched == last && p.committed_index == last))
+}
+
 fn g_needs_more(groups: &HashMap<GroupKey, Group>, key: &GroupKey) -> bool {
     groups.get(key).is_some_and(|g| g.node.has_ready())
 }
@@ -645,6 +772,7 @@ fn queue(outbox: &mut HashMap<u64, Vec<RaftEnvelope>>, key: &GroupKey, msgs: Vec
             topic: key.0.clone(),
             partition: key.1,
             message: bytes,
+            ..Default::default()
         });
     }
 }

@@ -77,6 +77,15 @@ impl PeerApi for PeerService {
             }
             let mut msgs = Vec::with_capacity(b.messages.len());
             for env in b.messages {
+                if env.quiesce {
+                    let _ = self.broker.raft_handle().send(Cmd::Quiesce {
+                        key: (env.topic, env.partition),
+                        from: b.from,
+                        term: env.quiesce_term,
+                        index: env.quiesce_index,
+                    });
+                    continue;
+                }
                 match decode_message(&env.message) {
                     Ok(m) if m.to == me && m.from == b.from => {
                         msgs.push(((env.topic, env.partition), m));

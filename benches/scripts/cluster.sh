@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Three-broker benchmark runs (BENCHMARKS.md W5-W7) on this machine, with the
+# loopback limit measured in the same run.
+#
+#   benches/scripts/cluster.sh [OUT_DIR]
+#
+# Needs release binaries (cargo build --release -p strata-broker -p strata-cli)
+# and iperf3. Brokers and load generator share the machine and talk over
+# 127.0.0.1. Every throughput/latency figure comes from
+# `strata bench ... --output json`; failover times are measured here from the
+# SIGKILL to the first acknowledged produce on the new leader.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-target/bench-results}
+DATA=${STRATA_BENCH_DIR:-target/bench-data}
+RUNS=${RUNS:-3}
+KILLS=${KILLS:-20}
+FSYNC=${FSYNC:-never}
+BIN=target/release
+mkdir -p "$OUT"
+IC="1=127.0.0.1:19611,2=127.0.0.1:19612,3=127.0.0.1:19613"
+BROKERS=127.0.0.1:19601,127.0.0.1:19602,127.0.0.1:19603
+declare -A PID
+
+start_node() { # id
+  "$BIN/stratad" --node-id "$1" --data-dir "$DATA/n$1" --listen "127.0.0.1:1960$1" \
+    --peer-listen "127.0.0.1:1961$1" --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
+    >>"$OUT/stratad-$1.log" 2>&1 &
+  PID[$1]=$!
+}
+strata() { "$BIN/strata" --brokers "$BROKERS" "$@"; }
+wait_ready() {
+  for _ in $(seq 1 300); do
+    strata cluster status --output json 2>/dev/null |
+      python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if all(b["alive"] for b in j["brokers"]) and len(j["brokers"])==3 and j["under_replicated_partitions"]==0 and j["leaderless_partitions"]==0 else 1)' &&
+      return 0
+    sleep 0.2
+  done
+  echo "cluster did not become healthy" >&2; exit 1
+}
+start_cluster() {
+  rm -rf "$DATA" && mkdir -p "$DATA"
+  for i in 1 2 3; do start_node $i; done
+  wait_ready
+}
+stop_cluster() {
+  for i in 1 2 3; do kill -TERM "${PID[$i]}" 2>/dev/null || true; done
+  wait || true
+  rm -rf "$DATA"
+}
+leader_of() { # topic partition
+  strata topic describe "$1" --output json |
+    python3 -c "import json,sys;print(json.load(sys.stdin)['partitions'][$2]['leader'])"
+}
+
+echo "== limits"
+iperf3 -s -1 -p 19699 >/dev/null 2>&1 & sleep 0.5
+iperf3 -c 127.0.0.1 -p 19699 -t 5 -J >"$OUT/iperf3.json"
+python3 -c "import json;j=json.load(open('$OUT/iperf3.json'));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bits_per_second']/8e6,1))"
+
+echo "== W5: RF3 acks=all produce, 6 partitions, max rate (fsync=$FSYNC)"
+for i in $(seq 1 "$RUNS"); do
+  start_cluster
+  strata topic create bench --partitions 6 --replication-factor 3 >/dev/null
+  strata bench produce bench --bytes "${W5_BYTES:-1GB}" --record-size 1024 --acks all --output json \
+    >"$OUT/w5-$i.json"
+  echo "w5 #$i: $(cat "$OUT/w5-$i.json")"
+  stop_cluster
+done
+MAX=$(python3 -c "import json,statistics;print(int(statistics.median(json.load(open('$OUT/w5-%d.json'%i))['records_per_sec'] for i in range(1,$RUNS+1))))")
+HALF=$((MAX / 2))
+
+echo "== W6: RF3 acks=all at half the max rate ($HALF records/s), ${W6_SECS:-60}s"
+for i in $(seq 1 "$RUNS"); do
+  start_cluster
+  strata topic create bench --partitions 6 --replication-factor 3 >/dev/null
+  strata bench produce bench --duration "${W6_SECS:-60}" --rate "$HALF" --record-size 1024 \
+    --acks all --warmup 2 --output json >"$OUT/w6-$i.json"
+  echo "w6 #$i: $(cat "$OUT/w6-$i.json")"
+  stop_cluster
+done
+
+echo "== W7: failover, $KILLS leader kills"
+start_cluster
+strata topic create fo --partitions 1 --replication-factor 3 >/dev/null
+: >"$OUT/w7.txt"
+for k in $(seq 1 "$KILLS"); do
+  L=$(leader_of fo 0)
+  T0=$(date +%s.%N)
+  kill -KILL "${PID[$L]}"
+  until echo "k$k" | strata produce fo --partition 0 --acks all >/dev/null 2>&1; do :; done
+  T1=$(date +%s.%N)
+  python3 -c "print(round($T1-$T0,3))" | tee -a "$OUT/w7.txt"
+  wait "${PID[$L]}" 2>/dev/null || true
+  start_node "$L"
+  wait_ready
+done
+python3 - "$OUT/w7.txt" <<'PY'
+import sys
+v = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
+q = lambda p: v[min(len(v) - 1, int(round(p * (len(v) - 1))))]
+print(f"w7 failover over {len(v)} kills: p50 {q(0.5):.3f}s p99 {q(0.99):.3f}s max {v[-1]:.3f}s")
+PY
+stop_cluster
