@@ -23,28 +23,31 @@ BROKERS=127.0.0.1:19601,127.0.0.1:19602,127.0.0.1:19603
 declare -A PID
 
 start_node() { # id
+  local n=$1
   "$BIN/stratad" --node-id "$1" --data-dir "$DATA/n$1" --listen "127.0.0.1:1960$1" \
     --peer-listen "127.0.0.1:1961$1" --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
     >>"$OUT/stratad-$1.log" 2>&1 &
-  PID[$1]=$!
+  PID[$n]=$!
 }
 strata() { "$BIN/strata" --brokers "$BROKERS" "$@"; }
 wait_ready() {
   for _ in $(seq 1 300); do
     strata cluster status --output json 2>/dev/null |
-      python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if all(b["alive"] for b in j["brokers"]) and len(j["brokers"])==3 and j["under_replicated_partitions"]==0 and j["leaderless_partitions"]==0 else 1)' &&
+      python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if all(b["alive"] for b in j["brokers"]) and len(j["brokers"])==3 and j["under_replicated_partitions"]==0 and j["leaderless_partitions"]==0 else 1)' 2>/dev/null &&
       return 0
     sleep 0.2
   done
   echo "cluster did not become healthy" >&2; exit 1
 }
 start_cluster() {
+  local n
   rm -rf "$DATA" && mkdir -p "$DATA"
-  for i in 1 2 3; do start_node $i; done
+  for n in 1 2 3; do start_node $n; done
   wait_ready
 }
 stop_cluster() {
-  for i in 1 2 3; do kill -TERM "${PID[$i]}" 2>/dev/null || true; done
+  local n
+  for n in 1 2 3; do kill -TERM "${PID[$n]}" 2>/dev/null || true; done
   wait || true
   rm -rf "$DATA"
 }
@@ -52,6 +55,31 @@ leader_of() { # topic partition
   strata topic describe "$1" --output json |
     python3 -c "import json,sys;print(json.load(sys.stdin)['partitions'][$2]['leader'])"
 }
+
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+
+if [ "${ONLY:-}" = w8 ]; then
+  echo "== W8: ${W8_PARTITIONS:-10000} RF3 partitions, idle"
+  start_cluster
+  T0=$(date +%s.%N)
+  strata topic create scale --partitions "${W8_PARTITIONS:-10000}" --replication-factor 3 \
+    --config segment.bytes=1048576 >/dev/null
+  wait_ready
+  T1=$(date +%s.%N)
+  python3 -c "print('w8 creation until every partition has a leader and full ISR: %.1f s' % ($T1-$T0))"
+  sleep "${W8_SETTLE:-20}"
+  declare -A C0
+  for i in 1 2 3; do C0[$i]=$(cpu_ticks "${PID[$i]}"); done
+  sleep "${W8_SECS:-30}"
+  HZ=$(getconf CLK_TCK)
+  for i in 1 2 3; do
+    C1=$(cpu_ticks "${PID[$i]}")
+    python3 -c "print('w8 broker $i idle CPU: %.1f%% of a core' % (100.0*($C1-${C0[$i]})/$HZ/${W8_SECS:-30}))"
+  done
+  stop_cluster
+  exit 0
+fi
 
 echo "== limits"
 iperf3 -s -1 -p 19699 >/dev/null 2>&1 & sleep 0.5

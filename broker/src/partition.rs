@@ -333,8 +333,11 @@ impl Partition {
         }
         // The entry now holding our index must be ours (same term).
         if p.index > 0 {
+            // A missing index was replaced by a shorter log of a newer
+            // leader: not ours either. (Retention dropping a committed entry
+            // before this check only turns a success into a retriable error.)
             let term = self.lock().log.raft_term(p.index);
-            if term.is_some_and(|t| t != p.term) {
+            if term != Some(p.term) {
                 return Err(self.not_leader());
             }
         }

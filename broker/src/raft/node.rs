@@ -220,7 +220,7 @@ impl RaftLoop {
             if Instant::now() >= next_tick {
                 ticks += 1;
                 self.tick(&mut active);
-                if ticks % PEER_HEARTBEAT_TICKS == 0 {
+                if ticks.is_multiple_of(PEER_HEARTBEAT_TICKS) {
                     for peer in self.transport.peer_ids() {
                         self.outbox.entry(peer).or_default();
                     }
@@ -480,7 +480,9 @@ impl RaftLoop {
             heartbeat_tick: self.timing.heartbeat_ticks,
             applied,
             max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
+            // Bounded in-flight appends per follower: deep queues only add
+            // latency (and delay heartbeats behind bulk data).
+            max_inflight_msgs: 8,
             check_quorum: true,
             pre_vote: true,
             max_committed_size_per_ready: 16 << 20,

@@ -2,6 +2,7 @@
 //! in-memory network of three brokers in one process.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,12 +27,19 @@ const TIMING: RaftTiming = RaftTiming {
     heartbeat_ticks: 2,
 };
 
-/// The wires between the brokers, with links the test can cut.
+/// The wires between the brokers, with links the test can cut. Delivery
+/// does what the peer service does with a received `RaftBatch`.
 #[derive(Default)]
 struct Net {
-    handles: Mutex<HashMap<u64, RaftHandle>>,
+    /// Each broker's loop and directory (liveness and leader hints).
+    brokers: Mutex<HashMap<u64, (RaftHandle, Arc<Directory>)>>,
     /// Directed links `(from, to)` that drop everything.
     cut: Mutex<HashSet<(u64, u64)>>,
+    /// Quiesce notices delivered.
+    quiesces: AtomicUsize,
+    /// Messages that should never have been sent (checked by the tests;
+    /// the router runs on a loop thread and must not panic there).
+    anomalies: Mutex<Vec<String>>,
 }
 
 impl Net {
@@ -39,23 +47,55 @@ impl Net {
         if self.cut.lock().unwrap().contains(&(b.from, to)) {
             return;
         }
-        let msgs: Vec<_> = b
-            .messages
-            .iter()
-            .filter_map(|env| match decode_message(&env.message) {
-                Ok(m) if m.to == to && m.from == b.from => {
-                    Some(((env.topic.clone(), env.partition), m))
-                }
-                Ok(m) => panic!("misaddressed message {m:?} in a batch {} -> {to}", b.from),
-                Err(e) => panic!("undecodable Raft message {} -> {to}: {e}", b.from),
-            })
-            .collect();
-        if msgs.is_empty() {
+        if b.to != to {
+            self.anomaly(format!("batch for {} routed to {to}", b.to));
             return;
         }
-        if let Some(h) = self.handles.lock().unwrap().get(&to) {
-            let _ = h.send(Cmd::Step(msgs));
+        let Some((handle, directory)) = self.brokers.lock().unwrap().get(&to).cloned() else {
+            return;
+        };
+        directory.saw(b.from);
+        for n in &b.leaders {
+            directory.set_leader(&n.topic, n.partition, n.leader, n.term);
         }
+        let mut msgs = Vec::with_capacity(b.messages.len());
+        for env in b.messages {
+            if env.quiesce {
+                self.quiesces.fetch_add(1, Ordering::Relaxed);
+                let _ = handle.send(Cmd::Quiesce {
+                    key: (env.topic, env.partition),
+                    from: b.from,
+                    term: env.quiesce_term,
+                    index: env.quiesce_index,
+                });
+                continue;
+            }
+            match decode_message(&env.message) {
+                Ok(m) if m.to == to && m.from == b.from => {
+                    msgs.push(((env.topic, env.partition), m));
+                }
+                Ok(m) => self.anomaly(format!(
+                    "misaddressed message in a batch {} -> {to}: {:?} {} -> {}",
+                    b.from,
+                    m.get_msg_type(),
+                    m.from,
+                    m.to
+                )),
+                Err(e) => self.anomaly(format!("invalid message {} -> {to}: {e}", b.from)),
+            }
+        }
+        if !msgs.is_empty() {
+            let _ = handle.send(Cmd::Step(msgs));
+        }
+    }
+
+    fn anomaly(&self, what: String) {
+        self.anomalies.lock().unwrap().push(what);
+    }
+
+    fn assert_clean(&self) {
+        let a = self.anomalies.lock().unwrap();
+        assert!(a.is_empty(), "bad messages on the wire: {a:?}");
     }
 
     /// Cuts `id` off from every other broker, both directions.
@@ -111,7 +151,10 @@ impl Cluster {
             let directory = Arc::new(Directory::default());
             let (rloop, handle, _views) =
                 RaftLoop::new(id, TIMING, transport, Arc::clone(&directory));
-            net.handles.lock().unwrap().insert(id, handle.clone());
+            net.brokers
+                .lock()
+                .unwrap()
+                .insert(id, (handle.clone(), Arc::clone(&directory)));
             let thread = rloop.spawn().unwrap();
             let (log, _) = Log::open(dir.path(), cfg.clone(), now_ms()).unwrap();
             let meta = RaftMeta {
@@ -188,6 +231,7 @@ impl Cluster {
 
     async fn stop(mut self) {
         self.net.heal();
+        self.net.assert_clean();
         for n in &mut self.nodes {
             let _ = n.handle.send(Cmd::Stop);
         }
@@ -199,6 +243,15 @@ impl Cluster {
                     .unwrap();
             }
             n.part.close().unwrap();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    /// Stops the loops of a failed test too (they would tick on).
+    fn drop(&mut self) {
+        for n in &self.nodes {
+            let _ = n.handle.send(Cmd::Stop);
         }
     }
 }
@@ -233,6 +286,9 @@ fn make_batch(tag: &str, records: usize, size: usize) -> (BatchHeader, Bytes) {
 }
 
 /// Every stored entry after the Raft base: (index, term, stored bytes).
+/// The bytes are copied: the log hands out views of its segment maps, and
+/// an uncommitted suffix is overwritten in place when a new leader
+/// replaces it.
 fn entries(p: &Partition) -> Vec<(u64, u64, Bytes)> {
     p.with_log(|log, _| {
         let low = log.raft_base().index + 1;
@@ -246,7 +302,7 @@ fn entries(p: &Partition) -> Vec<(u64, u64, Bytes)> {
             .enumerate()
             .map(|(i, (h, b))| {
                 assert_eq!(h.raft_index, low + i as u64, "entries out of order");
-                (h.raft_index, h.raft_term, b)
+                (h.raft_index, h.raft_term, Bytes::copy_from_slice(&b))
             })
             .collect()
     })
@@ -268,6 +324,7 @@ fn values(p: &Partition) -> Vec<Bytes> {
 /// The logs of all replicas hold byte-identical batches from the latest
 /// Raft base on; returns the number of entries compared.
 fn assert_same_logs(c: &Cluster) -> usize {
+    c.net.assert_clean();
     let from = IDS
         .iter()
         .map(|id| c.part(*id).with_log(|l, _| l.raft_base().index))
@@ -411,16 +468,6 @@ async fn log_matching_after_leader_change() {
     let leader = c.leader_among(&IDS, Duration::from_secs(5)).await;
     assert_eq!(leader, new, "the healed old leader disrupted the new one");
     c.converged(new, COMMIT).await;
-    for (i, o) in orphans.into_iter().enumerate() {
-        let r = o.await.unwrap();
-        assert!(
-            matches!(
-                r,
-                Err(BrokerError::Timeout(_)) | Err(BrokerError::NotLeader { .. })
-            ),
-            "orphan produce {i} on the old leader must fail, got {r:?}"
-        );
-    }
     assert_same_logs(&c);
     // The old leader's uncommitted suffix was replaced.
     let now = entries(c.part(old));
@@ -439,6 +486,35 @@ async fn log_matching_after_leader_change() {
             vals.iter().filter(|v| v.starts_with(b"n")).count(),
             40,
             "broker {id}"
+        );
+    }
+    // Every produce on the old leader failed. Checked last, after the logs:
+    // a produce whose index is past the new (shorter in entries, longer in
+    // offsets) log must not be reported as written.
+    let last_now = c.part(old).with_log(|l, _| l.raft_last_index());
+    for (i, o) in orphans.into_iter().enumerate() {
+        let r = o.await.unwrap();
+        let diag = match &r {
+            Ok(a) => {
+                let at = orphan_entries
+                    .iter()
+                    .find(|e| batch::parse_header(&e.2).unwrap().base_offset == a.base_offset)
+                    .map(|e| e.0);
+                format!(
+                    "; it was proposed as entry {at:?} of term {old_term}, the old leader's log \
+                     now ends at entry {last_now} (term there: {:?}) with high watermark {}",
+                    at.and_then(|x| c.part(old).with_log(|l, _| l.raft_term(x))),
+                    c.part(old).high_watermark()
+                )
+            }
+            Err(_) => String::new(),
+        };
+        assert!(
+            matches!(
+                r,
+                Err(BrokerError::Timeout(_)) | Err(BrokerError::NotLeader { .. })
+            ),
+            "orphan produce {i} on the old leader must fail, got {r:?}{diag}"
         );
     }
     c.stop().await;
@@ -512,5 +588,74 @@ async fn snapshot_catch_up() {
     let (info, _) = f.read(base.next_offset, 1 << 20).unwrap();
     assert!(!info.records.is_empty());
     assert!(f.read(base.next_offset - 1, 1 << 20).is_err());
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quiesced_group_keeps_its_leader_and_wakes() {
+    let c = Cluster::start(test_config());
+    let leader = c.leader_among(&IDS, Duration::from_secs(5)).await;
+    let p = Arc::clone(c.part(leader));
+    for i in 0..3 {
+        p.produce(vec![make_batch(&format!("q{i}"), 2, 10)], Acks::All, COMMIT)
+            .await
+            .unwrap();
+    }
+    c.converged(leader, COMMIT).await;
+    let role = p.role();
+
+    // Idle: the leader quiesces the group; nobody campaigns meanwhile.
+    let before = c.net.quiesces.load(Ordering::Relaxed);
+    let mut changed = None;
+    wait_until(Duration::from_millis(2500), || {
+        for id in IDS {
+            let r = c.part(id).role();
+            if r != role {
+                changed = Some((id, r));
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        changed, None,
+        "the idle group changed leadership from {role:?}"
+    );
+    assert!(
+        c.net.quiesces.load(Ordering::Relaxed) > before,
+        "the idle group was not quiesced"
+    );
+
+    // A produce wakes it.
+    let a = p
+        .produce(vec![make_batch("wake", 3, 10)], Acks::All, COMMIT)
+        .await
+        .unwrap();
+    assert_eq!(a.end_offset, p.log_end());
+    c.converged(leader, COMMIT).await;
+
+    // Quiesced again, then the leader's broker goes silent: the followers
+    // wake and elect one of them.
+    let n = c.net.quiesces.load(Ordering::Relaxed);
+    let ok = wait_until(Duration::from_secs(3), || {
+        c.net.quiesces.load(Ordering::Relaxed) > n
+    })
+    .await;
+    assert!(ok, "the group did not quiesce again");
+    c.net.isolate(leader);
+    let rest: Vec<u64> = IDS.into_iter().filter(|id| *id != leader).collect();
+    let new = c.leader_among(&rest, Duration::from_secs(5)).await;
+    assert!(c.part(new).role().term > role.term);
+    c.part(new)
+        .produce(vec![make_batch("after", 2, 10)], Acks::All, COMMIT)
+        .await
+        .unwrap();
+
+    c.net.heal();
+    let now = c.leader_among(&IDS, Duration::from_secs(5)).await;
+    assert_eq!(now, new, "the healed old leader disrupted the new one");
+    c.converged(new, COMMIT).await;
+    assert_same_logs(&c);
     c.stop().await;
 }
