@@ -86,6 +86,7 @@ iperf3 -s -1 -p 19699 >/dev/null 2>&1 & sleep 0.5
 iperf3 -c 127.0.0.1 -p 19699 -t 5 -J >"$OUT/iperf3.json"
 python3 -c "import json;j=json.load(open('$OUT/iperf3.json'));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bits_per_second']/8e6,1))"
 
+if [ "${ONLY:-}" != w7 ]; then
 echo "== W5: RF3 acks=all produce, 6 partitions, max rate (fsync=$FSYNC)"
 for i in $(seq 1 "$RUNS"); do
   start_cluster
@@ -107,6 +108,8 @@ for i in $(seq 1 "$RUNS"); do
   echo "w6 #$i: $(cat "$OUT/w6-$i.json")"
   stop_cluster
 done
+
+fi
 
 echo "== W7: failover, $KILLS leader kills"
 start_cluster

@@ -27,6 +27,7 @@ use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::log::{Log, LogConfig, checkpoint};
 use crate::partition::{Partition, now_ms};
 use crate::raft::RaftTiming;
+use crate::raft::hardstate::{HARD_STATE_FILE, HardStates};
 use crate::raft::node::{Cmd, GroupKind, RaftHandle, RaftLoop, Views};
 use crate::raft::storage::RaftMeta;
 use crate::raft::transport::Transport;
@@ -56,6 +57,7 @@ pub struct Broker {
     loop_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Serializes `reconcile` (metadata follower and admin calls).
     reconcile_lock: Mutex<()>,
+    hard_states: Arc<HardStates>,
     started: std::time::Instant,
     _dir_lock: File,
 }
@@ -120,6 +122,17 @@ pub fn assign(brokers: &[u64], partitions: u32, rf: u32, offset: usize) -> Vec<V
         .collect()
 }
 
+/// The newest term/vote: the broker-wide table is written every cycle, the
+/// partition's own file lazily.
+fn with_hard_state(meta: &mut RaftMeta, hs: &HardStates, key: &TopicPartition) {
+    if let Some((term, vote)) = hs.get(key)
+        && term >= meta.term
+    {
+        meta.term = term;
+        meta.vote = vote;
+    }
+}
+
 fn bootstrap_meta(config: &BrokerConfig) -> RaftMeta {
     let ids: Vec<u64> = config.initial_cluster.iter().map(|(i, _)| *i).collect();
     let (voters, learners) = ids.split_at(config.controller_voters.min(ids.len()));
@@ -154,11 +167,14 @@ impl Broker {
             tokio::runtime::Handle::current(),
             addrs,
         ));
+        let hard_states =
+            Arc::new(HardStates::load(&dir).map_err(|e| BrokerError::Storage(e.to_string()))?);
         let (rloop, raft, views) = RaftLoop::new(
             config.node_id,
             RaftTiming::default(),
             Arc::clone(&transport),
             Arc::clone(&directory),
+            Arc::clone(&hard_states),
         );
         let thread = rloop
             .spawn()
@@ -206,6 +222,7 @@ impl Broker {
             transport,
             loop_thread: Mutex::new(Some(thread)),
             reconcile_lock: Mutex::new(()),
+            hard_states,
             started: std::time::Instant::now(),
             _dir_lock: dir_lock,
         });
@@ -400,7 +417,7 @@ impl Broker {
             .get(p as usize)
             .cloned()
             .unwrap_or_default();
-        let (rmeta, fresh) =
+        let (mut rmeta, fresh) =
             match RaftMeta::load(&dir).map_err(|e| io_err("cannot read", &dir, e))? {
                 Some(m) => (m, false),
                 None => {
@@ -412,6 +429,7 @@ impl Broker {
                     (m, true)
                 }
             };
+        with_hard_state(&mut rmeta, &self.hard_states, &(name.to_owned(), p));
         let part = Partition::open(
             name,
             p,
@@ -476,6 +494,7 @@ impl Broker {
                 || name == METADATA_DIR
                 || name == NODE_META
                 || name == CLUSTER_META
+                || name == HARD_STATE_FILE
                 || name == ".lock"
             {
                 continue;

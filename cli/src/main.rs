@@ -96,7 +96,7 @@ fn main() -> ExitCode {
         .bootstrap([cli.brokers.as_str()])
         .request_timeout(cli.timeout)
         .retries(3)
-        .retry_backoff(Duration::from_millis(100), Duration::from_secs(1))
+        .retry_backoff(Duration::from_millis(50), Duration::from_millis(250))
         .build();
     let ctx = Ctx {
         client,

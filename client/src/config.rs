@@ -34,9 +34,11 @@ impl Default for ClientConfig {
             bootstrap: vec![DEFAULT_BROKER.to_owned()],
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
-            retries: 10,
+            // About 7 s of retrying, with at most 250 ms between tries so
+            // that a request lands soon after a new leader is elected.
+            retries: 30,
             retry_backoff: Duration::from_millis(50),
-            retry_backoff_max: Duration::from_secs(2),
+            retry_backoff_max: Duration::from_millis(250),
             max_message_size: 64 << 20,
             window_size: 32 << 20,
         }

@@ -2,6 +2,7 @@
 //! broker's single event loop that drives them all (`node`) and the peer
 //! transport (`transport`).
 
+pub mod hardstate;
 pub mod node;
 pub mod storage;
 pub mod transport;

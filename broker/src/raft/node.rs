@@ -22,6 +22,7 @@ use raft::{Config, RawNode, StateRole};
 use strata_proto::batch::BatchHeader;
 use strata_proto::v1::{LeaderNotice, RaftEnvelope};
 
+use super::hardstate::HardStates;
 use super::storage::{LogStorage, entry_to_batch, snapshot_base};
 use super::transport::Transport;
 use super::{GroupKey, RaftTiming};
@@ -155,6 +156,7 @@ pub struct RaftLoop {
     views: Arc<std::sync::RwLock<HashMap<GroupKey, ReplicaView>>>,
     outbox: HashMap<u64, Vec<RaftEnvelope>>,
     notices: Vec<LeaderNotice>,
+    hard_states: Arc<HardStates>,
 }
 
 /// Shared, read-only view of the groups for status RPCs.
@@ -166,6 +168,7 @@ impl RaftLoop {
         timing: RaftTiming,
         transport: Arc<Transport>,
         directory: Arc<Directory>,
+        hard_states: Arc<HardStates>,
     ) -> (Self, RaftHandle, Views) {
         let (tx, rx) = mpsc::channel();
         let views: Views = Arc::default();
@@ -181,6 +184,7 @@ impl RaftLoop {
                 views: Arc::clone(&views),
                 outbox: HashMap::new(),
                 notices: Vec::new(),
+                hard_states,
             },
             RaftHandle { tx },
             views,
@@ -335,6 +339,7 @@ impl RaftLoop {
             }
             Cmd::RemoveGroup { key } => {
                 self.groups.remove(&key);
+                self.hard_states.remove(&key);
                 self.views
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
@@ -591,7 +596,7 @@ impl RaftLoop {
             }
             let mut rd = g.node.ready();
             queue(&mut self.outbox, &key, rd.take_messages());
-            if let Err(e) = persist(g, &mut rd, now, &mut plans, &key) {
+            if let Err(e) = persist(g, &mut rd, now, &mut plans, &key, &self.hard_states) {
                 tracing::error!(topic = %key.0, partition = key.1, error = %e,
                     "cannot persist Raft entries; taking the replica offline");
                 g.part.fail();
@@ -599,6 +604,16 @@ impl RaftLoop {
                 continue;
             }
             readies.push((key, rd));
+        }
+        // Term and vote changes of every group, in one durable write.
+        if let Err(e) = self.hard_states.flush() {
+            tracing::error!(error = %e, "cannot persist Raft term/vote; taking these replicas offline");
+            for (key, _) in &readies {
+                if let Some(g) = self.groups.get(key) {
+                    g.part.fail();
+                }
+            }
+            readies.clear();
         }
         // One sync pass for everything written in this cycle.
         for (key, plan) in plans {
@@ -787,6 +802,7 @@ fn persist(
     now: i64,
     plans: &mut Vec<(GroupKey, SyncPlan)>,
     key: &GroupKey,
+    hard_states: &HardStates,
 ) -> std::result::Result<(), String> {
     let mut inner = g.part.lock();
     let dir = inner.log.dir().to_owned();
@@ -835,7 +851,9 @@ fn persist(
     }
     if let Some(hs) = rd.hs() {
         if hs.term != inner.meta.term || hs.vote != inner.meta.vote {
-            meta_dirty = true;
+            // Made durable for all groups at once before any persisted
+            // message leaves (see `process`).
+            hard_states.set(key, hs.term, hs.vote);
         }
         inner.meta.term = hs.term;
         inner.meta.vote = hs.vote;

@@ -149,8 +149,9 @@ impl Cluster {
             let router: Router = Arc::new(move |to, b| n.deliver(to, b));
             let transport = Arc::new(Transport::in_memory(id, "test".into(), router, IDS));
             let directory = Arc::new(Directory::default());
+            let hard_states = Arc::new(super::hardstate::HardStates::load(dir.path()).unwrap());
             let (rloop, handle, _views) =
-                RaftLoop::new(id, TIMING, transport, Arc::clone(&directory));
+                RaftLoop::new(id, TIMING, transport, Arc::clone(&directory), hard_states);
             net.brokers
                 .lock()
                 .unwrap()
