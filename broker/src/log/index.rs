@@ -83,10 +83,11 @@ enum Storage {
     Read(Option<Mmap>),
 }
 
-/// A memory-mapped index file of `E` entries.
+/// A memory-mapped index file of `E` entries. No descriptor is kept open
+/// (the map is enough; the rare resize reopens the file), so thousands of
+/// partitions fit in a broker's file-descriptor limit.
 pub struct IndexFile<E: Entry> {
     path: PathBuf,
-    file: File,
     storage: Storage,
     entries: usize,
     _marker: std::marker::PhantomData<E>,
@@ -106,7 +107,6 @@ impl<E: Entry> IndexFile<E> {
         let map = mmap::map_write(&file, cap)?;
         Ok(Self {
             path: path.to_owned(),
-            file,
             storage: Storage::Write(map),
             entries: 0,
             _marker: std::marker::PhantomData,
@@ -126,7 +126,6 @@ impl<E: Entry> IndexFile<E> {
         };
         Ok(Self {
             path: path.to_owned(),
-            file,
             storage: Storage::Read(map),
             entries,
             _marker: std::marker::PhantomData,
@@ -213,7 +212,11 @@ impl<E: Entry> IndexFile<E> {
         if let Storage::Write(m) = &self.storage {
             m.flush_range(0, (self.entries * E::SIZE).max(1).min(m.len()))?;
         }
-        self.file.sync_data()
+        self.open()?.sync_data()
+    }
+
+    fn open(&self) -> io::Result<File> {
+        OpenOptions::new().read(true).write(true).open(&self.path)
     }
 
     /// Trims the file to its entries and maps it read-only.
@@ -226,9 +229,10 @@ impl<E: Entry> IndexFile<E> {
         // The writable map is dropped before the file shrinks.
         self.storage = Storage::Read(None);
         let len = self.entries * E::SIZE;
-        self.file.set_len(len as u64)?;
+        let file = self.open()?;
+        file.set_len(len as u64)?;
         if len > 0 {
-            self.storage = Storage::Read(Some(mmap::map_read(&self.file, len)?));
+            self.storage = Storage::Read(Some(mmap::map_read(&file, len)?));
         }
         Ok(())
     }
@@ -238,8 +242,9 @@ impl<E: Entry> IndexFile<E> {
     pub fn unseal(&mut self, max_bytes: usize) -> io::Result<()> {
         let cap = (max_bytes / E::SIZE).max(self.entries + 1) * E::SIZE;
         self.storage = Storage::Read(None);
-        self.file.set_len(cap as u64)?;
-        self.storage = Storage::Write(mmap::map_write(&self.file, cap)?);
+        let file = self.open()?;
+        file.set_len(cap as u64)?;
+        self.storage = Storage::Write(mmap::map_write(&file, cap)?);
         Ok(())
     }
 }
