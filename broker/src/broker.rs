@@ -425,7 +425,8 @@ impl Broker {
                         voters: replicas.clone(),
                         ..RaftMeta::default()
                     };
-                    m.store(&dir).map_err(|e| io_err("cannot write", &dir, e))?;
+                    m.store_initial(&dir)
+                        .map_err(|e| io_err("cannot write", &dir, e))?;
                     (m, true)
                 }
             };
@@ -470,7 +471,9 @@ impl Broker {
             }
         }
         fs::create_dir_all(dir).map_err(|e| io_err("cannot create", dir, e))?;
-        checkpoint::write(&meta, id.as_bytes()).map_err(|e| io_err("cannot write", &meta, e))
+        // Rewritten from the metadata if a crash loses it.
+        checkpoint::write_relaxed(&meta, id.as_bytes())
+            .map_err(|e| io_err("cannot write", &meta, e))
     }
 
     /// Removes partition directories of deleted topics (those carrying a

@@ -11,6 +11,16 @@ const VERSION: u8 = 1;
 
 /// Durably replaces `path` with `payload` (wrapped in the checkpoint frame).
 pub fn write(path: &Path, payload: &[u8]) -> io::Result<()> {
+    write_with(path, payload, true)
+}
+
+/// Atomically replaces `path` without waiting for the disk: for state that
+/// is rebuilt when a crash loses it (a new replica's initial files).
+pub fn write_relaxed(path: &Path, payload: &[u8]) -> io::Result<()> {
+    write_with(path, payload, false)
+}
+
+fn write_with(path: &Path, payload: &[u8], durable: bool) -> io::Result<()> {
     let mut buf = Vec::with_capacity(payload.len() + 13);
     buf.extend_from_slice(MAGIC);
     buf.push(VERSION);
@@ -25,10 +35,12 @@ pub fn write(path: &Path, payload: &[u8]) -> io::Result<()> {
             .truncate(true)
             .open(&tmp)?;
         f.write_all(&buf)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
+    if durable && let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
     Ok(())

@@ -77,6 +77,14 @@ impl RaftMeta {
         let b = serde_json::to_vec(self).map_err(std::io::Error::other)?;
         checkpoint::write(&dir.join(RAFT_STATE_FILE), &b)
     }
+
+    /// Writes the initial state of a new replica without an fsync: if a
+    /// crash loses it, the replica is simply created again from the
+    /// metadata (it has acknowledged nothing yet).
+    pub fn store_initial(&self, dir: &Path) -> std::io::Result<()> {
+        let b = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        checkpoint::write_relaxed(&dir.join(RAFT_STATE_FILE), &b)
+    }
 }
 
 /// What a partition snapshot carries: where the log restarts.
