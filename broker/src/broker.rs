@@ -58,6 +58,9 @@ pub struct Broker {
     /// Serializes `reconcile` (metadata follower and admin calls).
     reconcile_lock: Mutex<()>,
     hard_states: Arc<HardStates>,
+    /// The controller commit index this broker must apply before it serves
+    /// (learned from the controller leader after start; MAX = not yet).
+    catch_up_to: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
     _dir_lock: File,
 }
@@ -223,6 +226,7 @@ impl Broker {
             loop_thread: Mutex::new(Some(thread)),
             reconcile_lock: Mutex::new(()),
             hard_states,
+            catch_up_to: std::sync::atomic::AtomicU64::new(u64::MAX),
             started: std::time::Instant::now(),
             _dir_lock: dir_lock,
         });
@@ -361,6 +365,10 @@ impl Broker {
     pub fn ready(&self) -> bool {
         let id = self.config.node_id;
         let addr = &self.config.advertise;
+        let target = self.catch_up_to.load(std::sync::atomic::Ordering::Acquire);
+        if target == u64::MAX || self.controller.shared.applied() < target {
+            return false;
+        }
         if !self.with_state(|s| s.brokers.get(&id).is_some_and(|b| &b.addr == addr)) {
             return false;
         }
@@ -623,7 +631,47 @@ impl Broker {
         }
     }
 
+    /// Learns how far the controller log was committed when this broker
+    /// started, from the controller leader, so that it does not serve
+    /// metadata older than what clients may already have seen.
+    async fn learn_catch_up_target(&self) {
+        use std::sync::atomic::Ordering;
+        if self.catch_up_to.load(Ordering::Acquire) != u64::MAX {
+            return;
+        }
+        let leader = self.controller.leader();
+        let target = if leader == self.config.node_id {
+            Some(self.controller.part.with_log(|_, m| m.commit))
+        } else {
+            match self.transport.peer_addr(leader) {
+                Some(addr) => Self::controller_commit_of(&addr, &self.config).await,
+                None => None,
+            }
+        };
+        if let Some(t) = target {
+            self.catch_up_to.store(t, Ordering::Release);
+        }
+    }
+
+    async fn controller_commit_of(addr: &str, config: &BrokerConfig) -> Option<u64> {
+        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
+        let ch = ep
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(1))
+            .connect()
+            .await
+            .ok()?;
+        let req = HelloRequest {
+            node_id: config.node_id,
+            cluster: config.cluster_fingerprint(),
+            peer_addr: config.peer_listen.to_string(),
+        };
+        let r = PeerClient::new(ch).hello(req).await.ok()?.into_inner();
+        Some(r.controller_commit)
+    }
+
     async fn housekeeping(&self) {
+        self.learn_catch_up_target().await;
         let id = self.config.node_id;
         let addr = self.config.advertise.clone();
         let peer_addr = self

@@ -143,6 +143,7 @@ impl AdminApi for AdminService {
         req: Request<DescribeTopicRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
         let name = req.into_inner().name;
+        self.broker.check_ready()?;
         let meta = self.topic_meta(&name)?;
         let states = self.broker.replica_states().await;
         Ok(Response::new(self.describe(&name, &meta, &states.0)))

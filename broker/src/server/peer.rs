@@ -116,6 +116,7 @@ impl PeerApi for PeerService {
             cluster: self.broker.transport.fingerprint().to_owned(),
             cluster_id: self.broker.with_state(|s| s.cluster_id.clone()),
             removed,
+            controller_commit: self.broker.controller().part.with_log(|_, m| m.commit),
         }))
     }
 
