@@ -351,50 +351,14 @@ impl Log {
         term: u64,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let h = batch::parse_header(batch_bytes)?;
-        if h.total_len() != batch_bytes.len() {
-            return Err(BatchError::Truncated {
-                need: h.total_len(),
-                have: batch_bytes.len(),
-            }
-            .into());
-        }
         if batch_bytes.len() > self.config.max_message_bytes as usize {
             return Err(LogError::BatchTooLarge {
                 size: batch_bytes.len(),
                 max: self.config.max_message_bytes,
             });
         }
-        let base_offset = self.next_offset;
-        let raft_index = self.last_raft.1 + 1;
-        let mut prefix = [0u8; 28];
-        prefix.copy_from_slice(&batch_bytes[..28]);
-        batch::stamp(&mut prefix, base_offset, term, raft_index);
-        let stamped = BatchHeader {
-            base_offset,
-            raft_term: term,
-            raft_index,
-            ..h
-        };
-        let next = stamped.next_offset();
-        let seg_ms = self.config.segment_ms;
-        if self
-            .active()
-            .needs_roll(batch_bytes.len(), next, now_ms, seg_ms)
-        {
-            self.roll(now_ms)?;
-        }
-        let dir = self.dir.clone();
-        self.active()
-            .append(&[&prefix, &batch_bytes[28..]], &stamped, now_ms)
-            .at(&dir)?;
-        self.next_offset = next;
-        self.last_raft = (term, raft_index);
-        Ok(AppendInfo {
-            base_offset,
-            last_offset: stamped.last_offset(),
-            raft_index,
-        })
+        let index = self.raft_last_index() + 1;
+        self.append_entry(batch_bytes, term, index, now_ms)
     }
 
     fn segment_for(&self, offset: i64) -> Option<&Segment> {
