@@ -353,10 +353,6 @@ impl Broker {
         &self.raft
     }
 
-    pub fn views(&self) -> &Views {
-        &self.views
-    }
-
     /// Whether this broker serves: it has caught up with the metadata (it
     /// sees itself registered with its current address), opened every
     /// replica it hosts, and each has a leader (one led here has committed
@@ -451,7 +447,7 @@ impl Broker {
         self.raft.send(Cmd::AddGroup {
             part: Arc::clone(&part),
             kind: if name == OFFSETS_TOPIC {
-                GroupKind::Offsets(Arc::clone(&self.groups), p)
+                GroupKind::Offsets(Arc::clone(&self.groups))
             } else {
                 GroupKind::Data
             },

@@ -80,7 +80,8 @@ pub struct Partition {
     node_id: u64,
     inner: Mutex<Inner>,
     hw: watch::Sender<i64>,
-    durable: watch::Sender<i64>,
+    /// Log end written by the event loop (what acks=leader waits for).
+    written: watch::Sender<i64>,
     role: watch::Sender<Role>,
     raft: RaftHandle,
     directory: std::sync::Arc<Directory>,
@@ -115,7 +116,7 @@ impl Partition {
     ) -> Arc<Self> {
         let mut producers = ProducerTable::default();
         log.scan_headers(|h| producers.record(h));
-        let flushed = log.flushed_offset();
+        let end = log.next_offset();
         let commit = meta.commit.min(log.raft_last_index());
         let hw0 = log
             .offset_after_index(commit)
@@ -131,7 +132,7 @@ impl Partition {
                 meta,
             }),
             hw: watch::Sender::new(hw0),
-            durable: watch::Sender::new(flushed.max(0)),
+            written: watch::Sender::new(end),
             role: watch::Sender::new(Role::default()),
             raft,
             directory,
@@ -216,9 +217,9 @@ impl Partition {
         self.hw.send_replace(hw);
     }
 
-    /// Called by the event loop when entries were made durable.
-    pub fn mark_durable(&self, up_to: i64) {
-        raise(&self.durable, up_to);
+    /// Called by the event loop after it wrote entries up to `end`.
+    pub fn mark_written(&self, end: i64) {
+        raise(&self.written, end);
     }
 
     pub fn not_leader(&self) -> BrokerError {
@@ -315,18 +316,17 @@ impl Partition {
         match acks {
             Acks::None => return Ok(appended),
             Acks::Leader => {
-                let deadline = tokio::time::Instant::now() + timeout;
-                loop {
-                    if self.log_end() >= p.end_offset || self.high_watermark() >= p.end_offset {
-                        break;
-                    }
-                    if tokio::time::Instant::now() >= deadline {
+                let mut rx = self.written.subscribe();
+                let fut = rx.wait_for(|w| *w >= p.end_offset);
+                match tokio::time::timeout(timeout, fut).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return Err(BrokerError::ShuttingDown),
+                    Err(_) => {
                         return Err(BrokerError::Timeout(format!(
                             "{}/{} did not append in time",
                             self.topic, self.id
                         )));
                     }
-                    tokio::time::sleep(Duration::from_millis(1)).await;
                 }
             }
             Acks::All => self.wait_committed(p.end_offset, timeout).await?,
@@ -528,7 +528,6 @@ impl Partition {
                         last_checkpoint = Instant::now();
                     }
                     drop(g);
-                    raise(&self.durable, up_to);
                 }
                 Ok(Err(e)) => {
                     tracing::error!(topic = %self.topic, partition = self.id, error = %e,

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A peer counts as alive when heard from within this window.
@@ -15,7 +14,6 @@ pub struct Directory {
     client_addrs: RwLock<HashMap<u64, String>>,
     leaders: RwLock<HashMap<(String, u32), (u64, u64)>>,
     last_seen: RwLock<HashMap<u64, Instant>>,
-    controller_leader: AtomicU64,
 }
 
 impl Directory {
@@ -72,11 +70,7 @@ impl Directory {
 
     /// Whether peer `id` was heard from recently.
     pub fn alive(&self, id: u64) -> bool {
-        self.last_seen
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .is_some_and(|t| t.elapsed() < ALIVE_WINDOW)
+        self.heard_within(id, ALIVE_WINDOW)
     }
 
     /// Whether peer `id` was heard from within `d`.
@@ -86,13 +80,5 @@ impl Directory {
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .is_some_and(|t| t.elapsed() < d)
-    }
-
-    pub fn set_controller_leader(&self, id: u64) {
-        self.controller_leader.store(id, Ordering::Release);
-    }
-
-    pub fn controller_leader(&self) -> u64 {
-        self.controller_leader.load(Ordering::Acquire)
     }
 }

@@ -88,7 +88,6 @@ pub enum Cmd {
     },
     /// Hands every leadership to another replica (shutdown).
     TransferAll,
-    Unreachable(u64),
     /// A peer opened a new stream (restarted, or reconnected): it may have
     /// lost its data, so leaders probe it again instead of trusting the
     /// progress they remember.
@@ -108,7 +107,7 @@ pub enum GroupKind {
     Data,
     Controller(Arc<ControllerState>),
     /// A `__consumer_offsets` partition: committed entries feed the view.
-    Offsets(Arc<crate::groups::GroupCoordinator>, u32),
+    Offsets(Arc<crate::groups::GroupCoordinator>),
 }
 
 /// Sends commands to the event loop.
@@ -126,7 +125,6 @@ impl RaftHandle {
 /// A leadership as reported to the rest of the cluster.
 #[derive(Debug, Clone)]
 pub struct ReplicaView {
-    pub key: GroupKey,
     pub role: Role,
     /// Replicas caught up with the leader (only known on the leader).
     pub isr: Vec<u64>,
@@ -138,7 +136,6 @@ struct Group {
     part: Arc<Partition>,
     kind: GroupKind,
     role: Role,
-    applied_hw: i64,
     /// Not ticked until a message arrives (or the leader goes silent).
     quiesced: bool,
     /// Last proposal or replication traffic.
@@ -410,13 +407,6 @@ impl RaftLoop {
                     }
                 }
             }
-            Cmd::Unreachable(to) => {
-                for g in self.groups.values_mut() {
-                    if g.node.raft.state == StateRole::Leader {
-                        g.node.report_unreachable(to);
-                    }
-                }
-            }
             Cmd::Stop => return false,
         }
         true
@@ -426,6 +416,15 @@ impl RaftLoop {
     /// wakes quiesced followers whose leader's broker went silent.
     fn tick(&mut self, active: &mut HashSet<GroupKey>) {
         let me = self.node_id;
+        // A broken link: leaders stop streaming appends to that peer and
+        // probe it again instead.
+        for peer in self.transport.take_unreachable() {
+            for g in self.groups.values_mut() {
+                if g.node.raft.state == StateRole::Leader {
+                    g.node.report_unreachable(peer);
+                }
+            }
+        }
         let silent: HashSet<u64> = self
             .transport
             .peer_ids()
@@ -504,13 +503,11 @@ impl RaftLoop {
         if (campaign || sole) && voters.contains(&self.node_id) {
             let _ = node.campaign();
         }
-        let applied_hw = part.high_watermark();
         Ok(Group {
             node,
             part,
             kind,
             role: Role::default(),
-            applied_hw,
             quiesced: false,
             last_active: Instant::now(),
         })
@@ -621,7 +618,6 @@ impl RaftLoop {
                 Ok(()) => {
                     if let Some(g) = self.groups.get(&key) {
                         g.part.lock().log.mark_synced(plan.up_to);
-                        g.part.mark_durable(plan.up_to);
                     }
                 }
                 Err(e) => {
@@ -667,9 +663,6 @@ impl RaftLoop {
                         term: role.term,
                     });
                 }
-                if let GroupKind::Controller(_) = g.kind {
-                    self.directory.set_controller_leader(role.leader);
-                }
                 if role.leader == self.node_id {
                     tracing::info!(topic = %key.0, partition = key.1, term = role.term, "became leader");
                 }
@@ -713,7 +706,6 @@ impl RaftLoop {
             Vec::new()
         };
         let view = ReplicaView {
-            key: key.clone(),
             role: g.role,
             isr,
             voters,
@@ -816,7 +808,6 @@ fn persist(
         inner.meta.commit = base.index;
         meta_dirty = true;
         g.part.reset_hw(base.next_offset);
-        g.applied_hw = base.next_offset;
         tracing::info!(topic = %key.0, partition = key.1, index = base.index, offset = base.next_offset,
             "installed a snapshot from the leader");
     }
@@ -845,6 +836,7 @@ fn persist(
                 });
             }
         }
+        g.part.mark_written(inner.log.next_offset());
         if inner.log.config().fsync == FsyncPolicy::Always {
             plans.push((key.clone(), inner.log.sync_plan()));
         }
@@ -903,7 +895,7 @@ fn apply(g: &mut Group, committed: Vec<Entry>) {
                 if !e.data.is_empty() {
                     match &g.kind {
                         GroupKind::Controller(c) => c.apply_entry(e.index, &e.data),
-                        GroupKind::Offsets(c, _) => c.apply_entry(&e.data),
+                        GroupKind::Offsets(c) => c.apply_entry(&e.data),
                         GroupKind::Data => {}
                     }
                 }
@@ -912,7 +904,6 @@ fn apply(g: &mut Group, committed: Vec<Entry>) {
     }
     let hw = g.part.with_log(|log, _| log.offset_after_index(last_index));
     if let Some(hw) = hw {
-        g.applied_hw = hw;
         g.part.advance_hw(hw);
     }
     if let GroupKind::Controller(c) = &g.kind {

@@ -32,7 +32,6 @@ enum Mode {
 }
 
 struct Link {
-    addr: String,
     tx: mpsc::Sender<RaftBatch>,
 }
 
@@ -161,24 +160,16 @@ impl Transport {
         let (tx, rx) = mpsc::channel(QUEUE);
         let _ = tx.try_send(batch);
         let unreachable = Arc::clone(&self.unreachable);
-        runtime.spawn(pump(to, addr.clone(), rx, unreachable));
+        runtime.spawn(pump(to, addr, rx, unreachable));
         self.links
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(to, Link { addr, tx });
+            .insert(to, Link { tx });
     }
 
     /// Peers whose link broke since the last call.
     pub fn take_unreachable(&self) -> Vec<u64> {
         std::mem::take(&mut *self.unreachable.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    pub fn link_addr(&self, id: u64) -> Option<String> {
-        self.links
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .map(|l| l.addr.clone())
     }
 }
 

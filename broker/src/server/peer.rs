@@ -71,9 +71,6 @@ impl PeerApi for PeerService {
                 self.broker
                     .directory
                     .set_leader(&n.topic, n.partition, n.leader, n.term);
-                if n.topic == crate::cluster::controller::METADATA_TOPIC {
-                    // Learned from the leader itself when it is us; else a hint.
-                }
             }
             let mut msgs = Vec::with_capacity(b.messages.len());
             for env in b.messages {
