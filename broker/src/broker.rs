@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use strata_proto::v1::HelloRequest;
 use strata_proto::v1::peer_client::PeerClient;
+use strata_proto::v1::{HelloRequest, HelloResponse};
+use tonic::transport::Channel;
 
 use crate::cluster::controller::{
     Controller, ControllerOp, ControllerReply, ControllerState, METADATA_DIR, METADATA_TOPIC,
@@ -123,6 +124,30 @@ pub fn assign(brokers: &[u64], partitions: u32, rf: u32, offset: usize) -> Vec<V
                 .collect()
         })
         .collect()
+}
+
+/// Connects to another broker's listener at `addr` (HOST:PORT); `None` when
+/// it cannot be reached within `connect`. Calls on the channel time out
+/// after `call`.
+pub async fn connect_broker(addr: &str, connect: Duration, call: Duration) -> Option<Channel> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect_timeout(connect)
+        .timeout(call)
+        .connect()
+        .await
+        .ok()
+}
+
+/// Asks the broker whose peer listener is `addr` who it is.
+async fn hello(config: &BrokerConfig, addr: &str) -> Option<HelloResponse> {
+    let ch = connect_broker(addr, Duration::from_millis(500), Duration::from_secs(1)).await?;
+    let req = HelloRequest {
+        node_id: config.node_id,
+        cluster: config.cluster_fingerprint(),
+        peer_addr: config.peer_listen.to_string(),
+    };
+    Some(PeerClient::new(ch).hello(req).await.ok()?.into_inner())
 }
 
 /// The newest term/vote: the broker-wide table is written every cycle, the
@@ -262,24 +287,9 @@ impl Broker {
             if *id == me && *addr == own_addr {
                 continue;
             }
-            let Ok(ep) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")) else {
+            let Some(r) = hello(config, addr).await else {
                 continue;
             };
-            let ep = ep
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(1));
-            let Ok(ch) = ep.connect().await else {
-                continue;
-            };
-            let req = HelloRequest {
-                node_id: me,
-                cluster: fp.clone(),
-                peer_addr: own_addr.clone(),
-            };
-            let Ok(resp) = PeerClient::new(ch).hello(req).await else {
-                continue;
-            };
-            let r = resp.into_inner();
             if r.node_id == me {
                 return Err(BrokerError::InvalidConfig(format!(
                     "node id {me} is already in use by the running broker at {addr}"
@@ -640,30 +650,15 @@ impl Broker {
             Some(self.controller.part.with_log(|_, m| m.commit))
         } else {
             match self.transport.peer_addr(leader) {
-                Some(addr) => Self::controller_commit_of(&addr, &self.config).await,
+                Some(addr) => hello(&self.config, &addr)
+                    .await
+                    .map(|r| r.controller_commit),
                 None => None,
             }
         };
         if let Some(t) = target {
             self.catch_up_to.store(t, Ordering::Release);
         }
-    }
-
-    async fn controller_commit_of(addr: &str, config: &BrokerConfig) -> Option<u64> {
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
-        let ch = ep
-            .connect_timeout(Duration::from_millis(500))
-            .timeout(Duration::from_secs(1))
-            .connect()
-            .await
-            .ok()?;
-        let req = HelloRequest {
-            node_id: config.node_id,
-            cluster: config.cluster_fingerprint(),
-            peer_addr: config.peer_listen.to_string(),
-        };
-        let r = PeerClient::new(ch).hello(req).await.ok()?.into_inner();
-        Some(r.controller_commit)
     }
 
     async fn housekeeping(&self) {
@@ -771,14 +766,12 @@ impl Broker {
                 leader_addr: self.directory.client_addr(leader),
             })?;
         let body = serde_json::to_vec(&op).map_err(|e| BrokerError::Storage(e.to_string()))?;
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30));
-        let ch = ep.connect().await.map_err(|_| BrokerError::NotController {
-            leader_id: leader,
-            leader_addr: self.directory.client_addr(leader),
-        })?;
+        let ch = connect_broker(&addr, Duration::from_secs(2), Duration::from_secs(30))
+            .await
+            .ok_or_else(|| BrokerError::NotController {
+                leader_id: leader,
+                leader_addr: self.directory.client_addr(leader),
+            })?;
         let resp = PeerClient::new(ch)
             .controller(strata_proto::v1::ControllerRequest {
                 request: body.into(),
@@ -1373,13 +1366,8 @@ impl Broker {
             .filter_map(|id| self.transport.peer_addr(id).map(|a| (id, a)))
             .collect();
         let calls = peers.into_iter().map(|(id, addr)| async move {
-            let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?;
-            let ch = ep
-                .connect_timeout(Duration::from_millis(500))
-                .timeout(Duration::from_secs(2))
-                .connect()
-                .await
-                .ok()?;
+            let ch =
+                connect_broker(&addr, Duration::from_millis(500), Duration::from_secs(2)).await?;
             let r = PeerClient::new(ch)
                 .max_decoding_message_size(256 << 20)
                 .replica_states(strata_proto::v1::ReplicaStatesRequest {})

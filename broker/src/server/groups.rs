@@ -13,7 +13,7 @@ use strata_proto::v1::{
 use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, connect_broker};
 use crate::error::BrokerError;
 use crate::groups::validate_group;
 
@@ -48,13 +48,9 @@ impl GroupsService {
         if meta.get(FORWARDED).is_some() {
             return Err(err.into());
         }
-        let ep = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| Status::internal(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30));
-        match ep.connect().await {
-            Ok(ch) => Ok(Some(GroupsClient::new(ch))),
-            Err(_) => Err(err.into()),
+        match connect_broker(&addr, Duration::from_secs(2), Duration::from_secs(30)).await {
+            Some(ch) => Ok(Some(GroupsClient::new(ch))),
+            None => Err(err.into()),
         }
     }
 }
