@@ -378,6 +378,17 @@ impl Cluster {
         Ok(r.topic.unwrap_or_default())
     }
 
+    /// Creates a topic and waits until every partition is led and in sync.
+    pub async fn create_in_sync(&self, name: &str, partitions: u32, rf: u32) {
+        if let Err(st) = self.create_topic(name, partitions, rf).await {
+            panic!(
+                "create {name} ({partitions} partitions, rf {rf}): {}",
+                describe_status(&st)
+            );
+        }
+        self.wait_all_in_sync(name, Duration::from_secs(30)).await;
+    }
+
     /// Each partition's high watermark as its leader reports it.
     pub async fn high_watermarks(&self, topic: &str) -> Vec<i64> {
         let d = self

@@ -20,17 +20,6 @@ use strata_tests::{
 
 const SYNC: Duration = Duration::from_secs(60);
 
-/// Creates a topic and waits until every partition is led and in sync.
-async fn create(c: &Cluster, name: &str, partitions: u32, rf: u32) {
-    if let Err(st) = c.create_topic(name, partitions, rf).await {
-        panic!(
-            "create {name} ({partitions} partitions, rf {rf}): {}",
-            describe_status(&st)
-        );
-    }
-    c.wait_all_in_sync(name, Duration::from_secs(30)).await;
-}
-
 /// Reads every partition back and checks it against what was acknowledged;
 /// returns each partition's high watermark.
 async fn check_all(c: &Cluster, topic: &str, acked: &LoadReport) -> Vec<i64> {
@@ -80,7 +69,7 @@ fn print_report(what: &str, r: &LoadReport) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rf3_survives_leader_kills() {
     let mut c = Cluster::start(3, ClusterOpts::default()).await;
-    create(&c, "rf3", 6, 3).await;
+    c.create_in_sync("rf3", 6, 3).await;
     let load = ProduceLoad::start(c.client_addrs(), "rf3", 6);
     assert!(
         load.wait_progress(20, Duration::from_secs(20)).await,
@@ -119,7 +108,7 @@ async fn all_killed_fsync_always() {
         ..Default::default()
     };
     let mut c = Cluster::start(3, opts).await;
-    create(&c, "durable", 3, 3).await;
+    c.create_in_sync("durable", 3, 3).await;
     let load = ProduceLoad::start(c.client_addrs(), "durable", 3);
     assert!(
         load.wait_progress(100, Duration::from_secs(30)).await,
@@ -155,7 +144,7 @@ async fn all_killed_fsync_always() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wiped_broker_rebuilds() {
     let mut c = Cluster::start(3, ClusterOpts::default()).await;
-    create(&c, "rebuild", 2, 3).await;
+    c.create_in_sync("rebuild", 2, 3).await;
     let load = ProduceLoad::start(c.client_addrs(), "rebuild", 2);
     assert!(
         load.wait_progress(200, Duration::from_secs(30)).await,
@@ -225,8 +214,8 @@ async fn wait_leader_is(c: &Cluster, topic: &str, partition: u32, to: u64) -> Du
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_leader() {
     let c = Cluster::start(3, ClusterOpts::default()).await;
-    create(&c, "moves", 1, 3).await;
-    create(&c, "pair", 1, 2).await;
+    c.create_in_sync("moves", 1, 3).await;
+    c.create_in_sync("pair", 1, 2).await;
 
     // To each other replica in turn.
     let first = c.wait_leader("moves", 0, Duration::from_secs(10)).await;
@@ -405,7 +394,7 @@ fn json_alive(v: &Value, id: u64) -> Option<bool> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_status() {
     let mut c = Cluster::start(3, ClusterOpts::default()).await;
-    create(&c, "st", 3, 3).await;
+    c.create_in_sync("st", 3, 3).await;
     let s = wait_status(
         &c,
         "3 alive brokers, all in sync",

@@ -15,16 +15,6 @@ use strata_tests::{
 
 const SYNC: Duration = Duration::from_secs(60);
 
-async fn create(c: &Cluster, name: &str, partitions: u32, rf: u32) {
-    if let Err(st) = c.create_topic(name, partitions, rf).await {
-        panic!(
-            "create {name} ({partitions} partitions, rf {rf}): {}",
-            describe_status(&st)
-        );
-    }
-    c.wait_all_in_sync(name, Duration::from_secs(30)).await;
-}
-
 fn local_addr() -> SocketAddr {
     format!("127.0.0.1:{}", free_port()).parse().expect("addr")
 }
@@ -36,7 +26,7 @@ async fn isolated_leader() {
         ..Default::default()
     };
     let mut c = Cluster::start(3, opts).await;
-    create(&c, "iso", 1, 3).await;
+    c.create_in_sync("iso", 1, 3).await;
     let load = ProduceLoad::start(c.client_addrs(), "iso", 1);
     assert!(
         load.wait_progress(30, Duration::from_secs(20)).await,
@@ -225,7 +215,7 @@ async fn bad_input() {
         c.describe("toomany").await.is_none(),
         "a refused topic exists"
     );
-    create(&c, "guard", 1, 3).await;
+    c.create_in_sync("guard", 1, 3).await;
 
     // A second process claiming node id 2 while broker 2 runs.
     let addr = local_addr();

@@ -12,8 +12,8 @@ use strata_proto::v1::RaftBatch;
 
 use super::RaftTiming;
 use super::node::{Cmd, GroupKind, RaftHandle, RaftLoop};
-use super::storage::{RaftMeta, decode_message};
-use super::transport::{Router, Transport};
+use super::storage::RaftMeta;
+use super::transport::{Router, Transport, deliver};
 use crate::cluster::directory::Directory;
 use crate::error::BrokerError;
 use crate::log::{Log, LogConfig};
@@ -28,7 +28,7 @@ const TIMING: RaftTiming = RaftTiming {
 };
 
 /// The wires between the brokers, with links the test can cut. Delivery
-/// does what the peer service does with a received `RaftBatch`.
+/// goes through the same `transport::deliver` as the peer service.
 #[derive(Default)]
 struct Net {
     /// Each broker's loop and directory (liveness and leader hints).
@@ -54,38 +54,15 @@ impl Net {
         let Some((handle, directory)) = self.brokers.lock().unwrap().get(&to).cloned() else {
             return;
         };
-        directory.saw(b.from);
-        for n in &b.leaders {
-            directory.set_leader(&n.topic, n.partition, n.leader, n.term);
-        }
-        let mut msgs = Vec::with_capacity(b.messages.len());
-        for env in b.messages {
-            if env.quiesce {
-                self.quiesces.fetch_add(1, Ordering::Relaxed);
-                let _ = handle.send(Cmd::Quiesce {
-                    key: (env.topic, env.partition),
-                    from: b.from,
-                    term: env.quiesce_term,
-                    index: env.quiesce_index,
-                });
-                continue;
-            }
-            match decode_message(&env.message) {
-                Ok(m) if m.to == to && m.from == b.from => {
-                    msgs.push(((env.topic, env.partition), m));
+        let quiesces = b.messages.iter().filter(|e| e.quiesce).count();
+        self.quiesces.fetch_add(quiesces, Ordering::Relaxed);
+        match deliver(to, b, &directory, &handle) {
+            Ok(dropped) => {
+                for why in dropped {
+                    self.anomaly(why);
                 }
-                Ok(m) => self.anomaly(format!(
-                    "misaddressed message in a batch {} -> {to}: {:?} {} -> {}",
-                    b.from,
-                    m.get_msg_type(),
-                    m.from,
-                    m.to
-                )),
-                Err(e) => self.anomaly(format!("invalid message {} -> {to}: {e}", b.from)),
             }
-        }
-        if !msgs.is_empty() {
-            let _ = handle.send(Cmd::Step(msgs));
+            Err(e) => self.anomaly(format!("delivery to {to} failed: {e}")),
         }
     }
 

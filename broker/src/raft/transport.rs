@@ -16,6 +16,11 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Endpoint;
 
+use super::node::{Cmd, RaftHandle};
+use super::storage::decode_message;
+use crate::cluster::directory::Directory;
+use crate::error::BrokerError;
+
 /// Batches queued per peer before new ones are dropped.
 const QUEUE: usize = 1024;
 const MAX_MESSAGE: usize = 256 << 20;
@@ -247,4 +252,49 @@ async fn pump(
         }
         backoff = (backoff * 2).min(Duration::from_secs(1));
     }
+}
+
+/// Hands a batch received from broker `b.from` to the event loop of broker
+/// `me`: records the sender's liveness and its leader notices, and turns
+/// quiesce notices and checked Raft messages into commands. Messages that
+/// are invalid or not addressed to `me` are dropped and described in the
+/// returned list. Errors only when the event loop is gone.
+pub fn deliver(
+    me: u64,
+    b: RaftBatch,
+    directory: &Directory,
+    raft: &RaftHandle,
+) -> Result<Vec<String>, BrokerError> {
+    directory.saw(b.from);
+    for n in &b.leaders {
+        directory.set_leader(&n.topic, n.partition, n.leader, n.term);
+    }
+    let mut dropped = Vec::new();
+    let mut msgs = Vec::with_capacity(b.messages.len());
+    for env in b.messages {
+        if env.quiesce {
+            raft.send(Cmd::Quiesce {
+                key: (env.topic, env.partition),
+                from: b.from,
+                term: env.quiesce_term,
+                index: env.quiesce_index,
+            })?;
+            continue;
+        }
+        match decode_message(&env.message) {
+            Ok(m) if m.to == me && m.from == b.from => msgs.push(((env.topic, env.partition), m)),
+            Ok(m) => dropped.push(format!(
+                "misaddressed {:?} {} -> {} in a batch {} -> {me}",
+                m.get_msg_type(),
+                m.from,
+                m.to,
+                b.from
+            )),
+            Err(e) => dropped.push(format!("invalid message {} -> {me}: {e}", b.from)),
+        }
+    }
+    if !msgs.is_empty() {
+        raft.send(Cmd::Step(msgs))?;
+    }
+    Ok(dropped)
 }

@@ -14,7 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::broker::Broker;
 use crate::cluster::controller::{ControllerOp, ControllerReply};
 use crate::raft::node::Cmd;
-use crate::raft::storage::decode_message;
+use crate::raft::transport::deliver;
 
 pub struct PeerService {
     broker: Arc<Broker>,
@@ -66,38 +66,11 @@ impl PeerApi for PeerService {
                     b.to
                 )));
             }
-            self.broker.directory.saw(b.from);
-            for n in &b.leaders {
-                self.broker
-                    .directory
-                    .set_leader(&n.topic, n.partition, n.leader, n.term);
-            }
-            let mut msgs = Vec::with_capacity(b.messages.len());
-            for env in b.messages {
-                if env.quiesce {
-                    let _ = self.broker.raft_handle().send(Cmd::Quiesce {
-                        key: (env.topic, env.partition),
-                        from: b.from,
-                        term: env.quiesce_term,
-                        index: env.quiesce_index,
-                    });
-                    continue;
-                }
-                match decode_message(&env.message) {
-                    Ok(m) if m.to == me && m.from == b.from => {
-                        msgs.push(((env.topic, env.partition), m));
-                    }
-                    Ok(_) => tracing::warn!(from = b.from, "dropping a misaddressed Raft message"),
-                    Err(e) => {
-                        tracing::warn!(from = b.from, error = %e, "dropping an invalid Raft message")
-                    }
-                }
-            }
-            if !msgs.is_empty() {
-                self.broker
-                    .raft_handle()
-                    .send(Cmd::Step(msgs))
-                    .map_err(|_| Status::unavailable("shutting down"))?;
+            let from = b.from;
+            let dropped = deliver(me, b, &self.broker.directory, self.broker.raft_handle())
+                .map_err(|_| Status::unavailable("shutting down"))?;
+            for why in dropped {
+                tracing::warn!(from, "dropping a Raft message: {why}");
             }
         }
         Ok(Response::new(RaftStreamSummary {}))
