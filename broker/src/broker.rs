@@ -497,7 +497,7 @@ impl Broker {
         let Ok(entries) = fs::read_dir(&self.config.data_dir) else {
             return;
         };
-        let open: Vec<PathBuf> = self
+        let open: std::collections::HashSet<PathBuf> = self
             .partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -536,6 +536,13 @@ impl Broker {
         }
     }
 
+    /// [`Self::reconcile`] from async code: opening thousands of
+    /// partitions must not stall the runtime's workers (and with them the
+    /// peer links and every RPC).
+    fn reconcile_off_runtime(&self) -> Result<()> {
+        tokio::task::block_in_place(|| self.reconcile())
+    }
+
     /// Brings the hosted partitions in line with the metadata.
     fn reconcile(&self) -> Result<()> {
         let _serial = self
@@ -553,7 +560,7 @@ impl Broker {
         for id in &state.removed_brokers {
             self.transport.remove_peer(*id);
         }
-        let have: Vec<TopicPartition> = self
+        let have: std::collections::HashSet<TopicPartition> = self
             .partitions
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -624,10 +631,18 @@ impl Broker {
         let Some(b) = me.upgrade() else { return };
         let mut rx = b.controller.shared.subscribe();
         drop(b);
+        // Metadata applied at the last complete reconcile: with thousands
+        // of partitions a pass is not free, so it runs only on change (or
+        // again after a failure).
+        let mut reconciled: Option<u64> = None;
         loop {
             let Some(b) = me.upgrade() else { return };
-            if let Err(e) = b.reconcile() {
-                tracing::error!(error = %e, "cannot open partitions");
+            let applied = b.controller.shared.applied();
+            if reconciled != Some(applied) {
+                match b.reconcile_off_runtime() {
+                    Ok(()) => reconciled = Some(applied),
+                    Err(e) => tracing::error!(error = %e, "cannot open partitions"),
+                }
             }
             if b.controller.leader() != 0 {
                 b.housekeeping().await;
@@ -1029,7 +1044,7 @@ impl Broker {
         };
         self.wait_applied_here(|s| s.topics.contains_key(name))
             .await;
-        self.reconcile()?;
+        self.reconcile_off_runtime()?;
         // Answer once every partition has elected a leader, so that a
         // produce right after creation finds one.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -1127,7 +1142,7 @@ impl Broker {
         .await?;
         self.wait_applied_here(|s| !s.topics.contains_key(name))
             .await;
-        self.reconcile()?;
+        self.reconcile_off_runtime()?;
         if let Err(e) = self.groups.forget_topic(name).await {
             tracing::debug!(error = %e, "group offsets of the deleted topic are kept");
         }
@@ -1159,7 +1174,7 @@ impl Broker {
             })
         })
         .await;
-        self.reconcile()
+        self.reconcile_off_runtime()
     }
 
     /// The effective configuration of a topic as strings.

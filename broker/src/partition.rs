@@ -472,10 +472,24 @@ impl Partition {
         self.failed.store(true, Ordering::Release);
     }
 
+    /// A fraction in [0, 1) that differs between partitions, to spread
+    /// periodic work.
+    fn spread(&self) -> f64 {
+        let h = crc32c::crc32c_append(
+            crc32c::crc32c(self.topic.as_bytes()),
+            &self.id.to_be_bytes(),
+        );
+        f64::from(h) / (f64::from(u32::MAX) + 1.0)
+    }
+
     /// The group-commit loop: one fsync covers every append that arrived
     /// while the previous one ran.
     async fn flusher(self: Arc<Self>) {
-        let mut last_checkpoint = Instant::now();
+        // Spread the checkpoints of partitions opened together over the
+        // interval instead of writing thousands of files at one instant.
+        let mut last_checkpoint = Instant::now()
+            .checked_sub(RECOVERY_CHECKPOINT_EVERY.mul_f64(self.spread()))
+            .unwrap_or_else(Instant::now);
         let mut last_saved = (-1i64, u64::MAX);
         loop {
             let policy = self.lock().log.config().fsync;
@@ -505,7 +519,7 @@ impl Partition {
                     let state = (g.log.flushed_offset(), g.meta.commit);
                     if state != last_saved {
                         let _ = g.log.checkpoint_recovery_point();
-                        let _ = g.meta.store(g.log.dir());
+                        let _ = g.meta.store_commit_hint(g.log.dir());
                         last_saved = state;
                     }
                     last_checkpoint = Instant::now();
@@ -524,7 +538,7 @@ impl Partition {
                         }
                         // The commit index, persisted lazily (term and vote
                         // are written at once by the event loop).
-                        let _ = g.meta.store(g.log.dir());
+                        let _ = g.meta.store_commit_hint(g.log.dir());
                         last_checkpoint = Instant::now();
                     }
                     drop(g);

@@ -157,7 +157,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> anyhow::Result<()> {
     if ctx.output == Format::Json {
         print_json(&report)
     } else {
-        println!("{}", report.to_text());
+        outln!("{}", report.to_text());
         Ok(())
     }
 }

@@ -132,7 +132,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCmd) -> anyhow::Result<()> {
             if ctx.output == Format::Json {
                 return print_json(&serde_json::json!({ "added_broker": id, "peer_addr": addr }));
             }
-            println!("added broker {id} (peer address {addr})");
+            outln!("added broker {id} (peer address {addr})");
             Ok(())
         }
         ClusterCmd::RemoveBroker { id } => {
@@ -140,7 +140,7 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCmd) -> anyhow::Result<()> {
             if ctx.output == Format::Json {
                 return print_json(&serde_json::json!({ "removed_broker": id }));
             }
-            println!("removed broker {id}");
+            outln!("removed broker {id}");
             Ok(())
         }
         ClusterCmd::TransferLeader {
@@ -160,9 +160,9 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCmd) -> anyhow::Result<()> {
                 }));
             }
             if leader == to_id {
-                println!("leader of {topic}/{partition} is now broker {leader}");
+                outln!("leader of {topic}/{partition} is now broker {leader}");
             } else {
-                println!(
+                outln!(
                     "requested leadership of {topic}/{partition} for broker {to_id}; current leader: {}",
                     broker_id(leader)
                 );
@@ -184,7 +184,7 @@ async fn status(ctx: &Ctx) -> anyhow::Result<()> {
     if ctx.output == Format::Json {
         return print_json(&s);
     }
-    println!(
+    outln!(
         "cluster {}  controller {}  partitions {}  leaderless {}  under-replicated {}",
         if s.cluster_id.is_empty() {
             "-"

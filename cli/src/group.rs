@@ -99,7 +99,7 @@ pub async fn run(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
                     p.lag.to_string(),
                 ]);
             }
-            println!("group {}  total lag {total}", d.group);
+            outln!("group {}  total lag {total}", d.group);
             t.print()?;
         }
         GroupCmd::ResetOffsets { group, topic, to } => {
@@ -127,7 +127,7 @@ pub async fn run(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
             if ctx.output == Format::Json {
                 return print_json(&serde_json::json!({ "deleted": group }));
             }
-            println!("deleted group {group}");
+            outln!("deleted group {group}");
         }
     }
     Ok(())

@@ -130,7 +130,7 @@ fn print_description(ctx: &Ctx, t: &TopicDescription) -> anyhow::Result<()> {
     if ctx.output == Format::Json {
         return print_json(&j);
     }
-    println!(
+    outln!(
         "topic {}  partitions {}  replication factor {}{}",
         j.name,
         j.partitions.len(),
@@ -161,14 +161,14 @@ fn print_description(ctx: &Ctx, t: &TopicDescription) -> anyhow::Result<()> {
             p.segments.to_string(),
         ]);
     }
-    print!("{}", tbl.render());
+    out!("{}", tbl.render());
     if !j.config.is_empty() {
-        println!();
+        outln!();
         let mut cfg = Table::new(["CONFIG", "VALUE"]);
         for (k, v) in &j.config {
             cfg.row(vec![k.clone(), v.clone()]);
         }
-        print!("{}", cfg.render());
+        out!("{}", cfg.render());
     }
     Ok(())
 }
@@ -205,7 +205,7 @@ pub async fn run(ctx: &Ctx, cmd: TopicCmd) -> anyhow::Result<()> {
             if ctx.output == Format::Json {
                 return print_json(&TopicJson::from(&t));
             }
-            println!(
+            outln!(
                 "created topic {} with {} partitions (replication factor {})",
                 t.name,
                 t.partitions.len(),
@@ -253,7 +253,7 @@ pub async fn run(ctx: &Ctx, cmd: TopicCmd) -> anyhow::Result<()> {
             if ctx.output == Format::Json {
                 return print_json(&serde_json::json!({ "deleted": name }));
             }
-            println!("deleted topic {name}");
+            outln!("deleted topic {name}");
         }
         TopicCmd::Alter(a) => {
             let mut set = parse_configs(&a.configs)?;

@@ -104,7 +104,7 @@ impl<E: Entry> IndexFile<E> {
             .open(path)?;
         let cap = (max_bytes / E::SIZE).max(1) * E::SIZE;
         file.set_len(cap as u64)?;
-        let map = mmap::map_write(&file, cap)?;
+        let map = mmap::map_index_write(&file, cap)?;
         Ok(Self {
             path: path.to_owned(),
             storage: Storage::Write(map),
@@ -122,7 +122,7 @@ impl<E: Entry> IndexFile<E> {
         let map = if entries == 0 {
             None
         } else {
-            Some(mmap::map_read(&file, entries * E::SIZE)?)
+            Some(mmap::map_index_read(&file, entries * E::SIZE)?)
         };
         Ok(Self {
             path: path.to_owned(),
@@ -232,7 +232,7 @@ impl<E: Entry> IndexFile<E> {
         let file = self.open()?;
         file.set_len(len as u64)?;
         if len > 0 {
-            self.storage = Storage::Read(Some(mmap::map_read(&file, len)?));
+            self.storage = Storage::Read(Some(mmap::map_index_read(&file, len)?));
         }
         Ok(())
     }
@@ -244,7 +244,7 @@ impl<E: Entry> IndexFile<E> {
         self.storage = Storage::Read(None);
         let file = self.open()?;
         file.set_len(cap as u64)?;
-        self.storage = Storage::Write(mmap::map_write(&file, cap)?);
+        self.storage = Storage::Write(mmap::map_index_write(&file, cap)?);
         Ok(())
     }
 }

@@ -26,6 +26,8 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 const RAFT_BASE_FILE: &str = "raft-base";
 /// Raft hard state and membership of the partition's group (JSON).
 pub const RAFT_STATE_FILE: &str = "raft-state";
+/// The lazily written commit index of the partition's Raft group.
+pub const COMMIT_HINT_FILE: &str = "raft-commit";
 /// Written by the broker to tie a partition directory to its topic.
 pub const OWNER_FILE: &str = "partition.meta";
 
@@ -177,6 +179,7 @@ impl Log {
                 || name == RECOVERY_POINT_FILE
                 || name == RAFT_BASE_FILE
                 || name == RAFT_STATE_FILE
+                || name == COMMIT_HINT_FILE
                 || name == OWNER_FILE)
             {
                 report.ignored_files.push(name);
@@ -584,8 +587,13 @@ impl Log {
     }
 
     /// Persists the recovery point: a restart only re-checks data after it.
+    ///
+    /// No fsync: the recovery point only ever names data already synced, so
+    /// a crash that loses (or tears) this file just means recovery checks
+    /// more of the log.
     pub fn checkpoint_recovery_point(&self) -> Result<(), LogError> {
-        checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), self.flushed).at(&self.dir)
+        checkpoint::overwrite_i64_relaxed(&self.dir.join(RECOVERY_POINT_FILE), self.flushed)
+            .at(&self.dir)
     }
 
     /// Flushes everything and records the recovery point (clean shutdown).

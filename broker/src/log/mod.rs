@@ -10,6 +10,6 @@ pub mod segment;
 
 pub use config::{FsyncPolicy, LogConfig};
 pub use local_log::{
-    AppendInfo, Log, LogError, OWNER_FILE, RAFT_STATE_FILE, RaftBase, ReadInfo, RecoveryReport,
-    SyncPlan,
+    AppendInfo, COMMIT_HINT_FILE, Log, LogError, OWNER_FILE, RAFT_STATE_FILE, RaftBase, ReadInfo,
+    RecoveryReport, SyncPlan,
 };

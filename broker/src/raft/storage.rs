@@ -20,7 +20,7 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use strata_proto::batch::{self, BatchBuilder, BatchHeader};
 
-use crate::log::{RAFT_STATE_FILE, RaftBase, checkpoint};
+use crate::log::{COMMIT_HINT_FILE, RAFT_STATE_FILE, RaftBase, checkpoint};
 use crate::partition::Partition;
 
 const CONF_CHANGE_KEY: &[u8] = b"strata.raft.conf_change";
@@ -59,17 +59,34 @@ impl RaftMeta {
         self.learners = cs.learners.clone();
     }
 
-    /// Reads the state of the group stored in `dir`, if any.
+    /// Reads the state of the group stored in `dir`, if any. The commit
+    /// index is the larger of the stored one and the lazily written hint.
     pub fn load(dir: &Path) -> std::io::Result<Option<Self>> {
-        match checkpoint::read(&dir.join(RAFT_STATE_FILE))? {
-            None => Ok(None),
-            Some(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+        let mut meta: Self = match checkpoint::read(&dir.join(RAFT_STATE_FILE))? {
+            None => return Ok(None),
+            Some(b) => serde_json::from_slice(&b).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("{}: {e}", dir.join(RAFT_STATE_FILE).display()),
                 )
-            }),
+            })?,
+        };
+        if let Ok(Some(c)) = checkpoint::read_i64(&dir.join(COMMIT_HINT_FILE)) {
+            meta.commit = meta.commit.max(u64::try_from(c).unwrap_or(0));
         }
+        Ok(Some(meta))
+    }
+
+    /// Records the commit index without an fsync. The commit index needs no
+    /// durability (a restarted replica learns it again from the leader, and
+    /// it is clamped to the log that survived): this only lets a restarted
+    /// replica serve its high watermark sooner. A lost or torn hint is
+    /// ignored.
+    pub fn store_commit_hint(&self, dir: &Path) -> std::io::Result<()> {
+        checkpoint::overwrite_i64_relaxed(
+            &dir.join(COMMIT_HINT_FILE),
+            i64::try_from(self.commit).unwrap_or(i64::MAX),
+        )
     }
 
     /// Writes the state crash-safely (temp file, fsync, rename, fsync dir).
