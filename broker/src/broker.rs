@@ -549,6 +549,8 @@ impl Broker {
             .reconcile_lock
             .lock()
             .unwrap_or_else(|e| e.into_inner());
+        let started = std::time::Instant::now();
+        let mut opened = 0usize;
         let state = self.controller.state();
         let me = self.config.node_id;
         for b in state.brokers.values() {
@@ -582,7 +584,15 @@ impl Broker {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(key, part);
+                opened += 1;
             }
+        }
+        if opened > 0 {
+            tracing::info!(
+                partitions = opened,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "opened replicas assigned to this broker"
+            );
         }
         let mut gone = Vec::new();
         {

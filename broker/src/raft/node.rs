@@ -41,6 +41,10 @@ const WAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(400);
 /// which keeps liveness known while groups are quiesced).
 const PEER_HEARTBEAT_TICKS: u64 = 2;
 
+/// A cycle longer than this is reported (a tenth of the default
+/// election timeout's lower bound would be 50 ms; this flags real stalls).
+const SLOW_CYCLE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Entries a follower may trail the leader's log end by and stay in sync.
 const ISR_MAX_LAG: u64 = 1000;
 
@@ -232,7 +236,17 @@ impl RaftLoop {
                 }
             }
             if !active.is_empty() {
+                let started = Instant::now();
+                let groups = active.len();
                 self.process(&mut active);
+                let took = started.elapsed();
+                if took > SLOW_CYCLE {
+                    tracing::warn!(
+                        groups,
+                        elapsed_ms = took.as_millis() as u64,
+                        "slow Raft cycle: elections may time out"
+                    );
+                }
             } else if !self.outbox.is_empty() {
                 self.flush_outbox();
             }
