@@ -242,7 +242,10 @@ impl GroupCoordinator {
         if !live.is_empty() {
             self.write(shard, &live).await?;
         }
-        shard.partition.delete_records(start)?;
+        shard
+            .partition
+            .delete_records(start, COMMIT_TIMEOUT)
+            .await?;
         let _ = shard.partition.maintain()?;
         *shard.base_bytes.lock().unwrap_or_else(|e| e.into_inner()) =
             shard.partition.offsets().size_bytes;

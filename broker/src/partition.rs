@@ -409,18 +409,39 @@ impl Partition {
         Ok(found.filter(|(o, _)| *o < hw))
     }
 
-    /// Moves the log start (DeleteRecords); -1 means the high watermark.
-    pub fn delete_records(&self, offset: i64) -> Result<i64> {
-        let mut g = self.lock();
+    /// Moves the log start on every replica (DeleteRecords); -1 means the
+    /// high watermark. The move is a Raft entry (a control batch), applied
+    /// by each replica when it commits, so records deleted here do not come
+    /// back after a leader change. Answers once it committed.
+    pub async fn delete_records(&self, offset: i64, timeout: Duration) -> Result<i64> {
         let hw = self.high_watermark();
         let target = if offset == -1 { hw } else { offset };
-        let start = g.log.log_start_offset();
+        let start = self.lock().log.log_start_offset();
         if target < start || target > hw {
             return Err(self.out_of_range(offset, start, hw));
         }
-        g.log
-            .delete_records(target, now_ms())
-            .map_err(|e| self.map_log(e))
+        if target == start {
+            return Ok(start);
+        }
+        let batch = crate::raft::storage::delete_records_batch(target, now_ms());
+        let header = strata_proto::batch::parse_header(&batch)
+            .map_err(|e| BrokerError::Storage(format!("delete-records entry: {e}")))?;
+        let rx = self.start_produce(vec![(header, batch)])?;
+        self.complete_produce(rx, Acks::All, timeout).await?;
+        Ok(self.lock().log.log_start_offset().max(target))
+    }
+
+    /// Applies a committed DeleteRecords entry to this replica's log.
+    pub fn apply_delete_records(&self, target: i64) {
+        let mut g = self.lock();
+        let target = target.min(g.log.next_offset());
+        if target <= g.log.log_start_offset() {
+            return;
+        }
+        if let Err(e) = g.log.delete_records(target, now_ms()) {
+            tracing::warn!(topic = %self.topic, partition = self.id, offset = target, error = %e,
+                "cannot move the log start");
+        }
     }
 
     /// Retention (of committed data only) and time-based rolling; returns

@@ -23,7 +23,7 @@ use strata_proto::batch::BatchHeader;
 use strata_proto::v1::{LeaderNotice, RaftEnvelope};
 
 use super::hardstate::HardStates;
-use super::storage::{LogStorage, entry_to_batch, snapshot_base};
+use super::storage::{LogStorage, delete_records_target, entry_to_batch, snapshot_base};
 use super::transport::Transport;
 use super::{GroupKey, RaftTiming};
 use crate::cluster::controller::ControllerState;
@@ -906,7 +906,9 @@ fn apply(g: &mut Group, committed: Vec<Entry>) {
                 }
             }
             EntryType::EntryNormal => {
-                if !e.data.is_empty() {
+                if let Some(target) = delete_records_target(&e.data) {
+                    g.part.apply_delete_records(target);
+                } else if !e.data.is_empty() {
                     match &g.kind {
                         GroupKind::Controller(c) => c.apply_entry(e.index, &e.data),
                         GroupKind::Offsets(c) => c.apply_entry(&e.data),

@@ -25,6 +25,7 @@ use crate::partition::Partition;
 
 const CONF_CHANGE_KEY: &[u8] = b"strata.raft.conf_change";
 const CONF_CHANGE_V2_KEY: &[u8] = b"strata.raft.conf_change_v2";
+const DELETE_RECORDS_KEY: &[u8] = b"strata.delete_records";
 
 /// The persistent Raft state of one group besides its entries.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -102,6 +103,35 @@ impl RaftMeta {
         let b = serde_json::to_vec(self).map_err(std::io::Error::other)?;
         checkpoint::write_relaxed(&dir.join(RAFT_STATE_FILE), &b)
     }
+}
+
+/// A DeleteRecords entry: a control batch whose one record carries the new
+/// log start offset.
+pub fn delete_records_batch(offset: i64, now_ms: i64) -> Bytes {
+    let mut b = BatchBuilder::new(now_ms);
+    b.set_control();
+    b.push(
+        0,
+        Some(DELETE_RECORDS_KEY),
+        Some(&offset.to_be_bytes()),
+        &[],
+    );
+    b.finish()
+}
+
+/// The new log start a committed entry asks for, if it is a DeleteRecords
+/// entry.
+pub fn delete_records_target(data: &Bytes) -> Option<i64> {
+    let h = batch::parse_header(data).ok()?;
+    if !h.is_control() || h.records_count != 1 {
+        return None;
+    }
+    let r = batch::records(data).ok()?.next()?.ok()?;
+    if r.key.as_deref() != Some(DELETE_RECORDS_KEY) {
+        return None;
+    }
+    let v: [u8; 8] = r.value.as_deref()?.try_into().ok()?;
+    Some(i64::from_be_bytes(v)).filter(|o| *o >= 0)
 }
 
 /// What a partition snapshot carries: where the log restarts.

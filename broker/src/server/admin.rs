@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use strata_proto::v1::admin_server::Admin as AdminApi;
 use strata_proto::v1::{
@@ -177,7 +178,9 @@ impl AdminApi for AdminService {
             .into());
         }
         let part = self.broker.leader_partition(&r.topic, r.partition)?;
-        let start = part.delete_records(r.offset)?;
+        let start = part
+            .delete_records(r.offset, Duration::from_secs(30))
+            .await?;
         Ok(Response::new(DeleteRecordsResponse {
             log_start_offset: start,
         }))
