@@ -159,6 +159,34 @@ impl Cluster {
         cluster
     }
 
+    /// Starts one more broker (the next node id) that names the initial
+    /// cluster but is not in it: it serves only once an admin adds it
+    /// (`AddBroker`). Not proxied. Returns its id.
+    pub fn spawn_joiner(&mut self) -> u64 {
+        let id = self.brokers.keys().max().copied().unwrap_or(0) + 1;
+        let ports = distinct_ports(2);
+        let client: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().expect("addr");
+        let peer: SocketAddr = format!("127.0.0.1:{}", ports[1]).parse().expect("addr");
+        let first = *self.brokers.keys().next().expect("a broker");
+        let map = self.initial_cluster[&first].clone();
+        let flags = vec![
+            "--node-id".to_string(),
+            id.to_string(),
+            "--peer-listen".to_string(),
+            peer.to_string(),
+            "--advertise".to_string(),
+            client.to_string(),
+            "--initial-cluster".to_string(),
+            map.clone(),
+        ];
+        let data = self.dir.path().join(format!("node{id}"));
+        let mut b = BrokerProc::with_addr(client, &data, flags);
+        b.spawn();
+        self.brokers.insert(id, b);
+        self.initial_cluster.insert(id, map);
+        id
+    }
+
     /// Node ids, ascending.
     pub fn ids(&self) -> Vec<u64> {
         self.brokers.keys().copied().collect()

@@ -399,6 +399,109 @@ async fn delete_records_replicated() {
     }
 }
 
+/// A broker added after bootstrap (`AddBroker`) catches up with the
+/// metadata, gets replicas of new topics, joins their in-sync sets, and can
+/// lead one: records produced through it are consumed intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn added_broker_hosts_replicas() {
+    let mut c = Cluster::start(3, ClusterOpts::default()).await;
+    let id = c.spawn_joiner();
+    let peer_addr = c.peer_addr(id).to_string();
+    c.admin_retry(Duration::from_secs(15), |mut a| {
+        let peer_addr = peer_addr.clone();
+        async move { a.add_broker(AddBrokerRequest { id, peer_addr }).await }
+    })
+    .await
+    .unwrap_or_else(|st| panic!("add broker {id}: {}", describe_status(&st)));
+    c.broker(id).wait_ready().await;
+    let s = wait_status(&c, "the added broker alive", Duration::from_secs(30), |s| {
+        s.brokers.len() == 4 && alive(s, id) == Some(true)
+    })
+    .await;
+    eprintln!("status after adding broker {id}: {s:?}");
+
+    c.create_in_sync("grow", 4, 3).await;
+    c.wait_all_in_sync("grow", Duration::from_secs(30)).await;
+    let d = c.describe("grow").await.expect("describe grow");
+    let hosted: Vec<u32> = d
+        .partitions
+        .iter()
+        .filter(|p| p.replicas.contains(&id))
+        .map(|p| p.partition)
+        .collect();
+    assert!(
+        hosted.len() >= 2,
+        "4 partitions x RF3 over 4 brokers must place replicas on the new broker {id}: {d:?}"
+    );
+    for p in d.partitions.iter().filter(|p| p.replicas.contains(&id)) {
+        assert!(
+            p.isr.contains(&id),
+            "new broker {id} not in sync for grow-{}: {p:?}",
+            p.partition
+        );
+    }
+
+    let part = hosted[0];
+    if let Err(st) = transfer(&c, "grow", part, id).await {
+        panic!("transfer grow-{part} to {id}: {}", describe_status(&st));
+    }
+    wait_leader_is(&c, "grow", part, id).await;
+    let producer = Producer::new(c.client_config(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    let mut acks = Vec::new();
+    for i in 0..50 {
+        let v = format!("g-{i:02}");
+        let rec = ProducerRecord::new("grow", v.clone()).partition(part);
+        acks.push((v, producer.send(rec).await.expect("send")));
+    }
+    producer.flush().await.expect("flush");
+    let mut sent = Vec::new();
+    for (v, a) in acks {
+        sent.push((a.await.expect("acknowledged").offset, v));
+    }
+    producer.close().await.expect("close producer");
+    sent.sort();
+    let mut consumer =
+        Consumer::new(c.client_config(), ConsumerConfig::default()).expect("consumer");
+    consumer
+        .assign("grow", part, StartOffset::Earliest)
+        .await
+        .expect("assign");
+    let mut got = Vec::new();
+    let mut stream = consumer.records();
+    while got.len() < sent.len() {
+        let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("consumer stalled after {} records", got.len()))
+            .expect("stream open")
+            .expect("record");
+        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+        got.push((r.offset, v));
+    }
+    assert_eq!(got, sent, "records produced through the added broker");
+
+    // It hosts replicas, so it cannot be removed.
+    let refused = c
+        .admin_retry(Duration::from_secs(15), |mut a| async move {
+            a.remove_broker(RemoveBrokerRequest { id }).await
+        })
+        .await;
+    match refused {
+        Ok(_) => panic!("removing broker {id} that hosts replicas was accepted"),
+        Err(st) => {
+            assert!(
+                !error_code(&st).is_empty(),
+                "refusal needs a strata error code: {st:?}"
+            );
+            eprintln!(
+                "remove of a hosting broker refused: {}",
+                describe_status(&st)
+            );
+        }
+    }
+}
+
 fn cli_ok(out: &Output) -> Value {
     assert!(
         out.status.success(),
