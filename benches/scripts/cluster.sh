@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Three-broker benchmark runs (BENCHMARKS.md W5-W7) on this machine, with the
-# loopback limit measured in the same run.
+# Three-broker benchmark runs (BENCHMARKS.md W5-W8) on this machine, with the
+# disk and loopback limits measured in the same run.
 #
-#   benches/scripts/cluster.sh [OUT_DIR]
+#   benches/scripts/cluster.sh [OUT_DIR]      # W5, W5s, W6, W7
+#   ONLY=w7 benches/scripts/cluster.sh        # failover only
+#   ONLY=w8 benches/scripts/cluster.sh        # 10,000 idle partitions
 #
-# Needs release binaries (cargo build --release -p strata-broker -p strata-cli)
-# and iperf3. Brokers and load generator share the machine and talk over
+# Needs release binaries (cargo build --release -p strata-broker -p strata-cli),
+# fio and iperf3. Brokers and load generator share the machine and talk over
 # 127.0.0.1. Every throughput/latency figure comes from
 # `strata bench ... --output json`; failover times are measured here from the
 # SIGKILL to the first acknowledged produce on the new leader.
@@ -26,6 +28,7 @@ start_node() { # id
   local n=$1
   "$BIN/stratad" --node-id "$1" --data-dir "$DATA/n$1" --listen "127.0.0.1:1960$1" \
     --peer-listen "127.0.0.1:1961$1" --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
+    --retention-check-interval 2s \
     >>"$OUT/stratad-$1.log" 2>&1 &
   PID[$n]=$!
 }
@@ -95,6 +98,9 @@ if [ "${ONLY:-}" = w8 ]; then
 fi
 
 echo "== limits"
+fio --name=w --filename="$OUT/fio.tmp" --rw=write --bs=1M --size=1G --ioengine=psync --fdatasync=1 \
+  --output-format=json >"$OUT/fio.json" 2>/dev/null && rm -f "$OUT/fio.tmp" &&
+  python3 -c "import json;j=json.load(open('$OUT/fio.json'));print('fio write+fdatasync MB/s', round(j['jobs'][0]['write']['bw_bytes']/1e6,1))"
 iperf3 -s -1 -p 19699 >/dev/null 2>&1 & sleep 0.5
 iperf3 -c 127.0.0.1 -p 19699 -t 5 -J >"$OUT/iperf3.json"
 python3 -c "import json;j=json.load(open('$OUT/iperf3.json'));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bits_per_second']/8e6,1))"
@@ -109,13 +115,26 @@ for i in $(seq 1 "$RUNS"); do
   echo "w5 #$i: $(cat "$OUT/w5-$i.json")"
   stop_cluster
 done
-MAX=$(python3 -c "import json,statistics;print(int(statistics.median(json.load(open('$OUT/w5-%d.json'%i))['records_per_sec'] for i in range(1,$RUNS+1))))")
+# A 1 GB run fits in the page cache; the rate W6 halves is the one the
+# cluster sustains for a minute (dirty-page writeback included). A minute at
+# that rate is ~65 GB over three brokers: retention keeps ~1 GiB per replica.
+BOUNDED="--config retention.bytes=1073741824 --config segment.bytes=268435456"
+echo "== W5s: as W5, sustained for ${W5S_SECS:-60}s"
+for i in $(seq 1 "$RUNS"); do
+  start_cluster
+  strata topic create bench --partitions 6 --replication-factor 3 $BOUNDED >/dev/null
+  strata bench produce bench --duration "${W5S_SECS:-60}" --record-size 1024 --acks all --warmup 2 \
+    --output json >"$OUT/w5s-$i.json"
+  echo "w5s #$i: $(cat "$OUT/w5s-$i.json")"
+  stop_cluster
+done
+MAX=$(python3 -c "import json,statistics;print(int(statistics.median(json.load(open('$OUT/w5s-%d.json'%i))['records_per_sec'] for i in range(1,$RUNS+1))))")
 HALF=$((MAX / 2))
 
 echo "== W6: RF3 acks=all at half the max rate ($HALF records/s), ${W6_SECS:-60}s"
 for i in $(seq 1 "$RUNS"); do
   start_cluster
-  strata topic create bench --partitions 6 --replication-factor 3 >/dev/null
+  strata topic create bench --partitions 6 --replication-factor 3 $BOUNDED >/dev/null
   strata bench produce bench --duration "${W6_SECS:-60}" --rate "$HALF" --record-size 1024 \
     --acks all --warmup 2 --output json >"$OUT/w6-$i.json"
   echo "w6 #$i: $(cat "$OUT/w6-$i.json")"
