@@ -55,8 +55,14 @@ stop_cluster() {
   rm -rf "$DATA"
 }
 leader_of() { # topic partition
-  strata topic describe "$1" --output json |
-    python3 -c "import json,sys;print(json.load(sys.stdin)['partitions'][$2]['leader'])"
+  local j
+  for _ in $(seq 1 100); do
+    j=$(strata topic describe "$1" --output json 2>/dev/null) &&
+      python3 -c "import json,sys;l=json.loads(sys.argv[1])['partitions'][$2]['leader'];assert l>0;print(l)" "$j" 2>/dev/null &&
+      return 0
+    sleep 0.1
+  done
+  echo "no leader for $1-$2" >&2; exit 1
 }
 
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -129,19 +129,33 @@ pub fn assign(brokers: &[u64], partitions: u32, rf: u32, offset: usize) -> Vec<V
 /// Connects to another broker's listener at `addr` (HOST:PORT); `None` when
 /// it cannot be reached within `connect`. Calls on the channel time out
 /// after `call`.
-pub async fn connect_broker(addr: &str, connect: Duration, call: Duration) -> Option<Channel> {
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+pub async fn connect_broker(
+    tls: Option<&crate::tls::TlsSettings>,
+    addr: &str,
+    connect: Duration,
+    call: Duration,
+) -> Option<Channel> {
+    let ep = crate::tls::peer_endpoint(tls, addr)
         .ok()?
         .connect_timeout(connect)
-        .timeout(call)
-        .connect()
+        .timeout(call);
+    // The connect timeout covers TCP only: a listener that is bound but not
+    // serving yet would hold a TLS handshake forever.
+    tokio::time::timeout(connect * 2, ep.connect())
         .await
+        .ok()?
         .ok()
 }
 
 /// Asks the broker whose peer listener is `addr` who it is.
 async fn hello(config: &BrokerConfig, addr: &str) -> Option<HelloResponse> {
-    let ch = connect_broker(addr, Duration::from_millis(500), Duration::from_secs(1)).await?;
+    let ch = connect_broker(
+        config.tls.as_ref(),
+        addr,
+        Duration::from_millis(500),
+        Duration::from_secs(1),
+    )
+    .await?;
     let req = HelloRequest {
         node_id: config.node_id,
         cluster: config.cluster_fingerprint(),
@@ -194,6 +208,7 @@ impl Broker {
             config.cluster_fingerprint(),
             tokio::runtime::Handle::current(),
             addrs,
+            config.tls.clone(),
         ));
         let hard_states =
             Arc::new(HardStates::load(&dir).map_err(|e| BrokerError::Storage(e.to_string()))?);
@@ -791,12 +806,17 @@ impl Broker {
                 leader_addr: self.directory.client_addr(leader),
             })?;
         let body = serde_json::to_vec(&op).map_err(|e| BrokerError::Storage(e.to_string()))?;
-        let ch = connect_broker(&addr, Duration::from_secs(2), Duration::from_secs(30))
-            .await
-            .ok_or_else(|| BrokerError::NotController {
-                leader_id: leader,
-                leader_addr: self.directory.client_addr(leader),
-            })?;
+        let ch = connect_broker(
+            self.config.tls.as_ref(),
+            &addr,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .await
+        .ok_or_else(|| BrokerError::NotController {
+            leader_id: leader,
+            leader_addr: self.directory.client_addr(leader),
+        })?;
         let resp = PeerClient::new(ch)
             .controller(strata_proto::v1::ControllerRequest {
                 request: body.into(),
@@ -1390,9 +1410,15 @@ impl Broker {
             .into_iter()
             .filter_map(|id| self.transport.peer_addr(id).map(|a| (id, a)))
             .collect();
+        let tls = &self.config.tls;
         let calls = peers.into_iter().map(|(id, addr)| async move {
-            let ch =
-                connect_broker(&addr, Duration::from_millis(500), Duration::from_secs(2)).await?;
+            let ch = connect_broker(
+                tls.as_ref(),
+                &addr,
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+            )
+            .await?;
             let r = PeerClient::new(ch)
                 .max_decoding_message_size(256 << 20)
                 .replica_states(strata_proto::v1::ReplicaStatesRequest {})

@@ -68,6 +68,19 @@ pub struct Args {
     /// How many of the initial brokers vote in the controller group.
     #[arg(long, env = "STRATA_CONTROLLER_VOTERS")]
     pub controller_voters: Option<usize>,
+    /// Certificate chain (PEM) of this broker: turns TLS on for every
+    /// listener and mutual TLS between brokers.
+    #[arg(long, env = "STRATA_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "STRATA_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that sign brokers and client certificates.
+    #[arg(long, env = "STRATA_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificates on the client listener: required | optional | none.
+    #[arg(long, env = "STRATA_TLS_CLIENT_AUTH")]
+    pub tls_client_auth: Option<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -90,6 +103,10 @@ struct FileConfig {
     peer_listen: Option<String>,
     initial_cluster: Option<String>,
     controller_voters: Option<usize>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_client_auth: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +131,8 @@ pub struct BrokerConfig {
     /// Initial members in the given order: (node id, peer address).
     pub initial_cluster: Vec<(u64, String)>,
     pub controller_voters: usize,
+    /// TLS on every listener and link (`None`: plaintext).
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl BrokerConfig {
@@ -124,6 +143,49 @@ impl BrokerConfig {
         let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
         format!("{}/{}", ids.join(","), self.controller_voters)
     }
+}
+
+/// Checks the TLS flags belong together and the files load.
+fn tls_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    client_auth: Option<String>,
+) -> Result<Option<crate::tls::TlsSettings>, ConfigError> {
+    use crate::tls::ClientAuth;
+    let (cert, key) = match (cert, key) {
+        (None, None) => {
+            if ca.is_some() || client_auth.is_some() {
+                return err("tls-ca and tls-client-auth need tls-cert and tls-key");
+            }
+            return Ok(None);
+        }
+        (Some(c), Some(k)) => (c, k),
+        (Some(_), None) => return err("tls-cert needs tls-key"),
+        (None, Some(_)) => return err("tls-key needs tls-cert"),
+    };
+    let Some(ca) = ca else {
+        return err("tls-ca is required with TLS: brokers verify each other with it");
+    };
+    let client_auth = match client_auth.as_deref() {
+        None | Some("none") => ClientAuth::None,
+        Some("optional") => ClientAuth::Optional,
+        Some("required") => ClientAuth::Required,
+        Some(o) => {
+            return err(format!(
+                "tls-client-auth '{o}': expected required, optional or none"
+            ));
+        }
+    };
+    let s = crate::tls::TlsSettings {
+        cert,
+        key,
+        ca,
+        client_auth,
+    };
+    // Fail at start, with the file named, rather than at the first handshake.
+    s.check().map_err(|e| ConfigError(e.to_string()))?;
+    Ok(Some(s))
 }
 
 fn parse_cluster(s: &str) -> Result<Vec<(u64, String)>, ConfigError> {
@@ -282,7 +344,14 @@ impl BrokerConfig {
             return err("controller-voters must be at least 1");
         }
         let controller_voters = controller_voters.min(initial_cluster.len());
+        let tls = tls_settings(
+            args.tls_cert.or(file.tls_cert),
+            args.tls_key.or(file.tls_key),
+            args.tls_ca.or(file.tls_ca),
+            args.tls_client_auth.or(file.tls_client_auth),
+        )?;
         Ok(Self {
+            tls,
             node_id,
             data_dir,
             listen,

@@ -12,3 +12,4 @@ pub mod partition;
 pub mod producer_state;
 pub mod raft;
 pub mod server;
+pub mod tls;

@@ -89,6 +89,8 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    // One process-wide crypto provider (ring) for every TLS connection.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let cfg = match BrokerConfig::load(args) {
         Ok(c) => c,

@@ -1,7 +1,6 @@
 //! `strata cluster status|add-broker|remove-broker|transfer-leader` through
 //! the Admin RPCs (`ClusterStatus`, `AddBroker`, `RemoveBroker`,
-//! `TransferLeader`), and `strata tls gen`, which this build does not
-//! support yet.
+//! `TransferLeader`).
 
 use clap::Subcommand;
 use serde::Serialize;
@@ -35,19 +34,6 @@ pub enum ClusterCmd {
         /// Id of the broker that should lead the partition.
         #[arg(value_parser = clap::value_parser!(u64).range(1..))]
         to_id: u64,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TlsCmd {
-    /// Write a development CA plus broker and client certificates.
-    Gen {
-        #[arg(long)]
-        out: std::path::PathBuf,
-        #[arg(long, value_delimiter = ',')]
-        hosts: Vec<String>,
-        #[arg(long, default_value = "client")]
-        client_name: String,
     },
 }
 
@@ -169,12 +155,6 @@ pub async fn run(ctx: &Ctx, cmd: ClusterCmd) -> anyhow::Result<()> {
             }
             Ok(())
         }
-    }
-}
-
-pub fn run_tls(cmd: TlsCmd) -> anyhow::Result<()> {
-    match cmd {
-        TlsCmd::Gen { .. } => Err(usage("TLS is not supported by this build yet")),
     }
 }
 

@@ -28,6 +28,7 @@ mod consume;
 mod group;
 mod output;
 mod produce;
+mod tls;
 mod topic;
 
 use std::path::PathBuf;
@@ -35,7 +36,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use strata_client::ClientConfig;
+use strata_client::{ClientConfig, ClientTls};
 
 use output::{Format, UsageError};
 
@@ -90,7 +91,7 @@ enum Command {
     Cluster(cluster::ClusterCmd),
     /// Development TLS material.
     #[command(subcommand)]
-    Tls(cluster::TlsCmd),
+    Tls(tls::TlsCmd),
     /// Load generator: produce, consume or end-to-end benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -105,20 +106,26 @@ pub struct Ctx {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.tls_ca.is_some() || cli.tls_cert.is_some() || cli.tls_key.is_some() {
-        eprintln!("error: TLS is not supported by this build yet");
-        return ExitCode::from(2);
-    }
-    let client = ClientConfig::builder()
+    let mut client = ClientConfig::builder()
         .bootstrap([cli.brokers.as_str()])
         .request_timeout(cli.timeout)
         .retries(3)
-        .retry_backoff(Duration::from_millis(50), Duration::from_millis(250))
-        .build();
+        .retry_backoff(Duration::from_millis(50), Duration::from_millis(250));
+    match client_tls(&cli) {
+        Ok(Some(tls)) => client = client.tls(tls),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    let client = client.build();
     let ctx = Ctx {
         client,
         output: cli.output,
     };
+    // One process-wide crypto provider (ring) for every TLS connection.
+    let _ = rustls_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,6 +156,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Installs ring as the process-wide rustls crypto provider (false if one
+/// was already installed).
+fn rustls_provider() -> bool {
+    rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_ok()
+}
+
+/// The TLS settings of `--tls-ca` / `--tls-cert` / `--tls-key`.
+fn client_tls(cli: &Cli) -> Result<Option<ClientTls>, String> {
+    let read =
+        |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let Some(ca) = &cli.tls_ca else {
+        if cli.tls_cert.is_some() || cli.tls_key.is_some() {
+            return Err("--tls-cert and --tls-key need --tls-ca".into());
+        }
+        return Ok(None);
+    };
+    let tls = ClientTls::new(read(ca)?);
+    match (&cli.tls_cert, &cli.tls_key) {
+        (None, None) => Ok(Some(tls)),
+        (Some(c), Some(k)) => Ok(Some(tls.identity(read(c)?, read(k)?))),
+        _ => Err("--tls-cert and --tls-key go together".into()),
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -165,7 +198,7 @@ async fn run(ctx: Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Consume(a) => consume::run(&ctx, a).await,
         Command::Group(c) => group::run(&ctx, c).await,
         Command::Cluster(c) => cluster::run(&ctx, c).await,
-        Command::Tls(c) => cluster::run_tls(c),
+        Command::Tls(c) => tls::run(c),
         Command::Bench(c) => bench::run(&ctx, c).await,
     }
 }

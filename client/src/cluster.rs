@@ -110,7 +110,7 @@ impl Cluster {
         out.extend(self.cfg.bootstrap.iter().cloned());
         self.read(|s| out.extend(s.brokers.values().cloned()));
         let mut seen = std::collections::HashSet::new();
-        out.retain(|a| seen.insert(crate::conn::normalize_addr(a)));
+        out.retain(|a| seen.insert(crate::conn::normalize_addr(a, false)));
         out
     }
 
@@ -261,10 +261,11 @@ impl Cluster {
             for addr in &cands {
                 match f(addr.clone()).await.map_err(|e| e.at(addr)) {
                     Ok(v) => return Ok(v),
-                    Err(e @ ClientError::Connection(_)) => last = e,
-                    Err(e) if e.is_retriable() => {
+                    // Unreachable, or not able to answer now (still
+                    // catching up, shutting down, no controller leader in
+                    // its view): another broker may answer.
+                    Err(e) if matches!(e, ClientError::Connection(_)) || e.is_retriable() => {
                         last = e;
-                        break;
                     }
                     Err(e) => return Err(e),
                 }

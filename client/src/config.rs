@@ -26,6 +26,43 @@ pub struct ClientConfig {
     pub max_message_size: usize,
     /// HTTP/2 stream and connection flow-control windows.
     pub window_size: u32,
+    /// TLS to the brokers (`None`: plaintext).
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS material of a client, as PEM bytes.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// CA certificates that sign the brokers.
+    pub ca_pem: Vec<u8>,
+    /// Certificate chain and private key presented for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print key material.
+        f.debug_struct("ClientTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("client_certificate", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Verifies brokers against `ca_pem`; no client certificate.
+    pub fn new(ca_pem: impl Into<Vec<u8>>) -> Self {
+        Self {
+            ca_pem: ca_pem.into(),
+            identity: None,
+        }
+    }
+
+    /// Presents a client certificate (mutual TLS).
+    pub fn identity(mut self, cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        self.identity = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
 }
 
 impl Default for ClientConfig {
@@ -41,6 +78,7 @@ impl Default for ClientConfig {
             retry_backoff_max: Duration::from_millis(250),
             max_message_size: 64 << 20,
             window_size: 32 << 20,
+            tls: None,
         }
     }
 }
@@ -123,6 +161,10 @@ impl ClientConfigBuilder {
     }
     pub fn window_size(mut self, bytes: u32) -> Self {
         self.cfg.window_size = bytes;
+        self
+    }
+    pub fn tls(mut self, tls: ClientTls) -> Self {
+        self.cfg.tls = Some(tls);
         self
     }
     pub fn build(self) -> ClientConfig {

@@ -7,19 +7,20 @@ use std::sync::{Arc, Mutex};
 use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::broker_client::BrokerClient;
 use strata_proto::v1::groups_client::GroupsClient;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 
-/// Turns `host:port` into a URI tonic accepts.
-pub fn normalize_addr(addr: &str) -> String {
-    let a = addr.trim();
-    if a.starts_with("http://") || a.starts_with("https://") {
-        a.trim_end_matches('/').to_owned()
-    } else {
-        format!("http://{a}")
-    }
+/// Turns `host:port` into a URI tonic accepts (`https` with TLS).
+pub fn normalize_addr(addr: &str, tls: bool) -> String {
+    let a = addr.trim().trim_end_matches('/');
+    let bare = a
+        .strip_prefix("http://")
+        .or_else(|| a.strip_prefix("https://"))
+        .unwrap_or(a);
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{bare}")
 }
 
 /// A cache of channels keyed by normalized address.
@@ -39,7 +40,7 @@ impl Pool {
 
     /// The channel to `addr`, created (lazily connecting) on first use.
     pub fn channel(&self, addr: &str) -> Result<Channel> {
-        let key = normalize_addr(addr);
+        let key = normalize_addr(addr, self.cfg.tls.is_some());
         let mut map = self
             .channels
             .lock()
@@ -56,6 +57,18 @@ impl Pool {
             .initial_connection_window_size(self.cfg.window_size)
             .http2_keep_alive_interval(std::time::Duration::from_secs(30))
             .keep_alive_while_idle(true);
+        let ep = match &self.cfg.tls {
+            None => ep,
+            Some(t) => {
+                let mut tc =
+                    ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&t.ca_pem));
+                if let Some((cert, key)) = &t.identity {
+                    tc = tc.identity(Identity::from_pem(cert, key));
+                }
+                ep.tls_config(tc)
+                    .map_err(|e| ClientError::InvalidArgument(format!("TLS settings: {e}")))?
+            }
+        };
         let ch = ep.connect_lazy();
         map.insert(key, ch.clone());
         Ok(ch)
@@ -105,8 +118,13 @@ mod tests {
 
     #[test]
     fn addresses_get_a_scheme() {
-        assert_eq!(normalize_addr("127.0.0.1:9292"), "http://127.0.0.1:9292");
-        assert_eq!(normalize_addr("http://h:1/"), "http://h:1");
+        assert_eq!(
+            normalize_addr("127.0.0.1:9292", false),
+            "http://127.0.0.1:9292"
+        );
+        assert_eq!(normalize_addr("http://h:1/", false), "http://h:1");
+        assert_eq!(normalize_addr("http://h:1", true), "https://h:1");
+        assert_eq!(normalize_addr("h:1", true), "https://h:1");
     }
 
     #[tokio::test]

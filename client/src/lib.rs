@@ -61,7 +61,7 @@ mod producer;
 mod record;
 
 pub use admin::{Admin, ResetTo};
-pub use config::{ClientConfig, ClientConfigBuilder, DEFAULT_BROKER};
+pub use config::{ClientConfig, ClientConfigBuilder, ClientTls, DEFAULT_BROKER};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, StartOffset};
 pub use error::{ClientError, LeaderHint, Result};
 pub use partitioner::{key_partition, murmur2};

@@ -48,6 +48,19 @@ pub struct ClusterOpts {
     pub proxied: bool,
     /// Flags given to every broker.
     pub extra: Vec<String>,
+    /// TLS of every client connection (harness, clients, CLI) when the
+    /// brokers run with TLS.
+    pub client_tls: Option<strata_client::ClientTls>,
+}
+
+/// tonic's form of a client's TLS settings.
+pub fn tonic_tls(t: &strata_client::ClientTls) -> tonic::transport::ClientTlsConfig {
+    let mut c = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&t.ca_pem));
+    if let Some((cert, key)) = &t.identity {
+        c = c.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
+    c
 }
 
 /// One cluster at a time per test process: the tests of a binary run in
@@ -63,6 +76,7 @@ pub struct Cluster {
     initial_cluster: BTreeMap<u64, String>,
     proxies: BTreeMap<(u64, u64), Proxy>,
     proxy_rt: Option<tokio::runtime::Runtime>,
+    client_tls: Option<strata_client::ClientTls>,
 }
 
 /// `n` distinct free ports.
@@ -83,6 +97,8 @@ impl Cluster {
     pub async fn start(n: usize, opts: ClusterOpts) -> Cluster {
         assert!(n >= 1, "a cluster needs a broker");
         let slot = CLUSTER_SLOT.acquire().await.expect("cluster slot");
+        // The one crypto provider of every TLS connection in this process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let ids: Vec<u64> = (1..=n as u64).collect();
         let ports = distinct_ports(2 * n);
@@ -141,6 +157,7 @@ impl Cluster {
             flags.extend(opts.extra.iter().cloned());
             let data = dir.path().join(format!("node{i}"));
             let mut b = BrokerProc::with_addr(client[&i], &data, flags);
+            b.set_client_tls(opts.client_tls.as_ref().map(tonic_tls));
             b.spawn();
             brokers.insert(i, b);
             initial_cluster.insert(i, map);
@@ -152,6 +169,7 @@ impl Cluster {
             initial_cluster,
             proxies,
             proxy_rt,
+            client_tls: opts.client_tls.clone(),
         };
         for b in cluster.brokers.values_mut() {
             b.wait_ready().await;
@@ -162,7 +180,7 @@ impl Cluster {
     /// Starts one more broker (the next node id) that names the initial
     /// cluster but is not in it: it serves only once an admin adds it
     /// (`AddBroker`). Not proxied. Returns its id.
-    pub fn spawn_joiner(&mut self) -> u64 {
+    pub fn spawn_joiner(&mut self, extra: &[String]) -> u64 {
         let id = self.brokers.keys().max().copied().unwrap_or(0) + 1;
         let ports = distinct_ports(2);
         let client: SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().expect("addr");
@@ -179,8 +197,10 @@ impl Cluster {
             "--initial-cluster".to_string(),
             map.clone(),
         ];
+        let flags = [flags, extra.to_vec()].concat();
         let data = self.dir.path().join(format!("node{id}"));
         let mut b = BrokerProc::with_addr(client, &data, flags);
+        b.set_client_tls(self.client_tls.as_ref().map(tonic_tls));
         b.spawn();
         self.brokers.insert(id, b);
         self.initial_cluster.insert(id, map);
@@ -253,7 +273,10 @@ impl Cluster {
 
     /// A client configuration bootstrapping from every broker.
     pub fn client_config(&self) -> strata_client::ClientConfig {
-        strata_client::ClientConfig::new(self.brokers.values().map(|b| b.addr.to_string()))
+        let mut c =
+            strata_client::ClientConfig::new(self.brokers.values().map(|b| b.addr.to_string()));
+        c.tls = self.client_tls.clone();
+        c
     }
 
     // ------------------------------------------------------------ processes

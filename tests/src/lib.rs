@@ -77,6 +77,8 @@ pub struct BrokerProc {
     pub log_path: PathBuf,
     /// Flags after `--data-dir` and `--listen`.
     extra: Vec<String>,
+    /// TLS of the harness's own connections (`None`: plaintext).
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// The value following `flag` in `args`, if present.
@@ -114,6 +116,7 @@ impl BrokerProc {
             .unwrap_or_else(|| "127.0.0.1:9293".parse().expect("addr"));
         Self {
             child: None,
+            tls: None,
             addr,
             peer_addr,
             data_dir: data_dir.to_path_buf(),
@@ -230,7 +233,21 @@ impl BrokerProc {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// Makes the harness's own connections to this broker use TLS.
+    pub fn set_client_tls(&mut self, tls: Option<tonic::transport::ClientTlsConfig>) {
+        self.tls = tls;
+    }
+
+    fn endpoint_with_tls(&self) -> Endpoint {
+        let ep = Endpoint::from_shared(self.endpoint()).expect("endpoint");
+        match &self.tls {
+            Some(t) => ep.tls_config(t.clone()).expect("client TLS"),
+            None => ep,
+        }
     }
 
     /// The broker's log so far.
@@ -325,16 +342,12 @@ impl BrokerProc {
     }
 
     pub async fn admin(&self) -> AdminClient<Channel> {
-        AdminClient::connect(self.endpoint())
-            .await
-            .expect("connect")
+        AdminClient::new(self.endpoint_with_tls().connect().await.expect("connect"))
             .max_decoding_message_size(64 << 20)
     }
 
     pub async fn data(&self) -> BrokerClient<Channel> {
-        BrokerClient::connect(self.endpoint())
-            .await
-            .expect("connect")
+        BrokerClient::new(self.endpoint_with_tls().connect().await.expect("connect"))
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(64 << 20)
     }
@@ -353,7 +366,7 @@ impl BrokerProc {
     }
 
     async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
-        Endpoint::from_shared(self.endpoint())?
+        self.endpoint_with_tls()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
             .connect()
@@ -373,9 +386,7 @@ impl BrokerProc {
     }
 
     pub async fn groups(&self) -> GroupsClient<Channel> {
-        GroupsClient::connect(self.endpoint())
-            .await
-            .expect("connect")
+        GroupsClient::new(self.endpoint_with_tls().connect().await.expect("connect"))
     }
 
     /// Runs the `strata` CLI against this broker.

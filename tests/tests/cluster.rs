@@ -405,7 +405,7 @@ async fn delete_records_replicated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn added_broker_hosts_replicas() {
     let mut c = Cluster::start(3, ClusterOpts::default()).await;
-    let id = c.spawn_joiner();
+    let id = c.spawn_joiner(&[]);
     let peer_addr = c.peer_addr(id).to_string();
     c.admin_retry(Duration::from_secs(15), |mut a| {
         let peer_addr = peer_addr.clone();

@@ -14,7 +14,6 @@ use strata_proto::v1::peer_client::PeerClient;
 use strata_proto::v1::{LeaderNotice, RaftBatch, RaftEnvelope};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
 
 use super::node::{Cmd, RaftHandle};
 use super::storage::decode_message;
@@ -48,6 +47,8 @@ pub struct Transport {
     links: RwLock<HashMap<u64, Link>>,
     /// Peers whose link failed since the loop last asked.
     unreachable: Arc<std::sync::Mutex<Vec<u64>>>,
+    /// Mutual TLS on the links (files read at every connect).
+    tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Transport {
@@ -56,6 +57,7 @@ impl Transport {
         fingerprint: String,
         runtime: tokio::runtime::Handle,
         addrs: HashMap<u64, String>,
+        tls: Option<crate::tls::TlsSettings>,
     ) -> Self {
         Self {
             node_id,
@@ -64,6 +66,7 @@ impl Transport {
             addrs: RwLock::new(addrs),
             links: RwLock::default(),
             unreachable: Arc::default(),
+            tls,
         }
     }
 
@@ -88,6 +91,7 @@ impl Transport {
             addrs: RwLock::new(addrs),
             links: RwLock::default(),
             unreachable: Arc::default(),
+            tls: None,
         }
     }
 
@@ -165,7 +169,7 @@ impl Transport {
         let (tx, rx) = mpsc::channel(QUEUE);
         let _ = tx.try_send(batch);
         let unreachable = Arc::clone(&self.unreachable);
-        runtime.spawn(pump(to, addr, rx, unreachable));
+        runtime.spawn(pump(to, addr, self.tls.clone(), rx, unreachable));
         self.links
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -182,12 +186,13 @@ impl Transport {
 async fn pump(
     to: u64,
     addr: String,
+    tls: Option<crate::tls::TlsSettings>,
     mut rx: mpsc::Receiver<RaftBatch>,
     unreachable: Arc<std::sync::Mutex<Vec<u64>>>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let endpoint = match Endpoint::from_shared(format!("http://{addr}")) {
+        let endpoint = match crate::tls::peer_endpoint(tls.as_ref(), &addr) {
             Ok(e) => e
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)
@@ -196,11 +201,22 @@ async fn pump(
                 .initial_stream_window_size(Some(16 << 20))
                 .initial_connection_window_size(Some(32 << 20)),
             Err(e) => {
-                tracing::error!(peer = to, addr = %addr, error = %e, "bad peer address");
-                return;
+                // A bad address, or TLS files caught mid-rotation: retry.
+                tracing::warn!(peer = to, addr = %addr, error = %e, "cannot set up the peer link");
+                if rx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
         };
-        match endpoint.connect().await {
+        // Bounded as a whole: the connect timeout covers TCP only, and a
+        // TLS handshake with a peer that is not serving yet would hang.
+        let connected = tokio::time::timeout(Duration::from_secs(2), endpoint.connect())
+            .await
+            .map_err(|_| "connect timed out".to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match connected {
             Ok(ch) => {
                 backoff = Duration::from_millis(50);
                 let mut client = PeerClient::new(ch)

@@ -48,7 +48,14 @@ impl GroupsService {
         if meta.get(FORWARDED).is_some() {
             return Err(err.into());
         }
-        match connect_broker(&addr, Duration::from_secs(2), Duration::from_secs(30)).await {
+        match connect_broker(
+            self.broker.config().tls.as_ref(),
+            &addr,
+            Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .await
+        {
             Some(ch) => Ok(Some(GroupsClient::new(ch))),
             None => Err(err.into()),
         }

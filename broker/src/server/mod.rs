@@ -14,24 +14,63 @@ use strata_proto::v1::broker_server::BrokerServer;
 use strata_proto::v1::groups_server::GroupsServer;
 use tokio::net::TcpListener;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::broker::Broker;
+use crate::tls::{ClientAuth, ReloadingConfig, TlsError};
 
 /// Largest request or response message (a produce request may carry many
 /// batches; a fetch response stays below `data::MAX_FETCH_BYTES`).
 pub const MAX_MESSAGE: usize = 64 << 20;
+
+/// Why a listener stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    #[error("{0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// Serves `router` on `listener`: plaintext, or TLS with the listener's
+/// (reloading) server configuration.
+async fn run(
+    router: Router,
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingConfig>>,
+    what: &'static str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    match tls {
+        None => {
+            // Options of `Server::builder()` about sockets do not reach an
+            // incoming stream: set them here, or Nagle delays every
+            // response's trailers.
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await?;
+        }
+        Some(cfg) => {
+            router
+                .serve_with_incoming_shutdown(crate::tls::incoming(listener, cfg, what), shutdown)
+                .await?;
+        }
+    }
+    Ok(())
+}
 
 /// Serves the client API on `listener` until `shutdown` resolves.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    // Options of `Server::builder()` about sockets do not reach an incoming
-    // stream: set them here, or Nagle delays every response's trailers.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+) -> Result<(), ServeError> {
+    let tls = match &broker.config().tls {
+        Some(t) => Some(ReloadingConfig::new(t.clone(), t.client_auth)?),
+        None => None,
+    };
+    let router = Server::builder()
         .initial_stream_window_size(Some(32 << 20))
         .initial_connection_window_size(Some(64 << 20))
         .max_frame_size(Some((1 << 24) - 1))
@@ -50,19 +89,22 @@ pub async fn serve(
             GroupsServer::new(groups::GroupsService::new(broker))
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        );
+    run(router, listener, tls, "client", shutdown).await
 }
 
-/// Serves the peer API (Raft traffic, internal RPCs) on `listener`.
+/// Serves the peer API (Raft traffic, internal RPCs) on `listener`. With
+/// TLS, only brokers with a certificate signed by the CA get in.
 pub async fn serve_peers(
     broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
+) -> Result<(), ServeError> {
+    let tls = match &broker.config().tls {
+        Some(t) => Some(ReloadingConfig::new(t.clone(), ClientAuth::Required)?),
+        None => None,
+    };
+    let router = Server::builder()
         .initial_stream_window_size(Some(16 << 20))
         .initial_connection_window_size(Some(32 << 20))
         .max_frame_size(Some((1 << 24) - 1))
@@ -72,7 +114,6 @@ pub async fn serve_peers(
             strata_proto::v1::peer_server::PeerServer::new(peer::PeerService::new(broker))
                 .max_decoding_message_size(256 << 20)
                 .max_encoding_message_size(256 << 20),
-        )
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        );
+    run(router, listener, tls, "peer", shutdown).await
 }
