@@ -5,6 +5,7 @@
 #   benches/scripts/cluster.sh [OUT_DIR]      # W5, W5s, W6, W7
 #   ONLY=w7 benches/scripts/cluster.sh        # failover only
 #   ONLY=w8 benches/scripts/cluster.sh        # 10,000 idle partitions
+#   ONLY=tls benches/scripts/cluster.sh       # W5 with and without TLS
 #
 # Needs release binaries (cargo build --release -p strata-broker -p strata-cli),
 # fio and iperf3. Brokers and load generator share the machine and talk over
@@ -23,16 +24,18 @@ mkdir -p "$OUT"
 IC="1=127.0.0.1:19611,2=127.0.0.1:19612,3=127.0.0.1:19613"
 BROKERS=127.0.0.1:19601,127.0.0.1:19602,127.0.0.1:19603
 declare -A PID
+NODE_TLS=()
+CLI_TLS=()
 
 start_node() { # id
   local n=$1
   "$BIN/stratad" --node-id "$1" --data-dir "$DATA/n$1" --listen "127.0.0.1:1960$1" \
     --peer-listen "127.0.0.1:1961$1" --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
-    --retention-check-interval 2s \
+    --retention-check-interval 2s "${NODE_TLS[@]}" \
     >>"$OUT/stratad-$1.log" 2>&1 &
   PID[$n]=$!
 }
-strata() { "$BIN/strata" --brokers "$BROKERS" "$@"; }
+strata() { "$BIN/strata" --brokers "$BROKERS" "${CLI_TLS[@]}" "$@"; }
 wait_ready() {
   for _ in $(seq 1 300); do
     strata cluster status --output json 2>/dev/null |
@@ -100,6 +103,41 @@ if [ "${ONLY:-}" = w8 ]; then
     python3 -c "print('w8 broker $i idle CPU: %.1f%% of a core' % (100.0*($C1-${C0[$i]})/$HZ/${W8_SECS:-30}))"
   done
   stop_cluster
+  exit 0
+fi
+
+if [ "${ONLY:-}" = tls ]; then
+  # W5 with and without TLS (mutual TLS between brokers and for the client),
+  # alternating in the same run.
+  T="$OUT/tls"
+  "$BIN/strata" tls gen --out "$T" --hosts 127.0.0.1,localhost >/dev/null
+  for i in $(seq 1 "$RUNS"); do
+    for mode in plain tls; do
+      if [ "$mode" = tls ]; then
+        NODE_TLS=(--tls-cert "$T/broker.pem" --tls-key "$T/broker-key.pem" --tls-ca "$T/ca.pem" --tls-client-auth required)
+        CLI_TLS=(--tls-ca "$T/ca.pem" --tls-cert "$T/client.pem" --tls-key "$T/client-key.pem")
+      else
+        NODE_TLS=()
+        CLI_TLS=()
+      fi
+      start_cluster
+      strata topic create bench --partitions 6 --replication-factor 3 >/dev/null
+      strata bench produce bench --bytes "${W5_BYTES:-1GB}" --record-size 1024 --acks all --output json \
+        >"$OUT/w5-$mode-$i.json"
+      echo "w5 $mode #$i: $(cat "$OUT/w5-$mode-$i.json")"
+      stop_cluster
+    done
+  done
+  python3 - "$OUT" "$RUNS" <<'PY'
+import json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+med = {}
+for mode in ("plain", "tls"):
+    v = [json.load(open(f"{out}/w5-{mode}-{i}.json"))["mb_per_sec"] for i in range(1, runs + 1)]
+    med[mode] = statistics.median(v)
+    print(f"w5 {mode}: median {med[mode]:.1f} MB/s ({min(v):.1f}-{max(v):.1f})")
+print(f"TLS costs {100 * (1 - med['tls'] / med['plain']):.1f}% of throughput")
+PY
   exit 0
 fi
 

@@ -350,6 +350,37 @@ impl Broker {
         }
     }
 
+    /// Who sent a client request (certificate, token or anonymous).
+    pub fn identify<T>(&self, req: &tonic::Request<T>) -> crate::auth::Identity {
+        self.config.auth.identify(req)
+    }
+
+    /// Lets `who` do `op` on a resource, or answers UNAUTHORIZED.
+    pub fn authorize(
+        &self,
+        who: &crate::auth::Identity,
+        op: crate::auth::Operation,
+        resource: crate::auth::Resource,
+        name: &str,
+    ) -> Result<()> {
+        self.with_state(|s| self.config.auth.check(&s.acls, who, op, resource, name))
+    }
+
+    /// Whether `who` may do `op` (for filtering lists).
+    pub fn may(
+        &self,
+        who: &crate::auth::Identity,
+        op: crate::auth::Operation,
+        resource: crate::auth::Resource,
+        name: &str,
+    ) -> bool {
+        self.with_state(|s| {
+            !self.config.auth.enforced(!s.acls.is_empty())
+                || self.config.auth.superusers.contains(&who.principal)
+                || crate::auth::allowed(&s.acls, &who.principal, resource, name, op)
+        })
+    }
+
     pub fn config(&self) -> &BrokerConfig {
         &self.config
     }
@@ -896,6 +927,29 @@ impl Broker {
                     })
                     .await?;
                 Ok(ControllerReply::Unit)
+            }
+            ControllerOp::ChangeAcls { add, acls } => {
+                let changed = self
+                    .controller
+                    .propose(|s| {
+                        let changed: Vec<crate::auth::Acl> = acls
+                            .iter()
+                            .filter(|a| s.acls.contains(a) != add)
+                            .cloned()
+                            .collect();
+                        let n = changed.len() as u32;
+                        if changed.is_empty() {
+                            return Ok((vec![], n));
+                        }
+                        let cmd = if add {
+                            MetadataCommand::AddAcls { acls: changed }
+                        } else {
+                            MetadataCommand::RemoveAcls { acls: changed }
+                        };
+                        Ok((vec![cmd], n))
+                    })
+                    .await?;
+                Ok(ControllerReply::Count(changed))
             }
             ControllerOp::AllocateProducerIds { count } => {
                 let start = self

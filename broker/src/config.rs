@@ -81,6 +81,18 @@ pub struct Args {
     /// Client certificates on the client listener: required | optional | none.
     #[arg(long, env = "STRATA_TLS_CLIENT_AUTH")]
     pub tls_client_auth: Option<String>,
+    /// Which part of a client certificate is the principal: cn | san.
+    #[arg(long, env = "STRATA_TLS_PRINCIPAL")]
+    pub tls_principal: Option<String>,
+    /// Token file: `principal:sha256-hex-of-token` per line.
+    #[arg(long, env = "STRATA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// ACL enforcement: auto (once any ACL exists) | on | off.
+    #[arg(long, env = "STRATA_AUTHORIZATION")]
+    pub authorization: Option<String>,
+    /// Principals that bypass ACLs (comma-separated).
+    #[arg(long, env = "STRATA_SUPERUSERS", value_delimiter = ',')]
+    pub superusers: Option<Vec<String>>,
 }
 
 /// The config file: the same settings as the flags.
@@ -107,6 +119,10 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     tls_ca: Option<PathBuf>,
     tls_client_auth: Option<String>,
+    tls_principal: Option<String>,
+    token_file: Option<PathBuf>,
+    authorization: Option<String>,
+    superusers: Option<Vec<String>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +149,8 @@ pub struct BrokerConfig {
     pub controller_voters: usize,
     /// TLS on every listener and link (`None`: plaintext).
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Principals and ACL enforcement.
+    pub auth: crate::auth::Authorizer,
 }
 
 impl BrokerConfig {
@@ -143,6 +161,48 @@ impl BrokerConfig {
         let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
         format!("{}/{}", ids.join(","), self.controller_voters)
     }
+}
+
+/// Principal mapping, tokens, enforcement and superusers. The principal of
+/// this broker's own certificate is a superuser: brokers forward requests
+/// (group calls) with it, after checking the original caller.
+fn authorizer(
+    principal: Option<String>,
+    token_file: Option<PathBuf>,
+    mode: Option<String>,
+    superusers: Option<Vec<String>>,
+    tls: Option<&crate::tls::TlsSettings>,
+) -> Result<crate::auth::Authorizer, ConfigError> {
+    use crate::auth::{Authorizer, AuthzMode, PrincipalFrom};
+    let from = match principal.as_deref() {
+        None | Some("cn") => PrincipalFrom::CommonName,
+        Some("san") => PrincipalFrom::SubjectAltName,
+        Some(o) => return err(format!("tls-principal '{o}': expected cn or san")),
+    };
+    let mode = match mode.as_deref() {
+        None | Some("auto") => AuthzMode::Auto,
+        Some("on") => AuthzMode::On,
+        Some("off") => AuthzMode::Off,
+        Some(o) => return err(format!("authorization '{o}': expected auto, on or off")),
+    };
+    let mut supers: std::collections::HashSet<String> = superusers
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let mut a = Authorizer::new(mode, Default::default(), from);
+    if let Some(t) = tls {
+        let certs = crate::tls::load_certs(&t.cert).map_err(|e| ConfigError(e.to_string()))?;
+        if let Some(me) = certs.first().and_then(|c| a.cert_principal(c.as_ref())) {
+            supers.insert(me);
+        }
+    }
+    a.superusers = supers;
+    if let Some(path) = token_file {
+        a.load_tokens(&path).map_err(ConfigError)?;
+    }
+    Ok(a)
 }
 
 /// Checks the TLS flags belong together and the files load.
@@ -350,7 +410,15 @@ impl BrokerConfig {
             args.tls_ca.or(file.tls_ca),
             args.tls_client_auth.or(file.tls_client_auth),
         )?;
+        let auth = authorizer(
+            args.tls_principal.or(file.tls_principal),
+            args.token_file.or(file.token_file),
+            args.authorization.or(file.authorization),
+            args.superusers.or(file.superusers),
+            tls.as_ref(),
+        )?;
         Ok(Self {
+            auth,
             tls,
             node_id,
             data_dir,

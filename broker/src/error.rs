@@ -39,6 +39,8 @@ pub enum BrokerError {
     InvalidConfig(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     #[error("timed out: {0}")]
     Timeout(String),
     #[error("storage error: {0}")]
@@ -105,6 +107,7 @@ impl BrokerError {
             InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
             InvalidConfig(_) => ErrorCode::InvalidConfig,
             InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Unauthorized(_) => ErrorCode::Unauthorized,
             Timeout(_) => ErrorCode::Timeout,
             Storage(_) => ErrorCode::StorageError,
             OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,

@@ -2,6 +2,7 @@
 //! gRPC server behind the `stratad` daemon.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;

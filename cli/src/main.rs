@@ -22,6 +22,7 @@ macro_rules! out {
     }};
 }
 
+mod acl;
 mod bench;
 mod cluster;
 mod consume;
@@ -89,6 +90,9 @@ enum Command {
     /// Cluster status and membership.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
+    /// Access control lists.
+    #[command(subcommand)]
+    Acl(acl::AclCmd),
     /// Development TLS material.
     #[command(subcommand)]
     Tls(tls::TlsCmd),
@@ -199,6 +203,7 @@ async fn run(ctx: Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Group(c) => group::run(&ctx, c).await,
         Command::Cluster(c) => cluster::run(&ctx, c).await,
         Command::Tls(c) => tls::run(c),
+        Command::Acl(c) => acl::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
     }
 }

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use strata_proto::v1::{
-    AddBrokerRequest, AlterTopicConfigRequest, ClusterStatusRequest, ClusterStatusResponse,
-    CreateTopicRequest, DeleteGroupRequest, DeleteRecordsRequest, DeleteTopicRequest,
-    DescribeGroupRequest, DescribeGroupResponse, DescribeTopicRequest, ListGroupsRequest,
-    ListOffsetsResponse, ListTopicsRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetFetchRequest, OffsetSpec, RemoveBrokerRequest, TopicDescription, TopicPartitionOffset,
-    TopicSummary, TransferLeaderRequest,
+    Acl, AddBrokerRequest, AlterTopicConfigRequest, ClusterStatusRequest, ClusterStatusResponse,
+    CreateAclsRequest, CreateTopicRequest, DeleteAclsRequest, DeleteGroupRequest,
+    DeleteRecordsRequest, DeleteTopicRequest, DescribeGroupRequest, DescribeGroupResponse,
+    DescribeTopicRequest, ListAclsRequest, ListGroupsRequest, ListOffsetsResponse,
+    ListTopicsRequest, MetadataResponse, OffsetCommitRequest, OffsetFetchRequest, OffsetSpec,
+    RemoveBrokerRequest, TopicDescription, TopicPartitionOffset, TopicSummary,
+    TransferLeaderRequest, WhoAmIRequest, WhoAmIResponse,
 };
 
 use crate::cluster::Cluster;
@@ -238,6 +239,37 @@ impl Admin {
         check_broker_id(id)?;
         admin_call!(self, remove_broker, RemoveBrokerRequest { id })?;
         Ok(())
+    }
+
+    /// Adds ACLs (stored by the controller; authorization turns on with
+    /// the first one unless the brokers run `--authorization off`).
+    pub async fn create_acls(&self, acls: Vec<Acl>) -> Result<()> {
+        admin_call!(self, create_acls, CreateAclsRequest { acls: acls.clone() })?;
+        Ok(())
+    }
+
+    /// ACLs, all or those of one principal.
+    pub async fn list_acls(&self, principal: Option<&str>) -> Result<Vec<Acl>> {
+        let r = admin_call!(
+            self,
+            list_acls,
+            ListAclsRequest {
+                principal: principal.unwrap_or_default().to_owned()
+            }
+        )?;
+        Ok(r.acls)
+    }
+
+    /// Removes exactly these ACLs; answers how many existed.
+    pub async fn delete_acls(&self, acls: Vec<Acl>) -> Result<u32> {
+        let r = admin_call!(self, delete_acls, DeleteAclsRequest { acls: acls.clone() })?;
+        Ok(r.deleted)
+    }
+
+    /// The principal the brokers see for this client, and whether ACLs
+    /// are enforced.
+    pub async fn who_am_i(&self) -> Result<WhoAmIResponse> {
+        admin_call!(self, who_am_i, WhoAmIRequest {})
     }
 
     /// Moves the leadership of `topic`/`partition` to broker `to`, which

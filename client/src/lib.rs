@@ -71,9 +71,10 @@ pub use producer::{
 pub use record::{ConsumerRecord, Decoded, decode_records};
 /// Wire types returned by [`Admin`] (generated from `strata.proto`).
 pub use strata_proto::v1::{
-    Acks, BrokerInfo, BrokerStatus, ClusterStatusResponse, DescribeGroupResponse, ErrorCode,
-    GroupPartitionLag, ListOffsetsResponse, MetadataResponse, OffsetSpec, PartitionDescription,
-    PartitionMetadata, TopicDescription, TopicMetadata, TopicPartitionOffset, TopicSummary,
+    Acks, Acl, AclOperation, AclPattern, AclPermission, AclResource, BrokerInfo, BrokerStatus,
+    ClusterStatusResponse, DescribeGroupResponse, ErrorCode, GroupPartitionLag,
+    ListOffsetsResponse, MetadataResponse, OffsetSpec, PartitionDescription, PartitionMetadata,
+    TopicDescription, TopicMetadata, TopicPartitionOffset, TopicSummary, WhoAmIResponse,
 };
 
 #[cfg(test)]

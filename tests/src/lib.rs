@@ -14,7 +14,7 @@ mod load;
 mod proxy;
 mod segments;
 
-pub use cluster::{Cluster, ClusterOpts};
+pub use cluster::{Cluster, ClusterOpts, tonic_tls};
 pub use load::{
     Acked, LoadReport, ProduceLoad, assert_replicas_identical, batch_of, check_acked,
     read_partition, replicas_converged, wait_replicas_converged,

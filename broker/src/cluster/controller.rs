@@ -128,6 +128,11 @@ pub enum ControllerOp {
     RemoveBroker {
         id: u64,
     },
+    /// Adds (`add`) or removes ACLs; answers how many changed.
+    ChangeAcls {
+        add: bool,
+        acls: Vec<crate::auth::Acl>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +140,7 @@ pub enum ControllerReply {
     Topic(TopicMeta),
     Unit,
     ProducerIds(i64),
+    Count(u32),
     Error { code: i32, message: String },
 }
 

@@ -41,6 +41,9 @@ pub struct ClusterState {
     /// Ids of deleted topics: replicas still on disk may be removed.
     #[serde(default)]
     pub deleted_topic_ids: std::collections::BTreeSet<String>,
+    /// Access control lists.
+    #[serde(default)]
+    pub acls: std::collections::BTreeSet<crate::auth::Acl>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -73,6 +76,12 @@ pub enum MetadataCommand {
     /// Reserves `[next_producer_id, next_producer_id + count)`.
     AllocateProducerIds {
         count: i64,
+    },
+    AddAcls {
+        acls: Vec<crate::auth::Acl>,
+    },
+    RemoveAcls {
+        acls: Vec<crate::auth::Acl>,
     },
     /// Replaces the whole state (written when the metadata log is compacted).
     Snapshot {
@@ -127,6 +136,12 @@ impl ClusterState {
             }
             MetadataCommand::AllocateProducerIds { count } => {
                 self.next_producer_id = self.next_producer_id.saturating_add(count.max(0));
+            }
+            MetadataCommand::AddAcls { acls } => self.acls.extend(acls),
+            MetadataCommand::RemoveAcls { acls } => {
+                for a in &acls {
+                    self.acls.remove(a);
+                }
             }
             MetadataCommand::Snapshot { state } => *self = state,
         }

@@ -1,4 +1,5 @@
-//! The `Admin` gRPC service: topics, configs, records deletion, metadata.
+//! The `Admin` gRPC service: topics, configs, records deletion, metadata,
+//! cluster membership and status, ACLs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,9 +18,14 @@ use strata_proto::v1::{
     MetadataRequest, MetadataResponse, PartitionDescription, PartitionMetadata, TopicDescription,
     TopicMetadata, TopicSummary,
 };
+use strata_proto::v1::{
+    CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, ListAclsRequest,
+    ListAclsResponse, WhoAmIRequest, WhoAmIResponse,
+};
 use tonic::{Request, Response, Status};
 
 use super::status::error_info;
+use crate::auth::{Acl, Operation, Resource};
 use crate::broker::Broker;
 use crate::cluster::metadata::TopicMeta;
 use crate::error::{BrokerError, Result};
@@ -95,7 +101,15 @@ impl AdminApi for AdminService {
         &self,
         req: Request<CreateTopicRequest>,
     ) -> Result<Response<CreateTopicResponse>, Status> {
+        let who = self.broker.identify(&req);
         let r = req.into_inner();
+        if !self
+            .broker
+            .may(&who, Operation::Create, Resource::Cluster, "")
+        {
+            self.broker
+                .authorize(&who, Operation::Create, Resource::Topic, &r.name)?;
+        }
         let configs: BTreeMap<String, String> = r.configs.into_iter().collect();
         let meta = self
             .broker
@@ -112,7 +126,10 @@ impl AdminApi for AdminService {
         &self,
         req: Request<DeleteTopicRequest>,
     ) -> Result<Response<DeleteTopicResponse>, Status> {
+        let who = self.broker.identify(&req);
         let name = req.into_inner().name;
+        self.broker
+            .authorize(&who, Operation::Delete, Resource::Topic, &name)?;
         self.broker.delete_topic(&name).await?;
         tracing::info!(topic = %name, "deleted topic");
         Ok(Response::new(DeleteTopicResponse {}))
@@ -122,12 +139,24 @@ impl AdminApi for AdminService {
         &self,
         req: Request<ListTopicsRequest>,
     ) -> Result<Response<ListTopicsResponse>, Status> {
+        let who = self.broker.identify(&req);
         let all = req.into_inner().include_internal;
         self.broker.check_ready()?;
+        let visible: Vec<String> = self
+            .broker
+            .with_state(|s| s.topics.keys().cloned().collect());
+        let visible: std::collections::HashSet<String> = visible
+            .into_iter()
+            .filter(|n| {
+                self.broker
+                    .may(&who, Operation::Describe, Resource::Topic, n)
+            })
+            .collect();
         let topics = self.broker.with_state(|s| {
             s.topics
                 .iter()
                 .filter(|(_, m)| all || !m.internal)
+                .filter(|(n, _)| visible.contains(*n))
                 .map(|(n, m)| TopicSummary {
                     name: n.clone(),
                     partitions: m.partitions,
@@ -143,7 +172,10 @@ impl AdminApi for AdminService {
         &self,
         req: Request<DescribeTopicRequest>,
     ) -> Result<Response<TopicDescription>, Status> {
+        let who = self.broker.identify(&req);
         let name = req.into_inner().name;
+        self.broker
+            .authorize(&who, Operation::Describe, Resource::Topic, &name)?;
         self.broker.check_ready()?;
         let meta = self.topic_meta(&name)?;
         let states = self.broker.replica_states().await;
@@ -154,7 +186,10 @@ impl AdminApi for AdminService {
         &self,
         req: Request<AlterTopicConfigRequest>,
     ) -> Result<Response<AlterTopicConfigResponse>, Status> {
+        let who = self.broker.identify(&req);
         let r = req.into_inner();
+        self.broker
+            .authorize(&who, Operation::Alter, Resource::Topic, &r.name)?;
         self.broker
             .alter_topic_config(&r.name, r.set.into_iter().collect())
             .await?;
@@ -169,7 +204,10 @@ impl AdminApi for AdminService {
         &self,
         req: Request<DeleteRecordsRequest>,
     ) -> Result<Response<DeleteRecordsResponse>, Status> {
+        let who = self.broker.identify(&req);
         let r = req.into_inner();
+        self.broker
+            .authorize(&who, Operation::Delete, Resource::Topic, &r.topic)?;
         if r.topic.starts_with("__") {
             return Err(BrokerError::InvalidTopic {
                 name: r.topic,
@@ -190,6 +228,11 @@ impl AdminApi for AdminService {
         &self,
         req: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
+        let who = self.broker.identify(&req);
+        let may = |n: &str| {
+            self.broker
+                .may(&who, Operation::Describe, Resource::Topic, n)
+        };
         let wanted = req.into_inner().topics;
         self.broker.check_ready()?;
         let node = self.broker.node_id();
@@ -224,13 +267,21 @@ impl AdminApi for AdminService {
             state
                 .topics
                 .iter()
-                .filter(|(_, m)| !m.internal)
+                .filter(|(n, m)| !m.internal && may(n))
                 .map(|(n, m)| describe(n, m))
                 .collect()
         } else {
             wanted
                 .iter()
                 .map(|n| match state.topics.get(n) {
+                    Some(_) if !may(n) => TopicMetadata {
+                        name: n.clone(),
+                        error: Some(error_info(&BrokerError::Unauthorized(format!(
+                            "principal '{}' may not describe topic '{n}'",
+                            who.principal
+                        )))),
+                        partitions: Vec::new(),
+                    },
                     Some(m) => describe(n, m),
                     None => TopicMetadata {
                         name: n.clone(),
@@ -250,8 +301,11 @@ impl AdminApi for AdminService {
 
     async fn cluster_status(
         &self,
-        _req: Request<ClusterStatusRequest>,
+        req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatusResponse>, Status> {
+        let who = self.broker.identify(&req);
+        self.broker
+            .authorize(&who, Operation::Describe, Resource::Cluster, "")?;
         self.broker.check_ready()?;
         let state = self.broker.cluster_state();
         let (states, alive) = self.broker.replica_states().await;
@@ -304,6 +358,9 @@ impl AdminApi for AdminService {
         &self,
         req: Request<AddBrokerRequest>,
     ) -> Result<Response<AddBrokerResponse>, Status> {
+        let who = self.broker.identify(&req);
+        self.broker
+            .authorize(&who, Operation::Alter, Resource::Cluster, "")?;
         let r = req.into_inner();
         if r.id == 0 || r.peer_addr.rsplit_once(':').is_none() {
             return Err(BrokerError::InvalidRequest(
@@ -325,6 +382,9 @@ impl AdminApi for AdminService {
         &self,
         req: Request<RemoveBrokerRequest>,
     ) -> Result<Response<RemoveBrokerResponse>, Status> {
+        let who = self.broker.identify(&req);
+        self.broker
+            .authorize(&who, Operation::Alter, Resource::Cluster, "")?;
         let id = req.into_inner().id;
         self.broker
             .execute(crate::cluster::controller::ControllerOp::RemoveBroker { id })
@@ -337,11 +397,101 @@ impl AdminApi for AdminService {
         &self,
         req: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderResponse>, Status> {
+        let who = self.broker.identify(&req);
+        self.broker
+            .authorize(&who, Operation::Alter, Resource::Cluster, "")?;
         let r = req.into_inner();
         let leader = self
             .broker
             .transfer_leader(&r.topic, r.partition, r.to)
             .await?;
         Ok(Response::new(TransferLeaderResponse { leader }))
+    }
+
+    async fn create_acls(
+        &self,
+        req: Request<CreateAclsRequest>,
+    ) -> Result<Response<CreateAclsResponse>, Status> {
+        self.change_acls(req.map(|r| r.acls), true).await?;
+        Ok(Response::new(CreateAclsResponse {}))
+    }
+
+    async fn delete_acls(
+        &self,
+        req: Request<DeleteAclsRequest>,
+    ) -> Result<Response<DeleteAclsResponse>, Status> {
+        let deleted = self.change_acls(req.map(|r| r.acls), false).await?;
+        Ok(Response::new(DeleteAclsResponse { deleted }))
+    }
+
+    async fn list_acls(
+        &self,
+        req: Request<ListAclsRequest>,
+    ) -> Result<Response<ListAclsResponse>, Status> {
+        let who = self.broker.identify(&req);
+        self.broker
+            .authorize(&who, Operation::Describe, Resource::Cluster, "")?;
+        let principal = req.into_inner().principal;
+        let acls = self.broker.with_state(|s| {
+            s.acls
+                .iter()
+                .filter(|a| principal.is_empty() || a.principal == principal)
+                .map(Acl::to_proto)
+                .collect()
+        });
+        Ok(Response::new(ListAclsResponse { acls }))
+    }
+
+    async fn who_am_i(
+        &self,
+        req: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let who = self.broker.identify(&req);
+        let authorization = self
+            .broker
+            .with_state(|s| self.broker.config().auth.enforced(!s.acls.is_empty()));
+        Ok(Response::new(WhoAmIResponse {
+            principal: who.principal,
+            authorization,
+        }))
+    }
+}
+
+impl AdminService {
+    /// Adds or removes ACLs (alter on the cluster); every change is logged
+    /// to the audit target. Answers how many changed.
+    async fn change_acls(
+        &self,
+        req: Request<Vec<strata_proto::v1::Acl>>,
+        add: bool,
+    ) -> Result<u32, Status> {
+        let who = self.broker.identify(&req);
+        self.broker
+            .authorize(&who, Operation::Alter, Resource::Cluster, "")?;
+        let acls = req
+            .into_inner()
+            .iter()
+            .map(Acl::from_proto)
+            .collect::<crate::error::Result<Vec<_>>>()?;
+        if acls.is_empty() {
+            return Err(BrokerError::InvalidRequest("no ACL given".into()).into());
+        }
+        let reply = self
+            .broker
+            .execute(crate::cluster::controller::ControllerOp::ChangeAcls {
+                add,
+                acls: acls.clone(),
+            })
+            .await?;
+        let n = match reply {
+            crate::cluster::controller::ControllerReply::Count(n) => n,
+            _ => 0,
+        };
+        for a in &acls {
+            tracing::info!(target: "strata::audit", principal = %who.principal,
+                peer = %who.peer.map(|p| p.to_string()).unwrap_or_default(),
+                change = if add { "add" } else { "remove" }, acl = ?a, "ACL change");
+        }
+        Ok(n)
     }
 }

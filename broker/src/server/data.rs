@@ -18,6 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::error_info;
+use crate::auth::{Identity, Operation, Resource};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
@@ -83,7 +84,8 @@ struct Prepared {
 }
 
 /// Checks a produce request: topic, partition, acks, batch framing and CRC.
-fn prepare(broker: &Broker, req: ProduceRequest) -> Result<Prepared> {
+fn prepare(broker: &Broker, who: &Identity, req: ProduceRequest) -> Result<Prepared> {
+    broker.authorize(who, Operation::Write, Resource::Topic, &req.topic)?;
     if req.topic.starts_with("__") {
         return Err(BrokerError::InvalidTopic {
             name: req.topic,
@@ -161,7 +163,8 @@ impl BrokerApi for DataService {
         &self,
         req: Request<ProduceRequest>,
     ) -> std::result::Result<Response<ProduceResponse>, Status> {
-        let prepared = prepare(&self.broker, req.into_inner())?;
+        let who = self.broker.identify(&req);
+        let prepared = prepare(&self.broker, &who, req.into_inner())?;
         Ok(Response::new(append(prepared)?.finish().await?))
     }
 
@@ -173,6 +176,7 @@ impl BrokerApi for DataService {
         &self,
         req: Request<Streaming<ProduceRequest>>,
     ) -> std::result::Result<Response<Self::ProduceStreamStream>, Status> {
+        let who = self.broker.identify(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<std::result::Result<ProduceResponse, Status>>(256);
         let (stage_tx, mut stage_rx) = mpsc::channel::<(u64, Result<Prepared>)>(8);
@@ -180,7 +184,11 @@ impl BrokerApi for DataService {
         tokio::spawn(async move {
             while let Some(Ok(r)) = inbound.next().await {
                 let cid = r.correlation_id;
-                if stage_tx.send((cid, prepare(&broker, r))).await.is_err() {
+                if stage_tx
+                    .send((cid, prepare(&broker, &who, r)))
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -210,7 +218,12 @@ impl BrokerApi for DataService {
         &self,
         req: Request<FetchRequest>,
     ) -> std::result::Result<Response<FetchResponse>, Status> {
+        let who = self.broker.identify(&req);
         let req = req.into_inner();
+        for p in &req.partitions {
+            self.broker
+                .authorize(&who, Operation::Read, Resource::Topic, &p.topic)?;
+        }
         if req.partitions.is_empty() {
             return Err(BrokerError::InvalidRequest("fetch names no partition".into()).into());
         }
@@ -301,7 +314,10 @@ impl BrokerApi for DataService {
         &self,
         req: Request<SubscribeRequest>,
     ) -> std::result::Result<Response<Self::SubscribeStream>, Status> {
+        let who = self.broker.identify(&req);
         let req = req.into_inner();
+        self.broker
+            .authorize(&who, Operation::Read, Resource::Topic, &req.topic)?;
         let part = self.broker.leader_partition(&req.topic, req.partition)?;
         let max = match req.max_bytes {
             0 => DEFAULT_SUBSCRIBE_BYTES,
@@ -352,7 +368,10 @@ impl BrokerApi for DataService {
         &self,
         req: Request<ListOffsetsRequest>,
     ) -> std::result::Result<Response<ListOffsetsResponse>, Status> {
+        let who = self.broker.identify(&req);
         let req = req.into_inner();
+        self.broker
+            .authorize(&who, Operation::Describe, Resource::Topic, &req.topic)?;
         let part = self.broker.leader_partition(&req.topic, req.partition)?;
         let spec = OffsetSpec::try_from(req.spec).map_err(|_| {
             BrokerError::InvalidRequest(format!("unknown offset spec {}", req.spec))

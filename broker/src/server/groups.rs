@@ -13,6 +13,7 @@ use strata_proto::v1::{
 use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
+use crate::auth::{Operation, Resource};
 use crate::broker::{Broker, connect_broker};
 use crate::error::BrokerError;
 use crate::groups::validate_group;
@@ -75,8 +76,15 @@ impl GroupsApi for GroupsService {
         &self,
         req: Request<OffsetCommitRequest>,
     ) -> Result<Response<OffsetCommitResponse>, Status> {
+        let who = self.broker.identify(&req);
         let (meta, _, r) = req.into_parts();
         validate_group(&r.group)?;
+        self.broker
+            .authorize(&who, Operation::Read, Resource::Group, &r.group)?;
+        for o in &r.offsets {
+            self.broker
+                .authorize(&who, Operation::Read, Resource::Topic, &o.topic)?;
+        }
         if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
             return leader.offset_commit(forwarded(r)).await;
         }
@@ -109,8 +117,11 @@ impl GroupsApi for GroupsService {
         &self,
         req: Request<OffsetFetchRequest>,
     ) -> Result<Response<OffsetFetchResponse>, Status> {
+        let who = self.broker.identify(&req);
         let (meta, _, r) = req.into_parts();
         validate_group(&r.group)?;
+        self.broker
+            .authorize(&who, Operation::Describe, Resource::Group, &r.group)?;
         if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
             return leader.offset_fetch(forwarded(r)).await;
         }
@@ -131,19 +142,31 @@ impl GroupsApi for GroupsService {
 
     async fn list_groups(
         &self,
-        _req: Request<ListGroupsRequest>,
+        req: Request<ListGroupsRequest>,
     ) -> Result<Response<ListGroupsResponse>, Status> {
-        Ok(Response::new(ListGroupsResponse {
-            groups: self.broker.groups().list(),
-        }))
+        let who = self.broker.identify(&req);
+        let groups = self
+            .broker
+            .groups()
+            .list()
+            .into_iter()
+            .filter(|g| {
+                self.broker
+                    .may(&who, Operation::Describe, Resource::Group, g)
+            })
+            .collect();
+        Ok(Response::new(ListGroupsResponse { groups }))
     }
 
     async fn describe_group(
         &self,
         req: Request<DescribeGroupRequest>,
     ) -> Result<Response<DescribeGroupResponse>, Status> {
+        let who = self.broker.identify(&req);
         let group = req.into_inner().group;
         validate_group(&group)?;
+        self.broker
+            .authorize(&who, Operation::Describe, Resource::Group, &group)?;
         if !self.broker.groups().exists(&group) {
             return Err(BrokerError::UnknownGroup(group).into());
         }
@@ -174,8 +197,11 @@ impl GroupsApi for GroupsService {
         &self,
         req: Request<DeleteGroupRequest>,
     ) -> Result<Response<DeleteGroupResponse>, Status> {
+        let who = self.broker.identify(&req);
         let (meta, _, r) = req.into_parts();
         validate_group(&r.group)?;
+        self.broker
+            .authorize(&who, Operation::Delete, Resource::Group, &r.group)?;
         if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
             return leader.delete_group(forwarded(r)).await;
         }

@@ -207,6 +207,34 @@ impl AdminApi for Mock {
         Ok(Response::new(RemoveBrokerResponse {}))
     }
 
+    async fn create_acls(
+        &self,
+        _: Request<strata_proto::v1::CreateAclsRequest>,
+    ) -> Result<Response<strata_proto::v1::CreateAclsResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
+    async fn list_acls(
+        &self,
+        _: Request<strata_proto::v1::ListAclsRequest>,
+    ) -> Result<Response<strata_proto::v1::ListAclsResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
+    async fn delete_acls(
+        &self,
+        _: Request<strata_proto::v1::DeleteAclsRequest>,
+    ) -> Result<Response<strata_proto::v1::DeleteAclsResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
+    async fn who_am_i(
+        &self,
+        _: Request<strata_proto::v1::WhoAmIRequest>,
+    ) -> Result<Response<strata_proto::v1::WhoAmIResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
     async fn transfer_leader(
         &self,
         req: Request<TransferLeaderRequest>,
