@@ -30,7 +30,7 @@ CLI_TLS=()
 start_node() { # id
   local n=$1
   "$BIN/stratad" --node-id "$1" --data-dir "$DATA/n$1" --listen "127.0.0.1:1960$1" \
-    --peer-listen "127.0.0.1:1961$1" --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
+    --peer-listen "127.0.0.1:1961$1" --http-listen "127.0.0.1:1962$1" --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
     --retention-check-interval 2s "${NODE_TLS[@]}" \
     >>"$OUT/stratad-$1.log" 2>&1 &
   PID[$n]=$!

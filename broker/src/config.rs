@@ -62,6 +62,9 @@ pub struct Args {
     /// Listener for other brokers (Raft and internal RPCs).
     #[arg(long, env = "STRATA_PEER_LISTEN")]
     pub peer_listen: Option<String>,
+    /// HTTP listener for /health and /ready (`off` to disable).
+    #[arg(long, env = "STRATA_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     /// Initial cluster members: `1=HOST:PORT,2=HOST:PORT,...` (peer addresses).
     #[arg(long, env = "STRATA_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
@@ -113,6 +116,7 @@ struct FileConfig {
     log_format: Option<String>,
     log_level: Option<String>,
     peer_listen: Option<String>,
+    http_listen: Option<String>,
     initial_cluster: Option<String>,
     controller_voters: Option<usize>,
     tls_cert: Option<PathBuf>,
@@ -144,6 +148,8 @@ pub struct BrokerConfig {
     pub log_format: LogFormat,
     pub log_level: String,
     pub peer_listen: SocketAddr,
+    /// HTTP listener (`None`: off).
+    pub http_listen: Option<SocketAddr>,
     /// Initial members in the given order: (node id, peer address).
     pub initial_cluster: Vec<(u64, String)>,
     pub controller_voters: usize,
@@ -392,6 +398,19 @@ impl BrokerConfig {
                 "peer-listen '{peer_s}': expected HOST:PORT with an IP address"
             ))
         })?;
+        let http_s = args
+            .http_listen
+            .or(file.http_listen)
+            .unwrap_or_else(|| "127.0.0.1:9294".into());
+        let http_listen = if http_s == "off" {
+            None
+        } else {
+            Some(http_s.parse::<SocketAddr>().map_err(|_| {
+                ConfigError(format!(
+                    "http-listen '{http_s}': expected HOST:PORT with an IP address, or off"
+                ))
+            })?)
+        };
         let initial_cluster = match args.initial_cluster.or(file.initial_cluster) {
             Some(s) => parse_cluster(&s)?,
             None => vec![(node_id, peer_listen.to_string())],
@@ -425,6 +444,7 @@ impl BrokerConfig {
             listen,
             advertise,
             peer_listen,
+            http_listen,
             initial_cluster,
             controller_voters,
             log_defaults: log,

@@ -47,6 +47,14 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
     let peer_listener = tokio::net::TcpListener::bind(cfg.peer_listen)
         .await
         .map_err(|e| format!("cannot listen on {} (peer): {e}", cfg.peer_listen))?;
+    let http_listener = match cfg.http_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} (http): {e}"))?,
+        ),
+        None => None,
+    };
     let broker = Broker::start(cfg).await.map_err(|e| e.to_string())?;
     tracing::info!(node = broker.node_id(), %addr, peer_addr = %broker.config().peer_listen,
         data_dir = %broker.config().data_dir.display(), "stratad listening");
@@ -58,6 +66,16 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
             let _ = peer_stop_rx.await;
         },
     ));
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http = http_listener.map(|l| {
+        tokio::spawn(strata_broker::server::http::serve_http(
+            std::sync::Arc::clone(&broker),
+            l,
+            async {
+                let _ = http_stop_rx.await;
+            },
+        ))
+    });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut server = tokio::spawn(strata_broker::server::serve(
         std::sync::Arc::clone(&broker),
@@ -83,6 +101,10 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
     };
     let _ = peer_stop_tx.send(());
     peers.abort();
+    let _ = http_stop_tx.send(());
+    if let Some(h) = http {
+        h.abort();
+    }
     broker.shutdown();
     tracing::info!("stopped");
     outcome

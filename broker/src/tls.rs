@@ -287,6 +287,7 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
-fn refused(what: &str, peer: SocketAddr, why: &str) {
+/// Logs a refused handshake.
+pub fn refused(what: &str, peer: SocketAddr, why: &str) {
     tracing::info!(listener = what, %peer, reason = why, "TLS handshake refused");
 }

@@ -20,6 +20,36 @@ pub use load::{
     read_partition, replicas_converged, wait_replicas_converged,
 };
 pub use proxy::Proxy;
+
+/// The first `n` records of `topic`-`partition` from its earliest offset,
+/// as (offset, value), read with a [`strata_client::Consumer`]; panics when
+/// no record arrives for 20 s.
+pub async fn consume_earliest(
+    cfg: strata_client::ClientConfig,
+    topic: &str,
+    partition: u32,
+    n: usize,
+) -> Vec<(i64, String)> {
+    use futures::StreamExt;
+    let mut consumer = strata_client::Consumer::new(cfg, strata_client::ConsumerConfig::default())
+        .expect("consumer");
+    consumer
+        .assign(topic, partition, strata_client::StartOffset::Earliest)
+        .await
+        .expect("assign");
+    let mut got = Vec::new();
+    let mut stream = consumer.records();
+    while got.len() < n {
+        let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("consumer stalled after {} records", got.len()))
+            .expect("stream open")
+            .expect("record");
+        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
+        got.push((r.offset, v));
+    }
+    got
+}
 pub use segments::{BatchSummary, read_partition_batches, summarize};
 
 use std::net::{SocketAddr, TcpListener};
@@ -134,6 +164,10 @@ impl BrokerProc {
             self.addr.to_string(),
         ];
         args.extend(self.extra.iter().cloned());
+        if flag_value(&self.extra, "--http-listen").is_none() {
+            // Several brokers share this machine: no fixed HTTP port.
+            args.extend(["--http-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         args
     }
 

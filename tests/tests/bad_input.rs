@@ -332,6 +332,8 @@ async fn sigterm_is_clean_and_data_dir_is_exclusive() {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--peer-listen")
         .arg(format!("127.0.0.1:{}", strata_tests::free_port()))
+        .arg("--http-listen")
+        .arg("127.0.0.1:0")
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -7,15 +7,13 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::Value;
-use strata_client::{
-    Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset,
-};
+use strata_client::{Producer, ProducerConfig, ProducerRecord};
 use strata_proto::v1::*;
 use strata_tests::{
     Cluster, ClusterOpts, LoadReport, ProduceLoad, assert_replicas_identical, check_acked,
-    describe_status, error_code, read_partition, run_cli, wait_replicas_converged,
+    consume_earliest, describe_status, error_code, read_partition, run_cli,
+    wait_replicas_converged,
 };
 
 const SYNC: Duration = Duration::from_secs(60);
@@ -297,50 +295,11 @@ async fn transfer_leader() {
     producer.close().await.expect("close producer");
     sent.sort();
 
-    let mut consumer =
-        Consumer::new(c.client_config(), ConsumerConfig::default()).expect("consumer");
-    consumer
-        .assign("moves", 0, StartOffset::Earliest)
-        .await
-        .expect("assign");
-    let mut got = Vec::new();
-    let mut stream = consumer.records();
-    while got.len() < sent.len() {
-        let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("consumer stalled after {} records", got.len()))
-            .expect("stream open")
-            .expect("record");
-        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
-        got.push((r.offset, v));
-    }
+    let got = consume_earliest(c.client_config(), "moves", 0, sent.len()).await;
     assert_eq!(
         got, sent,
         "consumed records differ from the acknowledged ones"
     );
-}
-
-/// Every record of `topic`-`partition` from the earliest offset up to `n`
-/// records, as (offset, value).
-async fn consume_from_earliest(c: &Cluster, topic: &str, n: usize) -> Vec<(i64, String)> {
-    let mut consumer =
-        Consumer::new(c.client_config(), ConsumerConfig::default()).expect("consumer");
-    consumer
-        .assign(topic, 0, StartOffset::Earliest)
-        .await
-        .expect("assign");
-    let mut got = Vec::new();
-    let mut stream = consumer.records();
-    while got.len() < n {
-        let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("consumer stalled after {} records", got.len()))
-            .expect("stream open")
-            .expect("record");
-        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
-        got.push((r.offset, v));
-    }
-    got
 }
 
 /// DeleteRecords is replicated: after the log start moved, whichever replica
@@ -391,7 +350,7 @@ async fn delete_records_replicated() {
             }
             wait_leader_is(&c, "trim", 0, leader).await;
         }
-        let got = consume_from_earliest(&c, "trim", kept.len()).await;
+        let got = consume_earliest(c.client_config(), "trim", 0, kept.len()).await;
         assert_eq!(
             got, kept,
             "led by {leader}: records from earliest differ from those kept after offset {cut}"
@@ -462,23 +421,7 @@ async fn added_broker_hosts_replicas() {
     }
     producer.close().await.expect("close producer");
     sent.sort();
-    let mut consumer =
-        Consumer::new(c.client_config(), ConsumerConfig::default()).expect("consumer");
-    consumer
-        .assign("grow", part, StartOffset::Earliest)
-        .await
-        .expect("assign");
-    let mut got = Vec::new();
-    let mut stream = consumer.records();
-    while got.len() < sent.len() {
-        let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("consumer stalled after {} records", got.len()))
-            .expect("stream open")
-            .expect("record");
-        let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned();
-        got.push((r.offset, v));
-    }
+    let got = consume_earliest(c.client_config(), "grow", part, sent.len()).await;
     assert_eq!(got, sent, "records produced through the added broker");
 
     // It hosts replicas, so it cannot be removed.

@@ -17,7 +17,7 @@ use strata_client::{
     ProducerRecord, StartOffset,
 };
 use strata_proto::v1::*;
-use strata_tests::{Cluster, ClusterOpts, describe_status, run_cli};
+use strata_tests::{Cluster, ClusterOpts, consume_earliest, describe_status, run_cli};
 
 /// Runs `strata tls gen --out DIR` with `extra` arguments.
 fn tls_gen(dir: &Path, extra: &[&str]) -> PathBuf {
@@ -93,22 +93,11 @@ async fn produce(cfg: ClientConfig, topic: &str, partition: u32, values: &[Strin
 }
 
 async fn consume(cfg: ClientConfig, topic: &str, partition: u32, n: usize) -> Vec<String> {
-    let mut consumer = Consumer::new(cfg, ConsumerConfig::default()).expect("consumer");
-    consumer
-        .assign(topic, partition, StartOffset::Earliest)
+    consume_earliest(cfg, topic, partition, n)
         .await
-        .expect("assign");
-    let mut got = Vec::new();
-    let mut stream = consumer.records();
-    while got.len() < n {
-        let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
-            .await
-            .unwrap_or_else(|_| panic!("consumer stalled after {} records", got.len()))
-            .expect("stream open")
-            .expect("record");
-        got.push(String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned());
-    }
-    got
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
 }
 
 /// A client configuration for the cluster with other TLS settings.
@@ -407,4 +396,76 @@ async fn certificate_rotation_without_restart() {
         got.push(String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned());
     }
     assert_eq!(got, [first, second].concat());
+}
+
+/// A GET over HTTPS (trusting `dir`'s CA, no client certificate): status
+/// code and body.
+async fn https_get(addr: std::net::SocketAddr, dir: &Path, path: &str) -> (u16, String) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).expect("ca") {
+        roots.add(c.expect("ca cert")).expect("root");
+    }
+    let cfg = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::IpAddress(addr.ip().into()), tcp)
+        .await
+        .expect("handshake");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).await.expect("write");
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut resp)).await;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {text:?}"));
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_endpoints_over_tls() {
+    use strata_tests::{BrokerProc, free_port, tonic_tls};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let m = tls_gen(&tmp.path().join("a"), &[]);
+    let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut flags = broker_flags(&m, "required");
+    flags.extend([
+        "--peer-listen".to_string(),
+        format!("127.0.0.1:{}", free_port()),
+        "--http-listen".to_string(),
+        http.to_string(),
+    ]);
+    let addr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let mut b = BrokerProc::with_addr(addr, &tmp.path().join("data"), flags);
+    b.set_client_tls(Some(tonic_tls(&client_tls(&m, Some(&m)))));
+    b.spawn();
+    b.wait_ready().await;
+
+    // Probes need no client certificate even when the client listener does.
+    assert_eq!(https_get(http, &m, "/health").await, (200, "ok\n".into()));
+    assert_eq!(https_get(http, &m, "/ready").await, (200, "ready\n".into()));
+    assert_eq!(https_get(http, &m, "/metricz").await.0, 404);
+
+    // Plaintext HTTP against the TLS listener gets no HTTP answer.
+    let mut tcp = tokio::net::TcpStream::connect(http).await.expect("connect");
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut resp = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut resp)).await;
+    assert!(
+        !resp.starts_with(b"HTTP/"),
+        "plaintext request answered: {:?}",
+        String::from_utf8_lossy(&resp)
+    );
+    assert!(b.terminate().success());
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod data;
 pub mod groups;
+pub mod http;
 pub mod peer;
 pub mod status;
 
