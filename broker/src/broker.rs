@@ -366,6 +366,24 @@ impl Broker {
         self.with_state(|s| self.config.auth.check(&s.acls, who, op, resource, name))
     }
 
+    /// A producer id is for principals that may write somewhere: write on
+    /// the cluster, or an allowed write on some topic.
+    pub fn authorize_idempotent_write(&self, who: &crate::auth::Identity) -> Result<()> {
+        use crate::auth::{Operation, Permission, Resource};
+        let writes_somewhere = self.with_state(|s| {
+            s.acls.iter().any(|a| {
+                (a.principal == who.principal || a.principal == "*")
+                    && a.resource == Resource::Topic
+                    && a.permission == Permission::Allow
+                    && matches!(a.operation, Operation::Write | Operation::All)
+            })
+        });
+        if writes_somewhere {
+            return Ok(());
+        }
+        self.authorize(who, Operation::Write, Resource::Cluster, "")
+    }
+
     /// Whether `who` may do `op` (for filtering lists).
     pub fn may(
         &self,

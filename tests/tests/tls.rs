@@ -16,7 +16,7 @@ use strata_client::{
     Admin, ClientConfig, ClientTls, Consumer, ConsumerConfig, Producer, ProducerConfig,
     ProducerRecord, StartOffset,
 };
-use strata_proto::v1::*;
+use strata_proto::v1::{AddBrokerRequest, HelloRequest};
 use strata_tests::{Cluster, ClusterOpts, consume_earliest, describe_status, run_cli};
 
 /// Runs `strata tls gen --out DIR` with `extra` arguments.
@@ -218,6 +218,31 @@ async fn tls_cluster_and_refused_clients() {
         "plaintext CLI against a TLS cluster: status {:?}, stderr {err}",
         o.status
     );
+
+    // A client certificate signed by the right CA does not open the peer
+    // listener: only brokers may use it.
+    let peer = tonic::transport::Endpoint::from_shared(format!("https://{}", c.peer_addr(1)))
+        .expect("endpoint")
+        .tls_config(strata_tests::tonic_tls(&client_tls(&good, Some(&good))))
+        .expect("tls")
+        .connect()
+        .await
+        .expect("a CA-signed client certificate passes the handshake");
+    let hello = strata_proto::v1::peer_client::PeerClient::new(peer)
+        .hello(HelloRequest {
+            node_id: 9,
+            cluster: String::new(),
+            peer_addr: String::new(),
+        })
+        .await;
+    match hello {
+        Ok(r) => panic!("a client used the peer listener: {r:?}"),
+        Err(st) => assert_eq!(
+            strata_tests::error_code(&st),
+            "UNAUTHORIZED",
+            "peer listener refusal: {st:?}"
+        ),
+    }
 
     // Nothing changed.
     assert_eq!(c.high_watermarks("secure").await, hw_before);

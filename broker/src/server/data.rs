@@ -394,8 +394,10 @@ impl BrokerApi for DataService {
 
     async fn init_producer_id(
         &self,
-        _req: Request<InitProducerIdRequest>,
+        req: Request<InitProducerIdRequest>,
     ) -> std::result::Result<Response<InitProducerIdResponse>, Status> {
+        let who = self.broker.identify(&req);
+        self.broker.authorize_idempotent_write(&who)?;
         let id = self.broker.allocate_producer_id().await?;
         Ok(Response::new(InitProducerIdResponse {
             producer_id: id,

@@ -14,6 +14,7 @@ use strata_proto::v1::admin_server::AdminServer;
 use strata_proto::v1::broker_server::BrokerServer;
 use strata_proto::v1::groups_server::GroupsServer;
 use tokio::net::TcpListener;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
 
@@ -94,6 +95,33 @@ pub async fn serve(
     run(router, listener, tls, "client", shutdown).await
 }
 
+/// With TLS, only brokers reach the peer API: a certificate signed by the
+/// CA gets through the handshake, and its principal must then be a
+/// superuser (the brokers' own principal is one). Refusals are audited.
+fn peer_guard(
+    broker: &Broker,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone + use<> {
+    let auth = broker.config().auth.clone();
+    let tls = broker.config().tls.is_some();
+    move |req: tonic::Request<()>| {
+        if !tls {
+            return Ok(req);
+        }
+        let who = auth.identify(&req);
+        if auth.superusers.contains(&who.principal) {
+            return Ok(req);
+        }
+        tracing::warn!(target: "strata::audit", principal = %who.principal,
+            peer = %who.peer.map(|p| p.to_string()).unwrap_or_default(),
+            "denied on the peer listener: not a broker");
+        Err(crate::error::BrokerError::Unauthorized(format!(
+            "principal '{}' may not use the peer listener",
+            who.principal
+        ))
+        .into())
+    }
+}
+
 /// Serves the peer API (Raft traffic, internal RPCs) on `listener`. With
 /// TLS, only brokers with a certificate signed by the CA get in.
 pub async fn serve_peers(
@@ -111,10 +139,13 @@ pub async fn serve_peers(
         .max_frame_size(Some((1 << 24) - 1))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(1)))
         .http2_keepalive_timeout(Some(std::time::Duration::from_secs(2)))
-        .add_service(
-            strata_proto::v1::peer_server::PeerServer::new(peer::PeerService::new(broker))
-                .max_decoding_message_size(256 << 20)
-                .max_encoding_message_size(256 << 20),
-        );
+        .add_service(InterceptedService::new(
+            strata_proto::v1::peer_server::PeerServer::new(peer::PeerService::new(Arc::clone(
+                &broker,
+            )))
+            .max_decoding_message_size(256 << 20)
+            .max_encoding_message_size(256 << 20),
+            peer_guard(&broker),
+        ));
     run(router, listener, tls, "peer", shutdown).await
 }
