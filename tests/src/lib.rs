@@ -21,6 +21,31 @@ pub use load::{
 };
 pub use proxy::Proxy;
 
+/// Produces `values` to `topic`-`partition` (acks=all) and returns each
+/// one's offset, in order; panics on any failure.
+pub async fn produce_acked(
+    cfg: strata_client::ClientConfig,
+    topic: &str,
+    partition: u32,
+    values: &[String],
+) -> Vec<i64> {
+    let producer = strata_client::Producer::new(cfg, strata_client::ProducerConfig::default())
+        .await
+        .expect("producer");
+    let mut acks = Vec::new();
+    for v in values {
+        let rec = strata_client::ProducerRecord::new(topic, v.clone()).partition(partition);
+        acks.push(producer.send(rec).await.expect("send"));
+    }
+    producer.flush().await.expect("flush");
+    let mut offsets = Vec::new();
+    for a in acks {
+        offsets.push(a.await.expect("acknowledged").offset);
+    }
+    producer.close().await.expect("close producer");
+    offsets
+}
+
 /// The first `n` records of `topic`-`partition` from its earliest offset,
 /// as (offset, value), read with a [`strata_client::Consumer`]; panics when
 /// no record arrives for 20 s.

@@ -12,7 +12,7 @@ use strata_client::{Producer, ProducerConfig, ProducerRecord};
 use strata_proto::v1::*;
 use strata_tests::{
     Cluster, ClusterOpts, LoadReport, ProduceLoad, assert_replicas_identical, check_acked,
-    consume_earliest, describe_status, error_code, read_partition, run_cli,
+    consume_earliest, describe_status, error_code, produce_acked, read_partition, run_cli,
     wait_replicas_converged,
 };
 
@@ -308,22 +308,9 @@ async fn transfer_leader() {
 async fn delete_records_replicated() {
     let c = Cluster::start(3, ClusterOpts::default()).await;
     c.create_in_sync("trim", 1, 3).await;
-    let producer = Producer::new(c.client_config(), ProducerConfig::default())
-        .await
-        .expect("producer");
-    let mut acks = Vec::new();
-    for i in 0..100 {
-        let v = format!("r-{i:03}");
-        let rec = ProducerRecord::new("trim", v.clone()).partition(0);
-        acks.push((v, producer.send(rec).await.expect("send")));
-    }
-    producer.flush().await.expect("flush");
-    let mut sent = Vec::new();
-    for (v, a) in acks {
-        sent.push((a.await.expect("acknowledged").offset, v));
-    }
-    producer.close().await.expect("close producer");
-    sent.sort();
+    let values: Vec<String> = (0..100).map(|i| format!("r-{i:03}")).collect();
+    let offsets = produce_acked(c.client_config(), "trim", 0, &values).await;
+    let sent: Vec<(i64, String)> = offsets.into_iter().zip(values).collect();
     let cut = sent[60].0;
 
     let r = c
@@ -405,22 +392,9 @@ async fn added_broker_hosts_replicas() {
         panic!("transfer grow-{part} to {id}: {}", describe_status(&st));
     }
     wait_leader_is(&c, "grow", part, id).await;
-    let producer = Producer::new(c.client_config(), ProducerConfig::default())
-        .await
-        .expect("producer");
-    let mut acks = Vec::new();
-    for i in 0..50 {
-        let v = format!("g-{i:02}");
-        let rec = ProducerRecord::new("grow", v.clone()).partition(part);
-        acks.push((v, producer.send(rec).await.expect("send")));
-    }
-    producer.flush().await.expect("flush");
-    let mut sent = Vec::new();
-    for (v, a) in acks {
-        sent.push((a.await.expect("acknowledged").offset, v));
-    }
-    producer.close().await.expect("close producer");
-    sent.sort();
+    let values: Vec<String> = (0..50).map(|i| format!("g-{i:02}")).collect();
+    let offsets = produce_acked(c.client_config(), "grow", part, &values).await;
+    let sent: Vec<(i64, String)> = offsets.into_iter().zip(values).collect();
     let got = consume_earliest(c.client_config(), "grow", part, sent.len()).await;
     assert_eq!(got, sent, "records produced through the added broker");
 

@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use strata_client::{
-    Admin, ClientConfig, ClientTls, Consumer, ConsumerConfig, Producer, ProducerConfig,
-    ProducerRecord, StartOffset,
-};
+use strata_client::{Admin, ClientConfig, ClientTls, Consumer, ConsumerConfig, StartOffset};
 use strata_proto::v1::{AddBrokerRequest, HelloRequest};
-use strata_tests::{Cluster, ClusterOpts, consume_earliest, describe_status, run_cli};
+use strata_tests::{
+    Cluster, ClusterOpts, consume_earliest, describe_status, produce_acked, run_cli,
+};
 
 /// Runs `strata tls gen --out DIR` with `extra` arguments.
 fn tls_gen(dir: &Path, extra: &[&str]) -> PathBuf {
@@ -72,24 +71,6 @@ fn cli_tls(dir: &Path) -> Vec<String> {
         "--tls-key".into(),
         p("client-key.pem"),
     ]
-}
-
-async fn produce(cfg: ClientConfig, topic: &str, partition: u32, values: &[String]) -> Vec<i64> {
-    let producer = Producer::new(cfg, ProducerConfig::default())
-        .await
-        .expect("producer");
-    let mut acks = Vec::new();
-    for v in values {
-        let rec = ProducerRecord::new(topic, v.clone()).partition(partition);
-        acks.push(producer.send(rec).await.expect("send"));
-    }
-    producer.flush().await.expect("flush");
-    let mut offsets = Vec::new();
-    for a in acks {
-        offsets.push(a.await.expect("acknowledged").offset);
-    }
-    producer.close().await.expect("close producer");
-    offsets
 }
 
 async fn consume(cfg: ClientConfig, topic: &str, partition: u32, n: usize) -> Vec<String> {
@@ -150,7 +131,7 @@ async fn tls_cluster_and_refused_clients() {
     c.create_in_sync("secure", 2, 3).await;
 
     let values: Vec<String> = (0..100).map(|i| format!("secret-{i:03}")).collect();
-    let offsets = produce(c.client_config(), "secure", 0, &values).await;
+    let offsets = produce_acked(c.client_config(), "secure", 0, &values).await;
     assert_eq!(offsets, (0..100).collect::<Vec<i64>>(), "offsets over TLS");
     assert_eq!(
         consume(c.client_config(), "secure", 0, values.len()).await,
@@ -265,7 +246,7 @@ async fn broker_with_certificate_of_another_ca_cannot_join() {
     let mut c = Cluster::start(3, opts).await;
     c.create_in_sync("kept", 1, 3).await;
     let values: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
-    produce(c.client_config(), "kept", 0, &values).await;
+    produce_acked(c.client_config(), "kept", 0, &values).await;
 
     // Trusts the right CA, but its own certificate is signed by another.
     let mut flags = broker_flags(&good, "required");
@@ -375,7 +356,7 @@ async fn certificate_rotation_without_restart() {
         .expect("assign");
     let mut stream = consumer.records();
     let first: Vec<String> = (0..10).map(|i| format!("before-{i}")).collect();
-    produce(c.client_config(), "rot", 0, &first).await;
+    produce_acked(c.client_config(), "rot", 0, &first).await;
     let mut got = Vec::new();
     while got.len() < first.len() {
         let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
@@ -411,7 +392,7 @@ async fn certificate_rotation_without_restart() {
 
     // The old connection keeps streaming.
     let second: Vec<String> = (0..10).map(|i| format!("after-{i}")).collect();
-    produce(c.client_config(), "rot", 0, &second).await;
+    produce_acked(c.client_config(), "rot", 0, &second).await;
     while got.len() < first.len() + second.len() {
         let r = tokio::time::timeout(Duration::from_secs(20), stream.next())
             .await
