@@ -68,6 +68,9 @@ struct Cli {
     /// Client private key (PEM) for mutual TLS.
     #[arg(long, global = true, env = "STRATA_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// Bearer token (a broker's token file maps it to a principal).
+    #[arg(long, global = true, env = "STRATA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Deadline of one request, e.g. `30s`.
     #[arg(long, global = true, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -122,6 +125,9 @@ fn main() -> ExitCode {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    }
+    if let Some(t) = &cli.token {
+        client = client.token(t.clone());
     }
     let client = client.build();
     let ctx = Ctx {

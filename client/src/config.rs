@@ -28,6 +28,9 @@ pub struct ClientConfig {
     pub window_size: u32,
     /// TLS to the brokers (`None`: plaintext).
     pub tls: Option<ClientTls>,
+    /// Bearer token sent with every request (a broker's token file maps it
+    /// to a principal). Best used over TLS.
+    pub token: Option<String>,
 }
 
 /// TLS material of a client, as PEM bytes.
@@ -79,6 +82,7 @@ impl Default for ClientConfig {
             max_message_size: 64 << 20,
             window_size: 32 << 20,
             tls: None,
+            token: None,
         }
     }
 }
@@ -165,6 +169,10 @@ impl ClientConfigBuilder {
     }
     pub fn tls(mut self, tls: ClientTls) -> Self {
         self.cfg.tls = Some(tls);
+        self
+    }
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.cfg.token = Some(token.into());
         self
     }
     pub fn build(self) -> ClientConfig {

@@ -74,27 +74,61 @@ impl Pool {
         Ok(ch)
     }
 
-    pub fn broker(&self, addr: &str) -> Result<BrokerClient<Channel>> {
-        let n = self.cfg.max_message_size;
-        Ok(BrokerClient::new(self.channel(addr)?)
-            .max_decoding_message_size(n)
-            .max_encoding_message_size(n))
+    fn auth(&self) -> Auth {
+        Auth(
+            self.cfg
+                .token
+                .as_ref()
+                .and_then(|t| tonic::metadata::MetadataValue::try_from(format!("Bearer {t}")).ok()),
+        )
     }
 
-    pub fn admin(&self, addr: &str) -> Result<AdminClient<Channel>> {
+    pub fn broker(&self, addr: &str) -> Result<BrokerClient<Conn>> {
         let n = self.cfg.max_message_size;
-        Ok(AdminClient::new(self.channel(addr)?)
-            .max_decoding_message_size(n)
-            .max_encoding_message_size(n))
+        Ok(
+            BrokerClient::with_interceptor(self.channel(addr)?, self.auth())
+                .max_decoding_message_size(n)
+                .max_encoding_message_size(n),
+        )
     }
 
-    pub fn groups(&self, addr: &str) -> Result<GroupsClient<Channel>> {
+    pub fn admin(&self, addr: &str) -> Result<AdminClient<Conn>> {
         let n = self.cfg.max_message_size;
-        Ok(GroupsClient::new(self.channel(addr)?)
-            .max_decoding_message_size(n)
-            .max_encoding_message_size(n))
+        Ok(
+            AdminClient::with_interceptor(self.channel(addr)?, self.auth())
+                .max_decoding_message_size(n)
+                .max_encoding_message_size(n),
+        )
+    }
+
+    pub fn groups(&self, addr: &str) -> Result<GroupsClient<Conn>> {
+        let n = self.cfg.max_message_size;
+        Ok(
+            GroupsClient::with_interceptor(self.channel(addr)?, self.auth())
+                .max_decoding_message_size(n)
+                .max_encoding_message_size(n),
+        )
     }
 }
+
+/// Adds the configured bearer token (if any) to every request.
+#[derive(Clone, Debug)]
+pub struct Auth(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A connection to one broker, with the token interceptor.
+pub type Conn = tonic::service::interceptor::InterceptedService<Channel, Auth>;
 
 /// Runs `fut` under the configured request deadline plus `extra`.
 pub async fn with_deadline<T, F>(

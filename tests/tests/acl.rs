@@ -12,9 +12,8 @@ use strata_client::{
     Admin, ClientConfig, ClientTls, Consumer, ConsumerConfig, Producer, ProducerConfig,
     ProducerRecord, StartOffset,
 };
-use strata_proto::v1::admin_client::AdminClient;
 use strata_proto::v1::*;
-use strata_tests::{Cluster, ClusterOpts, run_cli, tonic_tls};
+use strata_tests::{Cluster, ClusterOpts, run_cli};
 
 fn cli_ok(args: &[&str]) -> String {
     let o = run_cli("127.0.0.1:1", args, None);
@@ -231,42 +230,45 @@ async fn acls_enforced_per_principal() {
             .map_err(|e| e.to_string()),
     );
 
-    // A token principal (no certificate): nothing allowed yet.
-    let mut raw = AdminClient::new(
-        tonic::transport::Endpoint::from_shared(format!("https://{}", c.client_addr(1)))
-            .expect("endpoint")
-            .tls_config(tonic_tls(&tls_of(&ca, None)))
-            .expect("tls")
-            .connect()
-            .await
-            .expect("connect"),
+    // A token principal (no certificate): nothing allowed yet; an unknown
+    // token is anonymous.
+    let carol = {
+        let mut cfg = as_client(&c, tls_of(&ca, None));
+        cfg.token = Some("carol-secret".into());
+        cfg
+    };
+    let carol_admin = Admin::new(carol).expect("admin");
+    assert_eq!(
+        carol_admin.who_am_i().await.expect("whoami").principal,
+        "carol"
     );
-    let mut req = tonic::Request::new(WhoAmIRequest {});
-    req.metadata_mut().insert(
-        "authorization",
-        "Bearer carol-secret".parse().expect("header"),
-    );
-    let who = raw.who_am_i(req).await.expect("whoami").into_inner();
-    assert_eq!(who.principal, "carol", "token principal");
-    let mut req = tonic::Request::new(ListTopicsRequest {
-        include_internal: false,
-    });
-    req.metadata_mut().insert(
-        "authorization",
-        "Bearer carol-secret".parse().expect("header"),
-    );
-    let topics = raw
-        .list_topics(req)
-        .await
-        .expect("list")
-        .into_inner()
-        .topics;
+    let topics = carol_admin.list_topics(false).await.expect("list");
     assert!(topics.is_empty(), "carol may describe nothing: {topics:?}");
-    let mut req = tonic::Request::new(WhoAmIRequest {});
-    req.metadata_mut()
-        .insert("authorization", "Bearer wrong".parse().expect("header"));
-    let who = raw.who_am_i(req).await.expect("whoami").into_inner();
+    let mut stranger = as_client(&c, tls_of(&ca, None));
+    stranger.token = Some("wrong".into());
+    let who = Admin::new(stranger)
+        .expect("admin")
+        .who_am_i()
+        .await
+        .expect("whoami");
     assert_eq!(who.principal, "anonymous", "an unknown token is anonymous");
+    let o = run_cli(
+        &c.bootstrap(),
+        &[
+            "--tls-ca",
+            &p("ca.pem"),
+            "--token",
+            "carol-secret",
+            "acl",
+            "whoami",
+        ],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("carol"),
+        "CLI with a token: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // The CLI: alice cannot list ACLs (one line, exit 1); admin removes one.
     let alice_dir = tmp.path().join("alice");
