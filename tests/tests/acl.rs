@@ -175,6 +175,7 @@ async fn acls_enforced_per_principal() {
         ])
         .await
         .expect("create ACLs");
+    wait_acls_everywhere(&c, 2).await;
     let listed = admin.list_acls(None).await.expect("list ACLs");
     assert_eq!(listed.len(), 2, "ACLs: {listed:?}");
     let w = Admin::new(bob.clone())
@@ -317,6 +318,7 @@ async fn acls_enforced_per_principal() {
         "read",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_acls_everywhere(&c, 1).await;
     let o = run_admin(&["acl", "list", "--output", "json"]);
     let listed: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
@@ -334,6 +336,31 @@ async fn acls_enforced_per_principal() {
         "denials are audited with the principal"
     );
     assert!(logs.contains("ACL change"), "ACL changes are audited");
+}
+
+/// Waits until every broker has applied exactly `n` ACLs (the metadata
+/// reaches each broker through the controller log, not all at once).
+async fn wait_acls_everywhere(c: &Cluster, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for id in c.ids() {
+        loop {
+            let got = c
+                .get(id)
+                .admin()
+                .await
+                .list_acls(ListAclsRequest::default())
+                .await
+                .map(|r| r.into_inner().acls.len());
+            if got.as_ref().ok() == Some(&n) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "broker {id} has {got:?} ACLs, not {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Log text without terminal colour sequences.
