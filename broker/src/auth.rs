@@ -12,7 +12,7 @@
 //! certificate principal, which forwarded requests carry). Read, write,
 //! delete and alter each imply describe.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -343,21 +343,31 @@ impl Authorizer {
         }
     }
 
-    /// Allows the request or answers UNAUTHORIZED (and writes an audit line).
-    pub fn check<'a>(
+    /// Whether `who` may do `op`: enforcement off, a superuser, or an ACL
+    /// allowing it and none denying it.
+    pub fn permits(
         &self,
-        acls: impl IntoIterator<Item = &'a Acl>,
+        acls: &BTreeSet<Acl>,
+        who: &Identity,
+        op: Operation,
+        resource: Resource,
+        name: &str,
+    ) -> bool {
+        !self.enforced(!acls.is_empty())
+            || self.superusers.contains(&who.principal)
+            || allowed(acls, &who.principal, resource, name, op)
+    }
+
+    /// Allows the request or answers UNAUTHORIZED (and writes an audit line).
+    pub fn check(
+        &self,
+        acls: &BTreeSet<Acl>,
         who: &Identity,
         op: Operation,
         resource: Resource,
         name: &str,
     ) -> Result<()> {
-        let mut acls = acls.into_iter().peekable();
-        let any = acls.peek().is_some();
-        if !self.enforced(any)
-            || self.superusers.contains(&who.principal)
-            || allowed(acls, &who.principal, resource, name, op)
-        {
+        if self.permits(acls, who, op, resource, name) {
             return Ok(());
         }
         tracing::warn!(target: "strata::audit", principal = %who.principal,
@@ -448,17 +458,24 @@ mod tests {
         };
         let auto = Authorizer::default();
         assert!(
-            auto.check(&[], &who, Operation::Write, Resource::Topic, "t")
-                .is_ok()
+            auto.check(
+                &BTreeSet::new(),
+                &who,
+                Operation::Write,
+                Resource::Topic,
+                "t"
+            )
+            .is_ok()
         );
-        let acls = vec![acl(
+        let acls: BTreeSet<Acl> = [acl(
             "alice",
             Resource::Topic,
             "t",
             Pattern::Literal,
             Operation::All,
             Permission::Allow,
-        )];
+        )]
+        .into();
         assert!(
             auto.check(&acls, &who, Operation::Write, Resource::Topic, "t")
                 .is_err()
@@ -469,8 +486,14 @@ mod tests {
             PrincipalFrom::CommonName,
         );
         assert!(
-            on.check(&[], &who, Operation::Alter, Resource::Cluster, "")
-                .is_ok()
+            on.check(
+                &BTreeSet::new(),
+                &who,
+                Operation::Alter,
+                Resource::Cluster,
+                ""
+            )
+            .is_ok()
         );
         let off = Authorizer::new(AuthzMode::Off, HashSet::new(), PrincipalFrom::CommonName);
         assert!(

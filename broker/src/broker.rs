@@ -392,11 +392,7 @@ impl Broker {
         resource: crate::auth::Resource,
         name: &str,
     ) -> bool {
-        self.with_state(|s| {
-            !self.config.auth.enforced(!s.acls.is_empty())
-                || self.config.auth.superusers.contains(&who.principal)
-                || crate::auth::allowed(&s.acls, &who.principal, resource, name, op)
-        })
+        self.with_state(|s| self.config.auth.permits(&s.acls, who, op, resource, name))
     }
 
     pub fn config(&self) -> &BrokerConfig {

@@ -271,15 +271,11 @@ pub fn incoming(
                 () = tx.closed() => return,
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(config.current());
+            let config = Arc::clone(&config);
             let tx = tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(e)) => refused(what, peer, &e.to_string()),
-                    Err(_) => refused(what, peer, "handshake timed out"),
+                if let Some(stream) = handshake(&config, tcp, peer, what).await {
+                    let _ = tx.send(Ok(stream)).await;
                 }
             });
         }
@@ -287,7 +283,28 @@ pub fn incoming(
     ReceiverStream::new(rx)
 }
 
-/// Logs a refused handshake.
-pub fn refused(what: &str, peer: SocketAddr, why: &str) {
+/// Completes the server side of a TLS handshake with the listener's
+/// current configuration (bounded in time); a refusal is logged.
+pub async fn handshake(
+    config: &ReloadingConfig,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    what: &str,
+) -> Option<TlsStream<TcpStream>> {
+    let acceptor = TlsAcceptor::from(config.current());
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            refused(what, peer, &e.to_string());
+            None
+        }
+        Err(_) => {
+            refused(what, peer, "handshake timed out");
+            None
+        }
+    }
+}
+
+fn refused(what: &str, peer: SocketAddr, why: &str) {
     tracing::info!(listener = what, %peer, reason = why, "TLS handshake refused");
 }

@@ -21,6 +21,32 @@ pub use load::{
 };
 pub use proxy::Proxy;
 
+/// Runs `strata tls gen --out DIR --hosts 127.0.0.1,localhost` with
+/// `extra` arguments (a CA, a broker and a client certificate); returns DIR.
+pub fn tls_gen(dir: &Path, extra: &[&str]) -> PathBuf {
+    let out = dir.to_str().expect("utf-8 path");
+    let mut args = vec!["tls", "gen", "--out", out, "--hosts", "127.0.0.1,localhost"];
+    args.extend_from_slice(extra);
+    let o = run_cli("127.0.0.1:1", &args, None);
+    assert!(
+        o.status.success(),
+        "strata tls gen failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    dir.to_owned()
+}
+
+/// A client trusting the CA in `ca_dir` and presenting the client
+/// certificate of `id_dir` (if any), both made by [`tls_gen`].
+pub fn client_tls(ca_dir: &Path, id_dir: Option<&Path>) -> strata_client::ClientTls {
+    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let t = strata_client::ClientTls::new(read(ca_dir.join("ca.pem")));
+    match id_dir {
+        Some(d) => t.identity(read(d.join("client.pem")), read(d.join("client-key.pem"))),
+        None => t,
+    }
+}
+
 /// Produces `values` to `topic`-`partition` (acks=all) and returns each
 /// one's offset, in order; panics on any failure.
 pub async fn produce_acked(

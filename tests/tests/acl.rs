@@ -13,7 +13,7 @@ use strata_client::{
     ProducerRecord, StartOffset,
 };
 use strata_proto::v1::*;
-use strata_tests::{Cluster, ClusterOpts, run_cli};
+use strata_tests::{Cluster, ClusterOpts, client_tls, run_cli, tls_gen};
 
 fn cli_ok(args: &[&str]) -> String {
     let o = run_cli("127.0.0.1:1", args, None);
@@ -28,33 +28,16 @@ fn cli_ok(args: &[&str]) -> String {
 /// A CA with a broker certificate and an `admin` client in `base/ca`, and
 /// client certificates for `names` signed by it in `base/NAME`.
 fn material(base: &Path, names: &[&str]) -> PathBuf {
-    let ca = base.join("ca");
-    let s = |p: &Path| p.display().to_string();
-    cli_ok(&["tls", "gen", "--out", &s(&ca), "--client-name", "admin"]);
+    let ca = tls_gen(&base.join("ca"), &["--client-name", "admin"]);
+    let s = |p: PathBuf| p.display().to_string();
+    let (cert, key) = (s(ca.join("ca.pem")), s(ca.join("ca-key.pem")));
     for n in names {
-        cli_ok(&[
-            "tls",
-            "gen",
-            "--out",
-            &s(&base.join(n)),
-            "--client-name",
-            n,
-            "--ca",
-            &s(&ca.join("ca.pem")),
-            "--ca-key",
-            &s(&ca.join("ca-key.pem")),
-        ]);
+        tls_gen(
+            &base.join(n),
+            &["--client-name", n, "--ca", &cert, "--ca-key", &key],
+        );
     }
     ca
-}
-
-fn tls_of(ca: &Path, id: Option<&Path>) -> ClientTls {
-    let read = |p: PathBuf| std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let t = ClientTls::new(read(ca.join("ca.pem")));
-    match id {
-        Some(d) => t.identity(read(d.join("client.pem")), read(d.join("client-key.pem"))),
-        None => t,
-    }
 }
 
 fn as_client(c: &Cluster, tls: ClientTls) -> ClientConfig {
@@ -145,15 +128,15 @@ async fn acls_enforced_per_principal() {
     ];
     let opts = ClusterOpts {
         extra,
-        client_tls: Some(tls_of(&ca, Some(&ca))),
+        client_tls: Some(client_tls(&ca, Some(&ca))),
         ..Default::default()
     };
     let c = Cluster::start(3, opts).await;
     c.create_in_sync("orders", 1, 3).await;
     c.create_in_sync("audit", 1, 3).await;
 
-    let alice = as_client(&c, tls_of(&ca, Some(&tmp.path().join("alice"))));
-    let bob = as_client(&c, tls_of(&ca, Some(&tmp.path().join("bob"))));
+    let alice = as_client(&c, client_tls(&ca, Some(&tmp.path().join("alice"))));
+    let bob = as_client(&c, client_tls(&ca, Some(&tmp.path().join("bob"))));
     let admin = Admin::new(c.client_config()).expect("admin");
 
     // Before any ACL (authorization auto): everyone may.
@@ -234,7 +217,7 @@ async fn acls_enforced_per_principal() {
     // A token principal (no certificate): nothing allowed yet; an unknown
     // token is anonymous.
     let carol = {
-        let mut cfg = as_client(&c, tls_of(&ca, None));
+        let mut cfg = as_client(&c, client_tls(&ca, None));
         cfg.token = Some("carol-secret".into());
         cfg
     };
@@ -245,7 +228,7 @@ async fn acls_enforced_per_principal() {
     );
     let topics = carol_admin.list_topics(false).await.expect("list");
     assert!(topics.is_empty(), "carol may describe nothing: {topics:?}");
-    let mut stranger = as_client(&c, tls_of(&ca, None));
+    let mut stranger = as_client(&c, client_tls(&ca, None));
     stranger.token = Some("wrong".into());
     let who = Admin::new(stranger)
         .expect("admin")

@@ -15,36 +15,9 @@ use futures::StreamExt;
 use strata_client::{Admin, ClientConfig, ClientTls, Consumer, ConsumerConfig, StartOffset};
 use strata_proto::v1::{AddBrokerRequest, HelloRequest};
 use strata_tests::{
-    Cluster, ClusterOpts, consume_earliest, describe_status, produce_acked, run_cli,
+    Cluster, ClusterOpts, client_tls, consume_earliest, describe_status, produce_acked, run_cli,
+    tls_gen,
 };
-
-/// Runs `strata tls gen --out DIR` with `extra` arguments.
-fn tls_gen(dir: &Path, extra: &[&str]) -> PathBuf {
-    let out = dir.to_str().expect("utf-8 path");
-    let mut args = vec!["tls", "gen", "--out", out, "--hosts", "127.0.0.1,localhost"];
-    args.extend_from_slice(extra);
-    let o = run_cli("127.0.0.1:1", &args, None);
-    assert!(
-        o.status.success(),
-        "strata tls gen failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    dir.to_owned()
-}
-
-fn read(p: PathBuf) -> Vec<u8> {
-    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
-/// A client trusting `ca_dir`'s CA and presenting `id_dir`'s client
-/// certificate (if any).
-fn client_tls(ca_dir: &Path, id_dir: Option<&Path>) -> ClientTls {
-    let t = ClientTls::new(read(ca_dir.join("ca.pem")));
-    match id_dir {
-        Some(d) => t.identity(read(d.join("client.pem")), read(d.join("client-key.pem"))),
-        None => t,
-    }
-}
 
 fn broker_flags(dir: &Path, client_auth: &str) -> Vec<String> {
     let p = |n: &str| dir.join(n).display().to_string();

@@ -142,21 +142,14 @@ impl AdminApi for AdminService {
         let who = self.broker.identify(&req);
         let all = req.into_inner().include_internal;
         self.broker.check_ready()?;
-        let visible: Vec<String> = self
-            .broker
-            .with_state(|s| s.topics.keys().cloned().collect());
-        let visible: std::collections::HashSet<String> = visible
-            .into_iter()
-            .filter(|n| {
-                self.broker
-                    .may(&who, Operation::Describe, Resource::Topic, n)
-            })
-            .collect();
+        let auth = &self.broker.config().auth;
         let topics = self.broker.with_state(|s| {
             s.topics
                 .iter()
                 .filter(|(_, m)| all || !m.internal)
-                .filter(|(n, _)| visible.contains(*n))
+                .filter(|(n, _)| {
+                    auth.permits(&s.acls, &who, Operation::Describe, Resource::Topic, n)
+                })
                 .map(|(n, m)| TopicSummary {
                     name: n.clone(),
                     partitions: m.partitions,
@@ -229,14 +222,13 @@ impl AdminApi for AdminService {
         req: Request<MetadataRequest>,
     ) -> Result<Response<MetadataResponse>, Status> {
         let who = self.broker.identify(&req);
-        let may = |n: &str| {
-            self.broker
-                .may(&who, Operation::Describe, Resource::Topic, n)
-        };
+        let auth = &self.broker.config().auth;
         let wanted = req.into_inner().topics;
         self.broker.check_ready()?;
         let node = self.broker.node_id();
         let state = self.broker.cluster_state();
+        let may =
+            |n: &str| auth.permits(&state.acls, &who, Operation::Describe, Resource::Topic, n);
         let dir = &self.broker.directory;
         let brokers = state
             .brokers

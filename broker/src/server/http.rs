@@ -83,16 +83,10 @@ pub async fn serve_http(
                         .await;
                 }
                 Some(cfg) => {
-                    let acceptor = tokio_rustls::TlsAcceptor::from(cfg.current());
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
-                    {
-                        Ok(Ok(stream)) => {
-                            let _ = http1::Builder::new()
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .await;
-                        }
-                        Ok(Err(e)) => crate::tls::refused("http", peer, &e.to_string()),
-                        Err(_) => crate::tls::refused("http", peer, "handshake timed out"),
+                    if let Some(stream) = crate::tls::handshake(&cfg, tcp, peer, "http").await {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
                     }
                 }
             }
