@@ -36,6 +36,21 @@ pub fn tls_gen(dir: &Path, extra: &[&str]) -> PathBuf {
     dir.to_owned()
 }
 
+/// `stratad` flags for TLS with the material [`tls_gen`] wrote to `dir`.
+pub fn tls_broker_flags(dir: &Path, client_auth: &str) -> Vec<String> {
+    let p = |n: &str| dir.join(n).display().to_string();
+    vec![
+        "--tls-cert".into(),
+        p("broker.pem"),
+        "--tls-key".into(),
+        p("broker-key.pem"),
+        "--tls-ca".into(),
+        p("ca.pem"),
+        "--tls-client-auth".into(),
+        client_auth.into(),
+    ]
+}
+
 /// A client trusting the CA in `ca_dir` and presenting the client
 /// certificate of `id_dir` (if any), both made by [`tls_gen`].
 pub fn client_tls(ca_dir: &Path, id_dir: Option<&Path>) -> strata_client::ClientTls {

@@ -13,7 +13,7 @@ use strata_client::{
     ProducerRecord, StartOffset,
 };
 use strata_proto::v1::*;
-use strata_tests::{Cluster, ClusterOpts, client_tls, run_cli, tls_gen};
+use strata_tests::{Cluster, ClusterOpts, client_tls, run_cli, tls_broker_flags, tls_gen};
 
 fn cli_ok(args: &[&str]) -> String {
     let o = run_cli("127.0.0.1:1", args, None);
@@ -112,20 +112,13 @@ async fn acls_enforced_per_principal() {
     let tokens = tmp.path().join("tokens");
     std::fs::write(&tokens, format!("# name:sha256\ncarol:{}\n", hash.trim())).expect("tokens");
     let p = |n: &str| ca.join(n).display().to_string();
-    let extra = vec![
-        "--tls-cert".into(),
-        p("broker.pem"),
-        "--tls-key".into(),
-        p("broker-key.pem"),
-        "--tls-ca".into(),
-        p("ca.pem"),
-        "--tls-client-auth".into(),
-        "optional".into(),
+    let mut extra = tls_broker_flags(&ca, "optional");
+    extra.extend([
         "--superusers".into(),
         "admin".into(),
         "--token-file".into(),
         tokens.display().to_string(),
-    ];
+    ]);
     let opts = ClusterOpts {
         extra,
         client_tls: Some(client_tls(&ca, Some(&ca))),

@@ -16,22 +16,8 @@ use strata_client::{Admin, ClientConfig, ClientTls, Consumer, ConsumerConfig, St
 use strata_proto::v1::{AddBrokerRequest, HelloRequest};
 use strata_tests::{
     Cluster, ClusterOpts, client_tls, consume_earliest, describe_status, produce_acked, run_cli,
-    tls_gen,
+    tls_broker_flags, tls_gen,
 };
-
-fn broker_flags(dir: &Path, client_auth: &str) -> Vec<String> {
-    let p = |n: &str| dir.join(n).display().to_string();
-    vec![
-        "--tls-cert".into(),
-        p("broker.pem"),
-        "--tls-key".into(),
-        p("broker-key.pem"),
-        "--tls-ca".into(),
-        p("ca.pem"),
-        "--tls-client-auth".into(),
-        client_auth.into(),
-    ]
-}
 
 /// CLI arguments of a client with `dir`'s material.
 fn cli_tls(dir: &Path) -> Vec<String> {
@@ -96,7 +82,7 @@ async fn tls_cluster_and_refused_clients() {
         ],
     );
     let opts = ClusterOpts {
-        extra: broker_flags(&good, "required"),
+        extra: tls_broker_flags(&good, "required"),
         client_tls: Some(client_tls(&good, Some(&good))),
         ..Default::default()
     };
@@ -212,7 +198,7 @@ async fn broker_with_certificate_of_another_ca_cannot_join() {
     let good = tls_gen(&tmp.path().join("a"), &[]);
     let other = tls_gen(&tmp.path().join("b"), &[]);
     let opts = ClusterOpts {
-        extra: broker_flags(&good, "required"),
+        extra: tls_broker_flags(&good, "required"),
         client_tls: Some(client_tls(&good, Some(&good))),
         ..Default::default()
     };
@@ -222,7 +208,7 @@ async fn broker_with_certificate_of_another_ca_cannot_join() {
     produce_acked(c.client_config(), "kept", 0, &values).await;
 
     // Trusts the right CA, but its own certificate is signed by another.
-    let mut flags = broker_flags(&good, "required");
+    let mut flags = tls_broker_flags(&good, "required");
     flags[1] = other.join("broker.pem").display().to_string();
     flags[3] = other.join("broker-key.pem").display().to_string();
     let id = c.spawn_joiner(&flags);
@@ -310,7 +296,7 @@ async fn certificate_rotation_without_restart() {
         &["--ca", &ca, "--ca-key", &ca_key],
     );
     let opts = ClusterOpts {
-        extra: broker_flags(&live, "required"),
+        extra: tls_broker_flags(&live, "required"),
         client_tls: Some(client_tls(&live, Some(&live))),
         ..Default::default()
     };
@@ -416,7 +402,7 @@ async fn health_endpoints_over_tls() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let m = tls_gen(&tmp.path().join("a"), &[]);
     let http: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-    let mut flags = broker_flags(&m, "required");
+    let mut flags = tls_broker_flags(&m, "required");
     flags.extend([
         "--peer-listen".to_string(),
         format!("127.0.0.1:{}", free_port()),
