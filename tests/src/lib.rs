@@ -1,5 +1,5 @@
 //! Harness for integration tests: spawns real `stratad` processes on
-//! ephemeral 127.0.0.1 ports, kills them (SIGKILL) or stops them (SIGTERM),
+//! free 127.0.0.1 ports, kills them (SIGKILL) or stops them (SIGTERM),
 //! restarts them on the same data directory, and runs the `strata` CLI.
 //!
 //! Binaries are taken from the cargo target directory of the running test
@@ -150,13 +150,47 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
-/// A free port on 127.0.0.1 (bound and released).
+/// A free port on 127.0.0.1 for a broker to listen on.
+///
+/// Ports come from below the kernel's ephemeral range: a port taken from
+/// that range (`bind(0)`) is released before the broker binds it, and in
+/// between any outgoing connection on this machine may be given it as its
+/// local port. Below the range only explicit binds compete; each test
+/// process walks its own stride of the range (seeded by its pid) and checks
+/// that the port binds before handing it out.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (lo, hi) = harness_port_range();
+    let span = u32::from(hi - lo);
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = lo + (seed.wrapping_add(n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    // Every port of the range is taken: fall back to the ephemeral range.
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port()
+}
+
+/// The ports [`free_port`] hands out: from 12000 up to the start of the
+/// kernel's ephemeral range (32768 unless configured otherwise).
+fn harness_port_range() -> (u16, u16) {
+    let ephemeral_lo = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if ephemeral_lo > 14000 {
+        (12000, ephemeral_lo)
+    } else {
+        (49152, 65535)
+    }
 }
 
 /// Prefix of the lines the harness writes into a broker's log.
