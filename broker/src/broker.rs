@@ -63,6 +63,7 @@ pub struct Broker {
     /// (learned from the controller leader after start; MAX = not yet).
     catch_up_to: std::sync::atomic::AtomicU64,
     started: std::time::Instant,
+    tier: Arc<crate::tier::Tier>,
     _dir_lock: File,
 }
 
@@ -196,6 +197,10 @@ impl Broker {
         Self::check_node_meta(&dir, config.node_id)?;
         Self::check_cluster_meta(&dir, &config)?;
         Self::check_peers(&config).await?;
+        let tier = Arc::new(
+            crate::tier::Tier::open(config.tier.clone())
+                .map_err(|e| BrokerError::InvalidConfig(e.to_string()))?,
+        );
         let directory = Arc::new(Directory::default());
         let addrs: HashMap<u64, String> = config
             .initial_cluster
@@ -268,10 +273,12 @@ impl Broker {
             hard_states,
             catch_up_to: std::sync::atomic::AtomicU64::new(u64::MAX),
             started: std::time::Instant::now(),
+            tier,
             _dir_lock: dir_lock,
         });
         tokio::spawn(Self::follow_metadata(Arc::downgrade(&broker)));
         tokio::spawn(Self::maintenance(Arc::downgrade(&broker)));
+        tokio::spawn(crate::tier::uploader::run(Arc::downgrade(&broker)));
         Ok(broker)
     }
 
@@ -397,6 +404,10 @@ impl Broker {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    pub fn tier(&self) -> &Arc<crate::tier::Tier> {
+        &self.tier
     }
 
     pub fn node_id(&self) -> u64 {
@@ -897,17 +908,43 @@ impl Broker {
                 .await
                 .map(ControllerReply::Topic),
             ControllerOp::DeleteTopic { name } => {
-                self.controller
+                let remote = self
+                    .controller
                     .propose(|s| {
-                        if !s.topics.contains_key(&name) {
+                        let Some(t) = s.topics.get(&name) else {
                             return Err(BrokerError::UnknownTopic(name.clone()));
-                        }
+                        };
+                        let remote: Vec<crate::tier::RemoteLoc> = s
+                            .remote
+                            .get(&name)
+                            .map(|m| {
+                                m.keys()
+                                    .map(|p| crate::tier::RemoteLoc {
+                                        topic: name.clone(),
+                                        topic_id: t.id.clone(),
+                                        partition: *p,
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
                         Ok((
                             vec![MetadataCommand::DeleteTopic { name: name.clone() }],
-                            (),
+                            remote,
                         ))
                     })
                     .await?;
+                // The topic's objects go with it (in the background).
+                if !remote.is_empty() {
+                    let tier = Arc::clone(&self.tier);
+                    tokio::spawn(async move {
+                        for loc in remote {
+                            if let Err(e) = tier.delete_partition(&loc).await {
+                                tracing::warn!(topic = %loc.topic, partition = loc.partition,
+                                    error = %e, "objects of a deleted topic not deleted");
+                            }
+                        }
+                    });
+                }
                 Ok(ControllerReply::Unit)
             }
             ControllerOp::AlterTopicConfig { name, set } => {
@@ -964,6 +1001,64 @@ impl Broker {
                     })
                     .await?;
                 Ok(ControllerReply::Count(changed))
+            }
+            ControllerOp::AddRemoteSegment {
+                topic,
+                topic_id,
+                partition,
+                segment,
+            } => {
+                let n = self
+                    .controller
+                    .propose(|s| {
+                        if !s.topics.get(&topic).is_some_and(|t| t.id == topic_id) {
+                            return Err(BrokerError::UnknownTopic(topic.clone()));
+                        }
+                        let mut m = s.manifest(&topic, partition).cloned().unwrap_or_default();
+                        if !m.append(segment.clone()) {
+                            return Ok((vec![], 0));
+                        }
+                        Ok((
+                            vec![MetadataCommand::AddRemoteSegment {
+                                topic: topic.clone(),
+                                topic_id: topic_id.clone(),
+                                partition,
+                                segment: segment.clone(),
+                            }],
+                            1,
+                        ))
+                    })
+                    .await?;
+                Ok(ControllerReply::Count(n))
+            }
+            ControllerOp::TrimRemote {
+                topic,
+                topic_id,
+                partition,
+                start,
+            } => {
+                let n = self
+                    .controller
+                    .propose(|s| {
+                        if !s.topics.get(&topic).is_some_and(|t| t.id == topic_id) {
+                            return Err(BrokerError::UnknownTopic(topic.clone()));
+                        }
+                        let cur = s.manifest(&topic, partition).map_or(0, |m| m.start);
+                        if start <= cur {
+                            return Ok((vec![], 0));
+                        }
+                        Ok((
+                            vec![MetadataCommand::TrimRemote {
+                                topic: topic.clone(),
+                                topic_id: topic_id.clone(),
+                                partition,
+                                start,
+                            }],
+                            1,
+                        ))
+                    })
+                    .await?;
+                Ok(ControllerReply::Count(n))
             }
             ControllerOp::AllocateProducerIds { count } => {
                 let start = self
@@ -1371,7 +1466,12 @@ impl Broker {
             let Some(b) = me.upgrade() else { return };
             let parts = b.all_partitions();
             for p in parts {
-                match p.maintain() {
+                let remote = b.with_state(|s| {
+                    s.manifest(p.topic(), p.id())
+                        .filter(|m| m.start > 0 || !m.segments.is_empty())
+                        .map(|m| (m.start, m.end()))
+                });
+                match p.maintain(remote) {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(topic = %p.topic(), partition = p.id(), segments = n, "retention deleted segments")
@@ -1428,6 +1528,16 @@ impl Broker {
                 continue;
             };
             let o = part.offsets();
+            let upload_lag_bytes = if part.config().remote_storage {
+                let end = self.with_state(|s| {
+                    s.manifest(&key.0, key.1)
+                        .filter(|m| !m.segments.is_empty() || m.start > 0)
+                        .map_or(i64::MIN, |m| m.end())
+                });
+                part.with_log(|log, _| log.bytes_from(end))
+            } else {
+                0
+            };
             // A quiesced group's view is not refreshed: drop silent brokers.
             let me = self.config.node_id;
             let isr: Vec<u64> = v
@@ -1447,6 +1557,7 @@ impl Broker {
                 log_end_offset: o.log_end,
                 size_bytes: o.size_bytes,
                 segments: o.segments as u32,
+                upload_lag_bytes,
             });
         }
         out

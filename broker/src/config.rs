@@ -96,6 +96,37 @@ pub struct Args {
     /// Principals that bypass ACLs (comma-separated).
     #[arg(long, env = "STRATA_SUPERUSERS", value_delimiter = ',')]
     pub superusers: Option<Vec<String>>,
+    /// Object storage of tiered topics: file:///DIR or s3://BUCKET[/PREFIX]
+    /// (default: file://DATA_DIR/objects).
+    #[arg(long, env = "STRATA_OBJECT_STORE")]
+    pub object_store: Option<String>,
+    /// S3 endpoint URL (S3-compatible stores); default AWS_ENDPOINT or AWS.
+    #[arg(long, env = "STRATA_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region; default AWS_REGION.
+    #[arg(long, env = "STRATA_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id; default AWS_ACCESS_KEY_ID.
+    #[arg(long, env = "STRATA_S3_ACCESS_KEY_ID")]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key; default AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "STRATA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Path-style S3 requests (default true with --s3-endpoint).
+    #[arg(long, env = "STRATA_S3_PATH_STYLE")]
+    pub s3_path_style: Option<bool>,
+    /// Allow plain-HTTP S3 endpoints (default true for http:// endpoints).
+    #[arg(long, env = "STRATA_S3_ALLOW_HTTP")]
+    pub s3_allow_http: Option<bool>,
+    /// Memory for cached chunks of remote segments, in bytes.
+    #[arg(long, env = "STRATA_TIER_CACHE_BYTES")]
+    pub tier_cache_bytes: Option<u64>,
+    /// Segment uploads in flight per broker.
+    #[arg(long, env = "STRATA_TIER_MAX_UPLOADS")]
+    pub tier_max_uploads: Option<usize>,
+    /// How often leaders look for sealed segments to upload, e.g. 1s.
+    #[arg(long, env = "STRATA_TIER_UPLOAD_INTERVAL")]
+    pub tier_upload_interval: Option<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -127,6 +158,16 @@ struct FileConfig {
     token_file: Option<PathBuf>,
     authorization: Option<String>,
     superusers: Option<Vec<String>>,
+    object_store: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+    s3_path_style: Option<bool>,
+    s3_allow_http: Option<bool>,
+    tier_cache_bytes: Option<u64>,
+    tier_max_uploads: Option<usize>,
+    tier_upload_interval: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,6 +198,7 @@ pub struct BrokerConfig {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Principals and ACL enforcement.
     pub auth: crate::auth::Authorizer,
+    pub tier: crate::tier::TierSettings,
 }
 
 impl BrokerConfig {
@@ -436,7 +478,49 @@ impl BrokerConfig {
             args.superusers.or(file.superusers),
             tls.as_ref(),
         )?;
+        let default_store = || {
+            let dir = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+            format!("file://{}", dir.join("objects").display())
+        };
+        let upload_every = args
+            .tier_upload_interval
+            .or(file.tier_upload_interval)
+            .unwrap_or_else(|| "1s".into());
+        let upload_interval = humantime::parse_duration(&upload_every)
+            .map_err(|e| ConfigError(format!("tier-upload-interval '{upload_every}': {e}")))?;
+        if upload_interval < Duration::from_millis(10) {
+            return err("tier-upload-interval must be at least 10ms");
+        }
+        let max_uploads = args.tier_max_uploads.or(file.tier_max_uploads).unwrap_or(4);
+        if !(1..=256).contains(&max_uploads) {
+            return err("tier-max-uploads must be between 1 and 256");
+        }
+        let tier = crate::tier::TierSettings {
+            url: args
+                .object_store
+                .or(file.object_store)
+                .unwrap_or_else(default_store),
+            endpoint: args.s3_endpoint.or(file.s3_endpoint),
+            region: args.s3_region.or(file.s3_region),
+            access_key_id: args.s3_access_key_id.or(file.s3_access_key_id),
+            secret_access_key: args.s3_secret_access_key.or(file.s3_secret_access_key),
+            path_style: args.s3_path_style.or(file.s3_path_style),
+            allow_http: args.s3_allow_http.or(file.s3_allow_http),
+            cache_bytes: args
+                .tier_cache_bytes
+                .or(file.tier_cache_bytes)
+                .unwrap_or(256 << 20),
+            max_uploads,
+            upload_interval,
+        };
+        if !(tier.url.starts_with("file:///") || tier.url.starts_with("s3://")) {
+            return err(format!(
+                "object-store '{}': expected file:///DIR or s3://BUCKET[/PREFIX]",
+                tier.url
+            ));
+        }
         Ok(Self {
+            tier,
             auth,
             tls,
             node_id,

@@ -78,6 +78,10 @@ pub enum BrokerError {
     UnknownBroker(u64),
     #[error("not enough replicas: {0}")]
     NotEnoughReplicas(String),
+    #[error("remote storage unavailable: {0}")]
+    RemoteStorage(String),
+    #[error("remote data corrupt or missing: {0}")]
+    RemoteDataCorrupt(String),
     /// An error another broker reported (a forwarded request).
     #[error("{message}")]
     Remote { code: ErrorCode, message: String },
@@ -120,6 +124,8 @@ impl BrokerError {
             NotController { .. } => ErrorCode::NotController,
             UnknownBroker(_) => ErrorCode::UnknownBroker,
             NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
+            RemoteStorage(_) => ErrorCode::RemoteStorageUnavailable,
+            RemoteDataCorrupt(_) => ErrorCode::RemoteDataCorrupt,
             Remote { code, .. } => *code,
         }
     }
@@ -137,6 +143,17 @@ impl BrokerError {
             LogError::BatchTooLarge { size, max } => Self::BatchTooLarge { size, max },
             LogError::Corrupt(b) => Self::from(b),
             e @ (LogError::Io { .. } | LogError::Raft(_)) => Self::Storage(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::tier::TierError> for BrokerError {
+    fn from(e: crate::tier::TierError) -> Self {
+        use crate::tier::TierError as T;
+        match e {
+            T::Unavailable(m) => Self::RemoteStorage(m),
+            T::Corrupt(m) => Self::RemoteDataCorrupt(m),
+            T::Config(m) => Self::InvalidConfig(m),
         }
     }
 }

@@ -246,7 +246,7 @@ impl GroupCoordinator {
             .partition
             .delete_records(start, COMMIT_TIMEOUT)
             .await?;
-        let _ = shard.partition.maintain()?;
+        let _ = shard.partition.maintain(None)?;
         *shard.base_bytes.lock().unwrap_or_else(|e| e.into_inner()) =
             shard.partition.offsets().size_bytes;
         Ok(())

@@ -13,4 +13,5 @@ pub mod partition;
 pub mod producer_state;
 pub mod raft;
 pub mod server;
+pub mod tier;
 pub mod tls;

@@ -240,6 +240,11 @@ impl Partition {
         self.lock().log.next_offset()
     }
 
+    /// The first offset on local disk.
+    pub fn local_start(&self) -> i64 {
+        self.lock().log.log_start_offset()
+    }
+
     pub fn high_watermark(&self) -> i64 {
         *self.hw.borrow()
     }
@@ -445,17 +450,33 @@ impl Partition {
     }
 
     /// Retention (of committed data only) and time-based rolling; returns
-    /// deleted segment count.
-    pub fn maintain(&self) -> Result<usize> {
+    /// deleted segment count. `remote` is what object storage holds
+    /// (start, end): under tiered storage only segments below its end may
+    /// go, and offsets below its start are gone from the whole log.
+    pub fn maintain(&self, remote: Option<(i64, i64)>) -> Result<usize> {
         let now = now_ms();
         let hw = self.high_watermark();
         let mut g = self.lock();
         if g.log.roll_due(now) {
             g.log.roll(now).map_err(|e| self.map_log(e))?;
         }
+        let mut limit = hw;
+        if g.log.config().remote_storage {
+            let start = g.log.log_start_offset();
+            limit = limit.min(remote.map_or(start, |(_, end)| end));
+            if let Some((rstart, _)) = remote
+                && rstart > start
+                && rstart <= hw
+            {
+                // Retention of the whole log passed the local start.
+                g.log
+                    .delete_records(rstart, now)
+                    .map_err(|e| self.map_log(e))?;
+            }
+        }
         let n = g
             .log
-            .apply_retention_below(now, hw)
+            .apply_retention_below(now, limit)
             .map_err(|e| self.map_log(e))?;
         let sealed = g.log.has_unsynced_sealed();
         drop(g);

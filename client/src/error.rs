@@ -127,6 +127,7 @@ pub fn is_retriable_code(code: ErrorCode) -> bool {
             | ErrorCode::ShuttingDown
             | ErrorCode::NotEnoughReplicas
             | ErrorCode::NotController
+            | ErrorCode::RemoteStorageUnavailable
     )
 }
 

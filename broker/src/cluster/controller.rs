@@ -128,6 +128,22 @@ pub enum ControllerOp {
     RemoveBroker {
         id: u64,
     },
+    /// Records an uploaded segment in the partition's remote manifest;
+    /// answers 1, or 0 when it does not continue the manifest (another
+    /// upload of the range is recorded).
+    AddRemoteSegment {
+        topic: String,
+        topic_id: String,
+        partition: u32,
+        segment: crate::tier::RemoteSegment,
+    },
+    /// Moves a partition's remote start forward; answers 1 if it moved.
+    TrimRemote {
+        topic: String,
+        topic_id: String,
+        partition: u32,
+        start: i64,
+    },
     /// Adds (`add`) or removes ACLs; answers how many changed.
     ChangeAcls {
         add: bool,

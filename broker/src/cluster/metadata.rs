@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tier::{RemoteManifest, RemoteSegment};
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TopicMeta {
     pub id: String,
@@ -44,6 +46,21 @@ pub struct ClusterState {
     /// Access control lists.
     #[serde(default)]
     pub acls: std::collections::BTreeSet<crate::auth::Acl>,
+    /// Tiered storage: what object storage holds, per topic and partition.
+    #[serde(default)]
+    pub remote: BTreeMap<String, BTreeMap<u32, RemoteManifest>>,
+}
+
+impl ClusterState {
+    /// The remote manifest of a partition (empty when nothing is remote).
+    pub fn manifest(&self, topic: &str, partition: u32) -> Option<&RemoteManifest> {
+        self.remote.get(topic).and_then(|m| m.get(&partition))
+    }
+
+    /// Whether `topic` exists with id `id`.
+    fn topic_is(&self, topic: &str, id: &str) -> bool {
+        self.topics.get(topic).is_some_and(|t| t.id == id)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -82,6 +99,22 @@ pub enum MetadataCommand {
     },
     RemoveAcls {
         acls: Vec<crate::auth::Acl>,
+    },
+    /// Records an uploaded segment (ignored unless it continues the
+    /// partition's manifest: a concurrent upload of the range won).
+    AddRemoteSegment {
+        topic: String,
+        topic_id: String,
+        partition: u32,
+        segment: RemoteSegment,
+    },
+    /// Moves the remote start (retention, DeleteRecords); segments below
+    /// it leave the manifest before their objects are deleted.
+    TrimRemote {
+        topic: String,
+        topic_id: String,
+        partition: u32,
+        start: i64,
     },
     /// Replaces the whole state (written when the metadata log is compacted).
     Snapshot {
@@ -122,6 +155,7 @@ impl ClusterState {
                 if let Some(t) = self.topics.remove(&name) {
                     self.deleted_topic_ids.insert(t.id);
                 }
+                self.remote.remove(&name);
             }
             MetadataCommand::AlterTopicConfig { name, set } => {
                 if let Some(t) = self.topics.get_mut(&name) {
@@ -141,6 +175,28 @@ impl ClusterState {
             MetadataCommand::RemoveAcls { acls } => {
                 for a in &acls {
                     self.acls.remove(a);
+                }
+            }
+            MetadataCommand::AddRemoteSegment {
+                topic,
+                topic_id,
+                partition,
+                segment,
+            } => {
+                if self.topic_is(&topic, &topic_id) {
+                    let m = self.remote.entry(topic).or_default().entry(partition);
+                    m.or_default().append(segment);
+                }
+            }
+            MetadataCommand::TrimRemote {
+                topic,
+                topic_id,
+                partition,
+                start,
+            } => {
+                if self.topic_is(&topic, &topic_id) {
+                    let m = self.remote.entry(topic).or_default().entry(partition);
+                    m.or_default().trim(start);
                 }
             }
             MetadataCommand::Snapshot { state } => *self = state,

@@ -21,6 +21,9 @@ pub const KEYS: &[&str] = &[
     "max.message.bytes",
     "index.interval.bytes",
     "segment.index.bytes",
+    "remote.storage.enable",
+    "retention.local.ms",
+    "retention.local.bytes",
 ];
 
 fn int(key: &str, v: &str, min: i64, max: i64) -> Result<i64, BrokerError> {
@@ -76,11 +79,19 @@ fn apply(cfg: &mut LogConfig, key: &str, v: &str) -> Result<(), BrokerError> {
         "segment.index.bytes" => {
             cfg.index_max_bytes = int(key, v, 4096, i64::from(i32::MAX))? as u32
         }
-        "retention.local.ms" | "retention.local.bytes" => {
-            return Err(BrokerError::InvalidConfig(format!(
-                "{key}: local retention needs tiered storage, which this broker does not run yet"
-            )));
+        "remote.storage.enable" => {
+            cfg.remote_storage = match v {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(BrokerError::InvalidConfig(format!(
+                        "{key}={v}: expected true or false"
+                    )));
+                }
+            }
         }
+        "retention.local.ms" => cfg.local_retention_ms = int(key, v, -2, i64::MAX)?,
+        "retention.local.bytes" => cfg.local_retention_bytes = int(key, v, -2, i64::MAX)?,
         _ => {
             return Err(BrokerError::InvalidConfig(format!(
                 "unknown topic config '{key}'"
@@ -98,6 +109,24 @@ pub fn effective(
     let mut cfg = defaults.clone();
     for (k, v) in overrides {
         apply(&mut cfg, k, v)?;
+    }
+    // Local retention keeps a tail of what the whole log retains.
+    let (local_ms, local_bytes) = cfg.local_limits();
+    if cfg.remote_storage {
+        if let (Some(l), Some(t)) = (local_ms, cfg.retention_ms)
+            && l > t
+        {
+            return Err(BrokerError::InvalidConfig(format!(
+                "retention.local.ms={l} exceeds retention.ms={t}"
+            )));
+        }
+        if let (Some(l), Some(t)) = (local_bytes, cfg.retention_bytes)
+            && l > t
+        {
+            return Err(BrokerError::InvalidConfig(format!(
+                "retention.local.bytes={l} exceeds retention.bytes={t}"
+            )));
+        }
     }
     Ok(cfg)
 }
@@ -126,6 +155,18 @@ pub fn render(cfg: &LogConfig) -> BTreeMap<String, String> {
     m.insert(
         "segment.index.bytes".into(),
         cfg.index_max_bytes.to_string(),
+    );
+    m.insert(
+        "remote.storage.enable".into(),
+        cfg.remote_storage.to_string(),
+    );
+    m.insert(
+        "retention.local.ms".into(),
+        cfg.local_retention_ms.to_string(),
+    );
+    m.insert(
+        "retention.local.bytes".into(),
+        cfg.local_retention_bytes.to_string(),
     );
     m
 }
@@ -179,6 +220,8 @@ mod tests {
             ("fsync", "maybe"),
             ("nope", "1"),
             ("cleanup.policy", "compact"),
+            ("remote.storage.enable", "yes"),
+            ("retention.local.ms", "-3"),
         ] {
             let mut o = BTreeMap::new();
             o.insert(k.to_string(), v.to_string());
@@ -187,6 +230,43 @@ mod tests {
                 "{k}={v}"
             );
         }
+    }
+
+    #[test]
+    fn local_retention_under_tiering() {
+        let d = LogConfig::default();
+        let o = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        // Without tiering the local limits are the total ones.
+        let c = effective(&d, &o(&[("retention.ms", "500"), ("retention.local.ms", "10")])).unwrap();
+        assert_eq!(c.local_limits(), (Some(500), None));
+        let c = effective(
+            &d,
+            &o(&[
+                ("remote.storage.enable", "true"),
+                ("retention.ms", "500"),
+                ("retention.local.ms", "10"),
+                ("retention.local.bytes", "4096"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.local_limits(), (Some(10), Some(4096)));
+        // Unset local limits follow the total ones (-2).
+        let c = effective(&d, &o(&[("remote.storage.enable", "true"), ("retention.bytes", "99")])).unwrap();
+        assert_eq!(c.local_limits().1, Some(99));
+        assert!(
+            effective(
+                &d,
+                &o(&[
+                    ("remote.storage.enable", "true"),
+                    ("retention.ms", "5"),
+                    ("retention.local.ms", "10")
+                ])
+            )
+            .is_err(),
+            "a local tail longer than the whole log"
+        );
     }
 
     #[test]

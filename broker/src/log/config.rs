@@ -63,6 +63,31 @@ pub struct LogConfig {
     pub index_max_bytes: u32,
     pub max_message_bytes: u32,
     pub fsync: FsyncPolicy,
+    /// Tiered storage: sealed segments are uploaded to object storage.
+    pub remote_storage: bool,
+    /// `retention.local.ms`: -2 = as `retention_ms`, -1 = forever.
+    pub local_retention_ms: i64,
+    /// `retention.local.bytes`: -2 = as `retention_bytes`, -1 = unlimited.
+    pub local_retention_bytes: i64,
+}
+
+impl LogConfig {
+    /// The retention that applies to local segments: the local one under
+    /// tiered storage (segments then go only once they are remote).
+    pub fn local_limits(&self) -> (Option<i64>, Option<u64>) {
+        if !self.remote_storage {
+            return (self.retention_ms, self.retention_bytes);
+        }
+        let ms = match self.local_retention_ms {
+            -2 => self.retention_ms,
+            n => (n >= 0).then_some(n),
+        };
+        let bytes = match self.local_retention_bytes {
+            -2 => self.retention_bytes,
+            n => (n >= 0).then_some(n as u64),
+        };
+        (ms, bytes)
+    }
 }
 
 impl Default for LogConfig {
@@ -76,6 +101,9 @@ impl Default for LogConfig {
             index_max_bytes: 10 << 20,
             max_message_bytes: 8 << 20,
             fsync: FsyncPolicy::Never,
+            remote_storage: false,
+            local_retention_ms: -2,
+            local_retention_bytes: -2,
         }
     }
 }

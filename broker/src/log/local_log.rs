@@ -75,6 +75,19 @@ pub struct ReadInfo {
     pub next_offset: i64,
 }
 
+/// The batches of a sealed segment from one offset on (an upload).
+#[derive(Debug, Clone)]
+pub struct SealedSlice {
+    /// Whole batches, a zero-copy slice of the segment's map.
+    pub data: Bytes,
+    /// Offset of the first batch.
+    pub base: i64,
+    /// Offset after the segment.
+    pub next: i64,
+    /// Newest record timestamp of the segment.
+    pub max_ts: i64,
+}
+
 /// What `open` found and repaired.
 #[derive(Debug, Default, Clone)]
 pub struct RecoveryReport {
@@ -508,7 +521,8 @@ impl Log {
         Ok(bases.len())
     }
 
-    /// Applies `retention.ms` and `retention.bytes` to sealed segments.
+    /// Applies `retention.ms` and `retention.bytes` (under tiered storage
+    /// `retention.local.*`) to sealed segments.
     /// Returns how many segments were deleted.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
         self.apply_retention_below(now_ms, i64::MAX)
@@ -518,6 +532,7 @@ impl Log {
     /// `limit` (the high watermark: uncommitted entries are never dropped).
     pub fn apply_retention_below(&mut self, now_ms: i64, limit: i64) -> Result<usize, LogError> {
         let mut doomed = Vec::new();
+        let (retention_ms, retention_bytes) = self.config.local_limits();
         let mut total = self.size_bytes();
         let sealed: Vec<(i64, u64, i64, i64)> = self
             .segments
@@ -526,14 +541,8 @@ impl Log {
             .map(|(b, s)| (*b, s.size() as u64, s.max_timestamp(), s.next_offset()))
             .collect();
         for (base, size, max_ts, next) in sealed {
-            let too_old = self
-                .config
-                .retention_ms
-                .is_some_and(|ms| max_ts >= 0 && now_ms - max_ts > ms);
-            let too_big = self
-                .config
-                .retention_bytes
-                .is_some_and(|limit| total > limit && total - size >= limit);
+            let too_old = retention_ms.is_some_and(|ms| max_ts >= 0 && now_ms - max_ts > ms);
+            let too_big = retention_bytes.is_some_and(|limit| total > limit && total - size >= limit);
             let below_start = next <= self.log_start_offset;
             if too_old || too_big || below_start {
                 doomed.push((base, next));
@@ -550,6 +559,39 @@ impl Log {
         }
         let bases: Vec<i64> = doomed.into_iter().map(|(b, _)| b).collect();
         self.delete_segments(&bases)
+    }
+
+    /// The batches from `from` to the end of the sealed segment holding
+    /// it, when that segment ends at or below `limit` (committed data).
+    pub fn sealed_slice(&self, from: i64, limit: i64) -> Option<SealedSlice> {
+        let seg = self.segment_for(from.max(self.log_start_offset))?;
+        if !seg.is_sealed() || seg.next_offset() > limit || seg.next_offset() <= from {
+            return None;
+        }
+        let (pos, h) = seg.find(from.max(seg.base_offset()))?;
+        let (data, _) = seg.read_at(pos, usize::MAX, i64::MAX, true);
+        if data.is_empty() {
+            return None;
+        }
+        Some(SealedSlice {
+            data,
+            base: h.base_offset,
+            next: seg.next_offset(),
+            max_ts: seg.max_timestamp(),
+        })
+    }
+
+    /// Bytes of the batches from the one holding `offset` to the log end
+    /// (the whole log when `offset` is below the start).
+    pub fn bytes_from(&self, offset: i64) -> u64 {
+        self.segments
+            .values()
+            .filter(|s| s.next_offset() > offset)
+            .map(|s| match s.find(offset) {
+                Some((pos, _)) if s.base_offset() <= offset => (s.size() - pos) as u64,
+                _ => s.size() as u64,
+            })
+            .sum()
     }
 
     /// Whether the active segment is due for a time-based roll.

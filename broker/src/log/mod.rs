@@ -11,5 +11,5 @@ pub mod segment;
 pub use config::{FsyncPolicy, LogConfig};
 pub use local_log::{
     AppendInfo, COMMIT_HINT_FILE, Log, LogError, OWNER_FILE, RAFT_STATE_FILE, RaftBase, ReadInfo,
-    RecoveryReport, SyncPlan,
+    RecoveryReport, SealedSlice, SyncPlan,
 };

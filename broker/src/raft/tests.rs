@@ -532,7 +532,7 @@ async fn snapshot_catch_up() {
             retention_bytes: Some(8192),
             ..test_config()
         });
-        let deleted = part.maintain().unwrap();
+        let deleted = part.maintain(None).unwrap();
         assert!(deleted >= 2, "broker {id} deleted {deleted} segments");
     }
     let base = p.with_log(|l, _| l.raft_base());

@@ -47,6 +47,9 @@ impl AdminService {
         meta: &TopicMeta,
         states: &HashMap<(String, u32), ReplicaState>,
     ) -> TopicDescription {
+        let remote = self
+            .broker
+            .with_state(|s| s.remote.get(name).cloned().unwrap_or_default());
         let partitions = (0..meta.partitions)
             .map(|p| {
                 let replicas = meta
@@ -65,15 +68,31 @@ impl AdminService {
                     remote_start_offset: None,
                     size_bytes: 0,
                     segments: 0,
+                    local_start_offset: -1,
+                    remote_end_offset: None,
+                    remote_bytes: 0,
+                    remote_segments: 0,
+                    upload_lag_bytes: 0,
                 };
                 if let Some(st) = states.get(&(name.to_owned(), p)) {
                     d.leader = st.leader;
                     d.isr = st.isr.clone();
                     d.log_start_offset = st.log_start_offset;
+                    d.local_start_offset = st.log_start_offset;
                     d.high_watermark = st.high_watermark;
                     d.log_end_offset = st.log_end_offset;
                     d.size_bytes = st.size_bytes;
                     d.segments = st.segments;
+                    d.upload_lag_bytes = st.upload_lag_bytes;
+                }
+                if let Some(m) = remote.get(&p).filter(|m| !m.segments.is_empty()) {
+                    d.remote_start_offset = Some(m.start);
+                    d.remote_end_offset = Some(m.end());
+                    d.remote_bytes = m.bytes();
+                    d.remote_segments = m.segments.len() as u32;
+                    if d.log_start_offset < 0 || m.start < d.log_start_offset {
+                        d.log_start_offset = m.start;
+                    }
                 }
                 d
             })

@@ -262,7 +262,7 @@ impl BrokerApi for DataService {
                 // that a consumer progresses; later ones only if they fit.
                 let first_whole = total == 0;
                 if cap == 0 && !first_whole {
-                    let o = part.offsets();
+                    let o = crate::tier::serve::offsets(&self.broker, part);
                     out.push(FetchPartitionResponse {
                         topic: fp.topic.clone(),
                         partition: fp.partition,
@@ -273,7 +273,10 @@ impl BrokerApi for DataService {
                     });
                     continue;
                 }
-                match part.read_with(fp.offset, cap.max(1), first_whole) {
+                let read =
+                    crate::tier::serve::read(&self.broker, part, fp.offset, cap.max(1), first_whole)
+                        .await;
+                match read {
                     Ok((info, offs)) => {
                         total += info.records.len();
                         out.push(FetchPartitionResponse {
@@ -324,14 +327,15 @@ impl BrokerApi for DataService {
             n => (n as usize).min(MAX_FETCH_BYTES),
         };
         // Fail fast on a bad starting offset.
-        part.read(req.offset, 1)?;
+        crate::tier::serve::read(&self.broker, &part, req.offset, 1, true).await?;
         let (tx, rx) = mpsc::channel(4);
+        let broker = Arc::clone(&self.broker);
         tokio::spawn(async move {
             let mut offset = req.offset;
             let mut hw = part.subscribe_hw();
             loop {
                 hw.mark_unchanged();
-                match part.read(offset, max) {
+                match crate::tier::serve::read(&broker, &part, offset, max, true).await {
                     Ok((info, offs)) if !info.records.is_empty() => {
                         offset = info.next_offset;
                         let msg = FetchPartitionResponse {
@@ -376,13 +380,16 @@ impl BrokerApi for DataService {
         let spec = OffsetSpec::try_from(req.spec).map_err(|_| {
             BrokerError::InvalidRequest(format!("unknown offset spec {}", req.spec))
         })?;
-        let o = part.offsets();
+        let o = crate::tier::serve::offsets(&self.broker, &part);
         let (offset, timestamp) = match spec {
             OffsetSpec::Latest => (o.high_watermark, -1),
             OffsetSpec::Earliest => (o.log_start, -1),
-            OffsetSpec::Timestamp => part
-                .offset_for_timestamp(req.timestamp)?
-                .unwrap_or((o.high_watermark, -1)),
+            OffsetSpec::Timestamp => {
+                crate::tier::serve::offset_for_timestamp(&self.broker, &part, req.timestamp)
+                    .await?
+                    .filter(|(off, _)| *off < o.high_watermark)
+                    .unwrap_or((o.high_watermark, -1))
+            }
         };
         Ok(Response::new(ListOffsetsResponse {
             offset,

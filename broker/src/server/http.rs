@@ -34,6 +34,11 @@ fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
 fn route(broker: &Broker, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => text(StatusCode::OK, "ok\n".into()),
+        (&Method::GET, "/metrics") => {
+            let mut out = String::new();
+            broker.tier().render_metrics(&mut out);
+            text(StatusCode::OK, out)
+        }
         (&Method::GET, "/ready") => match broker.check_ready() {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
             Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")),

@@ -31,7 +31,8 @@ fn grpc_code(code: ErrorCode) -> Code {
             Code::FailedPrecondition
         }
         E::Timeout => Code::DeadlineExceeded,
-        E::ShuttingDown | E::NotEnoughReplicas => Code::Unavailable,
+        E::ShuttingDown | E::NotEnoughReplicas | E::RemoteStorageUnavailable => Code::Unavailable,
+        E::RemoteDataCorrupt => Code::DataLoss,
         E::Unauthorized => Code::PermissionDenied,
         E::ResourceExhausted => Code::ResourceExhausted,
         E::StorageError | E::Unknown | E::None => Code::Internal,

@@ -1,0 +1,151 @@
+//! A bounded in-memory cache of remote object chunks. Concurrent readers
+//! of a chunk share one download; failed downloads are not cached; the
+//! least recently used chunks go first when the cache is over budget.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+/// Bytes per chunk: one ranged GET.
+pub const CHUNK: u64 = 1 << 20;
+
+type Cell = Arc<OnceCell<Bytes>>;
+
+struct Slot {
+    cell: Cell,
+    used: u64,
+}
+
+pub struct ChunkCache {
+    budget: u64,
+    slots: Mutex<HashMap<(String, u64), Slot>>,
+    clock: AtomicU64,
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+}
+
+impl ChunkCache {
+    pub fn new(budget: u64) -> Self {
+        Self {
+            budget,
+            slots: Mutex::new(HashMap::new()),
+            clock: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn cell(&self, key: &str, chunk: u64) -> (Cell, bool) {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.entry((key.to_owned(), chunk)).or_insert_with(|| Slot {
+            cell: Arc::new(OnceCell::new()),
+            used: now,
+        });
+        slot.used = now;
+        (Arc::clone(&slot.cell), slot.cell.initialized())
+    }
+
+    /// Whether chunk `chunk` of `key` is cached or being fetched.
+    pub fn contains(&self, key: &str, chunk: u64) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.contains_key(&(key.to_owned(), chunk))
+    }
+
+    /// Chunk `chunk` of object `key`, fetched with `fetch` unless cached.
+    pub async fn get<F, Fut, E>(&self, key: &str, chunk: u64, fetch: F) -> Result<Bytes, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Bytes, E>>,
+    {
+        let (cell, ready) = self.cell(key, chunk);
+        if ready {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        }
+        match cell.get_or_try_init(fetch).await {
+            Ok(b) => {
+                let b = b.clone();
+                self.evict();
+                Ok(b)
+            }
+            Err(e) => {
+                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+                let k = (key.to_owned(), chunk);
+                if slots.get(&k).is_some_and(|s| Arc::ptr_eq(&s.cell, &cell)) {
+                    slots.remove(&k);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops every chunk of `key` (its object proved bad or is deleted).
+    pub fn forget(&self, key: &str) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.retain(|(k, _), _| k != key);
+    }
+
+    /// Cached bytes.
+    pub fn size(&self) -> u64 {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .values()
+            .filter_map(|s| s.cell.get())
+            .map(|b| b.len() as u64)
+            .sum()
+    }
+
+    fn evict(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut total: u64 = slots
+            .values()
+            .filter_map(|s| s.cell.get())
+            .map(|b| b.len() as u64)
+            .sum();
+        while total > self.budget {
+            let Some((k, len)) = slots
+                .iter()
+                .filter_map(|(k, s)| s.cell.get().map(|b| (k, s.used, b.len() as u64)))
+                .min_by_key(|(_, used, _)| *used)
+                .map(|(k, _, len)| (k.clone(), len))
+            else {
+                return;
+            };
+            slots.remove(&k);
+            total -= len;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn caches_shares_and_evicts() {
+        let c = ChunkCache::new(25);
+        let calls = AtomicU64::new(0);
+        let fetch = |n: u8| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            async move { Ok::<_, ()>(Bytes::from(vec![n; 10])) }
+        };
+        assert_eq!(c.get("a", 0, || fetch(1)).await.unwrap()[0], 1);
+        c.get("a", 1, || fetch(2)).await.unwrap();
+        assert_eq!(c.get("a", 0, || fetch(9)).await.unwrap()[0], 1, "cached");
+        c.get("b", 0, || fetch(3)).await.unwrap();
+        assert!(c.size() <= 25, "over budget: {}", c.size());
+        assert!(!c.contains("a", 1), "the least recently used chunk went");
+        assert!(c.contains("a", 0));
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        assert!(c.get("x", 0, || async { Err::<Bytes, _>("down") }).await.is_err());
+        assert!(!c.contains("x", 0), "failures are not cached");
+        c.forget("a");
+        assert!(!c.contains("a", 0));
+    }
+}

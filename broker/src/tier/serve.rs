@@ -1,0 +1,151 @@
+//! The read side of tiered storage as the data path sees it: a partition's
+//! log starts at its remote start; reads below the local start come from
+//! object storage.
+
+use std::sync::Arc;
+
+use crate::broker::Broker;
+use crate::error::{BrokerError, Result};
+use crate::log::ReadInfo;
+use crate::partition::{Offsets, Partition};
+
+use super::{RemoteLoc, RemoteSegment};
+
+/// The first readable offset given the local start: the remote start
+/// when object storage holds older data.
+pub fn log_start(broker: &Broker, part: &Partition, local_start: i64) -> i64 {
+    broker.with_state(|s| {
+        s.manifest(part.topic(), part.id())
+            .filter(|m| !m.segments.is_empty() && m.start < local_start)
+            .map_or(local_start, |m| m.start)
+    })
+}
+
+/// Where `offset` is in object storage, if it is there and not local.
+fn remote_segment(
+    broker: &Broker,
+    part: &Partition,
+    offset: i64,
+) -> Option<(RemoteLoc, RemoteSegment)> {
+    broker.with_state(|s| {
+        let m = s.manifest(part.topic(), part.id())?;
+        if !m.covers(offset) {
+            return None;
+        }
+        let seg = m.segment_for(offset)?.clone();
+        let id = s.topics.get(part.topic())?.id.clone();
+        Some((
+            RemoteLoc {
+                topic: part.topic().to_owned(),
+                topic_id: id,
+                partition: part.id(),
+            },
+            seg,
+        ))
+    })
+}
+
+/// Offsets with the log start as clients see it.
+pub fn offsets(broker: &Broker, part: &Partition) -> Offsets {
+    let mut o = part.offsets();
+    o.log_start = log_start(broker, part, o.log_start);
+    o
+}
+
+/// Reads whole batches from `offset` (see `Partition::read_with`), from
+/// object storage when `offset` is below the local start.
+pub async fn read(
+    broker: &Broker,
+    part: &Arc<Partition>,
+    offset: i64,
+    max_bytes: usize,
+    first_whole: bool,
+) -> Result<(ReadInfo, Offsets)> {
+    let local_start = part.local_start();
+    if offset >= local_start {
+        return match part.read_with(offset, max_bytes, first_whole) {
+            Ok((info, mut offs)) => {
+                offs.log_start = log_start(broker, part, offs.log_start);
+                Ok((info, offs))
+            }
+            Err(BrokerError::OffsetOutOfRange {
+                topic,
+                partition,
+                offset,
+                start,
+                end,
+            }) => Err(BrokerError::OffsetOutOfRange {
+                start: log_start(broker, part, start),
+                topic,
+                partition,
+                offset,
+                end,
+            }),
+            Err(e) => Err(e),
+        };
+    }
+    let offs = offsets(broker, part);
+    let Some((loc, seg)) = remote_segment(broker, part, offset) else {
+        return Err(BrokerError::OffsetOutOfRange {
+            topic: part.topic().to_owned(),
+            partition: part.id(),
+            offset,
+            start: offs.log_start,
+            end: offs.high_watermark,
+        });
+    };
+    let (records, next) = broker
+        .tier()
+        .read(&loc, &seg, offset, max_bytes, offs.high_watermark, first_whole)
+        .await
+        .map_err(|e| {
+            let e = BrokerError::from(e);
+            tracing::warn!(topic = %loc.topic, partition = loc.partition, offset,
+                segment_base = seg.base, error = %e, "remote read failed");
+            e
+        })?;
+    Ok((
+        ReadInfo {
+            records,
+            next_offset: next,
+        },
+        offs,
+    ))
+}
+
+/// The first offset with a timestamp >= `ts` (and that timestamp),
+/// searching object storage first for data older than the local log.
+pub async fn offset_for_timestamp(
+    broker: &Broker,
+    part: &Arc<Partition>,
+    ts: i64,
+) -> Result<Option<(i64, i64)>> {
+    let local_start = part.local_start();
+    let start = log_start(broker, part, local_start);
+    let candidates: Vec<(RemoteLoc, RemoteSegment)> = broker.with_state(|s| {
+        let (Some(m), Some(t)) = (s.manifest(part.topic(), part.id()), s.topics.get(part.topic()))
+        else {
+            return Vec::new();
+        };
+        let loc = RemoteLoc {
+            topic: part.topic().to_owned(),
+            topic_id: t.id.clone(),
+            partition: part.id(),
+        };
+        m.segments
+            .iter()
+            .filter(|g| g.next > start && g.base < local_start && g.max_ts >= ts)
+            .map(|g| (loc.clone(), g.clone()))
+            .collect()
+    });
+    for (loc, seg) in candidates {
+        if let Some(found) = broker
+            .tier()
+            .offset_for_timestamp(&loc, &seg, ts, start)
+            .await?
+        {
+            return Ok(Some(found));
+        }
+    }
+    part.offset_for_timestamp(ts)
+}

@@ -1,0 +1,279 @@
+//! The uploader: every interval, each partition this broker leads with
+//! `remote.storage.enable=true` uploads its sealed, committed segments
+//! past the manifest's end, one after the other, and applies the whole
+//! log's retention to its remote segments. At most `tier-max-uploads`
+//! uploads run at once per broker. A failed pass is retried with
+//! backoff (1 s doubling to 30 s) and logged; produces never wait for it.
+//!
+//! The manifest in the controller state decides: a segment is recorded
+//! only if it starts where the manifest ends, so a new leader continues
+//! where the old one stopped and two uploads of one range never both
+//! count (the loser deletes its objects).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use crate::broker::Broker;
+use crate::cluster::controller::{ControllerOp, ControllerReply};
+use crate::error::{BrokerError, Result};
+use crate::log::LogConfig;
+use crate::partition::{Partition, now_ms};
+
+use super::{RemoteLoc, RemoteManifest};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+type Key = (String, u32);
+
+#[derive(Default)]
+struct Backoff {
+    retry_at: Option<Instant>,
+    delay: Duration,
+    failures: u64,
+    warned_at: Option<Instant>,
+}
+
+pub async fn run(me: Weak<Broker>) {
+    let mut running: HashMap<Key, tokio::task::JoinHandle<()>> = HashMap::new();
+    let backoff: Arc<Mutex<HashMap<Key, Backoff>>> = Arc::default();
+    loop {
+        let interval = match me.upgrade() {
+            Some(b) => b.tier().settings().upload_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(b) = me.upgrade() else { return };
+        running.retain(|_, h| !h.is_finished());
+        let mut backlog = 0u64;
+        for part in b.all_partitions() {
+            if !part.is_leader() || part.is_closed() || part.topic().starts_with("__") {
+                continue;
+            }
+            let cfg = part.config();
+            if !cfg.remote_storage {
+                continue;
+            }
+            let key: Key = (part.topic().to_owned(), part.id());
+            let end = b.with_state(|s| {
+                s.manifest(part.topic(), part.id())
+                    .filter(|m| !m.segments.is_empty() || m.start > 0)
+                    .map(|m| m.end())
+            });
+            backlog += part.with_log(|log, _| log.bytes_from(end.unwrap_or(i64::MIN)));
+            if running.contains_key(&key) {
+                continue;
+            }
+            let wait = backoff
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&key)
+                .and_then(|s| s.retry_at)
+                .is_some_and(|t| Instant::now() < t);
+            if wait {
+                continue;
+            }
+            let (b2, bo) = (Arc::clone(&b), Arc::clone(&backoff));
+            let k2 = key.clone();
+            running.insert(
+                key,
+                tokio::spawn(async move {
+                    let r = pass(&b2, &part, cfg).await;
+                    note_outcome(&bo, &k2, r);
+                }),
+            );
+        }
+        b.tier()
+            .metrics
+            .backlog_bytes
+            .store(backlog, Ordering::Relaxed);
+    }
+}
+
+fn note_outcome(backoff: &Mutex<HashMap<Key, Backoff>>, key: &Key, r: Result<()>) {
+    let mut map = backoff.lock().unwrap_or_else(|e| e.into_inner());
+    match r {
+        Ok(()) => {
+            if let Some(s) = map.remove(key)
+                && s.failures > 0
+            {
+                tracing::info!(topic = %key.0, partition = key.1, failures = s.failures,
+                    "tiered storage uploads resumed");
+            }
+        }
+        Err(e) => {
+            let s = map.entry(key.clone()).or_default();
+            s.failures += 1;
+            s.delay = (s.delay * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
+            s.retry_at = Some(Instant::now() + s.delay);
+            if s.warned_at.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+                s.warned_at = Some(Instant::now());
+                tracing::warn!(topic = %key.0, partition = key.1, failures = s.failures,
+                    retry_in = ?s.delay, error = %e,
+                    "tiered storage upload failed; local segments are kept until it succeeds");
+            }
+        }
+    }
+}
+
+/// The start the whole log's retention gives the remote segments, if it
+/// moves it. `local_bytes` are the bytes not yet remote.
+fn retention_start(cfg: &LogConfig, m: &RemoteManifest, local_bytes: u64, now: i64) -> Option<i64> {
+    let mut total = m.bytes() + local_bytes;
+    let mut start = None;
+    for seg in &m.segments {
+        let too_old = cfg
+            .retention_ms
+            .is_some_and(|ms| seg.max_ts >= 0 && now - seg.max_ts > ms);
+        let too_big = cfg
+            .retention_bytes
+            .is_some_and(|limit| total > limit && total - seg.size >= limit);
+        if !(too_old || too_big) {
+            break;
+        }
+        total -= seg.size;
+        start = Some(seg.next);
+    }
+    start
+}
+
+async fn trim(b: &Broker, loc: &RemoteLoc, m: &RemoteManifest, start: i64) -> Result<()> {
+    let r = b
+        .execute(ControllerOp::TrimRemote {
+            topic: loc.topic.clone(),
+            topic_id: loc.topic_id.clone(),
+            partition: loc.partition,
+            start,
+        })
+        .await?;
+    if matches!(r, ControllerReply::Count(1)) {
+        // The manifest no longer names them: now the objects may go.
+        for seg in m.segments.iter().filter(|s| s.next <= start) {
+            b.tier().delete_segment(loc, seg).await?;
+        }
+        tracing::info!(topic = %loc.topic, partition = loc.partition, start,
+            "remote segments below the new start deleted");
+        mirror_manifest(b, loc).await;
+    }
+    Ok(())
+}
+
+async fn mirror_manifest(b: &Broker, loc: &RemoteLoc) {
+    let m = b.with_state(|s| s.manifest(&loc.topic, loc.partition).cloned());
+    if let Some(m) = m
+        && let Err(e) = b.tier().write_manifest(loc, &m).await
+    {
+        tracing::debug!(topic = %loc.topic, partition = loc.partition, error = %e,
+            "manifest copy not written");
+    }
+}
+
+/// Uploads what is due for one partition (and trims by retention).
+async fn pass(b: &Arc<Broker>, part: &Arc<Partition>, cfg: LogConfig) -> Result<()> {
+    loop {
+        if !part.is_leader() || part.is_closed() {
+            return Ok(());
+        }
+        let Some((loc, m)) = b.with_state(|s| {
+            let t = s.topics.get(part.topic())?;
+            Some((
+                RemoteLoc {
+                    topic: part.topic().to_owned(),
+                    topic_id: t.id.clone(),
+                    partition: part.id(),
+                },
+                s.manifest(part.topic(), part.id()).cloned().unwrap_or_default(),
+            ))
+        }) else {
+            return Ok(());
+        };
+        let started = !m.segments.is_empty() || m.start > 0;
+        let hw = part.high_watermark();
+        let local_start = part.local_start();
+        if started && m.end() < local_start {
+            // Offsets between were deleted (DeleteRecords): the remote log
+            // continues at the local start.
+            trim(b, &loc, &m, local_start).await?;
+            continue;
+        }
+        let local_bytes = part.with_log(|log, _| log.bytes_from(m.end()));
+        if let Some(start) = retention_start(&cfg, &m, local_bytes, now_ms()) {
+            trim(b, &loc, &m, start).await?;
+            continue;
+        }
+        let from = if started { m.end() } else { local_start };
+        let Some(slice) = part.with_log(|log, _| log.sealed_slice(from, hw)) else {
+            return Ok(());
+        };
+        if started && slice.base != from {
+            return Err(BrokerError::Storage(format!(
+                "{}/{}: no batch starts at the remote end {from} (found {})",
+                loc.topic, loc.partition, slice.base
+            )));
+        }
+        let seg = {
+            let _slot = b
+                .tier()
+                .upload_slot()
+                .await
+                .map_err(|_| BrokerError::ShuttingDown)?;
+            b.tier().upload(&loc, slice).await?
+        };
+        let r = b
+            .execute(ControllerOp::AddRemoteSegment {
+                topic: loc.topic.clone(),
+                topic_id: loc.topic_id.clone(),
+                partition: loc.partition,
+                segment: seg.clone(),
+            })
+            .await?;
+        if matches!(r, ControllerReply::Count(1)) {
+            tracing::debug!(topic = %loc.topic, partition = loc.partition, base = seg.base,
+                next = seg.next, bytes = seg.size, "segment uploaded");
+            mirror_manifest(b, &loc).await;
+            continue;
+        }
+        // Another upload of this range is recorded: ours is an orphan.
+        let recorded = b.with_state(|s| {
+            s.manifest(&loc.topic, loc.partition)
+                .is_some_and(|m| m.segments.iter().any(|g| g.upload_id == seg.upload_id))
+        });
+        if !recorded {
+            b.tier().delete_segment(&loc, &seg).await?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tier::RemoteSegment;
+
+    #[test]
+    fn retention_of_remote_segments() {
+        let seg = |base: i64, next: i64, ts: i64| RemoteSegment {
+            base,
+            next,
+            size: 100,
+            max_ts: ts,
+            upload_id: String::new(),
+        };
+        let m = RemoteManifest {
+            start: 0,
+            segments: vec![seg(0, 10, 1_000), seg(10, 20, 2_000), seg(20, 30, 3_000)],
+        };
+        let mut cfg = LogConfig {
+            retention_ms: Some(1_500),
+            ..LogConfig::default()
+        };
+        assert_eq!(retention_start(&cfg, &m, 0, 3_000), Some(10), "only the oldest is too old");
+        assert_eq!(retention_start(&cfg, &m, 0, 2_000), None);
+        cfg.retention_ms = None;
+        cfg.retention_bytes = Some(250);
+        // 300 remote + 100 local: two segments must go to fit 250.
+        assert_eq!(retention_start(&cfg, &m, 100, 0), Some(20));
+        assert_eq!(retention_start(&cfg, &m, 0, 0), None, "dropping one would go below");
+    }
+}
