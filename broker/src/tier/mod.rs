@@ -485,10 +485,20 @@ impl Tier {
                     format!("batch at offset {} (byte {pos}): {e}", h.base_offset),
                 )
             })?;
-            if out.is_empty() && h.base_offset > offset.max(seg.base) {
+            // Offsets are not under the checksum: they must run on.
+            let misplaced = if out.is_empty() {
+                h.base_offset > offset.max(seg.base)
+            } else {
+                h.base_offset != next
+            };
+            if misplaced {
                 return Err(self.corrupt(
                     &key,
-                    format!("offset {offset} is not where the index says"),
+                    format!(
+                        "batch at byte {pos} has offset {} where {} was expected",
+                        h.base_offset,
+                        if out.is_empty() { offset } else { next }
+                    ),
                 ));
             }
             out.extend_from_slice(&b);

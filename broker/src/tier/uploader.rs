@@ -272,8 +272,9 @@ mod tests {
         assert_eq!(retention_start(&cfg, &m, 0, 2_000), None);
         cfg.retention_ms = None;
         cfg.retention_bytes = Some(250);
-        // 300 remote + 100 local: two segments must go to fit 250.
-        assert_eq!(retention_start(&cfg, &m, 100, 0), Some(20));
+        // 300 remote + 100 local: one segment goes, a second would go below.
+        assert_eq!(retention_start(&cfg, &m, 100, 0), Some(10));
+        assert_eq!(retention_start(&cfg, &m, 200, 0), Some(20));
         assert_eq!(retention_start(&cfg, &m, 0, 0), None, "dropping one would go below");
     }
 }
