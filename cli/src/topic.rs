@@ -91,6 +91,13 @@ pub struct PartitionJson {
     pub remote_start_offset: Option<i64>,
     pub size_bytes: u64,
     pub segments: u32,
+    /// Tiered storage: first offset on the leader's disk, the offset after
+    /// the last remote segment, remote size and what awaits upload.
+    pub local_start_offset: i64,
+    pub remote_end_offset: Option<i64>,
+    pub remote_bytes: u64,
+    pub remote_segments: u32,
+    pub upload_lag_bytes: u64,
 }
 
 impl From<&TopicDescription> for TopicJson {
@@ -111,6 +118,11 @@ impl From<&TopicDescription> for TopicJson {
                     remote_start_offset: p.remote_start_offset,
                     size_bytes: p.size_bytes,
                     segments: p.segments,
+                    local_start_offset: p.local_start_offset,
+                    remote_end_offset: p.remote_end_offset,
+                    remote_bytes: p.remote_bytes,
+                    remote_segments: p.remote_segments,
+                    upload_lag_bytes: p.upload_lag_bytes,
                 })
                 .collect(),
             config: t
@@ -137,7 +149,12 @@ fn print_description(ctx: &Ctx, t: &TopicDescription) -> anyhow::Result<()> {
         j.replication_factor,
         if j.internal { "  (internal)" } else { "" }
     );
-    let mut tbl = Table::new([
+    let tiered = j
+        .config
+        .get("remote.storage.enable")
+        .is_some_and(|v| v == "true")
+        || j.partitions.iter().any(|p| p.remote_start_offset.is_some());
+    let mut head = vec![
         "PARTITION",
         "LEADER",
         "REPLICAS",
@@ -147,9 +164,13 @@ fn print_description(ctx: &Ctx, t: &TopicDescription) -> anyhow::Result<()> {
         "LOG_END",
         "SIZE",
         "SEGMENTS",
-    ]);
+    ];
+    if tiered {
+        head.extend(["LOCAL_START", "REMOTE_START", "REMOTE_SIZE", "UPLOAD_LAG"]);
+    }
+    let mut tbl = Table::new(head);
     for p in &j.partitions {
-        tbl.row(vec![
+        let mut row = vec![
             p.partition.to_string(),
             p.leader.to_string(),
             join_ids(&p.replicas),
@@ -159,7 +180,21 @@ fn print_description(ctx: &Ctx, t: &TopicDescription) -> anyhow::Result<()> {
             p.log_end_offset.to_string(),
             human_bytes(p.size_bytes),
             p.segments.to_string(),
-        ]);
+        ];
+        if tiered {
+            row.extend([
+                p.local_start_offset.to_string(),
+                p.remote_start_offset
+                    .map_or_else(|| "-".to_string(), |o| o.to_string()),
+                format!(
+                    "{} ({} seg)",
+                    human_bytes(p.remote_bytes),
+                    p.remote_segments
+                ),
+                human_bytes(p.upload_lag_bytes),
+            ]);
+        }
+        tbl.row(row);
     }
     out!("{}", tbl.render());
     if !j.config.is_empty() {
@@ -301,6 +336,7 @@ mod tests {
                 remote_start_offset: None,
                 size_bytes: 10,
                 segments: 1,
+                ..Default::default()
             }],
             config: [("k".to_string(), "v".to_string())].into_iter().collect(),
             internal: false,

@@ -414,11 +414,26 @@ impl Cluster {
         partitions: u32,
         replication_factor: u32,
     ) -> Result<TopicDescription, Status> {
+        self.create_topic_with(name, partitions, replication_factor, &[])
+            .await
+    }
+
+    /// As [`create_topic`](Self::create_topic), with topic configs.
+    pub async fn create_topic_with(
+        &self,
+        name: &str,
+        partitions: u32,
+        replication_factor: u32,
+        configs: &[(&str, &str)],
+    ) -> Result<TopicDescription, Status> {
         let req = CreateTopicRequest {
             name: name.into(),
             partitions,
             replication_factor,
-            configs: Default::default(),
+            configs: configs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let r = self
             .admin_retry(Duration::from_secs(30), |mut a| {

@@ -12,6 +12,7 @@
 mod cluster;
 mod load;
 mod proxy;
+pub mod s3;
 mod segments;
 
 pub use cluster::{Cluster, ClusterOpts, tonic_tls};

@@ -236,10 +236,16 @@ mod tests {
     fn local_retention_under_tiering() {
         let d = LogConfig::default();
         let o = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
-            kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
         };
         // Without tiering the local limits are the total ones.
-        let c = effective(&d, &o(&[("retention.ms", "500"), ("retention.local.ms", "10")])).unwrap();
+        let c = effective(
+            &d,
+            &o(&[("retention.ms", "500"), ("retention.local.ms", "10")]),
+        )
+        .unwrap();
         assert_eq!(c.local_limits(), (Some(500), None));
         let c = effective(
             &d,
@@ -253,7 +259,11 @@ mod tests {
         .unwrap();
         assert_eq!(c.local_limits(), (Some(10), Some(4096)));
         // Unset local limits follow the total ones (-2).
-        let c = effective(&d, &o(&[("remote.storage.enable", "true"), ("retention.bytes", "99")])).unwrap();
+        let c = effective(
+            &d,
+            &o(&[("remote.storage.enable", "true"), ("retention.bytes", "99")]),
+        )
+        .unwrap();
         assert_eq!(c.local_limits().1, Some(99));
         assert!(
             effective(

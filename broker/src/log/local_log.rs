@@ -542,7 +542,8 @@ impl Log {
             .collect();
         for (base, size, max_ts, next) in sealed {
             let too_old = retention_ms.is_some_and(|ms| max_ts >= 0 && now_ms - max_ts > ms);
-            let too_big = retention_bytes.is_some_and(|limit| total > limit && total - size >= limit);
+            let too_big =
+                retention_bytes.is_some_and(|limit| total > limit && total - size >= limit);
             let below_start = next <= self.log_start_offset;
             if too_old || too_big || below_start {
                 doomed.push((base, next));

@@ -273,9 +273,14 @@ impl BrokerApi for DataService {
                     });
                     continue;
                 }
-                let read =
-                    crate::tier::serve::read(&self.broker, part, fp.offset, cap.max(1), first_whole)
-                        .await;
+                let read = crate::tier::serve::read(
+                    &self.broker,
+                    part,
+                    fp.offset,
+                    cap.max(1),
+                    first_whole,
+                )
+                .await;
                 match read {
                     Ok((info, offs)) => {
                         total += info.records.len();

@@ -3,9 +3,9 @@
 //! least recently used chunks go first when the cache is over budget.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::OnceCell;
@@ -42,10 +42,12 @@ impl ChunkCache {
     fn cell(&self, key: &str, chunk: u64) -> (Cell, bool) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = slots.entry((key.to_owned(), chunk)).or_insert_with(|| Slot {
-            cell: Arc::new(OnceCell::new()),
-            used: now,
-        });
+        let slot = slots
+            .entry((key.to_owned(), chunk))
+            .or_insert_with(|| Slot {
+                cell: Arc::new(OnceCell::new()),
+                used: now,
+            });
         slot.used = now;
         (Arc::clone(&slot.cell), slot.cell.initialized())
     }
@@ -143,7 +145,11 @@ mod tests {
         assert!(!c.contains("a", 1), "the least recently used chunk went");
         assert!(c.contains("a", 0));
         assert_eq!(calls.load(Ordering::Relaxed), 3);
-        assert!(c.get("x", 0, || async { Err::<Bytes, _>("down") }).await.is_err());
+        assert!(
+            c.get("x", 0, || async { Err::<Bytes, _>("down") })
+                .await
+                .is_err()
+        );
         assert!(!c.contains("x", 0), "failures are not cached");
         c.forget("a");
         assert!(!c.contains("a", 0));

@@ -240,7 +240,10 @@ mod tests {
         let mut bad = b.clone();
         bad[20] ^= 1;
         assert_eq!(RemoteIndex::decode(&bad), Err(IndexError::Checksum));
-        assert_eq!(RemoteIndex::decode(&b[..b.len() - 1]), Err(IndexError::Truncated));
+        assert_eq!(
+            RemoteIndex::decode(&b[..b.len() - 1]),
+            Err(IndexError::Truncated)
+        );
     }
 
     proptest! {

@@ -67,7 +67,20 @@ fn store_err(key: &ObjPath, e: object_store::Error) -> TierError {
         object_store::Error::NotFound { .. } => {
             TierError::Corrupt(format!("object {key} is missing"))
         }
-        e => TierError::Unavailable(format!("{key}: {e}")),
+        e => {
+            // The causes say what went wrong (refused, timed out, denied).
+            let mut msg = format!("{key}: {e}");
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                let text = s.to_string();
+                if !msg.contains(&text) {
+                    msg.push_str(": ");
+                    msg.push_str(&text);
+                }
+                src = s.source();
+            }
+            TierError::Unavailable(msg)
+        }
     }
 }
 
@@ -128,18 +141,21 @@ fn open_store(s: &TierSettings) -> Result<(Arc<dyn ObjectStore>, ObjPath), TierE
             )));
         }
         let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
+        // Client options replace the builder's HTTP settings as a whole:
+        // plain HTTP is allowed there.
+        let mut client = object_store::ClientOptions::new()
+            .with_timeout(Duration::from_secs(60))
+            .with_connect_timeout(Duration::from_secs(3));
+        let env_http = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true");
         if let Some(e) = &s.endpoint {
             b = b.with_endpoint(e);
-            let http = e.starts_with("http://");
-            b = b.with_allow_http(s.allow_http.unwrap_or(http));
             b = b.with_virtual_hosted_style_request(!s.path_style.unwrap_or(true));
+            client = client.with_allow_http(s.allow_http.unwrap_or(e.starts_with("http://")));
         } else {
             if let Some(p) = s.path_style {
                 b = b.with_virtual_hosted_style_request(!p);
             }
-            if let Some(h) = s.allow_http {
-                b = b.with_allow_http(h);
-            }
+            client = client.with_allow_http(s.allow_http.unwrap_or(env_http));
         }
         if let Some(r) = &s.region {
             b = b.with_region(r);
@@ -154,11 +170,7 @@ fn open_store(s: &TierSettings) -> Result<(Arc<dyn ObjectStore>, ObjPath), TierE
         let mut retry = object_store::RetryConfig::default();
         retry.max_retries = 2;
         retry.retry_timeout = Duration::from_secs(10);
-        b = b.with_retry(retry).with_client_options(
-            object_store::ClientOptions::new()
-                .with_timeout(Duration::from_secs(60))
-                .with_connect_timeout(Duration::from_secs(3)),
-        );
+        b = b.with_retry(retry).with_client_options(client);
         let store = b
             .build()
             .map_err(|e| TierError::Config(format!("object-store '{}': {e}", s.url)))?;
@@ -187,8 +199,7 @@ pub fn build_index(data: &[u8], base: i64) -> Result<RemoteIndex, String> {
     let mut last_indexed: Option<usize> = None;
     let mut expect = base;
     while pos < data.len() {
-        let h = batch::verify_crc(&data[pos..])
-            .map_err(|e| format!("batch at byte {pos}: {e}"))?;
+        let h = batch::verify_crc(&data[pos..]).map_err(|e| format!("batch at byte {pos}: {e}"))?;
         if h.base_offset < expect && h.records_count > 0 {
             return Err(format!("batch at byte {pos}: offsets go backwards"));
         }
@@ -308,7 +319,11 @@ impl Tier {
     }
 
     /// Deletes the objects of `seg` (missing ones are fine).
-    pub async fn delete_segment(&self, loc: &RemoteLoc, seg: &RemoteSegment) -> Result<(), TierError> {
+    pub async fn delete_segment(
+        &self,
+        loc: &RemoteLoc,
+        seg: &RemoteSegment,
+    ) -> Result<(), TierError> {
         for k in [self.data_key(loc, seg), self.index_key(loc, seg)] {
             self.cache.forget(k.as_ref());
             self.indexes
@@ -320,7 +335,9 @@ impl Tier {
                 Err(e) => return Err(store_err(&k, e)),
             }
         }
-        self.metrics.deleted_segments.fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .deleted_segments
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -342,7 +359,11 @@ impl Tier {
 
     /// Mirrors the manifest next to the objects (the controller state is
     /// the authority; this copy is for operators and disaster recovery).
-    pub async fn write_manifest(&self, loc: &RemoteLoc, m: &RemoteManifest) -> Result<(), TierError> {
+    pub async fn write_manifest(
+        &self,
+        loc: &RemoteLoc,
+        m: &RemoteManifest,
+    ) -> Result<(), TierError> {
         let key = self.dir(loc).join("manifest.json");
         let body = serde_json::to_vec_pretty(m)
             .map_err(|e| TierError::Config(format!("manifest: {e}")))?;
@@ -353,7 +374,11 @@ impl Tier {
         Ok(())
     }
 
-    async fn index(&self, loc: &RemoteLoc, seg: &RemoteSegment) -> Result<Arc<RemoteIndex>, TierError> {
+    async fn index(
+        &self,
+        loc: &RemoteLoc,
+        seg: &RemoteSegment,
+    ) -> Result<Arc<RemoteIndex>, TierError> {
         let key = self.index_key(loc, seg);
         if let Some(i) = self
             .indexes
@@ -416,7 +441,13 @@ impl Tier {
     }
 
     /// Bytes `[pos, pos + len)` of object `key` of `size` bytes.
-    async fn range(&self, key: &ObjPath, size: u64, pos: u64, len: usize) -> Result<Bytes, TierError> {
+    async fn range(
+        &self,
+        key: &ObjPath,
+        size: u64,
+        pos: u64,
+        len: usize,
+    ) -> Result<Bytes, TierError> {
         let end = pos + len as u64;
         if end > size {
             return Err(TierError::Corrupt(format!(
@@ -464,7 +495,14 @@ impl Tier {
         let mut out = BytesMut::new();
         let mut next = offset;
         while pos < seg.size {
-            let head = self.range(&key, seg.size, pos, HEADER_LEN.min((seg.size - pos) as usize)).await?;
+            let head = self
+                .range(
+                    &key,
+                    seg.size,
+                    pos,
+                    HEADER_LEN.min((seg.size - pos) as usize),
+                )
+                .await?;
             let h = batch::parse_header(&head)
                 .map_err(|e| self.corrupt(&key, format!("batch at byte {pos}: {e}")))?;
             let len = h.total_len();
@@ -534,7 +572,14 @@ impl Tier {
         let key = self.data_key(loc, seg);
         let mut pos = idx.floor_time(ts).map_or(0, |e| e.pos);
         while pos < seg.size {
-            let head = self.range(&key, seg.size, pos, HEADER_LEN.min((seg.size - pos) as usize)).await?;
+            let head = self
+                .range(
+                    &key,
+                    seg.size,
+                    pos,
+                    HEADER_LEN.min((seg.size - pos) as usize),
+                )
+                .await?;
             let h = batch::parse_header(&head)
                 .map_err(|e| self.corrupt(&key, format!("batch at byte {pos}: {e}")))?;
             let len = h.total_len();
@@ -545,7 +590,8 @@ impl Tier {
                 let recs = batch::records(&b)
                     .map_err(|e| self.corrupt(&key, format!("batch at byte {pos}: {e}")))?;
                 for r in recs {
-                    let r = r.map_err(|e| self.corrupt(&key, format!("batch at byte {pos}: {e}")))?;
+                    let r =
+                        r.map_err(|e| self.corrupt(&key, format!("batch at byte {pos}: {e}")))?;
                     if r.timestamp >= ts && r.offset >= start {
                         return Ok(Some((r.offset, r.timestamp)));
                     }
@@ -561,20 +607,78 @@ impl Tier {
         use std::fmt::Write;
         let m = &self.metrics;
         let rows: [(&str, &str, &str, u64); 11] = [
-            ("strata_tier_uploaded_bytes_total", "counter", "Bytes uploaded to object storage", m.uploaded_bytes.load(Ordering::Relaxed)),
-            ("strata_tier_uploaded_segments_total", "counter", "Segments uploaded to object storage", m.uploaded_segments.load(Ordering::Relaxed)),
-            ("strata_tier_upload_errors_total", "counter", "Failed segment uploads", m.upload_errors.load(Ordering::Relaxed)),
-            ("strata_tier_downloaded_bytes_total", "counter", "Bytes read from object storage", m.downloaded_bytes.load(Ordering::Relaxed)),
-            ("strata_tier_download_errors_total", "counter", "Failed object storage reads", m.download_errors.load(Ordering::Relaxed)),
-            ("strata_tier_corrupt_reads_total", "counter", "Remote reads that found corrupt or missing data", m.corrupt_reads.load(Ordering::Relaxed)),
-            ("strata_tier_deleted_segments_total", "counter", "Remote segments deleted by retention", m.deleted_segments.load(Ordering::Relaxed)),
-            ("strata_tier_upload_backlog_bytes", "gauge", "Committed bytes of led partitions not yet uploaded", m.backlog_bytes.load(Ordering::Relaxed)),
-            ("strata_tier_cache_hits_total", "counter", "Remote chunk reads served by the cache", self.cache.hits.load(Ordering::Relaxed)),
-            ("strata_tier_cache_misses_total", "counter", "Remote chunk reads that went to object storage", self.cache.misses.load(Ordering::Relaxed)),
-            ("strata_tier_cache_bytes", "gauge", "Bytes in the remote chunk cache", self.cache.size()),
+            (
+                "strata_tier_uploaded_bytes_total",
+                "counter",
+                "Bytes uploaded to object storage",
+                m.uploaded_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_uploaded_segments_total",
+                "counter",
+                "Segments uploaded to object storage",
+                m.uploaded_segments.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_upload_errors_total",
+                "counter",
+                "Failed segment uploads",
+                m.upload_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_downloaded_bytes_total",
+                "counter",
+                "Bytes read from object storage",
+                m.downloaded_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_download_errors_total",
+                "counter",
+                "Failed object storage reads",
+                m.download_errors.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_corrupt_reads_total",
+                "counter",
+                "Remote reads that found corrupt or missing data",
+                m.corrupt_reads.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_deleted_segments_total",
+                "counter",
+                "Remote segments deleted by retention",
+                m.deleted_segments.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_upload_backlog_bytes",
+                "gauge",
+                "Committed bytes of led partitions not yet uploaded",
+                m.backlog_bytes.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_cache_hits_total",
+                "counter",
+                "Remote chunk reads served by the cache",
+                self.cache.hits.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_cache_misses_total",
+                "counter",
+                "Remote chunk reads that went to object storage",
+                self.cache.misses.load(Ordering::Relaxed),
+            ),
+            (
+                "strata_tier_cache_bytes",
+                "gauge",
+                "Bytes in the remote chunk cache",
+                self.cache.size(),
+            ),
         ];
         for (name, kind, help, v) in rows {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         }
     }
 }

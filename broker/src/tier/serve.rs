@@ -96,7 +96,14 @@ pub async fn read(
     };
     let (records, next) = broker
         .tier()
-        .read(&loc, &seg, offset, max_bytes, offs.high_watermark, first_whole)
+        .read(
+            &loc,
+            &seg,
+            offset,
+            max_bytes,
+            offs.high_watermark,
+            first_whole,
+        )
         .await
         .map_err(|e| {
             let e = BrokerError::from(e);
@@ -123,8 +130,10 @@ pub async fn offset_for_timestamp(
     let local_start = part.local_start();
     let start = log_start(broker, part, local_start);
     let candidates: Vec<(RemoteLoc, RemoteSegment)> = broker.with_state(|s| {
-        let (Some(m), Some(t)) = (s.manifest(part.topic(), part.id()), s.topics.get(part.topic()))
-        else {
+        let (Some(m), Some(t)) = (
+            s.manifest(part.topic(), part.id()),
+            s.topics.get(part.topic()),
+        ) else {
             return Vec::new();
         };
         let loc = RemoteLoc {

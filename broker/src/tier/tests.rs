@@ -71,13 +71,19 @@ async fn upload_then_read_by_offset_and_time() {
         max_ts: 1000 + 7099,
     };
     let seg = t.upload(&loc(), slice).await.unwrap();
-    assert_eq!((seg.base, seg.next, seg.size), (100, 7100, data.len() as u64));
+    assert_eq!(
+        (seg.base, seg.next, seg.size),
+        (100, 7100, data.len() as u64)
+    );
 
     // From the start, across chunk boundaries, to the end.
     let mut at = 100;
     let mut all = BytesMut::new();
     while at < 7100 {
-        let (b, next) = t.read(&loc(), &seg, at, 64 << 10, i64::MAX, true).await.unwrap();
+        let (b, next) = t
+            .read(&loc(), &seg, at, 64 << 10, i64::MAX, true)
+            .await
+            .unwrap();
         assert!(!b.is_empty() && next > at);
         assert_eq!(first_offsets(&b)[0], at);
         all.extend_from_slice(&b);
@@ -89,13 +95,24 @@ async fn upload_then_read_by_offset_and_time() {
     let (b, next) = t.read(&loc(), &seg, 3456, 1, i64::MAX, true).await.unwrap();
     assert_eq!(first_offsets(&b), vec![3450]);
     assert_eq!(next, 3460);
-    let (b, _) = t.read(&loc(), &seg, 3450, 1 << 20, 3470, true).await.unwrap();
+    let (b, _) = t
+        .read(&loc(), &seg, 3450, 1 << 20, 3470, true)
+        .await
+        .unwrap();
     assert_eq!(first_offsets(&b), vec![3450, 3460]);
 
     // Timestamps: the first record at or after.
-    let found = t.offset_for_timestamp(&loc(), &seg, 1000 + 5005, 0).await.unwrap();
+    let found = t
+        .offset_for_timestamp(&loc(), &seg, 1000 + 5005, 0)
+        .await
+        .unwrap();
     assert_eq!(found, Some((5005, 6005)));
-    assert_eq!(t.offset_for_timestamp(&loc(), &seg, 99_999, 0).await.unwrap(), None);
+    assert_eq!(
+        t.offset_for_timestamp(&loc(), &seg, 99_999, 0)
+            .await
+            .unwrap(),
+        None
+    );
     assert!(t.cache().hits.load(Ordering::Relaxed) > 0);
 }
 
@@ -139,12 +156,21 @@ async fn corrupt_and_missing_objects_fail_their_range_only() {
     let batch_len = a.size as usize / 400;
     flip(&a, 300 * batch_len + 100);
 
-    let e = t.read(&loc(), &a, 2900, 1 << 20, i64::MAX, true).await.unwrap_err();
+    let e = t
+        .read(&loc(), &a, 2900, 1 << 20, i64::MAX, true)
+        .await
+        .unwrap_err();
     assert!(matches!(e, TierError::Corrupt(_)), "{e}");
     // The untouched start of the object and the next object still read.
-    let (ok, _) = t.read(&loc(), &a, 0, 1 << 10, i64::MAX, true).await.unwrap();
+    let (ok, _) = t
+        .read(&loc(), &a, 0, 1 << 10, i64::MAX, true)
+        .await
+        .unwrap();
     assert_eq!(first_offsets(&ok)[0], 0);
-    let (ok, _) = t.read(&loc(), &b, 4000, 1 << 20, i64::MAX, true).await.unwrap();
+    let (ok, _) = t
+        .read(&loc(), &b, 4000, 1 << 20, i64::MAX, true)
+        .await
+        .unwrap();
     assert_eq!(first_offsets(&ok).len(), 10);
     assert_eq!(t.metrics.corrupt_reads.load(Ordering::Relaxed), 1);
 
@@ -163,12 +189,18 @@ async fn corrupt_and_missing_objects_fail_their_range_only() {
         .await
         .unwrap();
     flip(&c, 3 * batch_len + 7);
-    let e = t.read(&loc(), &c, 4100, 1 << 20, i64::MAX, true).await.unwrap_err();
+    let e = t
+        .read(&loc(), &c, 4100, 1 << 20, i64::MAX, true)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("expected"), "{e}");
 
     // A missing object is reported as such.
     t.delete_segment(&loc(), &b).await.unwrap();
-    let e = t.read(&loc(), &b, 4000, 1 << 20, i64::MAX, true).await.unwrap_err();
+    let e = t
+        .read(&loc(), &b, 4000, 1 << 20, i64::MAX, true)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("missing"), "{e}");
 }
 
@@ -181,4 +213,35 @@ fn index_rejects_corrupt_local_data() {
     let idx = build_index(&batches(0, 100), 0).unwrap();
     assert_eq!(idx.entries[0].offset, 0);
     assert!(idx.entries.len() >= 4, "one entry per 64 KiB");
+}
+
+/// An S3 endpoint that refuses connections: a retriable error naming
+/// the cause (plain-HTTP endpoints are allowed without extra settings).
+#[tokio::test]
+async fn unreachable_s3_is_unavailable_with_the_cause() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let t = Tier::open(TierSettings {
+        url: "s3://bucket/p".into(),
+        endpoint: Some("http://127.0.0.1:9".into()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("a".into()),
+        secret_access_key: Some("b".into()),
+        path_style: None,
+        allow_http: None,
+        cache_bytes: 1 << 20,
+        max_uploads: 1,
+        upload_interval: Duration::from_secs(1),
+    })
+    .unwrap();
+    let e = t
+        .write_manifest(&loc(), &RemoteManifest::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(e, TierError::Unavailable(_)), "{e}");
+    assert!(e.to_string().contains("Connection refused"), "{e}");
+    for bad in ["s3://", "file://relative/dir", "gs://b/p"] {
+        let mut s = t.settings().clone();
+        s.url = bad.into();
+        assert!(matches!(Tier::open(s), Err(TierError::Config(_))), "{bad}");
+    }
 }

@@ -184,7 +184,9 @@ async fn pass(b: &Arc<Broker>, part: &Arc<Partition>, cfg: LogConfig) -> Result<
                     topic_id: t.id.clone(),
                     partition: part.id(),
                 },
-                s.manifest(part.topic(), part.id()).cloned().unwrap_or_default(),
+                s.manifest(part.topic(), part.id())
+                    .cloned()
+                    .unwrap_or_default(),
             ))
         }) else {
             return Ok(());
@@ -268,13 +270,21 @@ mod tests {
             retention_ms: Some(1_500),
             ..LogConfig::default()
         };
-        assert_eq!(retention_start(&cfg, &m, 0, 3_000), Some(10), "only the oldest is too old");
+        assert_eq!(
+            retention_start(&cfg, &m, 0, 3_000),
+            Some(10),
+            "only the oldest is too old"
+        );
         assert_eq!(retention_start(&cfg, &m, 0, 2_000), None);
         cfg.retention_ms = None;
         cfg.retention_bytes = Some(250);
         // 300 remote + 100 local: one segment goes, a second would go below.
         assert_eq!(retention_start(&cfg, &m, 100, 0), Some(10));
         assert_eq!(retention_start(&cfg, &m, 200, 0), Some(20));
-        assert_eq!(retention_start(&cfg, &m, 0, 0), None, "dropping one would go below");
+        assert_eq!(
+            retention_start(&cfg, &m, 0, 0),
+            None,
+            "dropping one would go below"
+        );
     }
 }
