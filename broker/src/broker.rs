@@ -1011,7 +1011,7 @@ impl Broker {
                 let n = self
                     .controller
                     .propose(|s| {
-                        if !s.topics.get(&topic).is_some_and(|t| t.id == topic_id) {
+                        if !s.topic_is(&topic, &topic_id) {
                             return Err(BrokerError::UnknownTopic(topic.clone()));
                         }
                         let mut m = s.manifest(&topic, partition).cloned().unwrap_or_default();
@@ -1040,7 +1040,7 @@ impl Broker {
                 let n = self
                     .controller
                     .propose(|s| {
-                        if !s.topics.get(&topic).is_some_and(|t| t.id == topic_id) {
+                        if !s.topic_is(&topic, &topic_id) {
                             return Err(BrokerError::UnknownTopic(topic.clone()));
                         }
                         let cur = s.manifest(&topic, partition).map_or(0, |m| m.start);

@@ -93,12 +93,21 @@ fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
     out
 }
 
-/// The manifest copy in object storage: contiguous, no range twice.
-fn check_manifest_copy(objects: &Path, d: &PartitionDescription) {
-    let copies = files(objects, "manifest.json");
-    assert_eq!(copies.len(), 1, "one manifest copy: {copies:?}");
-    let m: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&copies[0]).expect("manifest")).expect("json");
+/// The manifest copy in object storage (written after each change, so
+/// waited for): as described, contiguous, no range twice, objects there.
+async fn check_manifest_copy(objects: &Path, d: &PartitionDescription) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let copies = files(objects, "manifest.json");
+        assert_eq!(copies.len(), 1, "one manifest copy: {copies:?}");
+        let m: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&copies[0]).expect("manifest")).expect("json");
+        let n = m["segments"].as_array().map_or(0, Vec::len);
+        if n as u32 == d.remote_segments || Instant::now() > deadline {
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let segs = m["segments"].as_array().expect("segments");
     assert_eq!(segs.len() as u32, d.remote_segments, "manifest copy: {m}");
     let mut ids = std::collections::HashSet::new();
@@ -184,7 +193,7 @@ async fn roundtrip(mut opts: ClusterOpts, objects: &Path) {
     assert_eq!(local.len(), 1, "local segments left: {local:?}");
     assert_eq!(files(objects, ".log").len() as u32, d.remote_segments);
     assert_eq!(files(objects, ".index").len() as u32, d.remote_segments);
-    check_manifest_copy(objects, &d);
+    check_manifest_copy(objects, &d).await;
 
     // Every record comes back, in order, identical: raw fetches and the
     // client library's consumer from the earliest offset.
@@ -238,11 +247,80 @@ async fn roundtrip(mut opts: ClusterOpts, objects: &Path) {
     assert!(p["remote_bytes"].as_u64().is_some_and(|b| b > 0), "{j}");
     assert!(p.get("upload_lag_bytes").is_some(), "{j}");
 
+    // DeleteRecords into the remote part moves the start there; the
+    // remote segments below go, with their objects.
+    let before = files(objects, ".log").len();
+    let del = c
+        .get(1)
+        .admin()
+        .await
+        .delete_records(strata_proto::v1::DeleteRecordsRequest {
+            topic: "cold".into(),
+            partition: 0,
+            offset: 1500,
+        })
+        .await
+        .expect("delete records");
+    assert_eq!(del.into_inner().log_start_offset, 1500);
+    let e = api
+        .list_offsets(lo(OffsetSpec::Earliest, 0))
+        .await
+        .expect("earliest");
+    assert_eq!(e.into_inner().offset, 1500);
+    let r = api
+        .fetch(FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes: 1 << 20,
+            partitions: vec![FetchPartition {
+                topic: "cold".into(),
+                partition: 0,
+                offset: 100,
+                max_bytes: 0,
+            }],
+        })
+        .await
+        .expect("fetch");
+    let err = r.into_inner().partitions[0]
+        .error
+        .clone()
+        .expect("deleted offset");
+    assert_eq!(
+        err.code,
+        strata_proto::v1::ErrorCode::OffsetOutOfRange as i32,
+        "{err:?}"
+    );
+    let after = files(objects, ".log").len();
+    assert!(
+        after < before,
+        "objects below the new start stay: {before} -> {after}"
+    );
+    let rest = consume_earliest(c.client_config(), "cold", 0, 1500).await;
+    assert!(rest == expect[1500..], "the consumer starts at the new start");
+
     let m = http_get(&http, "/metrics").await;
     assert!(metric(&m, "strata_tier_uploaded_segments_total") >= u64::from(d.remote_segments));
     assert!(metric(&m, "strata_tier_downloaded_bytes_total") > 250_000);
     assert!(metric(&m, "strata_tier_cache_misses_total") > 0);
     assert_eq!(metric(&m, "strata_tier_corrupt_reads_total"), 0);
+
+    // Deleting the topic deletes its objects.
+    c.get(1)
+        .admin()
+        .await
+        .delete_topic(strata_proto::v1::DeleteTopicRequest {
+            name: "cold".into(),
+        })
+        .await
+        .expect("delete topic");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !files(objects, ".log").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "objects of the deleted topic stay"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.assert_not_broken();
 }
 
@@ -321,7 +399,7 @@ async fn leader_killed_during_uploads() {
     let report = load.stop().await;
 
     let d = wait_offloaded(&c, "tk", 0, 6, Duration::from_secs(60)).await;
-    check_manifest_copy(&dir.path().join(BUCKET).join("k"), &d);
+    check_manifest_copy(&dir.path().join(BUCKET).join("k"), &d).await;
     let log = read_partition(&c, "tk", 0).await;
     assert_eq!(log.first().map(|r| r.0), Some(0), "the log reads from 0");
     check_acked(0, &log, &report.acked[0]);
@@ -381,22 +459,14 @@ async fn object_store_outage_under_load() {
     );
     for p in 0..2 {
         let d = wait_offloaded(&c, "out", p, 2, Duration::from_secs(90)).await;
-        check_manifest_copy(
-            &dir.path()
-                .join(BUCKET)
-                .join("o")
-                .join("out")
-                .join(
-                    std::fs::read_dir(dir.path().join(BUCKET).join("o").join("out"))
-                        .expect("topic dir")
-                        .flatten()
-                        .next()
-                        .expect("topic id dir")
-                        .file_name(),
-                )
-                .join(p.to_string()),
-            &d,
-        );
+        let topic_dir = dir.path().join(BUCKET).join("o").join("out");
+        let id_dir = std::fs::read_dir(&topic_dir)
+            .expect("topic dir")
+            .flatten()
+            .next()
+            .expect("topic id dir")
+            .path();
+        check_manifest_copy(&id_dir.join(p.to_string()), &d).await;
         let log = read_partition(&c, "out", p).await;
         check_acked(p, &log, &report.acked[p as usize]);
     }

@@ -58,7 +58,7 @@ impl ClusterState {
     }
 
     /// Whether `topic` exists with id `id`.
-    fn topic_is(&self, topic: &str, id: &str) -> bool {
+    pub fn topic_is(&self, topic: &str, id: &str) -> bool {
         self.topics.get(topic).is_some_and(|t| t.id == id)
     }
 }

@@ -228,9 +228,13 @@ impl AdminApi for AdminService {
             .into());
         }
         let part = self.broker.leader_partition(&r.topic, r.partition)?;
-        let start = part
-            .delete_records(r.offset, Duration::from_secs(30))
-            .await?;
+        let start = crate::tier::serve::delete_records(
+            &self.broker,
+            &part,
+            r.offset,
+            Duration::from_secs(30),
+        )
+        .await?;
         Ok(Response::new(DeleteRecordsResponse {
             log_start_offset: start,
         }))

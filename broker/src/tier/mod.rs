@@ -167,9 +167,11 @@ fn open_store(s: &TierSettings) -> Result<(Arc<dyn ObjectStore>, ObjPath), TierE
             b = b.with_secret_access_key(k);
         }
         // Uploads retry on their own schedule; reads fail fast.
-        let mut retry = object_store::RetryConfig::default();
-        retry.max_retries = 2;
-        retry.retry_timeout = Duration::from_secs(10);
+        let retry = object_store::RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
         b = b.with_retry(retry).with_client_options(client);
         let store = b
             .build()

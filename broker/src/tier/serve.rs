@@ -158,3 +158,49 @@ pub async fn offset_for_timestamp(
     }
     part.offset_for_timestamp(ts)
 }
+
+/// DeleteRecords (-1 = the high watermark) across both tiers: the local
+/// log start moves through Raft (when the target is past it), and the
+/// remote start through the controller, whose manifest then drops the
+/// segments below (their objects go after). Answers the new log start.
+pub async fn delete_records(
+    broker: &Broker,
+    part: &Arc<Partition>,
+    offset: i64,
+    timeout: std::time::Duration,
+) -> Result<i64> {
+    let hw = part.high_watermark();
+    let target = if offset == -1 { hw } else { offset };
+    let local_start = part.local_start();
+    let start = log_start(broker, part, local_start);
+    if target < start || target > hw {
+        return Err(BrokerError::OffsetOutOfRange {
+            topic: part.topic().to_owned(),
+            partition: part.id(),
+            offset,
+            start,
+            end: hw,
+        });
+    }
+    if target > local_start {
+        part.delete_records(target, timeout).await?;
+    }
+    let remote = broker.with_state(|s| {
+        let t = s.topics.get(part.topic())?;
+        let m = s.manifest(part.topic(), part.id())?.clone();
+        Some((
+            RemoteLoc {
+                topic: part.topic().to_owned(),
+                topic_id: t.id.clone(),
+                partition: part.id(),
+            },
+            m,
+        ))
+    });
+    if let Some((loc, m)) = remote
+        && target > m.start
+    {
+        super::uploader::trim(broker, &loc, &m, target).await?;
+    }
+    Ok(target.max(start))
+}

@@ -139,7 +139,12 @@ fn retention_start(cfg: &LogConfig, m: &RemoteManifest, local_bytes: u64, now: i
     start
 }
 
-async fn trim(b: &Broker, loc: &RemoteLoc, m: &RemoteManifest, start: i64) -> Result<()> {
+pub(crate) async fn trim(
+    b: &Broker,
+    loc: &RemoteLoc,
+    m: &RemoteManifest,
+    start: i64,
+) -> Result<()> {
     let r = b
         .execute(ControllerOp::TrimRemote {
             topic: loc.topic.clone(),
@@ -149,6 +154,7 @@ async fn trim(b: &Broker, loc: &RemoteLoc, m: &RemoteManifest, start: i64) -> Re
         })
         .await?;
     if matches!(r, ControllerReply::Count(1)) {
+        wait_manifest(b, loc, |m| m.start >= start).await;
         // The manifest no longer names them: now the objects may go.
         for seg in m.segments.iter().filter(|s| s.next <= start) {
             b.tier().delete_segment(loc, seg).await?;
@@ -158,6 +164,19 @@ async fn trim(b: &Broker, loc: &RemoteLoc, m: &RemoteManifest, start: i64) -> Re
         mirror_manifest(b, loc).await;
     }
     Ok(())
+}
+
+/// Waits (up to 10 s) until this broker applied the manifest change that
+/// `done` recognizes: the controller answered, the local copy may lag.
+async fn wait_manifest(b: &Broker, loc: &RemoteLoc, done: impl Fn(&RemoteManifest) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let applied = b.with_state(|s| s.manifest(&loc.topic, loc.partition).is_some_and(&done));
+        if applied {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 async fn mirror_manifest(b: &Broker, loc: &RemoteLoc) {
@@ -232,6 +251,10 @@ async fn pass(b: &Arc<Broker>, part: &Arc<Partition>, cfg: LogConfig) -> Result<
             })
             .await?;
         if matches!(r, ControllerReply::Count(1)) {
+            wait_manifest(b, &loc, |m| {
+                m.segments.iter().any(|g| g.upload_id == seg.upload_id)
+            })
+            .await;
             tracing::debug!(topic = %loc.topic, partition = loc.partition, base = seg.base,
                 next = seg.next, bytes = seg.size, "segment uploaded");
             mirror_manifest(b, &loc).await;
