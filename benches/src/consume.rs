@@ -138,6 +138,79 @@ pub(crate) async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
     Ok(r)
 }
 
+/// Seeks to `--records` offsets spread evenly over each partition, from
+/// the last to the first (read-ahead only goes forward, so no sample warms
+/// the next), and times each from the seek to its first record.
+pub(crate) async fn run_fetch(cfg: &BenchConfig) -> anyhow::Result<Report> {
+    let (n, list) = produce::check_partitions(cfg).await?;
+    let parts: Vec<u32> = list.unwrap_or_else(|| (0..n).collect());
+    let samples = match cfg.limit {
+        Limit::Records(r) => r.max(1),
+        _ => 100,
+    };
+    let admin = Admin::new(cfg.client.clone())?;
+    let mut plan: Vec<(u32, i64)> = Vec::new();
+    for &p in &parts {
+        let lo = admin
+            .list_offsets(&cfg.topic, p, OffsetSpec::Earliest, 0)
+            .await?;
+        let hw = lo.high_watermark;
+        let start = lo.offset;
+        if hw <= start {
+            continue;
+        }
+        let per = samples.div_ceil(parts.len() as u64) as i64;
+        for i in (0..per).rev() {
+            plan.push((p, start + (hw - start) * i / per));
+        }
+    }
+    if plan.is_empty() {
+        anyhow::bail!("topic {} holds no records to fetch", cfg.topic);
+    }
+    let mut consumer = Consumer::new(cfg.client.clone(), consumer_config())?;
+    let mut hist = histogram();
+    let (mut records, mut bytes) = (0u64, 0u64);
+    let began = Instant::now();
+    for (p, offset) in plan {
+        let t0 = Instant::now();
+        if consumer.position(&cfg.topic, p).is_none() {
+            consumer
+                .assign(&cfg.topic, p, StartOffset::Offset(offset))
+                .await?;
+        } else {
+            consumer.seek(&cfg.topic, p, offset)?;
+        }
+        loop {
+            let batch = tokio::time::timeout(Duration::from_secs(30), consumer.next_batch())
+                .await
+                .map_err(|_| {
+                    anyhow::anyhow!("no record at offset {offset} of partition {p} in 30 s")
+                })?
+                .ok_or_else(|| anyhow::anyhow!("the consumer closed"))??;
+            // Records before the seek (still in flight) do not count.
+            if batch
+                .first()
+                .is_some_and(|r| r.partition == p && r.offset >= offset)
+            {
+                record(&mut hist, t0.elapsed());
+                records += 1;
+                bytes += batch.first().map_or(0, record_bytes);
+                break;
+            }
+        }
+    }
+    let mut r = Report::new(
+        "fetch",
+        &cfg.topic,
+        records,
+        bytes,
+        began.elapsed(),
+        Latency::from_micros(&hist),
+    );
+    r.record_size = cfg.record_size;
+    Ok(r)
+}
+
 /// Producers and a consumer together: latency from send to delivery.
 pub(crate) async fn run_e2e(cfg: &BenchConfig) -> anyhow::Result<Report> {
     let (n, list) = produce::check_partitions(cfg).await?;

@@ -26,6 +26,9 @@ pub enum Workload {
     Produce,
     Consume,
     E2e,
+    /// Seeks spread over the log (last first): first-record latency of
+    /// reads that find nothing cached (cold reads of tiered data).
+    Fetch,
 }
 
 impl Workload {
@@ -34,6 +37,7 @@ impl Workload {
             Self::Produce => "produce",
             Self::Consume => "consume",
             Self::E2e => "e2e",
+            Self::Fetch => "fetch",
         }
     }
 }
@@ -84,6 +88,7 @@ impl BenchConfig {
             topic: topic.into(),
             limit: match workload {
                 Workload::Consume => Limit::CatchUp,
+                Workload::Fetch => Limit::Records(100),
                 _ => Limit::Records(1_000_000),
             },
             record_size: 1024,
@@ -111,6 +116,7 @@ pub async fn run(cfg: BenchConfig) -> anyhow::Result<Report> {
         Workload::Produce => produce::run(&cfg).await,
         Workload::Consume => consume::run(&cfg).await,
         Workload::E2e => consume::run_e2e(&cfg).await,
+        Workload::Fetch => consume::run_fetch(&cfg).await,
     }
 }
 

@@ -19,6 +19,9 @@ pub enum BenchCmd {
     Consume(BenchArgs),
     /// Produce and consume together; send→delivery latency per record.
     E2e(BenchArgs),
+    /// Seek to --records offsets spread over the log (default 100) and
+    /// time each seek's first record (cold reads of tiered data).
+    Fetch(BenchArgs),
 }
 
 /// Throughput is reported in MB/s with MB = 10^6 bytes of record payload.
@@ -151,6 +154,7 @@ pub async fn run(ctx: &Ctx, cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::Produce(a) => (Workload::Produce, a),
         BenchCmd::Consume(a) => (Workload::Consume, a),
         BenchCmd::E2e(a) => (Workload::E2e, a),
+        BenchCmd::Fetch(a) => (Workload::Fetch, a),
     };
     let cfg = config(ctx, workload, args)?;
     let report = strata_bench::run(cfg).await?;

@@ -25,10 +25,15 @@ pub struct S3Server {
 impl S3Server {
     /// Serves `root` on a free port, with bucket `bucket` created.
     pub async fn start(root: &Path, bucket: &str) -> Self {
-        std::fs::create_dir_all(root.join(bucket)).expect("bucket dir");
         let addr: SocketAddr = format!("127.0.0.1:{}", crate::free_port())
             .parse()
             .expect("addr");
+        Self::start_on(root, bucket, addr).await
+    }
+
+    /// Serves `root` on `addr`, with bucket `bucket` created.
+    pub async fn start_on(root: &Path, bucket: &str, addr: SocketAddr) -> Self {
+        std::fs::create_dir_all(root.join(bucket)).expect("bucket dir");
         let mut s = Self {
             addr,
             root: root.to_owned(),

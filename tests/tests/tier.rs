@@ -296,7 +296,10 @@ async fn roundtrip(mut opts: ClusterOpts, objects: &Path) {
         "objects below the new start stay: {before} -> {after}"
     );
     let rest = consume_earliest(c.client_config(), "cold", 0, 1500).await;
-    assert!(rest == expect[1500..], "the consumer starts at the new start");
+    assert!(
+        rest == expect[1500..],
+        "the consumer starts at the new start"
+    );
 
     let m = http_get(&http, "/metrics").await;
     assert!(metric(&m, "strata_tier_uploaded_segments_total") >= u64::from(d.remote_segments));
