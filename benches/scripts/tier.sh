@@ -5,8 +5,8 @@
 #                  (empty chunk cache) and the OS page cache dropped
 #   cold fetch     first-record latency of 200 seeks spread over the log,
 #                  each one cold (strata bench fetch)
-#   offload cost   W-produce 1 GB with remote.storage.enable=true (uploads
-#                  running during the run) vs false, alternating
+#   offload cost   produce 2 GB with remote.storage.enable=true (uploads
+#                  running during the run) vs false, alternating, per store
 #
 #   benches/scripts/tier.sh [OUT_DIR]
 #
@@ -91,17 +91,23 @@ for store in file s3; do
   done
 done
 
-# Produce with and without offload, alternating, against the S3 server.
-for i in $(seq 1 "$RUNS"); do
-  for remote in false true; do
-    wipe; start_s3; start_broker s3
-    strata topic create w --partitions 1 --replication-factor 1 \
-      --config remote.storage.enable=$remote --config segment.bytes=67108864 \
-      --config retention.local.bytes=1 >/dev/null
-    strata bench produce w --bytes 1GB --record-size 1024 --output json >"$OUT/produce-remote-$remote-$i.json"
-    echo "produce remote=$remote #$i: $(cat "$OUT/produce-remote-$remote-$i.json")"
-    curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | grep -E '^strata_tier_uploaded_bytes_total' || true
-    stop_broker; kill "$S3"; wait "$S3" || true
+# Produce with and without offload, alternating, against both stores.
+for store in file s3; do
+  for i in $(seq 1 "$RUNS"); do
+    for remote in false true; do
+      wipe
+      [ "$store" = s3 ] && start_s3
+      start_broker "$store"
+      strata topic create w --partitions 1 --replication-factor 1 \
+        --config remote.storage.enable=$remote --config segment.bytes=67108864 \
+        --config retention.local.bytes=1 >/dev/null
+      strata bench produce w --bytes 2GB --record-size 1024 --output json \
+        >"$OUT/$store-produce-remote-$remote-$i.json"
+      echo "$store produce remote=$remote #$i: $(cat "$OUT/$store-produce-remote-$remote-$i.json")"
+      curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | grep -E '^strata_tier_uploaded_bytes_total' || true
+      stop_broker
+      [ "$store" = s3 ] && { kill "$S3"; wait "$S3" || true; }
+    done
   done
 done
 wipe

@@ -715,10 +715,11 @@ impl Broker {
         // Metadata applied at the last complete reconcile: with thousands
         // of partitions a pass is not free, so it runs only on change (or
         // again after a failure).
+        // Remote-manifest updates (one per segment upload) do not count.
         let mut reconciled: Option<u64> = None;
         loop {
             let Some(b) = me.upgrade() else { return };
-            let applied = b.controller.shared.applied();
+            let applied = b.controller.shared.topology();
             if reconciled != Some(applied) {
                 match b.reconcile_off_runtime() {
                     Ok(()) => reconciled = Some(applied),

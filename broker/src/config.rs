@@ -115,12 +115,19 @@ pub struct Args {
     /// Path-style S3 requests (default true with --s3-endpoint).
     #[arg(long, env = "STRATA_S3_PATH_STYLE")]
     pub s3_path_style: Option<bool>,
+    /// Sign S3 request bodies with SHA-256 (default: UNSIGNED-PAYLOAD; the
+    /// data carries CRCs checked on every read).
+    #[arg(long, env = "STRATA_S3_SIGNED_PAYLOAD")]
+    pub s3_signed_payload: Option<bool>,
     /// Allow plain-HTTP S3 endpoints (default true for http:// endpoints).
     #[arg(long, env = "STRATA_S3_ALLOW_HTTP")]
     pub s3_allow_http: Option<bool>,
     /// Memory for cached chunks of remote segments, in bytes.
     #[arg(long, env = "STRATA_TIER_CACHE_BYTES")]
     pub tier_cache_bytes: Option<u64>,
+    /// Bytes per ranged GET of remote data (64 KiB to 64 MiB).
+    #[arg(long, env = "STRATA_TIER_CHUNK_BYTES")]
+    pub tier_chunk_bytes: Option<u64>,
     /// Segment uploads in flight per broker.
     #[arg(long, env = "STRATA_TIER_MAX_UPLOADS")]
     pub tier_max_uploads: Option<usize>,
@@ -165,9 +172,11 @@ struct FileConfig {
     s3_secret_access_key: Option<String>,
     s3_path_style: Option<bool>,
     s3_allow_http: Option<bool>,
+    s3_signed_payload: Option<bool>,
     tier_cache_bytes: Option<u64>,
     tier_max_uploads: Option<usize>,
     tier_upload_interval: Option<String>,
+    tier_chunk_bytes: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -495,7 +504,15 @@ impl BrokerConfig {
         if !(1..=256).contains(&max_uploads) {
             return err("tier-max-uploads must be between 1 and 256");
         }
+        let chunk_bytes = args
+            .tier_chunk_bytes
+            .or(file.tier_chunk_bytes)
+            .unwrap_or(256 << 10);
+        if !((64 << 10)..=(64 << 20)).contains(&chunk_bytes) {
+            return err("tier-chunk-bytes must be between 65536 and 67108864");
+        }
         let tier = crate::tier::TierSettings {
+            chunk_bytes,
             url: args
                 .object_store
                 .or(file.object_store)
@@ -505,6 +522,10 @@ impl BrokerConfig {
             access_key_id: args.s3_access_key_id.or(file.s3_access_key_id),
             secret_access_key: args.s3_secret_access_key.or(file.s3_secret_access_key),
             path_style: args.s3_path_style.or(file.s3_path_style),
+            signed_payload: args
+                .s3_signed_payload
+                .or(file.s3_signed_payload)
+                .unwrap_or(false),
             allow_http: args.s3_allow_http.or(file.s3_allow_http),
             cache_bytes: args
                 .tier_cache_bytes

@@ -40,6 +40,9 @@ pub fn log_config() -> LogConfig {
 pub struct ControllerState {
     state: RwLock<ClusterState>,
     applied: watch::Sender<u64>,
+    /// Counts applied commands that change what brokers host (all but the
+    /// remote-manifest updates, which come with every segment upload).
+    topology: std::sync::atomic::AtomicU64,
 }
 
 impl Default for ControllerState {
@@ -47,6 +50,7 @@ impl Default for ControllerState {
         Self {
             state: RwLock::default(),
             applied: watch::Sender::new(0),
+            topology: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
@@ -65,7 +69,17 @@ impl ControllerState {
                 .and_then(|r| r.value)
                 .map(|v| serde_json::from_slice::<MetadataCommand>(&v))
             {
-                Some(Ok(cmd)) => st.apply(cmd),
+                Some(Ok(cmd)) => {
+                    if !matches!(
+                        cmd,
+                        MetadataCommand::AddRemoteSegment { .. }
+                            | MetadataCommand::TrimRemote { .. }
+                    ) {
+                        self.topology
+                            .fetch_add(1, std::sync::atomic::Ordering::Release);
+                    }
+                    st.apply(cmd)
+                }
                 _ => tracing::error!(index, "undecodable metadata command"),
             }
         }
@@ -81,6 +95,11 @@ impl ControllerState {
 
     pub fn applied(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// Changes of hosting-relevant metadata applied so far.
+    pub fn topology(&self) -> u64 {
+        self.topology.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {

@@ -240,4 +240,46 @@ mod tests {
         a.apply(MetadataCommand::DeleteTopic { name: "t".into() });
         assert!(a.topics.is_empty());
     }
+
+    #[test]
+    fn remote_manifests_follow_their_topic() {
+        let mut s = ClusterState::default();
+        s.apply(MetadataCommand::CreateTopic {
+            name: "t".into(),
+            meta: TopicMeta {
+                id: "id1".into(),
+                partitions: 1,
+                ..Default::default()
+            },
+        });
+        let seg = |base: i64, next: i64, id: &str| MetadataCommand::AddRemoteSegment {
+            topic: "t".into(),
+            topic_id: id.into(),
+            partition: 0,
+            segment: RemoteSegment {
+                base,
+                next,
+                size: 1,
+                max_ts: 0,
+                upload_id: format!("u{base}"),
+            },
+        };
+        s.apply(seg(0, 10, "id1"));
+        s.apply(seg(10, 20, "old-id"));
+        s.apply(seg(20, 30, "id1"));
+        assert_eq!(s.manifest("t", 0).map(|m| m.end()), Some(10), "{s:?}");
+        s.apply(seg(10, 20, "id1"));
+        s.apply(MetadataCommand::TrimRemote {
+            topic: "t".into(),
+            topic_id: "id1".into(),
+            partition: 0,
+            start: 12,
+        });
+        let m = s.manifest("t", 0).cloned().unwrap();
+        assert_eq!((m.start, m.segments.len()), (12, 1));
+        let json = serde_json::to_vec(&s).unwrap();
+        assert_eq!(serde_json::from_slice::<ClusterState>(&json).unwrap(), s);
+        s.apply(MetadataCommand::DeleteTopic { name: "t".into() });
+        assert!(s.remote.is_empty());
+    }
 }

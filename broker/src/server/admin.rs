@@ -249,69 +249,74 @@ impl AdminApi for AdminService {
         let wanted = req.into_inner().topics;
         self.broker.check_ready()?;
         let node = self.broker.node_id();
-        let state = self.broker.cluster_state();
-        let may =
-            |n: &str| auth.permits(&state.acls, &who, Operation::Describe, Resource::Topic, n);
-        let dir = &self.broker.directory;
-        let brokers = state
-            .brokers
-            .values()
-            .filter(|b| !b.addr.is_empty())
-            .map(|b| BrokerInfo {
-                id: b.id,
-                addr: b.addr.clone(),
-                alive: b.id == node || dir.alive(b.id),
-            })
-            .collect();
-        let describe = |name: &str, m: &TopicMeta| TopicMetadata {
-            name: name.to_owned(),
-            error: None,
-            partitions: (0..m.partitions)
-                .map(|p| {
-                    let replicas = m.assignments.get(p as usize).cloned().unwrap_or_default();
-                    PartitionMetadata {
-                        partition: p,
-                        leader: dir.leader(name, p),
-                        isr: replicas.clone(),
-                        replicas,
-                    }
+        // Computed under the state's read lock: no copy of the whole state
+        // (remote manifests included) per request.
+        let controller_id = self.broker.controller().leader();
+        let resp = self.broker.with_state(|state| {
+            let may =
+                |n: &str| auth.permits(&state.acls, &who, Operation::Describe, Resource::Topic, n);
+            let dir = &self.broker.directory;
+            let brokers = state
+                .brokers
+                .values()
+                .filter(|b| !b.addr.is_empty())
+                .map(|b| BrokerInfo {
+                    id: b.id,
+                    addr: b.addr.clone(),
+                    alive: b.id == node || dir.alive(b.id),
                 })
-                .collect(),
-        };
-        let topics = if wanted.is_empty() {
-            state
-                .topics
-                .iter()
-                .filter(|(n, m)| !m.internal && may(n))
-                .map(|(n, m)| describe(n, m))
-                .collect()
-        } else {
-            wanted
-                .iter()
-                .map(|n| match state.topics.get(n) {
-                    Some(_) if !may(n) => TopicMetadata {
-                        name: n.clone(),
-                        error: Some(error_info(&BrokerError::Unauthorized(format!(
-                            "principal '{}' may not describe topic '{n}'",
-                            who.principal
-                        )))),
-                        partitions: Vec::new(),
-                    },
-                    Some(m) => describe(n, m),
-                    None => TopicMetadata {
-                        name: n.clone(),
-                        error: Some(error_info(&BrokerError::UnknownTopic(n.clone()))),
-                        partitions: Vec::new(),
-                    },
-                })
-                .collect()
-        };
-        Ok(Response::new(MetadataResponse {
-            brokers,
-            controller_id: self.broker.controller().leader(),
-            topics,
-            cluster_id: state.cluster_id,
-        }))
+                .collect();
+            let describe = |name: &str, m: &TopicMeta| TopicMetadata {
+                name: name.to_owned(),
+                error: None,
+                partitions: (0..m.partitions)
+                    .map(|p| {
+                        let replicas = m.assignments.get(p as usize).cloned().unwrap_or_default();
+                        PartitionMetadata {
+                            partition: p,
+                            leader: dir.leader(name, p),
+                            isr: replicas.clone(),
+                            replicas,
+                        }
+                    })
+                    .collect(),
+            };
+            let topics = if wanted.is_empty() {
+                state
+                    .topics
+                    .iter()
+                    .filter(|(n, m)| !m.internal && may(n))
+                    .map(|(n, m)| describe(n, m))
+                    .collect()
+            } else {
+                wanted
+                    .iter()
+                    .map(|n| match state.topics.get(n) {
+                        Some(_) if !may(n) => TopicMetadata {
+                            name: n.clone(),
+                            error: Some(error_info(&BrokerError::Unauthorized(format!(
+                                "principal '{}' may not describe topic '{n}'",
+                                who.principal
+                            )))),
+                            partitions: Vec::new(),
+                        },
+                        Some(m) => describe(n, m),
+                        None => TopicMetadata {
+                            name: n.clone(),
+                            error: Some(error_info(&BrokerError::UnknownTopic(n.clone()))),
+                            partitions: Vec::new(),
+                        },
+                    })
+                    .collect()
+            };
+            MetadataResponse {
+                brokers,
+                controller_id,
+                topics,
+                cluster_id: state.cluster_id.clone(),
+            }
+        });
+        Ok(Response::new(resp))
     }
 
     async fn cluster_status(

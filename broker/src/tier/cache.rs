@@ -10,9 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 
-/// Bytes per chunk: one ranged GET.
-pub const CHUNK: u64 = 1 << 20;
-
 type Cell = Arc<OnceCell<Bytes>>;
 
 struct Slot {

@@ -35,8 +35,10 @@ fn tier(dir: &std::path::Path) -> Arc<Tier> {
             access_key_id: None,
             secret_access_key: None,
             path_style: None,
+            signed_payload: false,
             allow_http: None,
             cache_bytes: 8 << 20,
+            chunk_bytes: 1 << 20,
             max_uploads: 2,
             upload_interval: Duration::from_secs(1),
         })
@@ -227,8 +229,10 @@ async fn unreachable_s3_is_unavailable_with_the_cause() {
         access_key_id: Some("a".into()),
         secret_access_key: Some("b".into()),
         path_style: None,
+        signed_payload: false,
         allow_http: None,
         cache_bytes: 1 << 20,
+        chunk_bytes: 256 << 10,
         max_uploads: 1,
         upload_interval: Duration::from_secs(1),
     })
