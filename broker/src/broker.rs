@@ -968,7 +968,18 @@ impl Broker {
                                 merged.insert(k.clone(), v.clone());
                             }
                         }
-                        topic_config::effective(&defaults, &merged)?;
+                        let cfg = topic_config::effective(&defaults, &merged)?;
+                        let has_remote = s
+                            .remote
+                            .get(&name)
+                            .is_some_and(|m| m.values().any(|m| !m.segments.is_empty()));
+                        if !cfg.remote_storage && has_remote {
+                            return Err(BrokerError::InvalidConfig(
+                                "remote.storage.enable cannot be turned off while object \
+                                 storage holds data of the topic"
+                                    .into(),
+                            ));
+                        }
                         Ok((
                             vec![MetadataCommand::AlterTopicConfig {
                                 name: name.clone(),

@@ -246,6 +246,23 @@ async fn roundtrip(mut opts: ClusterOpts, objects: &Path) {
     assert_eq!(p["local_start_offset"], d.local_start_offset, "{j}");
     assert!(p["remote_bytes"].as_u64().is_some_and(|b| b > 0), "{j}");
     assert!(p.get("upload_lag_bytes").is_some(), "{j}");
+    // Turning tiering off would strand the remote data: refused.
+    let out = c.get(1).cli(
+        &[
+            "topic",
+            "alter",
+            "cold",
+            "--config",
+            "remote.storage.enable=false",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("remote.storage.enable") && err.lines().count() == 1,
+        "{err}"
+    );
 
     // DeleteRecords into the remote part moves the start there; the
     // remote segments below go, with their objects.

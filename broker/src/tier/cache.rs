@@ -55,6 +55,14 @@ impl ChunkCache {
         slots.contains_key(&(key.to_owned(), chunk))
     }
 
+    /// Whether chunk `chunk` of `key` is in the cache, downloaded.
+    pub fn ready(&self, key: &str, chunk: u64) -> bool {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots
+            .get(&(key.to_owned(), chunk))
+            .is_some_and(|s| s.cell.initialized())
+    }
+
     /// Chunk `chunk` of object `key`, fetched with `fetch` unless cached.
     pub async fn get<F, Fut, E>(&self, key: &str, chunk: u64, fetch: F) -> Result<Bytes, E>
     where

@@ -455,6 +455,13 @@ impl Tier {
             .await
     }
 
+    /// Whether bytes `[pos, pos + len)` of `key` are all in the cache.
+    fn cached(&self, key: &ObjPath, pos: u64, len: usize) -> bool {
+        let chunk = self.settings.chunk_bytes;
+        let last = (pos + len.max(1) as u64 - 1) / chunk;
+        (pos / chunk..=last).all(|k| self.cache.ready(key.as_ref(), k))
+    }
+
     /// Bytes `[pos, pos + len)` of object `key` of `size` bytes.
     async fn range(
         &self,
@@ -512,17 +519,20 @@ impl Tier {
         let mut next = offset;
         let mut first_pos = pos;
         while pos < seg.size {
-            let head = self
-                .range(
-                    &key,
-                    seg.size,
-                    pos,
-                    HEADER_LEN.min((seg.size - pos) as usize),
-                )
-                .await?;
+            // Once there is something to answer with, answer rather than
+            // wait for another download (sequential readers find it
+            // fetched ahead by their next request).
+            let head_len = HEADER_LEN.min((seg.size - pos) as usize);
+            if !out.is_empty() && !self.cached(&key, pos, head_len) {
+                break;
+            }
+            let head = self.range(&key, seg.size, pos, head_len).await?;
             let h = batch::parse_header(&head)
                 .map_err(|e| self.corrupt(&key, format!("batch at byte {pos}: {e}")))?;
             let len = h.total_len();
+            if !out.is_empty() && !self.cached(&key, pos, len) {
+                break;
+            }
             if h.next_offset() <= offset || h.records_count == 0 && out.is_empty() {
                 pos += len as u64;
                 continue;
