@@ -128,6 +128,9 @@ pub struct Args {
     /// Bytes per ranged GET of remote data (64 KiB to 64 MiB).
     #[arg(long, env = "STRATA_TIER_CHUNK_BYTES")]
     pub tier_chunk_bytes: Option<u64>,
+    /// Average upload rate cap per broker in bytes/s (0 = unlimited).
+    #[arg(long, env = "STRATA_TIER_UPLOAD_BYTES_PER_SEC")]
+    pub tier_upload_bytes_per_sec: Option<u64>,
     /// Segment uploads in flight per broker.
     #[arg(long, env = "STRATA_TIER_MAX_UPLOADS")]
     pub tier_max_uploads: Option<usize>,
@@ -177,6 +180,7 @@ struct FileConfig {
     tier_max_uploads: Option<usize>,
     tier_upload_interval: Option<String>,
     tier_chunk_bytes: Option<u64>,
+    tier_upload_bytes_per_sec: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -532,6 +536,10 @@ impl BrokerConfig {
                 .or(file.tier_cache_bytes)
                 .unwrap_or(256 << 20),
             max_uploads,
+            upload_bytes_per_sec: args
+                .tier_upload_bytes_per_sec
+                .or(file.tier_upload_bytes_per_sec)
+                .unwrap_or(0),
             upload_interval,
         };
         if !(tier.url.starts_with("file:///") || tier.url.starts_with("s3://")) {

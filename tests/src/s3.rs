@@ -72,6 +72,9 @@ impl S3Server {
                 let Ok((socket, _)) = listener.accept().await else {
                     continue;
                 };
+                // Responses go out in 4 KiB pieces: without this, Nagle and
+                // the client's delayed ACK hold the last one for ~40 ms.
+                let _ = socket.set_nodelay(true);
                 let conn = http
                     .serve_connection(TokioIo::new(socket), service.clone())
                     .into_owned();

@@ -52,6 +52,8 @@ pub struct TierSettings {
     pub chunk_bytes: u64,
     /// Uploads in flight per broker.
     pub max_uploads: usize,
+    /// Average upload rate cap per broker in bytes/s (0 = unlimited).
+    pub upload_bytes_per_sec: u64,
     /// How often leaders look for segments to upload.
     pub upload_interval: Duration,
 }
@@ -120,6 +122,8 @@ pub struct Tier {
     /// is sequential and gets read-ahead; random reads do not.
     read_ends: Mutex<HashMap<String, u64>>,
     uploads: tokio::sync::Semaphore,
+    /// When the upload rate cap next lets bytes go.
+    upload_clock: Mutex<std::time::Instant>,
     pub metrics: TierMetrics,
 }
 
@@ -245,6 +249,7 @@ impl Tier {
             indexes: Mutex::new(HashMap::new()),
             read_ends: Mutex::new(HashMap::new()),
             uploads: tokio::sync::Semaphore::new(settings.max_uploads),
+            upload_clock: Mutex::new(std::time::Instant::now()),
             metrics: TierMetrics::default(),
             settings,
         })
@@ -307,6 +312,7 @@ impl Tier {
             upload_id: random_hex(),
         };
         let (dk, ik) = (self.data_key(loc, &seg), self.index_key(loc, &seg));
+        self.pace(seg.size).await;
         let r = async {
             self.store
                 .put(&dk, PutPayload::from(slice.data))
@@ -330,6 +336,22 @@ impl Tier {
             .uploaded_segments
             .fetch_add(1, Ordering::Relaxed);
         Ok(seg)
+    }
+
+    /// Waits until the upload rate cap lets `bytes` more go (the average
+    /// over uploads stays at the cap; each upload itself runs at full speed).
+    async fn pace(&self, bytes: u64) {
+        let rate = self.settings.upload_bytes_per_sec;
+        if rate == 0 {
+            return;
+        }
+        let start = {
+            let mut next = self.upload_clock.lock().unwrap_or_else(|e| e.into_inner());
+            let start = (*next).max(std::time::Instant::now());
+            *next = start + Duration::from_secs_f64(bytes as f64 / rate as f64);
+            start
+        };
+        tokio::time::sleep_until(start.into()).await;
     }
 
     /// Deletes the objects of `seg` (missing ones are fine).

@@ -40,6 +40,7 @@ fn tier(dir: &std::path::Path) -> Arc<Tier> {
             cache_bytes: 8 << 20,
             chunk_bytes: 1 << 20,
             max_uploads: 2,
+            upload_bytes_per_sec: 0,
             upload_interval: Duration::from_secs(1),
         })
         .unwrap(),
@@ -234,6 +235,7 @@ async fn unreachable_s3_is_unavailable_with_the_cause() {
         cache_bytes: 1 << 20,
         chunk_bytes: 256 << 10,
         max_uploads: 1,
+        upload_bytes_per_sec: 0,
         upload_interval: Duration::from_secs(1),
     })
     .unwrap();
