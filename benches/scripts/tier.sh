@@ -9,6 +9,7 @@
 #                  running during the run) vs false, alternating, per store
 #
 #   benches/scripts/tier.sh [OUT_DIR]
+#   STORES=s3 ONLY=produce RUNS=3 CAP=100000000 benches/scripts/tier.sh
 #
 # Needs release binaries: cargo build --release -p strata-broker -p strata-cli
 # -p strata-tests --bins (strata-s3-server comes from strata-tests). Root for
@@ -40,11 +41,12 @@ start_s3() {
   S3=$!
   sleep 0.5
 }
-start_broker() { # store
+start_broker() { # store [extra flags...]
+  local store=$1; shift
   # shellcheck disable=SC2046
   "$BIN/stratad" --data-dir "$DATA/node" --listen 127.0.0.1:$PORT --log-level warn \
     --http-listen 127.0.0.1:$((PORT + 1)) --peer-listen 127.0.0.1:$((PORT + 2)) \
-    --tier-upload-interval 200ms --retention-check-interval 1s $(store_flags "$1") \
+    --tier-upload-interval 200ms --retention-check-interval 1s $(store_flags "$store") "$@" \
     >>"$OUT/stratad.log" 2>&1 &
   BROKER=$!
   for _ in $(seq 1 100); do
@@ -70,7 +72,8 @@ sys.exit(0 if p["segments"]==1 and p["remote_end_offset"]==p["local_start_offset
 }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
-for store in file s3; do
+for store in ${STORES:-file s3}; do
+  [ "${ONLY:-}" = produce ] && break
   for i in $(seq 1 "$RUNS"); do
     wipe
     [ "$store" = s3 ] && start_s3
@@ -91,19 +94,27 @@ for store in file s3; do
   done
 done
 
-# Produce with and without offload, alternating, against both stores.
-for store in file s3; do
+# Produce with and without offload, alternating, against both stores:
+# off = remote.storage.enable=false; on = uploads at full speed;
+# capped = uploads capped at CAP bytes/s (--tier-upload-bytes-per-sec).
+CAP=${CAP:-100000000}
+for store in ${STORES:-file s3}; do
   for i in $(seq 1 "$RUNS"); do
-    for remote in false true; do
+    for mode in off on capped; do
       wipe
       [ "$store" = s3 ] && start_s3
-      start_broker "$store"
+      if [ "$mode" = capped ]; then
+        start_broker "$store" --tier-upload-bytes-per-sec "$CAP"
+      else
+        start_broker "$store"
+      fi
+      remote=true; [ "$mode" = off ] && remote=false
       strata topic create w --partitions 1 --replication-factor 1 \
         --config remote.storage.enable=$remote --config segment.bytes=67108864 \
         --config retention.local.bytes=1 >/dev/null
       strata bench produce w --bytes 2GB --record-size 1024 --output json \
-        >"$OUT/$store-produce-remote-$remote-$i.json"
-      echo "$store produce remote=$remote #$i: $(cat "$OUT/$store-produce-remote-$remote-$i.json")"
+        >"$OUT/$store-produce-$mode-$i.json"
+      echo "$store produce offload=$mode #$i: $(cat "$OUT/$store-produce-$mode-$i.json")"
       curl -s "http://127.0.0.1:$((PORT + 1))/metrics" | grep -E '^strata_tier_uploaded_bytes_total' || true
       stop_broker
       [ "$store" = s3 ] && { kill "$S3"; wait "$S3" || true; }
