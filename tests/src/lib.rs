@@ -194,6 +194,23 @@ fn harness_port_range() -> (u16, u16) {
     }
 }
 
+/// The Compose command of this machine: the `docker compose` plugin, else
+/// the standalone `docker-compose`; `None` when there is neither (or no
+/// Docker engine).
+pub fn compose_command() -> Option<Command> {
+    let engine = Command::new("docker").arg("info").output();
+    if !engine.is_ok_and(|o| o.status.success()) {
+        return None;
+    }
+    let works = |c: &mut Command| c.arg("version").output().is_ok_and(|o| o.status.success());
+    if works(Command::new("docker").arg("compose")) {
+        let mut c = Command::new("docker");
+        c.arg("compose");
+        return Some(c);
+    }
+    works(&mut Command::new("docker-compose")).then(|| Command::new("docker-compose"))
+}
+
 /// Prefix of the lines the harness writes into a broker's log.
 const HARNESS_LINE: &str = "=== harness:";
 
