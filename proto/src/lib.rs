@@ -9,6 +9,10 @@ pub mod varint;
 pub mod v1 {
     #![allow(clippy::all, missing_docs, rust_2018_idioms)]
     tonic::include_proto!("strata.v1");
+
+    /// The encoded `FileDescriptorSet` of the API (for server reflection).
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/strata_descriptor.bin"));
 }
 
 /// Metadata key carrying the stable error code name of a failed RPC.

@@ -32,6 +32,40 @@ pub enum ServeError {
     Tls(#[from] TlsError),
     #[error("{0}")]
     Transport(#[from] tonic::transport::Error),
+    #[error("server reflection: {0}")]
+    Reflection(String),
+}
+
+/// Keeps `grpc.health.v1` in line with `/ready`: SERVING for the whole
+/// server ("") and each API once the broker is ready, else NOT_SERVING.
+async fn report_health(
+    broker: std::sync::Weak<Broker>,
+    reporter: tonic_health::server::HealthReporter,
+) {
+    use tonic_health::ServingStatus;
+    const SERVICES: [&str; 4] = [
+        "",
+        "strata.v1.Broker",
+        "strata.v1.Admin",
+        "strata.v1.Groups",
+    ];
+    let mut last = None;
+    loop {
+        let Some(b) = broker.upgrade() else { return };
+        let status = if b.check_ready().is_ok() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        drop(b);
+        if last != Some(status) {
+            for s in SERVICES {
+                reporter.set_service_status(s, status).await;
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
 }
 
 /// Serves `router` on `listener`: plaintext, or TLS with the listener's
@@ -72,11 +106,35 @@ pub async fn serve(
         Some(t) => Some(ReloadingConfig::new(t.clone(), t.client_auth)?),
         None => None,
     };
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(Arc::downgrade(&broker), reporter));
+    // The client listener's services (not the peer API, which shares the
+    // descriptor file).
+    let reflection = |b: tonic_reflection::server::Builder<'static>| {
+        b.register_encoded_file_descriptor_set(strata_proto::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("strata.v1.Broker")
+            .with_service_name("strata.v1.Admin")
+            .with_service_name("strata.v1.Groups")
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    let reflection_v1 = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection(tonic_reflection::server::Builder::configure())
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
     let router = Server::builder()
         .initial_stream_window_size(Some(32 << 20))
         .initial_connection_window_size(Some(64 << 20))
         .max_frame_size(Some((1 << 24) - 1))
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        // grpc.health.v1 and server reflection (grpcurl and the like).
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(
             BrokerServer::new(data::DataService::new(Arc::clone(&broker)))
                 .max_decoding_message_size(MAX_MESSAGE)
