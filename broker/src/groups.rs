@@ -266,6 +266,17 @@ impl GroupCoordinator {
             .unwrap_or_default())
     }
 
+    /// Every committed offset known here: (group, topic, partition, offset).
+    pub fn all_committed(&self) -> Vec<(String, String, u32, i64)> {
+        let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+        g.iter()
+            .flat_map(|(group, offs)| {
+                offs.iter()
+                    .map(move |((t, p), c)| (group.clone(), t.clone(), *p, c.offset))
+            })
+            .collect()
+    }
+
     pub fn list(&self) -> Vec<String> {
         let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         let mut v: Vec<String> = g.keys().cloned().collect();

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod groups;
 pub mod log;
+pub mod metrics;
 pub mod partition;
 pub mod producer_state;
 pub mod raft;

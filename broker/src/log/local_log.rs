@@ -109,12 +109,14 @@ pub struct SyncPlan {
 
 impl SyncPlan {
     pub fn run(&self) -> io::Result<()> {
+        let started = std::time::Instant::now();
         for f in &self.files {
             f.sync_data()?;
         }
         if let Some(dir) = &self.dir {
             checkpoint::sync_dir(dir)?;
         }
+        crate::metrics::global().fsync(started.elapsed());
         Ok(())
     }
 

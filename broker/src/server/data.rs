@@ -42,6 +42,9 @@ impl DataService {
 /// A produce request handed to the Raft loop; what is left is waiting.
 struct Pending {
     part: Arc<Partition>,
+    started: Instant,
+    records: u64,
+    bytes: u64,
     acks: Acks,
     rx: tokio::sync::oneshot::Receiver<Result<crate::raft::node::Proposal>>,
     timeout: Duration,
@@ -55,10 +58,14 @@ impl Pending {
             Acks::Leader => crate::partition::Acks::Leader,
             Acks::None => crate::partition::Acks::None,
         };
-        let a = self
+        let done = self
             .part
             .complete_produce(self.rx, acks, self.timeout)
-            .await?;
+            .await;
+        let m = crate::metrics::global();
+        m.request("produce", self.started.elapsed(), done.is_ok());
+        let a = done?;
+        m.produced(self.part.topic(), self.records, self.bytes);
         let (base, last) = if self.acks == Acks::None {
             (-1, -1)
         } else {
@@ -77,6 +84,7 @@ impl Pending {
 /// A produce request that passed validation (done outside any lock).
 struct Prepared {
     part: Arc<Partition>,
+    started: Instant,
     acks: Acks,
     batches: Vec<(strata_proto::batch::BatchHeader, bytes::Bytes)>,
     timeout: Duration,
@@ -85,6 +93,18 @@ struct Prepared {
 
 /// Checks a produce request: topic, partition, acks, batch framing and CRC.
 fn prepare(broker: &Broker, who: &Identity, req: ProduceRequest) -> Result<Prepared> {
+    let started = Instant::now();
+    prepare_inner(broker, who, req, started).inspect_err(|_| {
+        crate::metrics::global().request("produce", started.elapsed(), false);
+    })
+}
+
+fn prepare_inner(
+    broker: &Broker,
+    who: &Identity,
+    req: ProduceRequest,
+    started: Instant,
+) -> Result<Prepared> {
     broker.authorize(who, Operation::Write, Resource::Topic, &req.topic)?;
     if req.topic.starts_with("__") {
         return Err(BrokerError::InvalidTopic {
@@ -114,6 +134,7 @@ fn prepare(broker: &Broker, who: &Identity, req: ProduceRequest) -> Result<Prepa
     };
     Ok(Prepared {
         part,
+        started,
         acks,
         batches,
         timeout,
@@ -124,9 +145,17 @@ fn prepare(broker: &Broker, who: &Identity, req: ProduceRequest) -> Result<Prepa
 /// Proposes a prepared request (keeping call order); what is left is
 /// waiting for the acks.
 fn append(p: Prepared) -> Result<Pending> {
-    let rx = p.part.start_produce(p.batches)?;
+    let records = p.batches.iter().map(|(h, _)| h.records_count as u64).sum();
+    let bytes = p.batches.iter().map(|(h, _)| h.total_len() as u64).sum();
+    let started = p.started;
+    let rx = p.part.start_produce(p.batches).inspect_err(|_| {
+        crate::metrics::global().request("produce", started.elapsed(), false);
+    })?;
     Ok(Pending {
         part: p.part,
+        started,
+        records,
+        bytes,
         acks: p.acks,
         rx,
         timeout: p.timeout,
@@ -218,11 +247,15 @@ impl BrokerApi for DataService {
         &self,
         req: Request<FetchRequest>,
     ) -> std::result::Result<Response<FetchResponse>, Status> {
+        let started = Instant::now();
         let who = self.broker.identify(&req);
         let req = req.into_inner();
         for p in &req.partitions {
             self.broker
-                .authorize(&who, Operation::Read, Resource::Topic, &p.topic)?;
+                .authorize(&who, Operation::Read, Resource::Topic, &p.topic)
+                .inspect_err(|_| {
+                    crate::metrics::global().request("fetch", started.elapsed(), false);
+                })?;
         }
         if req.partitions.is_empty() {
             return Err(BrokerError::InvalidRequest("fetch names no partition".into()).into());
@@ -305,6 +338,11 @@ impl BrokerApi for DataService {
                 || now >= deadline
                 || watches.is_empty()
             {
+                let m = crate::metrics::global();
+                for p in &out {
+                    m.fetched(&p.topic, p.records.len() as u64);
+                }
+                m.request("fetch", started.elapsed(), !failed);
                 return Ok(Response::new(FetchResponse { partitions: out }));
             }
             let changed =
@@ -343,6 +381,7 @@ impl BrokerApi for DataService {
                 match crate::tier::serve::read(&broker, &part, offset, max, true).await {
                     Ok((info, offs)) if !info.records.is_empty() => {
                         offset = info.next_offset;
+                        crate::metrics::global().fetched(&req.topic, info.records.len() as u64);
                         let msg = FetchPartitionResponse {
                             topic: req.topic.clone(),
                             partition: req.partition,

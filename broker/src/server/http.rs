@@ -1,4 +1,5 @@
-//! The HTTP listener: `GET /health` (the process serves) and `GET /ready`
+//! The HTTP listener: `GET /metrics` (see `crate::metrics`), `GET /health`
+//! (the process serves) and `GET /ready`
 //! (caught up with the metadata, registered, leading what it should: 200,
 //! else 503 with the reason). Plaintext, or TLS with the client listener's
 //! certificate; client certificates are checked when presented but not
@@ -35,9 +36,14 @@ fn route(broker: &Broker, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => text(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/metrics") => {
-            let mut out = String::new();
-            broker.tier().render_metrics(&mut out);
-            text(StatusCode::OK, out)
+            let mut r = text(StatusCode::OK, crate::metrics::render(broker));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            r
         }
         (&Method::GET, "/ready") => match broker.check_ready() {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),

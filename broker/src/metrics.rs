@@ -1,0 +1,365 @@
+//! Prometheus metrics, served as OpenMetrics text on `GET /metrics` of the
+//! HTTP listener (prometheus-client). Request counters and latency
+//! histograms are recorded as requests run; per-partition Raft state,
+//! replication health, consumer-group lag and tiered-storage figures are
+//! read from the broker at scrape time.
+
+use std::sync::LazyLock;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::broker::Broker;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    pub api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabel {
+    topic: String,
+    partition: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LagLabel {
+    group: String,
+    topic: String,
+    partition: u32,
+}
+
+type HistogramFamily = Family<ApiLabel, Histogram, fn() -> Histogram>;
+
+/// 0.1 ms to ~3.3 s.
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    produce_records: Family<TopicLabel, Counter>,
+    produce_bytes: Family<TopicLabel, Counter>,
+    fetch_bytes: Family<TopicLabel, Counter>,
+    requests: Family<ApiLabel, Counter>,
+    request_errors: Family<ApiLabel, Counter>,
+    request_seconds: HistogramFamily,
+    fsync_seconds: Histogram,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("strata");
+        let produce_records = Family::<TopicLabel, Counter>::default();
+        let produce_bytes = Family::<TopicLabel, Counter>::default();
+        let fetch_bytes = Family::<TopicLabel, Counter>::default();
+        let requests = Family::<ApiLabel, Counter>::default();
+        let request_errors = Family::<ApiLabel, Counter>::default();
+        let request_seconds: HistogramFamily =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let fsync_seconds = latency_histogram();
+        registry.register(
+            "produced_records",
+            "Records appended by produce requests",
+            produce_records.clone(),
+        );
+        registry.register(
+            "produced_bytes",
+            "Record batch bytes appended by produce requests (bytes in)",
+            produce_bytes.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Record batch bytes returned by fetches and subscriptions (bytes out)",
+            fetch_bytes.clone(),
+        );
+        registry.register("requests", "Client requests by API", requests.clone());
+        registry.register(
+            "request_errors",
+            "Client requests that failed, by API",
+            request_errors.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Client request latency by API (produce: until acknowledged; fetch: including long-poll waits)",
+            request_seconds.clone(),
+        );
+        registry.register(
+            "fsync_duration_seconds",
+            "Latency of one sync pass over a log's files",
+            fsync_seconds.clone(),
+        );
+        Self {
+            registry,
+            produce_records,
+            produce_bytes,
+            fetch_bytes,
+            requests,
+            request_errors,
+            request_seconds,
+            fsync_seconds,
+        }
+    }
+
+    fn api(api: &str) -> ApiLabel {
+        ApiLabel {
+            api: api.to_owned(),
+        }
+    }
+
+    /// A finished client request of `api`.
+    pub fn request(&self, api: &str, took: Duration, ok: bool) {
+        let l = Self::api(api);
+        self.requests.get_or_create(&l).inc();
+        if !ok {
+            self.request_errors.get_or_create(&l).inc();
+        }
+        self.request_seconds
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn produced(&self, topic: &str, records: u64, bytes: u64) {
+        let l = TopicLabel {
+            topic: topic.to_owned(),
+        };
+        self.produce_records.get_or_create(&l).inc_by(records);
+        self.produce_bytes.get_or_create(&l).inc_by(bytes);
+    }
+
+    pub fn fetched(&self, topic: &str, bytes: u64) {
+        if bytes == 0 {
+            return;
+        }
+        let l = TopicLabel {
+            topic: topic.to_owned(),
+        };
+        self.fetch_bytes.get_or_create(&l).inc_by(bytes);
+    }
+
+    pub fn fsync(&self, took: Duration) {
+        self.fsync_seconds.observe(took.as_secs_f64());
+    }
+}
+
+fn gauge(v: i64) -> Gauge {
+    let g = Gauge::default();
+    g.set(v);
+    g
+}
+
+fn counter(v: u64) -> Counter {
+    let c = Counter::default();
+    c.inc_by(v);
+    c
+}
+
+/// Everything as OpenMetrics text.
+pub fn render(broker: &Broker) -> String {
+    let mut out = String::new();
+    let _ = prometheus_client::encoding::text::encode(&mut out, &global().registry);
+    if let Some(stripped) = out.strip_suffix("# EOF\n") {
+        out.truncate(stripped.len());
+    }
+    let mut r = Registry::with_prefix("strata");
+    let me = broker.node_id();
+
+    // Replicas hosted here: Raft position and offsets.
+    let term = Family::<PartitionLabel, Gauge>::default();
+    let leader = Family::<PartitionLabel, Gauge>::default();
+    let hw = Family::<PartitionLabel, Gauge>::default();
+    let end = Family::<PartitionLabel, Gauge>::default();
+    let lag = Family::<PartitionLabel, Gauge>::default();
+    let size = Family::<PartitionLabel, Gauge>::default();
+    let mut leaderless = 0i64;
+    for p in broker.all_partitions() {
+        if p.topic() == crate::cluster::controller::METADATA_TOPIC {
+            continue;
+        }
+        let l = PartitionLabel {
+            topic: p.topic().to_owned(),
+            partition: p.id(),
+        };
+        let role = p.role();
+        let o = p.offsets();
+        term.get_or_create(&l).set(role.term as i64);
+        leader.get_or_create(&l).set(role.leader as i64);
+        hw.get_or_create(&l).set(o.high_watermark);
+        end.get_or_create(&l).set(o.log_end);
+        lag.get_or_create(&l).set(o.log_end - o.high_watermark);
+        size.get_or_create(&l).set(o.size_bytes as i64);
+        if role.leader == 0 {
+            leaderless += 1;
+        }
+    }
+    r.register(
+        "partition_raft_term",
+        "Raft term of the replica's group",
+        term,
+    );
+    r.register(
+        "partition_leader",
+        "Leader broker id as this replica sees it (0 = none)",
+        leader,
+    );
+    r.register(
+        "partition_high_watermark",
+        "Committed offset end of the replica",
+        hw,
+    );
+    r.register(
+        "partition_log_end_offset",
+        "Log end offset of the replica",
+        end,
+    );
+    r.register(
+        "partition_commit_lag",
+        "Offsets appended to the replica but not yet committed",
+        lag,
+    );
+    r.register("partition_size_bytes", "Local bytes of the replica", size);
+
+    // Partitions this broker leads: replication health.
+    let assignments = broker.with_state(|s| {
+        s.topics
+            .iter()
+            .map(|(n, t)| (n.clone(), t.assignments.clone()))
+            .collect::<std::collections::HashMap<_, _>>()
+    });
+    let led = broker.local_replica_states();
+    let under = led
+        .iter()
+        .filter(|st| {
+            let replicas = assignments
+                .get(&st.topic)
+                .and_then(|a| a.get(st.partition as usize))
+                .map_or(0, Vec::len);
+            st.isr.len() < replicas
+        })
+        .count();
+    r.register(
+        "leader_partitions",
+        "Partitions this broker leads",
+        gauge(led.len() as i64),
+    );
+    r.register(
+        "under_replicated_partitions",
+        "Partitions led here whose in-sync replicas are fewer than their replicas",
+        gauge(under as i64),
+    );
+    r.register(
+        "leaderless_partitions",
+        "Replicas hosted here that know no leader",
+        gauge(leaderless),
+    );
+    r.register(
+        "broker_ready",
+        "1 when the broker is caught up and serving (as /ready)",
+        gauge(i64::from(broker.check_ready().is_ok())),
+    );
+    r.register("node_id", "This broker's id", gauge(me as i64));
+
+    // Consumer-group lag of the partitions led here.
+    let group_lag = Family::<LagLabel, Gauge>::default();
+    let hws: std::collections::HashMap<(String, u32), i64> = led
+        .iter()
+        .map(|st| ((st.topic.clone(), st.partition), st.high_watermark))
+        .collect();
+    for (group, topic, partition, offset) in broker.groups().all_committed() {
+        if let Some(hw) = hws.get(&(topic.clone(), partition)) {
+            group_lag
+                .get_or_create(&LagLabel {
+                    group,
+                    topic,
+                    partition,
+                })
+                .set((hw - offset).max(0));
+        }
+    }
+    r.register(
+        "consumer_group_lag",
+        "High watermark minus the group's committed offset (partitions led here)",
+        group_lag,
+    );
+
+    // Tiered storage.
+    let t = broker.tier();
+    let m = &t.metrics;
+    let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    r.register(
+        "tier_uploaded_bytes",
+        "Bytes uploaded to object storage",
+        counter(ld(&m.uploaded_bytes)),
+    );
+    r.register(
+        "tier_uploaded_segments",
+        "Segments uploaded to object storage",
+        counter(ld(&m.uploaded_segments)),
+    );
+    r.register(
+        "tier_upload_errors",
+        "Failed segment uploads",
+        counter(ld(&m.upload_errors)),
+    );
+    r.register(
+        "tier_downloaded_bytes",
+        "Bytes read from object storage",
+        counter(ld(&m.downloaded_bytes)),
+    );
+    r.register(
+        "tier_download_errors",
+        "Failed object storage reads",
+        counter(ld(&m.download_errors)),
+    );
+    r.register(
+        "tier_corrupt_reads",
+        "Remote reads that found corrupt or missing data",
+        counter(ld(&m.corrupt_reads)),
+    );
+    r.register(
+        "tier_deleted_segments",
+        "Remote segments deleted",
+        counter(ld(&m.deleted_segments)),
+    );
+    r.register(
+        "tier_upload_backlog_bytes",
+        "Committed bytes of led tiered partitions not yet uploaded",
+        gauge(ld(&m.backlog_bytes) as i64),
+    );
+    r.register(
+        "tier_cache_hits",
+        "Remote chunk reads served by the cache",
+        counter(ld(&t.cache().hits)),
+    );
+    r.register(
+        "tier_cache_misses",
+        "Remote chunk reads that went to object storage",
+        counter(ld(&t.cache().misses)),
+    );
+    r.register(
+        "tier_cache_bytes",
+        "Bytes in the remote chunk cache",
+        gauge(t.cache().size() as i64),
+    );
+
+    let _ = prometheus_client::encoding::text::encode(&mut out, &r);
+    out
+}

@@ -1,0 +1,157 @@
+//! `GET /metrics`: OpenMetrics text that a Prometheus parser accepts, with
+//! request counters and latency histograms that follow the traffic, fsync
+//! latency and per-partition Raft state.
+
+use std::time::Duration;
+
+use strata_tests::{BrokerProc, consume_earliest, free_port, produce_acked};
+
+async fn get(addr: &str, path: &str) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.expect("read");
+    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
+    (head.to_owned(), body.to_owned())
+}
+
+fn value(body: &str, series: &str) -> Option<f64> {
+    body.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// Parses with the Python client's OpenMetrics parser (PyPI
+/// `prometheus_client`); returns the metric family names.
+fn parse_openmetrics(body: &str) -> Option<Vec<String>> {
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for f in text_string_to_metric_families(sys.stdin.read()):
+    print(f.name)
+"#;
+    use std::io::Write;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(body.as_bytes()).ok()?;
+    let o = child.wait_with_output().ok()?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    if err.contains("No module named") {
+        assert!(
+            std::env::var("STRATA_REQUIRE_TOOLS").is_err(),
+            "STRATA_REQUIRE_TOOLS is set but prometheus_client is not installed"
+        );
+        eprintln!("SKIPPED: the OpenMetrics parse (pip install prometheus_client)");
+        return None;
+    }
+    assert!(o.status.success(), "not valid OpenMetrics: {err}");
+    Some(
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_the_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = format!("127.0.0.1:{}", free_port());
+    let broker = BrokerProc::start(
+        &dir.path().join("node"),
+        &["--http-listen", &http, "--fsync", "always"],
+    )
+    .await;
+    let out = broker.cli(
+        &[
+            "topic",
+            "create",
+            "m",
+            "--partitions",
+            "1",
+            "--replication-factor",
+            "1",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = strata_client::ClientConfig::new([broker.addr.to_string()]);
+    let values: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
+    produce_acked(cfg.clone(), "m", 0, &values).await;
+    consume_earliest(cfg, "m", 0, 100).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (head, body) = get(&http, "/metrics").await;
+    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "one EOF, at the end");
+    assert_eq!(body.matches("# EOF").count(), 1);
+    assert_eq!(
+        value(&body, r#"strata_produced_records_total{topic="m"}"#),
+        Some(100.0)
+    );
+    assert!(value(&body, r#"strata_produced_bytes_total{topic="m"}"#).is_some_and(|b| b > 200.0));
+    assert!(value(&body, r#"strata_fetched_bytes_total{topic="m"}"#).is_some_and(|b| b > 200.0));
+    assert!(
+        value(
+            &body,
+            r#"strata_request_duration_seconds_count{api="produce"}"#
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        value(&body, "strata_fsync_duration_seconds_count").is_some_and(|n| n >= 1.0),
+        "fsync=always syncs"
+    );
+    assert_eq!(
+        value(
+            &body,
+            r#"strata_partition_high_watermark{topic="m",partition="0"}"#
+        ),
+        Some(100.0)
+    );
+    assert!(
+        value(
+            &body,
+            r#"strata_partition_raft_term{topic="m",partition="0"}"#
+        )
+        .is_some_and(|t| t >= 1.0)
+    );
+    assert_eq!(
+        value(&body, "strata_under_replicated_partitions"),
+        Some(0.0)
+    );
+    assert_eq!(value(&body, "strata_broker_ready"), Some(1.0));
+    if let Some(families) = parse_openmetrics(&body) {
+        for f in [
+            "strata_requests",
+            "strata_request_duration_seconds",
+            "strata_fsync_duration_seconds",
+            "strata_partition_raft_term",
+            "strata_under_replicated_partitions",
+            "strata_tier_upload_backlog_bytes",
+        ] {
+            assert!(
+                families.iter().any(|n| n == f),
+                "{f} missing from {families:?}"
+            );
+        }
+    }
+}
