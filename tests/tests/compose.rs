@@ -142,6 +142,58 @@ impl Drop for Project {
     }
 }
 
+/// The sum over brokers of `series` on their /metrics (unreachable
+/// brokers count 0).
+async fn metric_sum(ports: &[u16], series: &str) -> f64 {
+    let mut sum = 0.0;
+    for &port in ports {
+        if let Some(body) = http_body(port, "/metrics").await {
+            sum += body
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix(series)?
+                        .strip_prefix(' ')?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap_or(0.0);
+        }
+    }
+    sum
+}
+
+async fn http_body(port: u16, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .ok()?
+        .ok()?;
+    Some(out.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// Waits until `f` holds for the under-replicated sum over `ports`.
+async fn wait_under_replicated(ports: &[u16], f: impl Fn(f64) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = metric_sum(ports, "strata_under_replicated_partitions").await;
+        if f(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "under-replicated partitions {what}: still {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 async fn http_status(port: u16, path: &str) -> Option<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -257,12 +309,44 @@ async fn compose_cluster_survives_container_faults() {
         "no produce progress"
     );
 
+    // Metrics through the published ports parse as OpenMetrics.
+    let body = http_body(p.http[0], "/metrics").await.expect("/metrics");
+    let parsed = Command::new("python3")
+        .args([
+            "-c",
+            "import sys\nfrom prometheus_client.openmetrics.parser import \
+             text_string_to_metric_families as p\nprint(len(list(p(sys.stdin.read()))))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().expect("stdin").write_all(body.as_bytes())?;
+            c.wait_with_output()
+        })
+        .expect("python3");
+    assert!(
+        parsed.status.success(),
+        "/metrics is not OpenMetrics: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    assert_eq!(
+        metric_sum(&p.http, "strata_under_replicated_partitions").await,
+        0.0
+    );
+
     eprintln!("docker kill broker2, then start it again");
     ok(Command::new("docker").args(["kill", &p.container("broker2")]));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The survivors report under-replicated partitions ...
+    let survivors = [p.http[0], p.http[2]];
+    wait_under_replicated(&survivors, |n| n > 0.0, "did not rise after the kill").await;
     ok(Command::new("docker").args(["start", &p.container("broker2")]));
     p.wait_ready(1, Duration::from_secs(90)).await;
     p.wait_healthy(Duration::from_secs(90)).await;
+    // ... and none once it is back.
+    wait_under_replicated(&p.http, |n| n == 0.0, "did not fall after the restart").await;
     assert!(
         load.wait_progress(20, Duration::from_secs(30)).await,
         "produce stalled after the kill"

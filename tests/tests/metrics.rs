@@ -99,7 +99,10 @@ async fn metrics_follow_the_traffic() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let (head, body) = get(&http, "/metrics").await;
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
     assert!(head.contains("application/openmetrics-text"), "{head}");
     assert!(body.ends_with("# EOF\n"), "one EOF, at the end");
     assert_eq!(body.matches("# EOF").count(), 1);
