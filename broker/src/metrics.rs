@@ -107,6 +107,12 @@ impl Metrics {
             "Latency of one sync pass over a log's files",
             fsync_seconds.clone(),
         );
+        // Zeros rather than absent series for the APIs with latency figures.
+        for api in ["produce", "fetch"] {
+            let l = Self::api(api);
+            requests.get_or_create(&l);
+            request_errors.get_or_create(&l);
+        }
         Self {
             registry,
             produce_records,

@@ -96,6 +96,18 @@ async fn metrics_follow_the_traffic() {
     let values: Vec<String> = (0..100).map(|i| format!("v{i}")).collect();
     produce_acked(cfg.clone(), "m", 0, &values).await;
     consume_earliest(cfg, "m", 0, 100).await;
+    // A group that read 10 records and committed: 90 behind.
+    let out = broker.cli(
+        &[
+            "consume", "m", "--group", "g", "--offset", "earliest", "--count", "10",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let (head, body) = get(&http, "/metrics").await;
@@ -142,6 +154,29 @@ async fn metrics_follow_the_traffic() {
         Some(0.0)
     );
     assert_eq!(value(&body, "strata_broker_ready"), Some(1.0));
+    // Every series the Grafana dashboard queries exists.
+    let dash: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/strata.json"),
+        )
+        .expect("deploy/grafana/strata.json"),
+    )
+    .expect("dashboard json");
+    let mut exprs = Vec::new();
+    collect_exprs(&dash, &mut exprs);
+    assert!(exprs.len() >= 20, "dashboard queries: {}", exprs.len());
+    for e in &exprs {
+        for name in series_names(e) {
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(&name);
+            assert!(
+                body.contains(&format!("# TYPE {family} ")),
+                "the dashboard queries {name} ({e}), which /metrics does not have"
+            );
+        }
+    }
     if let Some(families) = parse_openmetrics(&body) {
         for f in [
             "strata_requests",
@@ -157,4 +192,32 @@ async fn metrics_follow_the_traffic() {
             );
         }
     }
+}
+
+fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(serde_json::Value::String(e)) = m.get("expr") {
+                out.push(e.clone());
+            }
+            m.values().for_each(|x| collect_exprs(x, out));
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|x| collect_exprs(x, out)),
+        _ => {}
+    }
+}
+
+/// The `strata_*` identifiers of a PromQL expression.
+fn series_names(expr: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("strata_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    out
 }
