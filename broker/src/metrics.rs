@@ -110,8 +110,8 @@ impl Metrics {
         // Zeros rather than absent series for the APIs with latency figures.
         for api in ["produce", "fetch"] {
             let l = Self::api(api);
-            requests.get_or_create(&l);
-            request_errors.get_or_create(&l);
+            requests.get_or_create(&l).inc_by(0);
+            request_errors.get_or_create(&l).inc_by(0);
         }
         Self {
             registry,
