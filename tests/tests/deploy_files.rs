@@ -119,4 +119,24 @@ fn compose_file_parses() {
         "docker-compose.yml: {}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // With the TLS override: every broker gets the TLS settings.
+    let Some(mut compose) = strata_tests::compose_command() else {
+        return;
+    };
+    let o = compose
+        .arg("-f")
+        .arg(deploy().join("docker-compose.yml"))
+        .arg("-f")
+        .arg(deploy().join("docker-compose.tls.yml"))
+        .arg("config")
+        .output()
+        .expect("docker compose config");
+    let merged = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(merged.matches("STRATA_TLS_CERT").count(), 3, "{merged}");
+    assert_eq!(
+        merged.matches("STRATA_INITIAL_CLUSTER").count(),
+        3,
+        "{merged}"
+    );
 }
