@@ -198,17 +198,32 @@ struct Loaded {
 pub struct ReloadingConfig {
     settings: TlsSettings,
     auth: ClientAuth,
+    /// ALPN protocols offered (h2 for gRPC, http/1.1 for the HTTP listener).
+    alpn: Vec<Vec<u8>>,
     loaded: RwLock<Loaded>,
     last_check: Mutex<Instant>,
 }
 
 impl ReloadingConfig {
+    /// A gRPC listener's configuration (ALPN h2).
     pub fn new(settings: TlsSettings, auth: ClientAuth) -> Result<Arc<Self>, TlsError> {
+        Self::with_alpn(settings, auth, vec![b"h2".to_vec()])
+    }
+
+    /// A configuration that offers `alpn` (e.g. `http/1.1`).
+    pub fn with_alpn(
+        settings: TlsSettings,
+        auth: ClientAuth,
+        alpn: Vec<Vec<u8>>,
+    ) -> Result<Arc<Self>, TlsError> {
         let stamp = settings.stamp();
-        let config = Arc::new(settings.server_config(auth)?);
+        let mut config = settings.server_config(auth)?;
+        config.alpn_protocols = alpn.clone();
+        let config = Arc::new(config);
         Ok(Arc::new(Self {
             settings,
             auth,
+            alpn,
             loaded: RwLock::new(Loaded { config, stamp }),
             last_check: Mutex::new(Instant::now()),
         }))
@@ -233,7 +248,8 @@ impl ReloadingConfig {
             return;
         }
         match self.settings.server_config(self.auth) {
-            Ok(cfg) => {
+            Ok(mut cfg) => {
+                cfg.alpn_protocols = self.alpn.clone();
                 let mut l = self.loaded.write().unwrap_or_else(|e| e.into_inner());
                 l.config = Arc::new(cfg);
                 l.stamp = stamp;

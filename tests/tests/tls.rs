@@ -373,14 +373,21 @@ async fn https_get(addr: std::net::SocketAddr, dir: &Path, path: &str) -> (u16, 
     for c in CertificateDer::pem_file_iter(dir.join("ca.pem")).expect("ca") {
         roots.add(c.expect("ca cert")).expect("root");
     }
-    let cfg = rustls::ClientConfig::builder()
+    let mut cfg = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // Offered as curl does: the listener must pick HTTP/1.1, which it speaks.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
         .connect(ServerName::IpAddress(addr.ip().into()), tcp)
         .await
         .expect("handshake");
+    assert_eq!(
+        tls.get_ref().1.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "ALPN of the HTTP listener"
+    );
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
     tls.write_all(req.as_bytes()).await.expect("write");
     let mut resp = Vec::new();

@@ -64,7 +64,11 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let tls = match &broker.config().tls {
-        Some(t) => Some(ReloadingConfig::new(t.clone(), ClientAuth::Optional)?),
+        Some(t) => Some(ReloadingConfig::with_alpn(
+            t.clone(),
+            ClientAuth::Optional,
+            vec![b"http/1.1".to_vec()],
+        )?),
         None => None,
     };
     tokio::pin!(shutdown);
