@@ -586,3 +586,66 @@ async fn corrupt_remote_object_fails_its_range_only() {
     );
     c.assert_not_broken();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_retention_deletes_remote_segments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = dir.path().join("objects");
+    let mut extra = vec![
+        "--object-store".to_string(),
+        format!("file://{}", objects.display()),
+    ];
+    extra.extend(quick_flags());
+    let c = Cluster::start(
+        1,
+        ClusterOpts {
+            extra,
+            ..Default::default()
+        },
+    )
+    .await;
+    // 16 KiB segments, one local; the whole log bounded at 100 kB.
+    let mut cfg = TIERED.to_vec();
+    cfg.push(("retention.bytes", "100000"));
+    c.create_topic_with("short", 1, 1, &cfg)
+        .await
+        .expect("create");
+    c.wait_all_in_sync("short", Duration::from_secs(30)).await;
+    let values: Vec<String> = (0..3000)
+        .map(|i| format!("short-{i:06}-{}", "z".repeat(90)))
+        .collect();
+    produce_batched(&c, "short", &values).await;
+
+    // The oldest remote segments go: the log starts later, remote and
+    // local together stay within the bound (plus one segment).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let d = loop {
+        let d = partition(&c, "short", 0).await.expect("describe");
+        if d.remote_start_offset.is_some_and(|s| s > 0)
+            && d.segments == 1
+            && d.remote_bytes + d.size_bytes <= 100_000 + 16_384
+        {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "retention did not trim the remote log: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(Some(d.log_start_offset), d.remote_start_offset, "{d:?}");
+    check_manifest_copy(&objects, &d).await;
+    // The objects of the dropped segments are gone; no orphan remains.
+    assert_eq!(files(&objects, ".log").len() as u32, d.remote_segments);
+    // Reading from the earliest offset gets the retained tail, in order.
+    let start = d.log_start_offset as usize;
+    let tail = consume_earliest(c.client_config(), "short", 0, 3000 - start).await;
+    let expect: Vec<(i64, String)> = values[start..]
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, v)| ((start + i) as i64, v))
+        .collect();
+    assert!(tail == expect, "the retained records differ");
+    c.assert_not_broken();
+}
