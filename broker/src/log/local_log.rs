@@ -86,6 +86,9 @@ pub struct SealedSlice {
     pub next: i64,
     /// Newest record timestamp of the segment.
     pub max_ts: i64,
+    /// The segment file, when the slice is all of it (an upload to a
+    /// directory on the same filesystem can then link it, not copy it).
+    pub file: Option<PathBuf>,
 }
 
 /// What `open` found and repaired.
@@ -576,7 +579,12 @@ impl Log {
         if data.is_empty() {
             return None;
         }
+        let whole = pos == 0 && data.len() == seg.size();
         Some(SealedSlice {
+            file: whole.then(|| {
+                self.dir
+                    .join(format!("{}.log", segment::file_stem(seg.base_offset())))
+            }),
             data,
             base: h.base_offset,
             next: seg.next_offset(),

@@ -115,6 +115,8 @@ pub struct TierMetrics {
 pub struct Tier {
     store: Arc<dyn ObjectStore>,
     prefix: ObjPath,
+    /// The directory of a `file://` store.
+    local_root: Option<std::path::PathBuf>,
     settings: TierSettings,
     cache: ChunkCache,
     indexes: Mutex<HashMap<String, Arc<RemoteIndex>>>,
@@ -199,6 +201,34 @@ fn open_store(s: &TierSettings) -> Result<(Arc<dyn ObjectStore>, ObjPath), TierE
     )))
 }
 
+/// Puts a sealed segment file into a `file://` store as a hard link: no
+/// copy of the data, which stays put while the local segment is deleted
+/// later. Only when the store is on the same filesystem and the file holds
+/// exactly the uploaded bytes; false means "copy it instead".
+fn link_object(root: &std::path::Path, key: &ObjPath, src: &std::path::Path, size: u64) -> bool {
+    let dest = key
+        .parts()
+        .fold(root.to_path_buf(), |p, part| p.join(part.as_ref()));
+    let linked = (|| {
+        if std::fs::metadata(src)?.len() != size {
+            return Ok(false);
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::hard_link(src, &dest)?;
+        Ok::<_, std::io::Error>(true)
+    })();
+    match linked {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::debug!(src = %src.display(), dest = %dest.display(), error = %e,
+                "cannot link the segment into the store; copying it");
+            false
+        }
+    }
+}
+
 /// A random hex id of 16 characters.
 pub fn random_hex() -> String {
     use ring::rand::SecureRandom;
@@ -242,9 +272,14 @@ pub fn build_index(data: &[u8], base: i64) -> Result<RemoteIndex, String> {
 impl Tier {
     pub fn open(settings: TierSettings) -> Result<Self, TierError> {
         let (store, prefix) = open_store(&settings)?;
+        let local_root = settings
+            .url
+            .strip_prefix("file://")
+            .map(std::path::PathBuf::from);
         Ok(Self {
             store,
             prefix,
+            local_root,
             cache: ChunkCache::new(settings.cache_bytes),
             indexes: Mutex::new(HashMap::new()),
             read_ends: Mutex::new(HashMap::new()),
@@ -313,11 +348,17 @@ impl Tier {
         };
         let (dk, ik) = (self.data_key(loc, &seg), self.index_key(loc, &seg));
         self.pace(seg.size).await;
+        let linked = match (&self.local_root, &slice.file) {
+            (Some(root), Some(src)) => link_object(root, &dk, src, seg.size),
+            _ => false,
+        };
         let r = async {
-            self.store
-                .put(&dk, PutPayload::from(slice.data))
-                .await
-                .map_err(|e| store_err(&dk, e))?;
+            if !linked {
+                self.store
+                    .put(&dk, PutPayload::from(slice.data))
+                    .await
+                    .map_err(|e| store_err(&dk, e))?;
+            }
             self.store
                 .put(&ik, PutPayload::from(index.encode()))
                 .await

@@ -72,6 +72,7 @@ async fn upload_then_read_by_offset_and_time() {
         base: 100,
         next: 7100,
         max_ts: 1000 + 7099,
+        file: None,
     };
     let seg = t.upload(&loc(), slice).await.unwrap();
     assert_eq!(
@@ -131,6 +132,7 @@ async fn corrupt_and_missing_objects_fail_their_range_only() {
                 base: 0,
                 next: 4000,
                 max_ts: 4999,
+                file: None,
             },
         )
         .await
@@ -143,6 +145,7 @@ async fn corrupt_and_missing_objects_fail_their_range_only() {
                 base: 4000,
                 next: 4100,
                 max_ts: 5099,
+                file: None,
             },
         )
         .await
@@ -187,6 +190,7 @@ async fn corrupt_and_missing_objects_fail_their_range_only() {
                 base: 4100,
                 next: 4200,
                 max_ts: 5199,
+                file: None,
             },
         )
         .await
@@ -205,6 +209,53 @@ async fn corrupt_and_missing_objects_fail_their_range_only() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("missing"), "{e}");
+}
+
+/// A whole segment file goes into a file store as a hard link (same
+/// filesystem): no copy, and it outlives the local file.
+#[tokio::test]
+async fn whole_segments_are_linked_into_a_file_store() {
+    use std::os::unix::fs::MetadataExt;
+    let d = tempfile::tempdir().unwrap();
+    let t = tier(&d.path().join("store"));
+    let data = batches(0, 50);
+    let src = d.path().join("00000000000000000000.log");
+    std::fs::write(&src, &data).unwrap();
+    let slice = |file: Option<std::path::PathBuf>| SealedSlice {
+        data: data.clone(),
+        base: 0,
+        next: 500,
+        max_ts: 1499,
+        file,
+    };
+    let seg = t.upload(&loc(), slice(Some(src.clone()))).await.unwrap();
+    let obj = d.path().join(format!(
+        "store/t/id/0/{:020}-{}.log",
+        seg.base, seg.upload_id
+    ));
+    assert_eq!(
+        std::fs::metadata(&obj).unwrap().ino(),
+        std::fs::metadata(&src).unwrap().ino(),
+        "linked, not copied"
+    );
+    std::fs::remove_file(&src).unwrap();
+    let (b, next) = t
+        .read(&loc(), &seg, 0, 1 << 20, i64::MAX, true)
+        .await
+        .unwrap();
+    assert_eq!((b, next), (data.clone(), 500));
+    // A file that is not exactly the slice is copied.
+    std::fs::write(&src, [&data[..], b"tail"].concat()).unwrap();
+    let seg = t.upload(&loc(), slice(Some(src.clone()))).await.unwrap();
+    let obj = d.path().join(format!(
+        "store/t/id/0/{:020}-{}.log",
+        seg.base, seg.upload_id
+    ));
+    assert_ne!(
+        std::fs::metadata(&obj).unwrap().ino(),
+        std::fs::metadata(&src).unwrap().ino()
+    );
+    assert_eq!(std::fs::read(&obj).unwrap(), data.to_vec());
 }
 
 #[test]
