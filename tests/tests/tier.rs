@@ -649,3 +649,80 @@ async fn total_retention_deletes_remote_segments() {
     assert!(tail == expect, "the retained records differ");
     c.assert_not_broken();
 }
+
+/// A follower rebuilt from nothing starts its log at the leader's local
+/// start (a snapshot) and serves everything older from object storage
+/// once it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuilt_follower_serves_old_data_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let objects = dir.path().join("objects");
+    let mut extra = vec![
+        "--object-store".to_string(),
+        format!("file://{}", objects.display()),
+    ];
+    extra.extend(quick_flags());
+    let mut c = Cluster::start(
+        3,
+        ClusterOpts {
+            extra,
+            ..Default::default()
+        },
+    )
+    .await;
+    c.create_topic_with("rb", 1, 3, &TIERED)
+        .await
+        .expect("create");
+    c.wait_all_in_sync("rb", Duration::from_secs(30)).await;
+    let values: Vec<String> = (0..2000)
+        .map(|i| format!("rb-{i:06}-{}", "w".repeat(90)))
+        .collect();
+    produce_batched(&c, "rb", &values).await;
+    let d = wait_offloaded(&c, "rb", 0, 6, Duration::from_secs(60)).await;
+    c.wait_all_in_sync("rb", Duration::from_secs(30)).await;
+
+    let leader = c.wait_leader("rb", 0, Duration::from_secs(10)).await;
+    let victim = c
+        .ids()
+        .into_iter()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    c.wipe(victim);
+    c.restart(victim).await;
+    c.wait_all_in_sync("rb", Duration::from_secs(60)).await;
+    // Its local log holds only what the leader still had locally.
+    let local = files(&c.data_dir(victim).join("rb-0"), ".log");
+    assert!(
+        local.len() <= 2,
+        "the rebuilt replica copied old segments: {local:?}"
+    );
+
+    // Leading, it serves the whole log, the remote part included.
+    let out = c.get(leader).cli(
+        &["cluster", "transfer-leader", "rb", "0", &victim.to_string()],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while c.wait_leader("rb", 0, Duration::from_secs(10)).await != victim {
+        assert!(
+            Instant::now() < deadline,
+            "leadership did not move to {victim}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let log = read_partition(&c, "rb", 0).await;
+    let expect: Vec<(i64, String)> = values
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, v)| (i as i64, v))
+        .collect();
+    assert!(log == expect, "the rebuilt leader serves other records");
+    assert!(d.remote_segments >= 6);
+    c.assert_not_broken();
+}
