@@ -194,6 +194,34 @@ fn harness_port_range() -> (u16, u16) {
     }
 }
 
+/// `GET path` over plain HTTP/1.0 from `addr` (an HTTP listener):
+/// (status, body), or `None` when it cannot be reached in 5 s.
+pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_get_with_head(addr, path)
+        .await
+        .map(|(status, _, body)| (status, body))
+}
+
+/// As [`http_get`], with the status line and headers.
+pub async fn http_get_with_head(addr: &str, path: &str) -> Option<(u16, String, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.ok()?;
+        Some(out)
+    };
+    let out = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()??;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head.to_owned(), body.to_owned()))
+}
+
 /// The Compose command of this machine: the `docker compose` plugin, else
 /// the standalone `docker-compose`; `None` when there is neither (or no
 /// Docker engine).

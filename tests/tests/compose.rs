@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use strata_tests::{ProduceLoad, bin, check_acked, consume_earliest, free_port, run_cli};
+use strata_tests::{ProduceLoad, bin, check_acked, consume_earliest, free_port, http_get, run_cli};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -163,19 +163,9 @@ async fn metric_sum(ports: &[u16], series: &str) -> f64 {
 }
 
 async fn http_body(port: u16, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    http_get(&format!("127.0.0.1:{port}"), path)
         .await
-        .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    Some(out.split_once("\r\n\r\n")?.1.to_owned())
+        .map(|(_, body)| body)
 }
 
 /// Waits until `f` holds for the under-replicated sum over `ports`.
@@ -195,19 +185,9 @@ async fn wait_under_replicated(ports: &[u16], f: impl Fn(f64) -> bool, what: &st
 }
 
 async fn http_status(port: u16, path: &str) -> Option<u16> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    http_get(&format!("127.0.0.1:{port}"), path)
         .await
-        .ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
-        .await
-        .ok()?
-        .ok()?;
-    out.split_whitespace().nth(1)?.parse().ok()
+        .map(|(status, _)| status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,19 +4,7 @@
 
 use std::time::Duration;
 
-use strata_tests::{BrokerProc, consume_earliest, free_port, produce_acked};
-
-async fn get(addr: &str, path: &str) -> (String, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    let (head, body) = out.split_once("\r\n\r\n").expect("http response");
-    (head.to_owned(), body.to_owned())
-}
+use strata_tests::{BrokerProc, consume_earliest, free_port, http_get_with_head, produce_acked};
 
 fn value(body: &str, series: &str) -> Option<f64> {
     body.lines().find_map(|l| {
@@ -110,11 +98,10 @@ async fn metrics_follow_the_traffic() {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
 
-    let (head, body) = get(&http, "/metrics").await;
-    assert!(
-        head.starts_with("HTTP/1.") && head.contains(" 200 "),
-        "{head}"
-    );
+    let (status, head, body) = http_get_with_head(&http, "/metrics")
+        .await
+        .expect("/metrics");
+    assert_eq!(status, 200, "{head}");
     assert!(head.contains("application/openmetrics-text"), "{head}");
     assert!(body.ends_with("# EOF\n"), "one EOF, at the end");
     assert_eq!(body.matches("# EOF").count(), 1);

@@ -36,6 +36,43 @@ fn quick_flags() -> Vec<String> {
     .collect()
 }
 
+/// A cluster of `n` brokers with `extra` flags (plus quick upload and
+/// retention passes) and `topic` created with `configs`, in sync.
+async fn tiered(
+    n: usize,
+    mut extra: Vec<String>,
+    topic: &str,
+    partitions: u32,
+    configs: &[(&str, &str)],
+) -> Cluster {
+    extra.extend(quick_flags());
+    let c = Cluster::start(
+        n,
+        ClusterOpts {
+            extra,
+            ..Default::default()
+        },
+    )
+    .await;
+    c.create_topic_with(topic, partitions, n as u32, configs)
+        .await
+        .expect("create");
+    c.wait_all_in_sync(topic, Duration::from_secs(30)).await;
+    c
+}
+
+/// Waits until `topic`-0 has `min` remote segments.
+async fn wait_remote_segments(c: &Cluster, topic: &str, min: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while partition(c, topic, 0)
+        .await
+        .is_none_or(|d| d.remote_segments < min)
+    {
+        assert!(Instant::now() < deadline, "no uploads to {topic}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn partition(c: &Cluster, topic: &str, p: u32) -> Option<PartitionDescription> {
     let d = c.describe(topic).await?;
     d.partitions.into_iter().find(|x| x.partition == p)
@@ -135,19 +172,6 @@ async fn check_manifest_copy(objects: &Path, d: &PartitionDescription) {
         segs.last().map(|s| s["next"].as_i64()),
         Some(d.remote_end_offset)
     );
-}
-
-async fn http_get(addr: &str, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("http connect");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .expect("http write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("http read");
-    out
 }
 
 fn metric(body: &str, name: &str) -> u64 {
@@ -318,7 +342,9 @@ async fn roundtrip(mut opts: ClusterOpts, objects: &Path) {
         "the consumer starts at the new start"
     );
 
-    let m = http_get(&http, "/metrics").await;
+    let (_, m) = strata_tests::http_get(&http, "/metrics")
+        .await
+        .expect("/metrics");
     assert!(metric(&m, "strata_tier_uploaded_segments_total") >= u64::from(d.remote_segments));
     assert!(metric(&m, "strata_tier_downloaded_bytes_total") > 250_000);
     assert!(metric(&m, "strata_tier_cache_misses_total") > 0);
@@ -373,29 +399,9 @@ async fn offload_and_read_back_s3() {
 async fn leader_killed_during_uploads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s3 = S3Server::start(dir.path(), BUCKET).await;
-    let mut extra = s3.broker_flags(BUCKET, "k");
-    extra.extend(quick_flags());
-    let mut c = Cluster::start(
-        3,
-        ClusterOpts {
-            extra,
-            ..Default::default()
-        },
-    )
-    .await;
-    c.create_topic_with("tk", 1, 3, &TIERED)
-        .await
-        .expect("create");
-    c.wait_all_in_sync("tk", Duration::from_secs(30)).await;
+    let mut c = tiered(3, s3.broker_flags(BUCKET, "k"), "tk", 1, &TIERED).await;
     let load = ProduceLoad::start(c.client_addrs(), "tk", 1);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while partition(&c, "tk", 0)
-        .await
-        .is_none_or(|d| d.remote_segments < 3)
-    {
-        assert!(Instant::now() < deadline, "no uploads under load");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_remote_segments(&c, "tk", 3).await;
     let leader = c.wait_leader("tk", 0, Duration::from_secs(20)).await;
     eprintln!("SIGKILL leader {leader} while it uploads");
     c.kill(leader);
@@ -430,29 +436,9 @@ async fn leader_killed_during_uploads() {
 async fn object_store_outage_under_load() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut s3 = S3Server::start(dir.path(), BUCKET).await;
-    let mut extra = s3.broker_flags(BUCKET, "o");
-    extra.extend(quick_flags());
-    let c = Cluster::start(
-        1,
-        ClusterOpts {
-            extra,
-            ..Default::default()
-        },
-    )
-    .await;
-    c.create_topic_with("out", 2, 1, &TIERED)
-        .await
-        .expect("create");
-    c.wait_all_in_sync("out", Duration::from_secs(30)).await;
+    let c = tiered(1, s3.broker_flags(BUCKET, "o"), "out", 2, &TIERED).await;
     let load = ProduceLoad::start(c.client_addrs(), "out", 2);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while partition(&c, "out", 0)
-        .await
-        .is_none_or(|d| d.remote_segments < 2)
-    {
-        assert!(Instant::now() < deadline, "no uploads under load");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_remote_segments(&c, "out", 2).await;
 
     s3.stop().await;
     let at_stop = load.progress();
@@ -506,20 +492,7 @@ async fn object_store_outage_under_load() {
 async fn corrupt_remote_object_fails_its_range_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s3 = S3Server::start(dir.path(), BUCKET).await;
-    let mut extra = s3.broker_flags(BUCKET, "c");
-    extra.extend(quick_flags());
-    let c = Cluster::start(
-        1,
-        ClusterOpts {
-            extra,
-            ..Default::default()
-        },
-    )
-    .await;
-    c.create_topic_with("bad", 1, 1, &TIERED)
-        .await
-        .expect("create");
-    c.wait_all_in_sync("bad", Duration::from_secs(30)).await;
+    let c = tiered(1, s3.broker_flags(BUCKET, "c"), "bad", 1, &TIERED).await;
     let values: Vec<String> = (0..2000)
         .map(|i| format!("bad-{i:06}-{}", "y".repeat(90)))
         .collect();
@@ -591,26 +564,20 @@ async fn corrupt_remote_object_fails_its_range_only() {
 async fn total_retention_deletes_remote_segments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let objects = dir.path().join("objects");
-    let mut extra = vec![
-        "--object-store".to_string(),
-        format!("file://{}", objects.display()),
-    ];
-    extra.extend(quick_flags());
-    let c = Cluster::start(
-        1,
-        ClusterOpts {
-            extra,
-            ..Default::default()
-        },
-    )
-    .await;
     // 16 KiB segments, one local; the whole log bounded at 100 kB.
     let mut cfg = TIERED.to_vec();
     cfg.push(("retention.bytes", "100000"));
-    c.create_topic_with("short", 1, 1, &cfg)
-        .await
-        .expect("create");
-    c.wait_all_in_sync("short", Duration::from_secs(30)).await;
+    let c = tiered(
+        1,
+        vec![
+            "--object-store".to_string(),
+            format!("file://{}", objects.display()),
+        ],
+        "short",
+        1,
+        &cfg,
+    )
+    .await;
     let values: Vec<String> = (0..3000)
         .map(|i| format!("short-{i:06}-{}", "z".repeat(90)))
         .collect();
@@ -657,23 +624,17 @@ async fn total_retention_deletes_remote_segments() {
 async fn rebuilt_follower_serves_old_data_from_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let objects = dir.path().join("objects");
-    let mut extra = vec![
-        "--object-store".to_string(),
-        format!("file://{}", objects.display()),
-    ];
-    extra.extend(quick_flags());
-    let mut c = Cluster::start(
+    let mut c = tiered(
         3,
-        ClusterOpts {
-            extra,
-            ..Default::default()
-        },
+        vec![
+            "--object-store".to_string(),
+            format!("file://{}", objects.display()),
+        ],
+        "rb",
+        1,
+        &TIERED,
     )
     .await;
-    c.create_topic_with("rb", 1, 3, &TIERED)
-        .await
-        .expect("create");
-    c.wait_all_in_sync("rb", Duration::from_secs(30)).await;
     let values: Vec<String> = (0..2000)
         .map(|i| format!("rb-{i:06}-{}", "w".repeat(90)))
         .collect();
