@@ -302,3 +302,23 @@ async fn unreachable_s3_is_unavailable_with_the_cause() {
         assert!(matches!(Tier::open(s), Err(TierError::Config(_))), "{bad}");
     }
 }
+
+/// The upload rate cap spaces uploads so that the average stays at the
+/// cap (on tokio's paused clock: no real waiting, exact figures).
+#[tokio::test(start_paused = true)]
+async fn uploads_are_paced_at_the_cap() {
+    let d = tempfile::tempdir().unwrap();
+    let mut s = tier(d.path()).settings().clone();
+    s.upload_bytes_per_sec = 1_000_000;
+    let t = Tier::open(s).unwrap();
+    let began = tokio::time::Instant::now();
+    for _ in 0..3 {
+        t.pace(500_000).await;
+    }
+    // The first goes at once, each next one 0.5 s after the previous.
+    let took = began.elapsed();
+    assert!(
+        took >= Duration::from_millis(990) && took < Duration::from_millis(1100),
+        "{took:?}"
+    );
+}
