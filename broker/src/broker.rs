@@ -1020,28 +1020,16 @@ impl Broker {
                 partition,
                 segment,
             } => {
-                let n = self
-                    .controller
-                    .propose(|s| {
-                        if !s.topic_is(&topic, &topic_id) {
-                            return Err(BrokerError::UnknownTopic(topic.clone()));
-                        }
-                        let mut m = s.manifest(&topic, partition).cloned().unwrap_or_default();
-                        if !m.append(segment.clone()) {
-                            return Ok((vec![], 0));
-                        }
-                        Ok((
-                            vec![MetadataCommand::AddRemoteSegment {
-                                topic: topic.clone(),
-                                topic_id: topic_id.clone(),
-                                partition,
-                                segment: segment.clone(),
-                            }],
-                            1,
-                        ))
-                    })
-                    .await?;
-                Ok(ControllerReply::Count(n))
+                let cmd = MetadataCommand::AddRemoteSegment {
+                    topic: topic.clone(),
+                    topic_id: topic_id.clone(),
+                    partition,
+                    segment: segment.clone(),
+                };
+                self.propose_manifest_change(&topic, &topic_id, partition, cmd, |m| {
+                    m.append(segment.clone())
+                })
+                .await
             }
             ControllerOp::TrimRemote {
                 topic,
@@ -1049,28 +1037,18 @@ impl Broker {
                 partition,
                 start,
             } => {
-                let n = self
-                    .controller
-                    .propose(|s| {
-                        if !s.topic_is(&topic, &topic_id) {
-                            return Err(BrokerError::UnknownTopic(topic.clone()));
-                        }
-                        let cur = s.manifest(&topic, partition).map_or(0, |m| m.start);
-                        if start <= cur {
-                            return Ok((vec![], 0));
-                        }
-                        Ok((
-                            vec![MetadataCommand::TrimRemote {
-                                topic: topic.clone(),
-                                topic_id: topic_id.clone(),
-                                partition,
-                                start,
-                            }],
-                            1,
-                        ))
-                    })
-                    .await?;
-                Ok(ControllerReply::Count(n))
+                let cmd = MetadataCommand::TrimRemote {
+                    topic: topic.clone(),
+                    topic_id: topic_id.clone(),
+                    partition,
+                    start,
+                };
+                self.propose_manifest_change(&topic, &topic_id, partition, cmd, |m| {
+                    let before = m.start;
+                    m.trim(start);
+                    m.start != before
+                })
+                .await
             }
             ControllerOp::AllocateProducerIds { count } => {
                 let start = self
@@ -1174,6 +1152,34 @@ impl Broker {
                 Ok(ControllerReply::Unit)
             }
         }
+    }
+
+    /// On the controller leader: proposes `cmd`, a change of one
+    /// partition's remote manifest, if `change` (the same change tried on a
+    /// copy of the manifest) says it changes anything. Answers 1 or 0.
+    async fn propose_manifest_change(
+        &self,
+        topic: &str,
+        topic_id: &str,
+        partition: u32,
+        cmd: MetadataCommand,
+        change: impl FnOnce(&mut crate::tier::RemoteManifest) -> bool,
+    ) -> Result<ControllerReply> {
+        let n = self
+            .controller
+            .propose(|s| {
+                if !s.topic_is(topic, topic_id) {
+                    return Err(BrokerError::UnknownTopic(topic.to_owned()));
+                }
+                let mut m = s.manifest(topic, partition).cloned().unwrap_or_default();
+                Ok(if change(&mut m) {
+                    (vec![cmd], 1)
+                } else {
+                    (vec![], 0)
+                })
+            })
+            .await?;
+        Ok(ControllerReply::Count(n))
     }
 
     /// The hosted partition, or UNKNOWN_TOPIC / UNKNOWN_PARTITION /

@@ -310,55 +310,60 @@ pub fn render(broker: &Broker) -> String {
     let t = broker.tier();
     let m = &t.metrics;
     let ld = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    r.register(
-        "tier_uploaded_bytes",
-        "Bytes uploaded to object storage",
-        counter(ld(&m.uploaded_bytes)),
-    );
-    r.register(
-        "tier_uploaded_segments",
-        "Segments uploaded to object storage",
-        counter(ld(&m.uploaded_segments)),
-    );
-    r.register(
-        "tier_upload_errors",
-        "Failed segment uploads",
-        counter(ld(&m.upload_errors)),
-    );
-    r.register(
-        "tier_downloaded_bytes",
-        "Bytes read from object storage",
-        counter(ld(&m.downloaded_bytes)),
-    );
-    r.register(
-        "tier_download_errors",
-        "Failed object storage reads",
-        counter(ld(&m.download_errors)),
-    );
-    r.register(
-        "tier_corrupt_reads",
-        "Remote reads that found corrupt or missing data",
-        counter(ld(&m.corrupt_reads)),
-    );
-    r.register(
-        "tier_deleted_segments",
-        "Remote segments deleted",
-        counter(ld(&m.deleted_segments)),
-    );
+    let counters = [
+        (
+            "tier_uploaded_bytes",
+            "Bytes uploaded to object storage",
+            &m.uploaded_bytes,
+        ),
+        (
+            "tier_uploaded_segments",
+            "Segments uploaded to object storage",
+            &m.uploaded_segments,
+        ),
+        (
+            "tier_upload_errors",
+            "Failed segment uploads",
+            &m.upload_errors,
+        ),
+        (
+            "tier_downloaded_bytes",
+            "Bytes read from object storage",
+            &m.downloaded_bytes,
+        ),
+        (
+            "tier_download_errors",
+            "Failed object storage reads",
+            &m.download_errors,
+        ),
+        (
+            "tier_corrupt_reads",
+            "Remote reads that found corrupt or missing data",
+            &m.corrupt_reads,
+        ),
+        (
+            "tier_deleted_segments",
+            "Remote segments deleted",
+            &m.deleted_segments,
+        ),
+        (
+            "tier_cache_hits",
+            "Remote chunk reads served by the cache",
+            &t.cache().hits,
+        ),
+        (
+            "tier_cache_misses",
+            "Remote chunk reads that went to object storage",
+            &t.cache().misses,
+        ),
+    ];
+    for (name, help, v) in counters {
+        r.register(name, help, counter(ld(v)));
+    }
     r.register(
         "tier_upload_backlog_bytes",
         "Committed bytes of led tiered partitions not yet uploaded",
         gauge(ld(&m.backlog_bytes) as i64),
-    );
-    r.register(
-        "tier_cache_hits",
-        "Remote chunk reads served by the cache",
-        counter(ld(&t.cache().hits)),
-    );
-    r.register(
-        "tier_cache_misses",
-        "Remote chunk reads that went to object storage",
-        counter(ld(&t.cache().misses)),
     );
     r.register(
         "tier_cache_bytes",

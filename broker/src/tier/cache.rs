@@ -15,11 +15,20 @@ type Cell = Arc<OnceCell<Bytes>>;
 struct Slot {
     cell: Cell,
     used: u64,
+    /// Bytes of the chunk counted in `Slots::bytes` (0 until downloaded).
+    counted: u64,
+}
+
+#[derive(Default)]
+struct Slots {
+    map: HashMap<(String, u64), Slot>,
+    /// Sum of the slots' `counted`: kept, not recomputed per access.
+    bytes: u64,
 }
 
 pub struct ChunkCache {
     budget: u64,
-    slots: Mutex<HashMap<(String, u64), Slot>>,
+    slots: Mutex<Slots>,
     clock: AtomicU64,
     pub hits: AtomicU64,
     pub misses: AtomicU64,
@@ -29,21 +38,27 @@ impl ChunkCache {
     pub fn new(budget: u64) -> Self {
         Self {
             budget,
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
             clock: AtomicU64::new(0),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn cell(&self, key: &str, chunk: u64) -> (Cell, bool) {
         let now = self.clock.fetch_add(1, Ordering::Relaxed);
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slots = self.lock();
         let slot = slots
+            .map
             .entry((key.to_owned(), chunk))
             .or_insert_with(|| Slot {
                 cell: Arc::new(OnceCell::new()),
                 used: now,
+                counted: 0,
             });
         slot.used = now;
         (Arc::clone(&slot.cell), slot.cell.initialized())
@@ -51,14 +66,13 @@ impl ChunkCache {
 
     /// Whether chunk `chunk` of `key` is cached or being fetched.
     pub fn contains(&self, key: &str, chunk: u64) -> bool {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.contains_key(&(key.to_owned(), chunk))
+        self.lock().map.contains_key(&(key.to_owned(), chunk))
     }
 
     /// Whether chunk `chunk` of `key` is in the cache, downloaded.
     pub fn ready(&self, key: &str, chunk: u64) -> bool {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
+        self.lock()
+            .map
             .get(&(key.to_owned(), chunk))
             .is_some_and(|s| s.cell.initialized())
     }
@@ -72,60 +86,71 @@ impl ChunkCache {
         let (cell, ready) = self.cell(key, chunk);
         if ready {
             self.hits.fetch_add(1, Ordering::Relaxed);
+            if let Some(b) = cell.get() {
+                return Ok(b.clone());
+            }
         } else {
             self.misses.fetch_add(1, Ordering::Relaxed);
         }
-        match cell.get_or_try_init(fetch).await {
-            Ok(b) => {
-                let b = b.clone();
-                self.evict();
-                Ok(b)
-            }
-            Err(e) => {
-                let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-                let k = (key.to_owned(), chunk);
-                if slots.get(&k).is_some_and(|s| Arc::ptr_eq(&s.cell, &cell)) {
-                    slots.remove(&k);
+        let r = cell.get_or_try_init(fetch).await.cloned();
+        let mut slots = self.lock();
+        let k = (key.to_owned(), chunk);
+        let ours = slots
+            .map
+            .get(&k)
+            .is_some_and(|s| Arc::ptr_eq(&s.cell, &cell));
+        match &r {
+            Ok(b) if ours => {
+                if let Some(slot) = slots.map.get_mut(&k)
+                    && slot.counted == 0
+                {
+                    slot.counted = b.len() as u64;
+                    slots.bytes += b.len() as u64;
+                    self.evict(&mut slots);
                 }
-                Err(e)
             }
+            Err(_) if ours => {
+                slots.map.remove(&k);
+            }
+            _ => {}
         }
+        r
     }
 
     /// Drops every chunk of `key` (its object proved bad or is deleted).
     pub fn forget(&self, key: &str) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.retain(|(k, _), _| k != key);
+        let mut slots = self.lock();
+        let mut freed = 0;
+        slots.map.retain(|(k, _), s| {
+            let keep = k != key;
+            if !keep {
+                freed += s.counted;
+            }
+            keep
+        });
+        slots.bytes -= freed;
     }
 
     /// Cached bytes.
     pub fn size(&self) -> u64 {
-        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots
-            .values()
-            .filter_map(|s| s.cell.get())
-            .map(|b| b.len() as u64)
-            .sum()
+        self.lock().bytes
     }
 
-    fn evict(&self) {
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        let mut total: u64 = slots
-            .values()
-            .filter_map(|s| s.cell.get())
-            .map(|b| b.len() as u64)
-            .sum();
-        while total > self.budget {
-            let Some((k, len)) = slots
+    /// Drops the least recently used downloaded chunks while over budget.
+    fn evict(&self, slots: &mut Slots) {
+        while slots.bytes > self.budget {
+            let Some(k) = slots
+                .map
                 .iter()
-                .filter_map(|(k, s)| s.cell.get().map(|b| (k, s.used, b.len() as u64)))
-                .min_by_key(|(_, used, _)| *used)
-                .map(|(k, _, len)| (k.clone(), len))
+                .filter(|(_, s)| s.counted > 0)
+                .min_by_key(|(_, s)| s.used)
+                .map(|(k, _)| k.clone())
             else {
                 return;
             };
-            slots.remove(&k);
-            total -= len;
+            if let Some(s) = slots.map.remove(&k) {
+                slots.bytes -= s.counted;
+            }
         }
     }
 }

@@ -61,28 +61,30 @@ pub async fn read(
     max_bytes: usize,
     first_whole: bool,
 ) -> Result<(ReadInfo, Offsets)> {
-    let local_start = part.local_start();
-    if offset >= local_start {
-        return match part.read_with(offset, max_bytes, first_whole) {
-            Ok((info, mut offs)) => {
-                offs.log_start = log_start(broker, part, offs.log_start);
-                Ok((info, offs))
-            }
-            Err(BrokerError::OffsetOutOfRange {
-                topic,
-                partition,
-                offset,
-                start,
-                end,
-            }) => Err(BrokerError::OffsetOutOfRange {
+    // Local first (one partition lock); only an offset below the local
+    // start goes on to object storage.
+    match part.read_with(offset, max_bytes, first_whole) {
+        Ok((info, mut offs)) => {
+            offs.log_start = log_start(broker, part, offs.log_start);
+            return Ok((info, offs));
+        }
+        Err(BrokerError::OffsetOutOfRange { start, .. }) if offset < start => {}
+        Err(BrokerError::OffsetOutOfRange {
+            topic,
+            partition,
+            offset,
+            start,
+            end,
+        }) => {
+            return Err(BrokerError::OffsetOutOfRange {
                 start: log_start(broker, part, start),
                 topic,
                 partition,
                 offset,
                 end,
-            }),
-            Err(e) => Err(e),
-        };
+            });
+        }
+        Err(e) => return Err(e),
     }
     let offs = offsets(broker, part);
     let Some((loc, seg)) = remote_segment(broker, part, offset) else {
