@@ -635,8 +635,8 @@ pub fn describe_status(st: &tonic::Status) -> String {
     format!("{code}: {}", st.message())
 }
 
-/// Every file under `dir` with its bytes (to prove nothing changed).
-pub fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+/// Every file under `dir` (recursively), sorted.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -647,11 +647,19 @@ pub fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.push((p, b));
+            } else {
+                out.push(p);
             }
         }
     }
     out.sort();
     out
+}
+
+/// Every file under `dir` with its bytes (to prove nothing changed).
+pub fn snapshot_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .filter_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
+        .collect()
 }

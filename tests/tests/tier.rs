@@ -111,23 +111,25 @@ async fn wait_offloaded(
 
 /// Files under `dir` whose names end with `suffix`, sorted.
 fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.to_string_lossy().ends_with(suffix) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    strata_tests::files_under(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+/// `--object-store` naming the directory `objects`.
+fn file_store(objects: &Path) -> Vec<String> {
+    vec![
+        "--object-store".to_string(),
+        format!("file://{}", objects.display()),
+    ]
+}
+
+/// `n` distinct values of about 100 bytes, tagged with `tag`.
+fn sample_values(tag: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| format!("{tag}-{i:06}-{}", "x".repeat(90)))
+        .collect()
 }
 
 /// The manifest copy in object storage (written after each change, so
@@ -202,9 +204,7 @@ async fn roundtrip(mut opts: ClusterOpts, objects: &Path) {
         .await
         .expect("create");
     c.wait_all_in_sync("cold", Duration::from_secs(30)).await;
-    let values: Vec<String> = (0..3000)
-        .map(|i| format!("cold-{i:06}-{}", "x".repeat(90)))
-        .collect();
+    let values = sample_values("cold", 3000);
     let offsets = produce_batched(&c, "cold", &values).await;
     assert_eq!(offsets, (0..3000).collect::<Vec<i64>>());
 
@@ -375,10 +375,7 @@ async fn offload_and_read_back_file_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let objects = dir.path().join("objects");
     let opts = ClusterOpts {
-        extra: vec![
-            "--object-store".into(),
-            format!("file://{}", objects.display()),
-        ],
+        extra: file_store(&objects),
         ..Default::default()
     };
     roundtrip(opts, &objects).await;
@@ -493,9 +490,7 @@ async fn corrupt_remote_object_fails_its_range_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s3 = S3Server::start(dir.path(), BUCKET).await;
     let c = tiered(1, s3.broker_flags(BUCKET, "c"), "bad", 1, &TIERED).await;
-    let values: Vec<String> = (0..2000)
-        .map(|i| format!("bad-{i:06}-{}", "y".repeat(90)))
-        .collect();
+    let values = sample_values("bad", 2000);
     produce_batched(&c, "bad", &values).await;
     wait_offloaded(&c, "bad", 0, 6, Duration::from_secs(60)).await;
 
@@ -567,20 +562,8 @@ async fn total_retention_deletes_remote_segments() {
     // 16 KiB segments, one local; the whole log bounded at 100 kB.
     let mut cfg = TIERED.to_vec();
     cfg.push(("retention.bytes", "100000"));
-    let c = tiered(
-        1,
-        vec![
-            "--object-store".to_string(),
-            format!("file://{}", objects.display()),
-        ],
-        "short",
-        1,
-        &cfg,
-    )
-    .await;
-    let values: Vec<String> = (0..3000)
-        .map(|i| format!("short-{i:06}-{}", "z".repeat(90)))
-        .collect();
+    let c = tiered(1, file_store(&objects), "short", 1, &cfg).await;
+    let values = sample_values("short", 3000);
     produce_batched(&c, "short", &values).await;
 
     // The oldest remote segments go: the log starts later, remote and
@@ -624,20 +607,8 @@ async fn total_retention_deletes_remote_segments() {
 async fn rebuilt_follower_serves_old_data_from_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let objects = dir.path().join("objects");
-    let mut c = tiered(
-        3,
-        vec![
-            "--object-store".to_string(),
-            format!("file://{}", objects.display()),
-        ],
-        "rb",
-        1,
-        &TIERED,
-    )
-    .await;
-    let values: Vec<String> = (0..2000)
-        .map(|i| format!("rb-{i:06}-{}", "w".repeat(90)))
-        .collect();
+    let mut c = tiered(3, file_store(&objects), "rb", 1, &TIERED).await;
+    let values = sample_values("rb", 2000);
     produce_batched(&c, "rb", &values).await;
     let d = wait_offloaded(&c, "rb", 0, 6, Duration::from_secs(60)).await;
     c.wait_all_in_sync("rb", Duration::from_secs(30)).await;
