@@ -466,6 +466,41 @@ impl Broker {
             })
     }
 
+    /// Whether this broker applied the controller's log up to what was
+    /// committed when it started: before that, a topic missing from its
+    /// view may well exist, and it answers NOT_READY instead of
+    /// UNKNOWN_TOPIC.
+    pub fn metadata_caught_up(&self) -> bool {
+        let target = self.catch_up_to.load(std::sync::atomic::Ordering::Acquire);
+        target != u64::MAX && self.controller.shared.applied() >= target
+    }
+
+    /// UNKNOWN_TOPIC, or NOT_READY while behind the metadata.
+    fn unknown_topic(&self, topic: &str) -> BrokerError {
+        if self.metadata_caught_up() {
+            BrokerError::UnknownTopic(topic.to_owned())
+        } else {
+            BrokerError::NotReady(format!(
+                "catching up with the cluster metadata; topic '{topic}' not known yet"
+            ))
+        }
+    }
+
+    /// UNKNOWN_PARTITION, or NOT_READY while behind the metadata (a
+    /// partition count may have grown).
+    fn unknown_partition(&self, topic: &str, partition: u32) -> BrokerError {
+        if self.metadata_caught_up() {
+            BrokerError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+            }
+        } else {
+            BrokerError::NotReady(format!(
+                "catching up with the cluster metadata; {topic}/{partition} not known yet"
+            ))
+        }
+    }
+
     pub fn check_ready(&self) -> Result<()> {
         if self.ready() {
             return Ok(());
@@ -1197,7 +1232,7 @@ impl Broker {
             .controller
             .with_state(|s| s.topics.get(topic).map(|t| t.partitions))
         {
-            None => Err(BrokerError::UnknownTopic(topic.to_owned())),
+            None => Err(self.unknown_topic(topic)),
             Some(n) if p < n => {
                 let leader = self.directory.leader(topic, p);
                 Err(BrokerError::NotLeader {
@@ -1207,10 +1242,7 @@ impl Broker {
                     leader_addr: self.directory.client_addr(leader),
                 })
             }
-            Some(_) => Err(BrokerError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition: p,
-            }),
+            Some(_) => Err(self.unknown_partition(topic, p)),
         }
     }
 
@@ -1633,12 +1665,9 @@ impl Broker {
     /// Checks that a partition exists (wherever it is hosted).
     pub fn partition_exists(&self, topic: &str, p: u32) -> Result<()> {
         match self.with_state(|s| s.topics.get(topic).map(|t| t.partitions)) {
-            None => Err(BrokerError::UnknownTopic(topic.to_owned())),
+            None => Err(self.unknown_topic(topic)),
             Some(n) if p < n => Ok(()),
-            Some(_) => Err(BrokerError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition: p,
-            }),
+            Some(_) => Err(self.unknown_partition(topic, p)),
         }
     }
 }

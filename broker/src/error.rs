@@ -78,6 +78,8 @@ pub enum BrokerError {
     UnknownBroker(u64),
     #[error("not enough replicas: {0}")]
     NotEnoughReplicas(String),
+    #[error("broker not ready: {0}")]
+    NotReady(String),
     #[error("remote storage unavailable: {0}")]
     RemoteStorage(String),
     #[error("remote data corrupt or missing: {0}")]
@@ -124,6 +126,7 @@ impl BrokerError {
             NotController { .. } => ErrorCode::NotController,
             UnknownBroker(_) => ErrorCode::UnknownBroker,
             NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
+            NotReady(_) => ErrorCode::NotReady,
             RemoteStorage(_) => ErrorCode::RemoteStorageUnavailable,
             RemoteDataCorrupt(_) => ErrorCode::RemoteDataCorrupt,
             Remote { code, .. } => *code,

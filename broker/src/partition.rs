@@ -198,6 +198,12 @@ impl Partition {
         self.role().leader == self.node_id
     }
 
+    /// Whether this replica leads, in `term`.
+    pub fn leads_in(&self, term: u64) -> bool {
+        let r = self.role();
+        r.leader == self.node_id && r.term == term
+    }
+
     /// Called by the event loop when the group's leadership changes.
     pub fn set_role(&self, role: Role) {
         self.role.send_if_modified(|r| {
@@ -287,10 +293,7 @@ impl Partition {
             return Err(BrokerError::ShuttingDown);
         }
         if self.failed.load(Ordering::Acquire) {
-            return Err(BrokerError::Storage(format!(
-                "{}/{} is offline after a failed write",
-                self.topic, self.id
-            )));
+            return Err(self.offline());
         }
         if !self.is_leader() {
             return Err(self.not_leader());
@@ -323,18 +326,22 @@ impl Partition {
             Acks::Leader => {
                 let mut rx = self.written.subscribe();
                 let fut = rx.wait_for(|w| *w >= p.end_offset);
-                match tokio::time::timeout(timeout, fut).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(_)) => return Err(BrokerError::ShuttingDown),
-                    Err(_) => {
-                        return Err(BrokerError::Timeout(format!(
-                            "{}/{} did not append in time",
-                            self.topic, self.id
-                        )));
-                    }
+                tokio::select! {
+                    biased;
+                    r = tokio::time::timeout(timeout, fut) => match r {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => return Err(BrokerError::ShuttingDown),
+                        Err(_) => {
+                            return Err(BrokerError::Timeout(format!(
+                                "{}/{} did not append in time",
+                                self.topic, self.id
+                            )));
+                        }
+                    },
+                    () = self.leadership_lost(p.term) => return Err(self.not_leader()),
                 }
             }
-            Acks::All => self.wait_committed(p.end_offset, timeout).await?,
+            Acks::All => self.wait_committed(p.end_offset, p.term, timeout).await?,
         }
         // The entry now holding our index must be ours (same term).
         if p.index > 0 {
@@ -350,23 +357,53 @@ impl Partition {
     }
 
     /// Waits until offsets below `end` are committed (visible and, under
-    /// `fsync=always`, on disk).
-    pub async fn wait_committed(&self, end: i64, timeout: Duration) -> Result<()> {
+    /// `fsync=always`, on disk) while this replica leads in `term`. A
+    /// replica that steps down (or a new term begins) answers NOT_LEADER at
+    /// once, naming the new leader when known: the entry may still commit
+    /// under it, so the answer is retriable and an idempotent retry gets the
+    /// original offsets.
+    pub async fn wait_committed(&self, end: i64, term: u64, timeout: Duration) -> Result<()> {
         let mut rx = self.hw.subscribe();
         let fut = rx.wait_for(|hw| *hw >= end);
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(BrokerError::ShuttingDown),
-            Err(_) => {
-                if self.failed.load(Ordering::Acquire) {
-                    return Err(BrokerError::Storage("fsync failed".into()));
+        tokio::select! {
+            biased;
+            r = tokio::time::timeout(timeout, fut) => match r {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(_)) => Err(BrokerError::ShuttingDown),
+                Err(_) => {
+                    if self.failed.load(Ordering::Acquire) {
+                        return Err(self.offline());
+                    }
+                    Err(BrokerError::Timeout(format!(
+                        "{}/{} did not commit in time",
+                        self.topic, self.id
+                    )))
                 }
-                Err(BrokerError::Timeout(format!(
-                    "{}/{} did not commit in time",
-                    self.topic, self.id
-                )))
+            },
+            () = self.leadership_lost(term) => {
+                if self.failed.load(Ordering::Acquire) {
+                    return Err(self.offline());
+                }
+                Err(self.not_leader())
             }
         }
+    }
+
+    /// Resolves once this replica no longer leads in `term` (it stepped
+    /// down, a newer term began, or the replica closed). Long polls,
+    /// subscriptions and produces waiting on the leader select on it.
+    pub async fn leadership_lost(&self, term: u64) {
+        let mut rx = self.role.subscribe();
+        let me = self.node_id;
+        let _ = rx.wait_for(|r| r.leader != me || r.term != term).await;
+    }
+
+    /// The STORAGE_ERROR of a replica taken offline by a failed write.
+    pub fn offline(&self) -> BrokerError {
+        BrokerError::Storage(format!(
+            "{}/{} is offline after a failed write",
+            self.topic, self.id
+        ))
     }
 
     /// Reads whole batches from `offset` up to the high watermark; the first

@@ -51,7 +51,12 @@ pub struct Cluster {
     /// Generation of the snapshot; guards collapsed refreshes.
     refresh: tokio::sync::Mutex<u64>,
     generation: Mutex<u64>,
+    /// Metadata rounds asked so far (rotates the first broker asked).
+    rounds: std::sync::atomic::AtomicU64,
 }
+
+/// A metadata request unanswered this long is hedged to the next broker.
+const METADATA_HEDGE: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Cluster {
     pub fn new(cfg: ClientConfig) -> Result<Arc<Self>> {
@@ -71,6 +76,7 @@ impl Cluster {
             snap: RwLock::new(Snapshot::default()),
             refresh: tokio::sync::Mutex::new(0),
             generation: Mutex::new(0),
+            rounds: std::sync::atomic::AtomicU64::new(0),
         }))
     }
 
@@ -197,24 +203,90 @@ impl Cluster {
     }
 
     /// One Metadata request (with retries), without updating the cache.
+    ///
+    /// Hedged: a broker that does not answer within `METADATA_HEDGE` (a
+    /// paused or cut-off one) does not hold the answer up; the next
+    /// candidate is asked meanwhile and the first answer wins. Each round
+    /// starts one candidate further down the list, so that a broker whose
+    /// view is stale does not answer every refresh.
     pub async fn raw_metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
-        let resp = self
-            .any(|addr| {
-                let topics = topics.clone();
-                async move {
+        let mut attempt = 0u32;
+        loop {
+            let mut cands = self.candidates();
+            let round = self
+                .rounds
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !cands.is_empty() {
+                let n = cands.len();
+                cands.rotate_left(round as usize % n);
+            }
+            let err = match self.hedged_metadata(&cands, &topics).await {
+                Ok((addr, r)) => {
+                    self.write(|s| s.last_good = Some(addr));
+                    return Ok(r);
+                }
+                Err(e) => e,
+            };
+            if attempt >= self.cfg.retries {
+                return Err(err);
+            }
+            tokio::time::sleep(self.cfg.backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// Asks `cands` in turn, starting the next one whenever the previous
+    /// failed or took longer than `METADATA_HEDGE`; the first answer wins.
+    async fn hedged_metadata(
+        &self,
+        cands: &[String],
+        topics: &[String],
+    ) -> Result<(String, MetadataResponse)> {
+        use futures::StreamExt;
+        let ask = |addr: String| {
+            let topics = topics.to_vec();
+            async move {
+                let r = async {
                     let mut c = self.pool.admin(&addr)?;
-                    let r = with_deadline(
+                    with_deadline(
                         &self.cfg,
                         std::time::Duration::ZERO,
                         c.metadata(MetadataRequest { topics }),
                     )
-                    .await?;
-                    Ok((addr, r))
+                    .await
                 }
-            })
-            .await?;
-        self.write(|s| s.last_good = Some(resp.0));
-        Ok(resp.1)
+                .await
+                .map_err(|e| e.at(&addr));
+                (addr, r)
+            }
+        };
+        let mut next = cands.iter();
+        let mut running = futures::stream::FuturesUnordered::new();
+        let mut last = ClientError::Connection("no broker address".into());
+        if let Some(a) = next.next() {
+            running.push(ask(a.clone()));
+        }
+        while !running.is_empty() {
+            let hedge = tokio::time::sleep(METADATA_HEDGE);
+            tokio::select! {
+                Some((addr, r)) = running.next() => match r {
+                    Ok(resp) => return Ok((addr, resp)),
+                    Err(e) if matches!(e, ClientError::Connection(_)) || e.is_retriable() => {
+                        last = e;
+                        if let Some(a) = next.next() {
+                            running.push(ask(a.clone()));
+                        }
+                    }
+                    Err(e) => return Err(e),
+                },
+                () = hedge => {
+                    if let Some(a) = next.next() {
+                        running.push(ask(a.clone()));
+                    }
+                }
+            }
+        }
+        Err(last)
     }
 
     fn apply(&self, resp: &MetadataResponse) {

@@ -102,7 +102,11 @@ impl ClientError {
         match self {
             Self::Broker { code, .. } => matches!(
                 code,
-                ErrorCode::NotLeader | ErrorCode::NotController | ErrorCode::UnknownPartition
+                ErrorCode::NotLeader
+                    | ErrorCode::NotController
+                    | ErrorCode::UnknownPartition
+                    | ErrorCode::NotReady
+                    | ErrorCode::StorageError
             ),
             Self::Connection(_) => true,
             _ => false,
@@ -128,6 +132,8 @@ pub fn is_retriable_code(code: ErrorCode) -> bool {
             | ErrorCode::NotEnoughReplicas
             | ErrorCode::NotController
             | ErrorCode::RemoteStorageUnavailable
+            | ErrorCode::NotReady
+            | ErrorCode::StorageError
     )
 }
 

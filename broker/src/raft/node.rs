@@ -664,6 +664,13 @@ impl RaftLoop {
                 term: g.node.raft.term,
             };
             if role != g.role {
+                if g.role.leader == self.node_id && role.leader != self.node_id {
+                    // Proposals of the old term that were never written
+                    // may not answer a retry as duplicates.
+                    let mut inner = g.part.lock();
+                    let end = inner.log.next_offset();
+                    inner.producers.truncate_from(end);
+                }
                 g.role = role;
                 g.last_active = Instant::now();
                 g.part.set_role(role);
@@ -827,13 +834,18 @@ fn persist(
     }
     let entries = rd.take_entries();
     if !entries.is_empty() {
+        // The idempotence table describes the log: forget what it holds
+        // from where these entries land (a suffix a new leader replaced, or
+        // proposals of ours that never reached the log), then record the
+        // entries as they are written.
         let first = entries[0].index;
-        if first <= inner.log.raft_last_index() {
-            // A new leader replaced our uncommitted suffix.
-            if let Some(off) = inner.log.offset_after_index(first - 1) {
-                inner.producers.truncate_from(off);
-            }
-        }
+        let from = if first <= inner.log.raft_last_index() {
+            inner.log.offset_after_index(first - 1)
+        } else {
+            None
+        };
+        let from = from.unwrap_or_else(|| inner.log.next_offset());
+        inner.producers.truncate_from(from);
         for e in &entries {
             let b = entry_to_batch(e);
             let info = inner

@@ -271,15 +271,26 @@ impl BrokerApi for DataService {
             .iter()
             .map(|p| self.broker.leader_partition(&p.topic, p.partition))
             .collect();
+        // The term each partition is led in: a long poll on a replica that
+        // steps down ends at once with NOT_LEADER for that partition.
+        let terms: Vec<u64> = parts
+            .iter()
+            .map(|p| p.as_ref().map_or(0, |p| p.role().term))
+            .collect();
         loop {
             // Subscribe before reading so that no append slips between.
             let mut watches: Vec<_> = parts.iter().flatten().map(|p| p.subscribe_hw()).collect();
             let mut out = Vec::with_capacity(req.partitions.len());
             let mut total = 0usize;
             let mut failed = false;
-            for (fp, part) in req.partitions.iter().zip(&parts) {
+            for ((fp, part), term) in req.partitions.iter().zip(&parts).zip(&terms) {
                 let part = match part {
-                    Ok(p) => p,
+                    Ok(p) if p.leads_in(*term) => p,
+                    Ok(p) => {
+                        failed = true;
+                        out.push(partition_error(&fp.topic, fp.partition, &p.not_leader()));
+                        continue;
+                    }
                     Err(e) => {
                         failed = true;
                         out.push(partition_error(&fp.topic, fp.partition, e));
@@ -347,9 +358,17 @@ impl BrokerApi for DataService {
             }
             let changed =
                 futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-            if tokio::time::timeout(deadline - now, changed).await.is_err() {
-                // Deadline: one last read happens on the next turn.
-                continue;
+            let lost = futures::future::select_all(
+                parts
+                    .iter()
+                    .zip(&terms)
+                    .filter_map(|(p, t)| p.as_ref().ok().map(|p| Box::pin(p.leadership_lost(*t)))),
+            );
+            // A deadline, a new high watermark or a lost leadership: the
+            // next turn reads (or reports) again.
+            tokio::select! {
+                _ = tokio::time::timeout(deadline - now, changed) => {}
+                _ = lost => {}
             }
         }
     }
@@ -371,12 +390,21 @@ impl BrokerApi for DataService {
         };
         // Fail fast on a bad starting offset.
         crate::tier::serve::read(&self.broker, &part, req.offset, 1, true).await?;
+        let term = part.role().term;
         let (tx, rx) = mpsc::channel(4);
         let broker = Arc::clone(&self.broker);
         tokio::spawn(async move {
             let mut offset = req.offset;
             let mut hw = part.subscribe_hw();
             loop {
+                if !part.leads_in(term) {
+                    // Stepped down: the consumer resubscribes at the new leader.
+                    let e = part.not_leader();
+                    let _ = tx
+                        .send(Ok(partition_error(&req.topic, req.partition, &e)))
+                        .await;
+                    return;
+                }
                 hw.mark_unchanged();
                 match crate::tier::serve::read(&broker, &part, offset, max, true).await {
                     Ok((info, offs)) if !info.records.is_empty() => {
@@ -397,6 +425,7 @@ impl BrokerApi for DataService {
                     Ok(_) => {
                         tokio::select! {
                             r = hw.changed() => if r.is_err() { return },
+                            () = part.leadership_lost(term) => {}
                             () = tx.closed() => return,
                         }
                     }

@@ -31,7 +31,9 @@ fn grpc_code(code: ErrorCode) -> Code {
             Code::FailedPrecondition
         }
         E::Timeout => Code::DeadlineExceeded,
-        E::ShuttingDown | E::NotEnoughReplicas | E::RemoteStorageUnavailable => Code::Unavailable,
+        E::ShuttingDown | E::NotEnoughReplicas | E::RemoteStorageUnavailable | E::NotReady => {
+            Code::Unavailable
+        }
         E::RemoteDataCorrupt => Code::DataLoss,
         E::Unauthorized => Code::PermissionDenied,
         E::ResourceExhausted => Code::ResourceExhausted,

@@ -48,7 +48,10 @@ pub struct ProducerConfig {
     pub max_in_flight: usize,
     /// Number batches so that retries never duplicate or reorder records.
     pub idempotent: bool,
-    /// Re-sends of a batch after retriable failures before it fails.
+    /// Re-sends of a batch after retriable failures before it fails. The
+    /// default is unbounded, as in Kafka: the delivery timeout bounds how
+    /// long a record is retried, so a failover delays records, never fails
+    /// them.
     pub retries: u32,
     /// Longest time from a batch's creation to its failure.
     pub delivery_timeout: Duration,
@@ -65,7 +68,7 @@ impl Default for ProducerConfig {
             acks: Acks::All,
             max_in_flight: 5,
             idempotent: true,
-            retries: 20,
+            retries: u32::MAX,
             delivery_timeout: Duration::from_secs(120),
             buffer_memory: 64 << 20,
             compression: Compression::None,

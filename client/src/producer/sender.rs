@@ -10,7 +10,15 @@
 //! - on a retriable failure (or a broken stream) every batch of that
 //!   partition still in flight is abandoned (late answers are ignored) and
 //!   queued again in order, after a backoff and a metadata refresh;
-//! - a batch's memory permits are returned exactly once, when it completes.
+//! - a batch's memory permits are returned exactly once, when it completes;
+//! - a request left unanswered (a paused or cut-off leader answers nothing)
+//!   triggers a metadata refresh after `STALL_AFTER`; when another broker
+//!   now leads the partition its in-flight batches go there instead, and
+//!   after the request timeout they are re-sent in any case;
+//! - with idempotence, `OUT_OF_ORDER_SEQUENCE` is retried (in order, like
+//!   any retriable failure) until the retries or the delivery timeout run
+//!   out: after a failover it means an earlier batch has not reached the
+//!   new leader yet, not that the record cannot be delivered.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -59,6 +67,14 @@ pub(crate) struct SenderConfig {
 
 type Key = (Arc<str>, u32);
 
+/// An unanswered request this old makes the sender check the leadership.
+const STALL_AFTER: Duration = Duration::from_millis(300);
+/// Least time between two such checks.
+const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// Slack past the request timeout before an unanswered request is re-sent
+/// (the broker answers TIMEOUT itself at the request timeout).
+const ANSWER_SLACK: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 pub(super) struct Sendable {
     pub(super) builder: Option<super::accumulator::Builder>,
@@ -87,6 +103,8 @@ struct InFlight {
     key: Key,
     batch: Sendable,
     conn: u64,
+    addr: String,
+    sent: Instant,
 }
 
 #[derive(Debug)]
@@ -110,6 +128,8 @@ struct Sender {
     incomplete: BTreeSet<u64>,
     flush_waiters: Vec<(u64, oneshot::Sender<()>)>,
     refreshing: bool,
+    /// When unanswered requests last made the sender refresh metadata.
+    last_stall_check: Option<Instant>,
     ev_tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -136,6 +156,7 @@ pub(crate) async fn run(
         incomplete: BTreeSet::new(),
         flush_waiters: Vec::new(),
         refreshing: false,
+        last_stall_check: None,
         ev_tx,
     };
     let mut open = true;
@@ -161,6 +182,7 @@ pub(crate) async fn run(
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
+        s.check_stalls();
         s.pump();
         s.notify_flushes();
     }
@@ -219,10 +241,84 @@ impl Sender {
     }
 
     fn next_wakeup(&self) -> Option<Instant> {
-        self.ready
+        let retry = self
+            .ready
             .iter()
             .filter_map(|k| self.parts.get(k).and_then(|p| p.retry_at))
-            .min()
+            .min();
+        // The oldest unanswered request is looked at again when it stalls.
+        let stall = self.in_flight.values().map(|f| f.sent).min().map(|sent| {
+            let at = sent + STALL_AFTER;
+            match self.last_stall_check {
+                Some(t) => at.max(t + STALL_CHECK_EVERY),
+                None => at,
+            }
+        });
+        match (retry, stall) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Unanswered requests: refresh the metadata (at most every
+    /// `STALL_CHECK_EVERY`) to learn of a new leader, and re-send what
+    /// waited past the request timeout.
+    fn check_stalls(&mut self) {
+        let now = Instant::now();
+        let stalled: HashSet<Key> = self
+            .in_flight
+            .values()
+            .filter(|f| now.duration_since(f.sent) >= STALL_AFTER)
+            .map(|f| f.key.clone())
+            .collect();
+        if stalled.is_empty() {
+            return;
+        }
+        let overdue: HashSet<Key> = self
+            .in_flight
+            .values()
+            .filter(|f| now.duration_since(f.sent) >= self.cfg.request_timeout + ANSWER_SLACK)
+            .map(|f| f.key.clone())
+            .collect();
+        for key in overdue {
+            self.requeue(&key, Vec::new());
+            self.backoff_partition(&key, ClientError::Timeout);
+        }
+        if self
+            .last_stall_check
+            .is_some_and(|t| now.duration_since(t) < STALL_CHECK_EVERY)
+        {
+            return;
+        }
+        self.last_stall_check = Some(now);
+        let topics: Vec<String> = stalled
+            .iter()
+            .map(|k| k.0.to_string())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        self.refresh_topics(topics);
+    }
+
+    /// After a refresh: partitions whose requests went to a broker that no
+    /// longer leads them are re-sent to the new leader (idempotence makes
+    /// a batch that did reach the old one a duplicate, answered with its
+    /// offsets).
+    fn reroute(&mut self) {
+        let moved: HashSet<Key> = self
+            .in_flight
+            .values()
+            .filter(|f| {
+                self.cluster
+                    .leader_addr(&f.key.0, f.key.1)
+                    .is_some_and(|a| a != f.addr)
+            })
+            .map(|f| f.key.clone())
+            .collect();
+        for key in moved {
+            tracing::debug!(topic = %key.0, partition = key.1, "leader moved; re-sending in-flight batches");
+            self.requeue(&key, Vec::new());
+        }
     }
 
     fn finish(&mut self, b: Sendable, r: Result<i64, ClientError>) {
@@ -298,6 +394,8 @@ impl Sender {
                         key: key.clone(),
                         batch: b,
                         conn: conn.0,
+                        addr: addr.clone(),
+                        sent: Instant::now(),
                     },
                 );
                 if conn.1.send(req).is_err() {
@@ -331,12 +429,6 @@ impl Sender {
     }
 
     fn refresh(&mut self) {
-        if self.refreshing {
-            return;
-        }
-        self.refreshing = true;
-        let cluster = Arc::clone(&self.cluster);
-        let ev = self.ev_tx.clone();
         let topics: Vec<String> = self
             .ready
             .iter()
@@ -344,6 +436,16 @@ impl Sender {
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
+        self.refresh_topics(topics);
+    }
+
+    fn refresh_topics(&mut self, topics: Vec<String>) {
+        if self.refreshing {
+            return;
+        }
+        self.refreshing = true;
+        let cluster = Arc::clone(&self.cluster);
+        let ev = self.ev_tx.clone();
         tokio::spawn(async move {
             if let Err(e) = cluster.refresh(&topics).await {
                 tracing::debug!(error = %e, "metadata refresh failed");
@@ -354,7 +456,10 @@ impl Sender {
 
     fn event(&mut self, ev: Event) {
         match ev {
-            Event::Refreshed => self.refreshing = false,
+            Event::Refreshed => {
+                self.refreshing = false;
+                self.reroute();
+            }
             Event::Response(resp) => self.response(resp),
             Event::Closed { conn, err } => {
                 self.conns.retain(|_, c| c.id != conn);
@@ -397,7 +502,12 @@ impl Sender {
             .map(from_error_info)
             .unwrap_or(ClientError::Timeout);
         let mut b = f.batch;
-        if err.is_retriable()
+        // With idempotence a sequence gap after a failover is an earlier
+        // batch still on its way: retry in order, never drop records.
+        let retriable = err.is_retriable()
+            || (self.cfg.producer.is_some()
+                && err.code() == Some(strata_proto::v1::ErrorCode::OutOfOrderSequence));
+        if retriable
             && b.attempts <= self.cfg.retries
             && b.created.elapsed() < self.cfg.delivery_timeout
         {
