@@ -28,7 +28,10 @@ impl Default for RaftTiming {
     fn default() -> Self {
         Self {
             tick: Duration::from_millis(50),
-            election_ticks: 10,
+            // 300-600 ms: a silent leader is replaced well within a second
+            // (see `node::WAKE_AFTER` for the faster path), and an isolated
+            // one steps down (check-quorum) as fast.
+            election_ticks: 6,
             heartbeat_ticks: 2,
         }
     }

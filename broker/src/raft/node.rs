@@ -35,8 +35,11 @@ use crate::producer_state::SeqCheck;
 
 /// A leader quiesces a group idle this long with every follower caught up.
 const QUIESCE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-/// A quiesced follower wakes when its leader's broker was silent this long.
-const WAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(400);
+/// A follower whose leader's broker was silent this long (several missed
+/// broker heartbeats) treats its leader as gone: a quiesced group wakes, and
+/// every such group campaigns within one more (randomized) election
+/// timeout instead of waiting out a whole one first.
+const WAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(350);
 /// Ticks between broker-to-broker heartbeats (one empty batch per peer,
 /// which keeps liveness known while groups are quiesced).
 const PEER_HEARTBEAT_TICKS: u64 = 2;
@@ -446,12 +449,22 @@ impl RaftLoop {
             .filter(|p| !self.directory.heard_within(*p, WAKE_AFTER))
             .collect();
         for (k, g) in &mut self.groups {
+            let leader = g.node.raft.leader_id;
+            let leader_silent = leader != me && silent.contains(&leader);
             if g.quiesced {
-                let leader = g.node.raft.leader_id;
-                if leader == me || !silent.contains(&leader) {
+                if !leader_silent {
                     continue;
                 }
                 g.quiesced = false;
+            }
+            if leader_silent && g.node.raft.state == StateRole::Follower {
+                // The leader's lease is over as far as this replica can
+                // tell: what is left before campaigning is the randomized
+                // part of the election timeout (spreading the candidates).
+                let et = g.node.raft.election_timeout();
+                if g.node.raft.election_elapsed < et {
+                    g.node.raft.election_elapsed = et;
+                }
             }
             g.node.tick();
             active.insert(k.clone());
