@@ -62,6 +62,8 @@ pub struct Broker {
     /// The controller commit index this broker must apply before it serves
     /// (learned from the controller leader after start; MAX = not yet).
     catch_up_to: std::sync::atomic::AtomicU64,
+    /// Set once the broker was ready (start-up conditions met).
+    was_ready: std::sync::atomic::AtomicBool,
     started: std::time::Instant,
     tier: Arc<crate::tier::Tier>,
     _dir_lock: File,
@@ -272,6 +274,7 @@ impl Broker {
             reconcile_lock: Mutex::new(()),
             hard_states,
             catch_up_to: std::sync::atomic::AtomicU64::new(u64::MAX),
+            was_ready: std::sync::atomic::AtomicBool::new(false),
             started: std::time::Instant::now(),
             tier,
             _dir_lock: dir_lock,
@@ -449,7 +452,12 @@ impl Broker {
         if !self.with_state(|s| s.brokers.get(&id).is_some_and(|b| &b.addr == addr)) {
             return false;
         }
-        if self.started.elapsed() > READY_WAIT {
+        if self.started.elapsed() > READY_WAIT
+            || self.was_ready.load(std::sync::atomic::Ordering::Acquire)
+        {
+            // The partition conditions gate start-up only: a replica that
+            // loses its leader (or its disk) later does not make the whole
+            // broker refuse service.
             return true;
         }
         let hosted = self.with_state(|s| {
@@ -459,11 +467,16 @@ impl Broker {
                 .sum::<usize>()
         });
         let parts = self.all_partitions();
-        parts.len() >= hosted
+        let ready = parts.len() >= hosted
             && parts.iter().all(|p| {
                 let role = p.role();
                 role.leader != 0 && (role.leader != id || p.high_watermark() >= p.log_end())
-            })
+            });
+        if ready {
+            self.was_ready
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        ready
     }
 
     /// Whether this broker applied the controller's log up to what was

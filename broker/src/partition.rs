@@ -89,6 +89,10 @@ pub struct Partition {
     closed: AtomicBool,
     /// Set when an fsync failed: the partition refuses further writes.
     failed: AtomicBool,
+    /// Set while the Raft loop holds the replica out after a write failed
+    /// (a full disk): it answers STORAGE_ERROR and leads nothing until the
+    /// disk has room again.
+    suspended: AtomicBool,
 }
 
 fn raise(tx: &watch::Sender<i64>, v: i64) {
@@ -139,6 +143,7 @@ impl Partition {
             flush: Notify::new(),
             closed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            suspended: AtomicBool::new(false),
         });
         tokio::spawn(Self::flusher(Arc::clone(&p)));
         p
@@ -292,7 +297,7 @@ impl Partition {
         if self.closed.load(Ordering::Acquire) {
             return Err(BrokerError::ShuttingDown);
         }
-        if self.failed.load(Ordering::Acquire) {
+        if self.unwritable() {
             return Err(self.offline());
         }
         if !self.is_leader() {
@@ -371,7 +376,7 @@ impl Partition {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(_)) => Err(BrokerError::ShuttingDown),
                 Err(_) => {
-                    if self.failed.load(Ordering::Acquire) {
+                    if self.unwritable() {
                         return Err(self.offline());
                     }
                     Err(BrokerError::Timeout(format!(
@@ -381,7 +386,7 @@ impl Partition {
                 }
             },
             () = self.leadership_lost(term) => {
-                if self.failed.load(Ordering::Acquire) {
+                if self.unwritable() {
                     return Err(self.offline());
                 }
                 Err(self.not_leader())
@@ -400,10 +405,40 @@ impl Partition {
 
     /// The STORAGE_ERROR of a replica taken offline by a failed write.
     pub fn offline(&self) -> BrokerError {
-        BrokerError::Storage(format!(
-            "{}/{} is offline after a failed write",
-            self.topic, self.id
-        ))
+        let why = if self.failed.load(Ordering::Acquire) {
+            "is offline after a failed fsync"
+        } else {
+            "cannot write to its disk (full?); its other replicas take over"
+        };
+        BrokerError::Storage(format!("{}/{} {why}", self.topic, self.id))
+    }
+
+    /// Whether an fsync failed (the replica stays offline until restart,
+    /// whose recovery checks what reached the disk).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Whether writes are refused (failed fsync, or suspended).
+    pub fn unwritable(&self) -> bool {
+        self.failed.load(Ordering::Acquire) || self.suspended.load(Ordering::Acquire)
+    }
+
+    /// Called by the Raft loop when it takes the replica out after a failed
+    /// write: leads nothing (waiters are answered STORAGE_ERROR), and the
+    /// idempotence table forgets what never reached the log.
+    pub fn suspend(&self) {
+        self.suspended.store(true, Ordering::Release);
+        let term = self.role().term;
+        self.set_role(Role { leader: 0, term });
+        let mut g = self.lock();
+        let end = g.log.next_offset();
+        g.producers.truncate_from(end);
+    }
+
+    /// Called by the Raft loop when the replica runs again.
+    pub fn resume(&self) {
+        self.suspended.store(false, Ordering::Release);
     }
 
     /// Reads whole batches from `offset` up to the high watermark; the first

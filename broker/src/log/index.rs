@@ -10,6 +10,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
@@ -76,6 +77,9 @@ impl Entry for TimeEntry {
     }
 }
 
+/// Granularity of the index's block reservation.
+const RESERVE_PAGE: usize = 4096;
+
 enum Storage {
     /// Active: preallocated and writable.
     Write(MmapMut),
@@ -90,6 +94,12 @@ pub struct IndexFile<E: Entry> {
     path: PathBuf,
     storage: Storage,
     entries: usize,
+    /// Bytes from the start known to have disk blocks (a multiple of
+    /// `RESERVE_PAGE`): the active index is a sparse file, and a store into
+    /// a hole of a writable map on a full disk would kill the process
+    /// (SIGBUS), so every page is first written with `pwrite`, which fails
+    /// cleanly (ENOSPC) instead.
+    reserved: usize,
     _marker: std::marker::PhantomData<E>,
 }
 
@@ -109,6 +119,7 @@ impl<E: Entry> IndexFile<E> {
             path: path.to_owned(),
             storage: Storage::Write(map),
             entries: 0,
+            reserved: 0,
             _marker: std::marker::PhantomData,
         })
     }
@@ -128,6 +139,7 @@ impl<E: Entry> IndexFile<E> {
             path: path.to_owned(),
             storage: Storage::Read(map),
             entries,
+            reserved: len.next_multiple_of(RESERVE_PAGE),
             _marker: std::marker::PhantomData,
         })
     }
@@ -169,6 +181,26 @@ impl<E: Entry> IndexFile<E> {
 
     pub fn last(&self) -> Option<E> {
         self.entries.checked_sub(1).and_then(|i| self.get(i))
+    }
+
+    /// Makes sure the next entry's bytes have disk blocks (writes zeros
+    /// over the page beyond the entries when it is still a hole), so that
+    /// the following `push` cannot fault. Fails with the I/O error (ENOSPC
+    /// on a full disk); nothing changes then.
+    pub fn reserve_next(&mut self) -> io::Result<()> {
+        let Storage::Write(m) = &self.storage else {
+            return Ok(());
+        };
+        let end = (self.entries + 1) * E::SIZE;
+        if end <= self.reserved || end > m.len() {
+            return Ok(());
+        }
+        let upto = end.next_multiple_of(RESERVE_PAGE).min(m.len());
+        // Everything from `reserved` on lies past the written entries.
+        let zeros = vec![0u8; upto - self.reserved];
+        self.open()?.write_all_at(&zeros, self.reserved as u64)?;
+        self.reserved = upto;
+        Ok(())
     }
 
     /// Appends an entry; false when the index is full or sealed.
@@ -244,6 +276,8 @@ impl<E: Entry> IndexFile<E> {
         self.storage = Storage::Read(None);
         let file = self.open()?;
         file.set_len(cap as u64)?;
+        // The page holding the last entries has blocks; the rest is a hole.
+        self.reserved = (self.entries * E::SIZE).next_multiple_of(RESERVE_PAGE);
         self.storage = Storage::Write(mmap::map_index_write(&file, cap)?);
         Ok(())
     }

@@ -353,11 +353,17 @@ impl Log {
         if active.is_empty() || active.base_offset() == next {
             return Ok(());
         }
-        active.seal().at(&dir)?;
-        let file = active.file().clone();
-        self.unsynced_sealed.push(file);
+        // The new segment first: when it cannot be created (a full disk)
+        // the log stays as it was and the active segment stays writable.
         let seg =
             Segment::create(&dir, self.next_offset, Self::sizes(&self.config), now_ms).at(&dir)?;
+        let active = self.active();
+        if let Err(e) = active.seal() {
+            let _ = seg.delete();
+            return Err(e).at(&dir);
+        }
+        let file = active.file().clone();
+        self.unsynced_sealed.push(file);
         // The directory is synced by the next sync plan, off the append path.
         self.dir_unsynced = true;
         self.segments.insert(self.next_offset, seg);

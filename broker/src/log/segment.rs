@@ -85,8 +85,22 @@ impl Segment {
         )
     }
 
-    /// Creates an empty active segment.
+    /// Creates an empty active segment. On failure (a full disk) no file of
+    /// it is left behind.
     pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        sizes: SegmentSizes,
+        now_ms: i64,
+    ) -> io::Result<Self> {
+        Self::try_create(dir, base_offset, sizes, now_ms).inspect_err(|_| {
+            for p in <[PathBuf; 3]>::from(Self::paths(dir, base_offset)) {
+                let _ = std::fs::remove_file(p);
+            }
+        })
+    }
+
+    fn try_create(
         dir: &Path,
         base_offset: i64,
         sizes: SegmentSizes,
@@ -432,6 +446,10 @@ impl Segment {
         debug_assert!(!self.sealed);
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let end = self.size + len;
+        // Room for the index entries this batch may add, before anything
+        // is written: a full disk fails the append here, cleanly.
+        self.offset_index.reserve_next()?;
+        self.time_index.reserve_next()?;
         if end > self.capacity {
             // Only an oversized first batch gets here: grow the file.
             self.file.set_len(end as u64)?;

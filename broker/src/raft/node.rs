@@ -51,6 +51,11 @@ const SLOW_CYCLE: std::time::Duration = std::time::Duration::from_millis(200);
 /// Entries a follower may trail the leader's log end by and stay in sync.
 const ISR_MAX_LAG: u64 = 1000;
 
+/// How often a replica suspended after a failed write checks for room.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Bytes the room probe writes (and removes) next to the log.
+const PROBE_BYTES: usize = 1 << 20;
+
 /// Where a proposal went.
 #[derive(Debug, Clone, Copy)]
 pub struct Proposal {
@@ -149,6 +154,14 @@ struct Group {
     last_active: Instant,
 }
 
+/// A group taken out of the loop after its storage failed: it leads and
+/// acknowledges nothing; once its disk has room again it is rebuilt from
+/// what is on disk, as a restart of that one replica would.
+struct Suspended {
+    part: Arc<Partition>,
+    kind: GroupKind,
+}
+
 pub struct RaftLoop {
     node_id: u64,
     timing: RaftTiming,
@@ -161,6 +174,8 @@ pub struct RaftLoop {
     outbox: HashMap<u64, Vec<RaftEnvelope>>,
     notices: Vec<LeaderNotice>,
     hard_states: Arc<HardStates>,
+    suspended: HashMap<GroupKey, Suspended>,
+    next_probe: Instant,
 }
 
 /// Shared, read-only view of the groups for status RPCs.
@@ -189,6 +204,8 @@ impl RaftLoop {
                 outbox: HashMap::new(),
                 notices: Vec::new(),
                 hard_states,
+                suspended: HashMap::new(),
+                next_probe: Instant::now(),
             },
             RaftHandle { tx },
             views,
@@ -228,6 +245,7 @@ impl RaftLoop {
             if Instant::now() >= next_tick {
                 ticks += 1;
                 self.tick(&mut active);
+                self.probe_suspended(&mut active);
                 if ticks.is_multiple_of(PEER_HEARTBEAT_TICKS) {
                     for peer in self.transport.peer_ids() {
                         self.outbox.entry(peer).or_default();
@@ -338,7 +356,7 @@ impl RaftLoop {
                 campaign,
             } => {
                 let key = (part.topic().to_owned(), part.id());
-                if self.groups.contains_key(&key) {
+                if self.groups.contains_key(&key) || self.suspended.contains_key(&key) {
                     return true;
                 }
                 match self.new_group(part, kind, campaign) {
@@ -353,6 +371,7 @@ impl RaftLoop {
             }
             Cmd::RemoveGroup { key } => {
                 self.groups.remove(&key);
+                self.suspended.remove(&key);
                 self.hard_states.remove(&key);
                 self.views
                     .write()
@@ -448,7 +467,13 @@ impl RaftLoop {
             .into_iter()
             .filter(|p| !self.directory.heard_within(*p, WAKE_AFTER))
             .collect();
+        let mut failed = Vec::new();
         for (k, g) in &mut self.groups {
+            if g.part.has_failed() {
+                // The background flusher's fsync failed.
+                failed.push(k.clone());
+                continue;
+            }
             let leader = g.node.raft.leader_id;
             let leader_silent = leader != me && silent.contains(&leader);
             if g.quiesced {
@@ -492,13 +517,19 @@ impl RaftLoop {
                 }
             }
         }
+        for key in failed {
+            self.suspend(&key);
+        }
     }
 
     fn new_group(&self, part: Arc<Partition>, kind: GroupKind, campaign: bool) -> Result<Group> {
-        let applied = match kind {
-            GroupKind::Controller(_) | GroupKind::Offsets(..) => {
-                part.with_log(|log, _| log.raft_base().index)
+        let applied = match &kind {
+            // A controller rebuilt after a suspension has applied more
+            // than its base: commands must not run twice.
+            GroupKind::Controller(c) => {
+                part.with_log(|log, _| log.raft_base().index.max(c.applied()))
             }
+            GroupKind::Offsets(..) => part.with_log(|log, _| log.raft_base().index),
             GroupKind::Data => part.with_log(|log, meta| {
                 meta.commit
                     .min(log.raft_last_index())
@@ -611,6 +642,7 @@ impl RaftLoop {
         let now = now_ms();
         let mut readies = Vec::new();
         let mut plans: Vec<(GroupKey, SyncPlan)> = Vec::new();
+        let mut broken: Vec<GroupKey> = Vec::new();
         for key in active.drain() {
             let Some(g) = self.groups.get_mut(&key) else {
                 continue;
@@ -621,23 +653,20 @@ impl RaftLoop {
             let mut rd = g.node.ready();
             queue(&mut self.outbox, &key, rd.take_messages());
             if let Err(e) = persist(g, &mut rd, now, &mut plans, &key, &self.hard_states) {
+                // Nothing that is not on disk is acknowledged: the replica
+                // leaves the loop until its disk has room.
                 tracing::error!(topic = %key.0, partition = key.1, error = %e,
-                    "cannot persist Raft entries; taking the replica offline");
-                g.part.fail();
-                // Do not acknowledge anything that is not on disk.
+                    "cannot persist Raft entries; suspending the replica");
+                broken.push(key);
                 continue;
             }
             readies.push((key, rd));
         }
         // Term and vote changes of every group, in one durable write.
         if let Err(e) = self.hard_states.flush() {
-            tracing::error!(error = %e, "cannot persist Raft term/vote; taking these replicas offline");
-            for (key, _) in &readies {
-                if let Some(g) = self.groups.get(key) {
-                    g.part.fail();
-                }
-            }
-            readies.clear();
+            tracing::error!(error = %e, "cannot persist Raft term/vote; suspending these replicas");
+            broken.extend(readies.drain(..).map(|(key, _)| key));
+            plans.clear();
         }
         // One sync pass for everything written in this cycle.
         for (key, plan) in plans {
@@ -648,14 +677,20 @@ impl RaftLoop {
                     }
                 }
                 Err(e) => {
+                    // Written pages may be lost: offline until a restart
+                    // recovers the log from what reached the disk.
                     tracing::error!(topic = %key.0, partition = key.1, error = %e,
                         "fsync failed; taking the replica offline");
                     if let Some(g) = self.groups.get(&key) {
                         g.part.fail();
                     }
                     readies.retain(|(k, _)| *k != key);
+                    broken.push(key);
                 }
             }
+        }
+        for key in &broken {
+            self.suspend(key);
         }
         for (key, mut rd) in readies {
             let Some(g) = self.groups.get_mut(&key) else {
@@ -707,6 +742,74 @@ impl RaftLoop {
             }
         }
         self.flush_outbox();
+    }
+
+    /// Takes a group whose storage failed out of the loop (see
+    /// [`Suspended`]). Its raft-rs node is dropped: what it had not made
+    /// durable was never acknowledged, and the node is rebuilt from disk.
+    fn suspend(&mut self, key: &GroupKey) {
+        let Some(g) = self.groups.remove(key) else {
+            return;
+        };
+        g.part.suspend();
+        self.directory.set_leader(&key.0, key.1, 0, g.role.term);
+        self.views
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+        self.suspended.insert(
+            key.clone(),
+            Suspended {
+                part: g.part,
+                kind: g.kind,
+            },
+        );
+    }
+
+    /// Rebuilds suspended groups once a probe write next to their logs
+    /// succeeds (checked every `PROBE_EVERY`). Groups whose fsync failed
+    /// stay out until the broker restarts.
+    fn probe_suspended(&mut self, active: &mut HashSet<GroupKey>) {
+        if self.suspended.is_empty() || Instant::now() < self.next_probe {
+            return;
+        }
+        self.next_probe = Instant::now() + PROBE_EVERY;
+        let Some(dir) = self
+            .suspended
+            .values()
+            .find(|s| !s.part.has_failed())
+            .map(|s| s.part.with_log(|log, _| log.dir().to_owned()))
+        else {
+            return;
+        };
+        if let Err(e) = probe_room(&dir) {
+            tracing::debug!(dir = %dir.display(), error = %e, "still no room to write");
+            return;
+        }
+        let keys: Vec<GroupKey> = self
+            .suspended
+            .iter()
+            .filter(|(_, s)| !s.part.has_failed())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            let Some(s) = self.suspended.remove(&key) else {
+                continue;
+            };
+            s.part.resume();
+            match self.new_group(Arc::clone(&s.part), s.kind.clone(), false) {
+                Ok(g) => {
+                    tracing::info!(topic = %key.0, partition = key.1, "disk has room again; replica resumed");
+                    self.groups.insert(key.clone(), g);
+                    active.insert(key);
+                }
+                Err(e) => {
+                    tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot resume the replica");
+                    s.part.suspend();
+                    self.suspended.insert(key, s);
+                }
+            }
+        }
     }
 
     fn publish_view(&self, key: &GroupKey) {
@@ -765,6 +868,15 @@ impl RaftLoop {
             self.transport.send(to, messages, notices.clone());
         }
     }
+}
+
+/// Writes and removes `PROBE_BYTES` in `dir`: whether a write would fit.
+fn probe_room(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(".room-probe");
+    let r = std::fs::File::create(&path).and_then(|mut f| f.write_all(&vec![0u8; PROBE_BYTES]));
+    let _ = std::fs::remove_file(&path);
+    r
 }
 
 /// An idle led group whose followers all hold and know the whole log.
