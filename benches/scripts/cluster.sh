@@ -3,7 +3,7 @@
 # disk and loopback limits measured in the same run.
 #
 #   benches/scripts/cluster.sh [OUT_DIR]      # W5, W5s, W6, W7
-#   ONLY=w7 benches/scripts/cluster.sh        # failover only
+#   ONLY=w7 benches/scripts/cluster.sh        # failover only (root: namespaces)
 #   ONLY=w8 benches/scripts/cluster.sh        # 10,000 idle partitions
 #   ONLY=tls benches/scripts/cluster.sh       # W5 with and without TLS
 #
@@ -187,25 +187,77 @@ done
 
 fi
 
-echo "== W7: failover, $KILLS leader kills"
+echo "== W7: failover, $KILLS faults of each kind (SIGKILL, SIGSTOP, isolation) of the leader"
+# The brokers run in network namespaces (one each, on a bridge; the CLI
+# talks to them from this namespace) so that a leader can be cut off from
+# its peers while clients still reach it. Needs root.
+NS=sw7n; BR=sw7br; NET=10.251.77
+setup_netns() {
+  local i
+  ip link add "$BR" type bridge && ip addr add "$NET.1/24" dev "$BR" && ip link set "$BR" up
+  for i in 1 2 3; do
+    ip netns add "$NS$i"
+    ip link add "${NS}h$i" type veth peer name eth0 netns "$NS$i"
+    ip link set "${NS}h$i" master "$BR" up
+    ip -n "$NS$i" addr add "$NET.1$i/24" dev eth0
+    ip -n "$NS$i" link set eth0 up
+    ip -n "$NS$i" link set lo up
+  done
+}
+teardown_netns() {
+  local i
+  for i in 1 2 3; do ip netns del "$NS$i" 2>/dev/null || true; done
+  ip link del "$BR" 2>/dev/null || true
+}
+teardown_netns
+setup_netns
+trap teardown_netns EXIT
+IC="1=$NET.11:9293,2=$NET.12:9293,3=$NET.13:9293"
+BROKERS="$NET.11:9292,$NET.12:9292,$NET.13:9292"
+start_node() { # id
+  local n=$1
+  ip netns exec "$NS$n" "$BIN/stratad" --node-id "$n" --data-dir "$DATA/n$n" --listen "$NET.1$n:9292" \
+    --peer-listen "$NET.1$n:9293" --http-listen "$NET.1$n:9294" --initial-cluster "$IC" --fsync "$FSYNC" \
+    --log-level warn --retention-check-interval 2s >>"$OUT/stratad-$n.log" 2>&1 &
+  PID[$n]=$!
+}
+isolate() { # id: drop its traffic to and from the other brokers (not the clients)
+  local j
+  for j in 1 2 3; do
+    [ "$j" = "$1" ] && continue
+    ip netns exec "$NS$1" iptables -I INPUT -s "$NET.1$j" -j DROP
+    ip netns exec "$NS$1" iptables -I OUTPUT -d "$NET.1$j" -j DROP
+  done
+}
+heal() { ip netns exec "$NS$1" iptables -F; }
 start_cluster
 strata topic create fo --partitions 1 --replication-factor 3 >/dev/null
-: >"$OUT/w7.txt"
-for k in $(seq 1 "$KILLS"); do
-  L=$(leader_of fo 0)
-  T0=$(date +%s.%N)
-  kill -KILL "${PID[$L]}"
-  until echo "k$k" | strata produce fo --partition 0 --acks all >/dev/null 2>&1; do :; done
-  T1=$(date +%s.%N)
-  python3 -c "print(round($T1-$T0,3))" | tee -a "$OUT/w7.txt"
-  wait "${PID[$L]}" 2>/dev/null || true
-  start_node "$L"
-  wait_ready
+for kind in kill stop isolate; do
+  : >"$OUT/w7-$kind.txt"
+  for k in $(seq 1 "$KILLS"); do
+    L=$(leader_of fo 0)
+    T0=$(date +%s.%N)
+    case $kind in
+      kill) kill -KILL "${PID[$L]}" ;;
+      stop) kill -STOP "${PID[$L]}" ;;
+      isolate) isolate "$L" ;;
+    esac
+    until echo "$kind$k" | strata produce fo --partition 0 --acks all >/dev/null 2>&1; do :; done
+    T1=$(date +%s.%N)
+    python3 -c "print(round($T1-$T0,3))" | tee -a "$OUT/w7-$kind.txt"
+    case $kind in
+      kill) wait "${PID[$L]}" 2>/dev/null || true; start_node "$L" ;;
+      stop) kill -CONT "${PID[$L]}" ;;
+      isolate) heal "$L" ;;
+    esac
+    wait_ready
+  done
 done
-python3 - "$OUT/w7.txt" <<'PY'
+python3 - "$OUT" <<'PY'
 import sys
-v = sorted(float(x) for x in open(sys.argv[1]) if x.strip())
-q = lambda p: v[min(len(v) - 1, int(round(p * (len(v) - 1))))]
-print(f"w7 failover over {len(v)} kills: p50 {q(0.5):.3f}s p99 {q(0.99):.3f}s max {v[-1]:.3f}s")
+for kind in ("kill", "stop", "isolate"):
+    v = sorted(float(x) for x in open(f"{sys.argv[1]}/w7-{kind}.txt") if x.strip())
+    q = lambda p: v[min(len(v) - 1, int(round(p * (len(v) - 1))))]
+    print(f"w7 {kind}: {len(v)} faults, first acknowledgement after p50 {q(0.5):.3f}s p99 {q(0.99):.3f}s max {v[-1]:.3f}s")
 PY
 stop_cluster

@@ -370,7 +370,13 @@ impl RaftLoop {
                 }
             }
             Cmd::RemoveGroup { key } => {
-                self.groups.remove(&key);
+                if let Some(g) = self.groups.remove(&key) {
+                    // Whoever still waits on the replica is answered now.
+                    g.part.set_role(Role {
+                        leader: 0,
+                        term: g.role.term,
+                    });
+                }
                 self.suspended.remove(&key);
                 self.hard_states.remove(&key);
                 self.views
@@ -443,7 +449,17 @@ impl RaftLoop {
                     }
                 }
             }
-            Cmd::Stop => return false,
+            Cmd::Stop => {
+                // Requests still waiting on a replica here get NOT_LEADER
+                // at once (retriable elsewhere) instead of their timeout.
+                for g in self.groups.values() {
+                    g.part.set_role(Role {
+                        leader: 0,
+                        term: g.role.term,
+                    });
+                }
+                return false;
+            }
         }
         true
     }
