@@ -30,7 +30,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::accumulator::ClosedBatch;
-use super::sequence::{advance_seq, renumber};
+use super::sequence::{advance_seq, renumber, restart_epoch};
 use crate::cluster::Cluster;
 use crate::error::{ClientError, from_error_info, is_error};
 
@@ -94,6 +94,9 @@ struct PartState {
     queue: VecDeque<Sendable>,
     in_flight: Vec<u64>,
     next_seq: i32,
+    /// Producer epoch of this partition's batches: the producer's, bumped
+    /// when a batch's fate became unknowable.
+    epoch: Option<i16>,
     retry_at: Option<Instant>,
     failures: u32,
 }
@@ -366,6 +369,7 @@ impl Sender {
                 }
                 if let Some(mut builder) = b.builder.take() {
                     if let Some((pid, epoch)) = self.cfg.producer {
+                        let epoch = *part.epoch.get_or_insert(epoch);
                         b.base_seq = part.next_seq;
                         builder.0.set_producer(pid, epoch, part.next_seq);
                         part.next_seq = advance_seq(part.next_seq, b.count);
@@ -526,18 +530,36 @@ impl Sender {
 
     /// Fails one batch. With idempotence the partition's later batches
     /// (in flight or sent before) are re-numbered to close the gap; earlier
-    /// ones keep their sequences.
+    /// ones keep their sequences. When the broker refused the batch, its
+    /// sequence is free again; when the batch was given up after retriable
+    /// failures (the delivery timeout), it may have been appended or not:
+    /// the partition's sequence cannot be recovered, so the epoch is bumped
+    /// and the unfinished batches start again from sequence 0.
     fn fail(&mut self, key: &Key, b: Sendable, err: ClientError) {
         let (seq, arrival) = (b.base_seq, b.arrival);
+        let unknowable =
+            b.attempts > 0 && (err.is_retriable() || matches!(err, ClientError::Timeout));
         self.finish(b, Err(err));
-        if self.cfg.producer.is_none() || seq < 0 {
+        let Some((_, epoch)) = self.cfg.producer else {
+            return;
+        };
+        if seq < 0 {
             return;
         }
         self.requeue(key, Vec::new());
         let Some(part) = self.parts.get_mut(key) else {
             return;
         };
-        part.next_seq = renumber(&mut part.queue, arrival, seq);
+        let current = *part.epoch.get_or_insert(epoch);
+        match current.checked_add(1).filter(|_| unknowable) {
+            Some(bumped) => {
+                tracing::warn!(topic = %key.0, partition = key.1, epoch = bumped,
+                    "a batch failed with its outcome unknown; bumping the producer epoch");
+                part.epoch = Some(bumped);
+                part.next_seq = restart_epoch(&mut part.queue, bumped);
+            }
+            None => part.next_seq = renumber(&mut part.queue, arrival, seq),
+        }
     }
 
     /// Abandons the partition's in-flight batches and queues them (plus
