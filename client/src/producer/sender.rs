@@ -294,13 +294,7 @@ impl Sender {
             return;
         }
         self.last_stall_check = Some(now);
-        let topics: Vec<String> = stalled
-            .iter()
-            .map(|k| k.0.to_string())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        self.refresh_topics(topics);
+        self.refresh_topics(topics_of(stalled.iter()));
     }
 
     /// After a refresh: partitions whose requests went to a broker that no
@@ -433,14 +427,7 @@ impl Sender {
     }
 
     fn refresh(&mut self) {
-        let topics: Vec<String> = self
-            .ready
-            .iter()
-            .map(|k| k.0.to_string())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        self.refresh_topics(topics);
+        self.refresh_topics(topics_of(self.ready.iter()));
     }
 
     fn refresh_topics(&mut self, topics: Vec<String>) {
@@ -603,6 +590,14 @@ impl Sender {
             b.last_error = Some(err);
         }
     }
+}
+
+/// The distinct topics of some partitions.
+fn topics_of<'a>(keys: impl Iterator<Item = &'a Key>) -> Vec<String> {
+    keys.map(|k| k.0.to_string())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// Drives one `ProduceStream`: forwards answers until the stream ends, and
