@@ -11,6 +11,7 @@
 
 mod cluster;
 mod load;
+pub mod netns;
 mod proxy;
 pub mod s3;
 mod segments;
@@ -20,6 +21,7 @@ pub use load::{
     Acked, LoadReport, ProduceLoad, assert_replicas_identical, batch_of, check_acked,
     read_partition, replicas_converged, wait_replicas_converged,
 };
+pub use netns::{NetnsCluster, NsBroker, netns_or_skip};
 pub use proxy::Proxy;
 
 /// Runs `strata tls gen --out DIR --hosts 127.0.0.1,localhost` with
