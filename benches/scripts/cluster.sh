@@ -4,6 +4,7 @@
 #
 #   benches/scripts/cluster.sh [OUT_DIR]      # W5, W5s, W6, W7
 #   ONLY=w7 benches/scripts/cluster.sh        # failover only (root: namespaces)
+#   ONLY=w7 W7_KINDS="stop isolate" ...       # some fault kinds only
 #   ONLY=w8 benches/scripts/cluster.sh        # 10,000 idle partitions
 #   ONLY=tls benches/scripts/cluster.sh       # W5 with and without TLS
 #
@@ -195,6 +196,9 @@ NS=sw7n; BR=sw7br; NET=10.251.77
 setup_netns() {
   local i
   ip link add "$BR" type bridge && ip addr add "$NET.1/24" dev "$BR" && ip link set "$BR" up
+  # Bridged frames pass the root FORWARD chain, whose policy Docker sets to
+  # DROP: let the brokers' traffic through.
+  iptables -I FORWARD -i "$BR" -o "$BR" -j ACCEPT -m comment --comment strata-w7
   for i in 1 2 3; do
     ip netns add "$NS$i"
     ip link add "${NS}h$i" type veth peer name eth0 netns "$NS$i"
@@ -208,6 +212,7 @@ teardown_netns() {
   local i
   for i in 1 2 3; do ip netns del "$NS$i" 2>/dev/null || true; done
   ip link del "$BR" 2>/dev/null || true
+  while iptables -D FORWARD -i "$BR" -o "$BR" -j ACCEPT -m comment --comment strata-w7 2>/dev/null; do :; done
 }
 teardown_netns
 setup_netns
@@ -232,7 +237,7 @@ isolate() { # id: drop its traffic to and from the other brokers (not the client
 heal() { ip netns exec "$NS$1" iptables -F; }
 start_cluster
 strata topic create fo --partitions 1 --replication-factor 3 >/dev/null
-for kind in kill stop isolate; do
+for kind in ${W7_KINDS:-kill stop isolate}; do
   : >"$OUT/w7-$kind.txt"
   for k in $(seq 1 "$KILLS"); do
     L=$(leader_of fo 0)
@@ -253,9 +258,9 @@ for kind in kill stop isolate; do
     wait_ready
   done
 done
-python3 - "$OUT" <<'PY'
+python3 - "$OUT" ${W7_KINDS:-kill stop isolate} <<'PY'
 import sys
-for kind in ("kill", "stop", "isolate"):
+for kind in sys.argv[2:]:
     v = sorted(float(x) for x in open(f"{sys.argv[1]}/w7-{kind}.txt") if x.strip())
     q = lambda p: v[min(len(v) - 1, int(round(p * (len(v) - 1))))]
     print(f"w7 {kind}: {len(v)} faults, first acknowledgement after p50 {q(0.5):.3f}s p99 {q(0.99):.3f}s max {v[-1]:.3f}s")

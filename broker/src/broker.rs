@@ -922,15 +922,28 @@ impl Broker {
             leader_id: leader,
             leader_addr: self.directory.client_addr(leader),
         })?;
-        let resp = PeerClient::new(ch)
-            .controller(strata_proto::v1::ControllerRequest {
-                request: body.into(),
-            })
-            .await
-            .map_err(|st| BrokerError::Remote {
+        let mut client = PeerClient::new(ch);
+        let call = client.controller(strata_proto::v1::ControllerRequest {
+            request: body.into(),
+        });
+        // A controller that stops answering (paused, cut off) is replaced
+        // within an election: answer then, retriably, instead of waiting
+        // out the call's timeout.
+        let mut role = self.controller.part.subscribe_role();
+        let moved = role.wait_for(|r| r.leader != leader);
+        let resp = tokio::select! {
+            r = call => r.map_err(|st| BrokerError::Remote {
                 code: crate::server::status::code_of(&st),
                 message: st.message().to_owned(),
-            })?;
+            })?,
+            _ = moved => {
+                let now = self.controller.leader();
+                return Err(BrokerError::NotController {
+                    leader_id: now,
+                    leader_addr: self.directory.client_addr(now),
+                });
+            }
+        };
         let reply: ControllerReply = serde_json::from_slice(&resp.into_inner().response)
             .map_err(|e| BrokerError::Storage(format!("bad controller reply: {e}")))?;
         match reply {

@@ -55,8 +55,11 @@ pub struct Cluster {
     rounds: std::sync::atomic::AtomicU64,
 }
 
-/// A metadata request unanswered this long is hedged to the next broker.
-const METADATA_HEDGE: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a round of hedged requests waits for answers once every
+/// candidate was asked.
+const HEDGE_ROUND: std::time::Duration = std::time::Duration::from_secs(1);
+/// A hedged request unanswered this long is also sent to the next broker.
+const HEDGE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl Cluster {
     pub fn new(cfg: ClientConfig) -> Result<Arc<Self>> {
@@ -202,14 +205,40 @@ impl Cluster {
         Ok(())
     }
 
-    /// One Metadata request (with retries), without updating the cache.
-    ///
-    /// Hedged: a broker that does not answer within `METADATA_HEDGE` (a
-    /// paused or cut-off one) does not hold the answer up; the next
-    /// candidate is asked meanwhile and the first answer wins. Each round
-    /// starts one candidate further down the list, so that a broker whose
-    /// view is stale does not answer every refresh.
+    /// One Metadata request (with retries), without updating the cache;
+    /// hedged (see [`any_hedged`](Self::any_hedged)).
     pub async fn raw_metadata(&self, topics: Vec<String>) -> Result<MetadataResponse> {
+        let (addr, resp) = self
+            .any_hedged(|addr| {
+                let topics = topics.clone();
+                async move {
+                    let mut c = self.pool.admin(&addr)?;
+                    let r = with_deadline(
+                        &self.cfg,
+                        std::time::Duration::ZERO,
+                        c.metadata(MetadataRequest { topics }),
+                    )
+                    .await?;
+                    Ok((addr, r))
+                }
+            })
+            .await?;
+        self.write(|s| s.last_good = Some(addr));
+        Ok(resp)
+    }
+
+    /// As [`any`](Self::any) for requests that may safely reach several
+    /// brokers (reads, id allocation): a broker that does not answer within
+    /// `HEDGE_AFTER` (a paused or cut-off one) does not hold the answer up;
+    /// the next candidate is asked meanwhile and the first answer wins.
+    /// Each round starts one candidate further down the list, so that a
+    /// broker whose view is stale does not answer every time.
+    pub async fn any_hedged<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        use futures::StreamExt;
         let mut attempt = 0u32;
         loop {
             let mut cands = self.candidates();
@@ -220,73 +249,56 @@ impl Cluster {
                 let n = cands.len();
                 cands.rotate_left(round as usize % n);
             }
-            let err = match self.hedged_metadata(&cands, &topics).await {
-                Ok((addr, r)) => {
-                    self.write(|s| s.last_good = Some(addr));
-                    return Ok(r);
-                }
-                Err(e) => e,
+            let mut next = cands.into_iter();
+            let ask = |addr: String| {
+                let fut = f(addr.clone());
+                async move { fut.await.map_err(|e| e.at(&addr)) }
             };
+            let mut running = futures::stream::FuturesUnordered::new();
+            let mut last = ClientError::Connection("no broker address".into());
+            if let Some(a) = next.next() {
+                running.push(ask(a));
+            }
+            // Once every candidate was asked, requests still unanswered
+            // get `HEDGE_ROUND` more before a new round asks everyone
+            // again (they may all wait on one stopped broker).
+            let mut exhausted_at: Option<tokio::time::Instant> = None;
+            while !running.is_empty() {
+                let wait = match exhausted_at {
+                    Some(t) => {
+                        (t + HEDGE_ROUND).saturating_duration_since(tokio::time::Instant::now())
+                    }
+                    None => HEDGE_AFTER,
+                };
+                tokio::select! {
+                    Some(r) = running.next() => match r {
+                        Ok(v) => return Ok(v),
+                        Err(e) if matches!(e, ClientError::Connection(_)) || e.is_retriable() => {
+                            last = e;
+                            match next.next() {
+                                Some(a) => running.push(ask(a)),
+                                // The rest are stalled: next round.
+                                None => break,
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    },
+                    () = tokio::time::sleep(wait) => match next.next() {
+                        Some(a) => running.push(ask(a)),
+                        None if exhausted_at.is_some() => {
+                            last = ClientError::Timeout;
+                            break;
+                        }
+                        None => exhausted_at = Some(tokio::time::Instant::now()),
+                    }
+                }
+            }
             if attempt >= self.cfg.retries {
-                return Err(err);
+                return Err(last);
             }
             tokio::time::sleep(self.cfg.backoff(attempt)).await;
             attempt += 1;
         }
-    }
-
-    /// Asks `cands` in turn, starting the next one whenever the previous
-    /// failed or took longer than `METADATA_HEDGE`; the first answer wins.
-    async fn hedged_metadata(
-        &self,
-        cands: &[String],
-        topics: &[String],
-    ) -> Result<(String, MetadataResponse)> {
-        use futures::StreamExt;
-        let ask = |addr: String| {
-            let topics = topics.to_vec();
-            async move {
-                let r = async {
-                    let mut c = self.pool.admin(&addr)?;
-                    with_deadline(
-                        &self.cfg,
-                        std::time::Duration::ZERO,
-                        c.metadata(MetadataRequest { topics }),
-                    )
-                    .await
-                }
-                .await
-                .map_err(|e| e.at(&addr));
-                (addr, r)
-            }
-        };
-        let mut next = cands.iter();
-        let mut running = futures::stream::FuturesUnordered::new();
-        let mut last = ClientError::Connection("no broker address".into());
-        if let Some(a) = next.next() {
-            running.push(ask(a.clone()));
-        }
-        while !running.is_empty() {
-            let hedge = tokio::time::sleep(METADATA_HEDGE);
-            tokio::select! {
-                Some((addr, r)) = running.next() => match r {
-                    Ok(resp) => return Ok((addr, resp)),
-                    Err(e) if matches!(e, ClientError::Connection(_)) || e.is_retriable() => {
-                        last = e;
-                        if let Some(a) = next.next() {
-                            running.push(ask(a.clone()));
-                        }
-                    }
-                    Err(e) => return Err(e),
-                },
-                () = hedge => {
-                    if let Some(a) = next.next() {
-                        running.push(ask(a.clone()));
-                    }
-                }
-            }
-        }
-        Err(last)
     }
 
     fn apply(&self, resp: &MetadataResponse) {

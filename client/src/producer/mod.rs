@@ -186,7 +186,7 @@ impl Producer {
         let cluster = Cluster::new(client)?;
         let producer = if cfg.idempotent {
             let r = cluster
-                .any(|addr| {
+                .any_hedged(|addr| {
                     let cluster = &cluster;
                     async move {
                         let mut c = cluster.pool.broker(&addr)?;
