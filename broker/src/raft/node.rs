@@ -470,18 +470,22 @@ impl RaftLoop {
         let me = self.node_id;
         // A broken link: leaders stop streaming appends to that peer and
         // probe it again instead.
-        for peer in self.transport.take_unreachable() {
+        let broken = self.transport.take_unreachable();
+        for &peer in &broken {
             for g in self.groups.values_mut() {
                 if g.node.raft.state == StateRole::Leader {
                     g.node.report_unreachable(peer);
                 }
             }
         }
+        // Silent: not heard from lately, or the link to it just broke (a
+        // killed broker refuses connections at once). Pre-vote keeps this
+        // from disturbing a leader that the other replicas still hear.
         let silent: HashSet<u64> = self
             .transport
             .peer_ids()
             .into_iter()
-            .filter(|p| !self.directory.heard_within(*p, WAKE_AFTER))
+            .filter(|p| broken.contains(p) || !self.directory.heard_within(*p, WAKE_AFTER))
             .collect();
         let mut failed = Vec::new();
         for (k, g) in &mut self.groups {

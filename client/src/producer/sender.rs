@@ -97,6 +97,8 @@ struct PartState {
     /// Producer epoch of this partition's batches: the producer's, bumped
     /// when a batch's fate became unknowable.
     epoch: Option<i16>,
+    /// The broker the partition's batches last went to.
+    last_addr: Option<String>,
     retry_at: Option<Instant>,
     failures: u32,
 }
@@ -316,6 +318,16 @@ impl Sender {
             tracing::debug!(topic = %key.0, partition = key.1, "leader moved; re-sending in-flight batches");
             self.requeue(&key, Vec::new());
         }
+        // Partitions backing off after a failure at their old leader go to
+        // a new one at once.
+        for (key, part) in &mut self.parts {
+            if part.retry_at.is_some()
+                && let Some(addr) = self.cluster.leader_addr(&key.0, key.1)
+                && part.last_addr.as_ref().is_some_and(|a| *a != addr)
+            {
+                part.retry_at = None;
+            }
+        }
     }
 
     fn finish(&mut self, b: Sendable, r: Result<i64, ClientError>) {
@@ -348,6 +360,9 @@ impl Sender {
                 continue;
             };
             let conn = self.conn(&addr);
+            if let Some(part) = self.parts.get_mut(&key) {
+                part.last_addr = Some(addr.clone());
+            }
             while let Some(part) = self.parts.get_mut(&key) {
                 if part.in_flight.len() >= self.cfg.max_in_flight {
                     break;
