@@ -44,6 +44,14 @@ const WAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(350);
 /// which keeps liveness known while groups are quiesced).
 const PEER_HEARTBEAT_TICKS: u64 = 2;
 
+/// A follower asked for its (pre-)vote treats its leader's lease as over
+/// when the leader's broker has been silent this long (two broker
+/// heartbeats missed): the candidate saw the leader go silent a moment
+/// earlier, and waiting for this replica's own detection would cost a
+/// whole second election round. A replica that still hears the leader
+/// keeps refusing, which is what the lease is for.
+const VOTE_LEASE_SILENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// A cycle longer than this is reported (a tenth of the default
 /// election timeout's lower bound would be 50 ms; this flags real stalls).
 const SLOW_CYCLE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -293,6 +301,25 @@ impl RaftLoop {
                             m.commit = m.commit.min(g.node.raft.raft_log.last_index());
                         }
                         g.quiesced = false;
+                        if matches!(
+                            m.get_msg_type(),
+                            raft::eraftpb::MessageType::MsgRequestPreVote
+                                | raft::eraftpb::MessageType::MsgRequestVote
+                        ) {
+                            let r = &mut g.node.raft;
+                            let leader = r.leader_id;
+                            if r.state == StateRole::Follower
+                                && leader != 0
+                                && leader != self.node_id
+                                && leader != from
+                                && !self.directory.heard_within(leader, VOTE_LEASE_SILENCE)
+                            {
+                                let et = r.election_timeout();
+                                if r.election_elapsed < et {
+                                    r.election_elapsed = et;
+                                }
+                            }
+                        }
                         if !matches!(
                             m.get_msg_type(),
                             raft::eraftpb::MessageType::MsgHeartbeat
