@@ -429,8 +429,21 @@ impl Partition {
     /// idempotence table forgets what never reached the log.
     pub fn suspend(&self) {
         self.suspended.store(true, Ordering::Release);
+        self.drop_leadership();
+        self.forget_unwritten();
+    }
+
+    /// Leads nothing from now on (same term): whoever waits on this
+    /// replica as leader is answered at once.
+    pub fn drop_leadership(&self) {
         let term = self.role().term;
         self.set_role(Role { leader: 0, term });
+    }
+
+    /// Makes the idempotence table forget batches past the log end:
+    /// proposals of a leader that never reached the log may not answer a
+    /// retry as duplicates.
+    pub fn forget_unwritten(&self) {
         let mut g = self.lock();
         let end = g.log.next_offset();
         g.producers.truncate_from(end);

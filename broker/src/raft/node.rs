@@ -306,18 +306,13 @@ impl RaftLoop {
                             raft::eraftpb::MessageType::MsgRequestPreVote
                                 | raft::eraftpb::MessageType::MsgRequestVote
                         ) {
-                            let r = &mut g.node.raft;
-                            let leader = r.leader_id;
-                            if r.state == StateRole::Follower
-                                && leader != 0
+                            let leader = g.node.raft.leader_id;
+                            if leader != 0
                                 && leader != self.node_id
                                 && leader != from
                                 && !self.directory.heard_within(leader, VOTE_LEASE_SILENCE)
                             {
-                                let et = r.election_timeout();
-                                if r.election_elapsed < et {
-                                    r.election_elapsed = et;
-                                }
+                                end_lease(&mut g.node.raft);
                             }
                         }
                         if !matches!(
@@ -399,10 +394,7 @@ impl RaftLoop {
             Cmd::RemoveGroup { key } => {
                 if let Some(g) = self.groups.remove(&key) {
                     // Whoever still waits on the replica is answered now.
-                    g.part.set_role(Role {
-                        leader: 0,
-                        term: g.role.term,
-                    });
+                    g.part.drop_leadership();
                 }
                 self.suspended.remove(&key);
                 self.hard_states.remove(&key);
@@ -480,10 +472,7 @@ impl RaftLoop {
                 // Requests still waiting on a replica here get NOT_LEADER
                 // at once (retriable elsewhere) instead of their timeout.
                 for g in self.groups.values() {
-                    g.part.set_role(Role {
-                        leader: 0,
-                        term: g.role.term,
-                    });
+                    g.part.drop_leadership();
                 }
                 return false;
             }
@@ -529,14 +518,8 @@ impl RaftLoop {
                 }
                 g.quiesced = false;
             }
-            if leader_silent && g.node.raft.state == StateRole::Follower {
-                // The leader's lease is over as far as this replica can
-                // tell: what is left before campaigning is the randomized
-                // part of the election timeout (spreading the candidates).
-                let et = g.node.raft.election_timeout();
-                if g.node.raft.election_elapsed < et {
-                    g.node.raft.election_elapsed = et;
-                }
+            if leader_silent {
+                end_lease(&mut g.node.raft);
             }
             g.node.tick();
             active.insert(k.clone());
@@ -760,11 +743,7 @@ impl RaftLoop {
             };
             if role != g.role {
                 if g.role.leader == self.node_id && role.leader != self.node_id {
-                    // Proposals of the old term that were never written
-                    // may not answer a retry as duplicates.
-                    let mut inner = g.part.lock();
-                    let end = inner.log.next_offset();
-                    inner.producers.truncate_from(end);
+                    g.part.forget_unwritten();
                 }
                 g.role = role;
                 g.last_active = Instant::now();
@@ -917,6 +896,19 @@ impl RaftLoop {
     }
 }
 
+/// Ends a follower's view of its leader's lease: what is left before it
+/// campaigns is the randomized part of the election timeout (spreading the
+/// candidates), and it grants (pre-)votes at once.
+fn end_lease(r: &mut raft::Raft<LogStorage>) {
+    if r.state != StateRole::Follower {
+        return;
+    }
+    let et = r.election_timeout();
+    if r.election_elapsed < et {
+        r.election_elapsed = et;
+    }
+}
+
 /// Writes and removes `PROBE_BYTES` in `dir`: whether a write would fit.
 fn probe_room(dir: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
@@ -1010,14 +1002,19 @@ fn persist(
         // from where these entries land (a suffix a new leader replaced, or
         // proposals of ours that never reached the log), then record the
         // entries as they are written.
+        // (A leader appending its own proposals at the end has nothing to
+        // forget: they were recorded as proposed.)
         let first = entries[0].index;
-        let from = if first <= inner.log.raft_last_index() {
-            inner.log.offset_after_index(first - 1)
-        } else {
-            None
-        };
-        let from = from.unwrap_or_else(|| inner.log.next_offset());
-        inner.producers.truncate_from(from);
+        let replaces = first <= inner.log.raft_last_index();
+        if replaces || g.node.raft.state != StateRole::Leader {
+            let from = if replaces {
+                inner.log.offset_after_index(first - 1)
+            } else {
+                None
+            };
+            let from = from.unwrap_or_else(|| inner.log.next_offset());
+            inner.producers.truncate_from(from);
+        }
         for e in &entries {
             let b = entry_to_batch(e);
             let info = inner
