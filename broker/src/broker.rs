@@ -17,21 +17,23 @@ use strata_proto::v1::{HelloRequest, HelloResponse};
 use tonic::transport::Channel;
 
 use crate::cluster::controller::{
-    Controller, ControllerOp, ControllerReply, ControllerState, METADATA_DIR, METADATA_TOPIC,
+    Controller, ControllerOp, ControllerReplica, ControllerReply, ControllerState, METADATA_DIR,
+    METADATA_TOPIC,
 };
-use crate::cluster::directory::Directory;
 use crate::cluster::metadata::{ClusterState, MetadataCommand, TopicMeta};
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
-use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
-use crate::log::{Log, LogConfig, checkpoint};
-use crate::partition::{Partition, now_ms};
+use crate::groups::{GroupCoordinator, OFFSETS_TOPIC, OffsetsReplica};
+use crate::log::{Log, LogConfig, checkpoint, now_ms};
+use crate::partition::Partition;
 use crate::raft::RaftTiming;
+use crate::raft::directory::Directory;
 use crate::raft::hardstate::{HARD_STATE_FILE, HardStates};
-use crate::raft::node::{Cmd, GroupKind, RaftHandle, RaftLoop, Views};
+use crate::raft::node::{Cmd, RaftHandle, RaftLoop, Views};
+use crate::raft::replica::Replica;
 use crate::raft::storage::RaftMeta;
-use crate::raft::transport::Transport;
+use crate::raft::transport::{Connector, Transport};
 
 /// File in each partition directory naming the topic id it belongs to.
 const PARTITION_META: &str = crate::log::OWNER_FILE;
@@ -67,6 +69,12 @@ pub struct Broker {
     started: std::time::Instant,
     tier: Arc<crate::tier::Tier>,
     _dir_lock: File,
+}
+
+/// Peer links connect with the broker's TLS settings (files read again at
+/// every connect, so rotated certificates take effect).
+fn peer_connector(tls: Option<crate::tls::TlsSettings>) -> Connector {
+    Arc::new(move |addr| crate::tls::peer_endpoint(tls.as_ref(), addr))
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> BrokerError {
@@ -215,7 +223,7 @@ impl Broker {
             config.cluster_fingerprint(),
             tokio::runtime::Handle::current(),
             addrs,
-            config.tls.clone(),
+            peer_connector(config.tls.clone()),
         ));
         let hard_states =
             Arc::new(HardStates::load(&dir).map_err(|e| BrokerError::Storage(e.to_string()))?);
@@ -253,8 +261,10 @@ impl Broker {
         );
         let shared = Arc::new(ControllerState::default());
         raft.send(Cmd::AddGroup {
-            part: Arc::clone(&cpart),
-            kind: GroupKind::Controller(Arc::clone(&shared)),
+            replica: Arc::new(ControllerReplica {
+                part: Arc::clone(&cpart),
+                state: Arc::clone(&shared),
+            }),
             campaign: false,
         })?;
         let controller = Controller::new(shared, cpart, raft.clone());
@@ -573,13 +583,16 @@ impl Broker {
             self.raft.clone(),
             Arc::clone(&self.directory),
         );
+        let replica: Arc<dyn Replica> = if name == OFFSETS_TOPIC {
+            Arc::new(OffsetsReplica {
+                part: Arc::clone(&part),
+                coordinator: Arc::clone(&self.groups),
+            })
+        } else {
+            Arc::clone(&part) as Arc<dyn Replica>
+        };
         self.raft.send(Cmd::AddGroup {
-            part: Arc::clone(&part),
-            kind: if name == OFFSETS_TOPIC {
-                GroupKind::Offsets(Arc::clone(&self.groups))
-            } else {
-                GroupKind::Data
-            },
+            replica,
             campaign: fresh && replicas.first() == Some(&self.config.node_id),
         })?;
         if name == OFFSETS_TOPIC {

@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use strata_proto::batch::{self, BatchBuilder};
 
 use crate::error::{BrokerError, Result};
-use crate::partition::{Partition, now_ms};
+use crate::log::now_ms;
+use crate::partition::Partition;
+use crate::raft::replica::{GroupLog, Replica, ReplicaCore};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Rewrite an offsets partition once it holds this many bytes more than its
@@ -382,5 +384,27 @@ mod tests {
         assert_eq!(shard_for("group", 50), 98629247 % 50);
         assert!(validate_group("").is_err());
         assert!(validate_group("a\nb").is_err());
+    }
+}
+
+/// A `__consumer_offsets` partition as the Raft loop drives it: committed
+/// entries feed the coordinator's view, which is rebuilt from the log's
+/// base at start.
+pub struct OffsetsReplica {
+    pub part: Arc<Partition>,
+    pub coordinator: Arc<GroupCoordinator>,
+}
+
+impl Replica for OffsetsReplica {
+    fn core(&self) -> &Arc<ReplicaCore> {
+        self.part.core()
+    }
+
+    fn applied_at_start(&self, log: &GroupLog) -> u64 {
+        log.log.raft_base().index
+    }
+
+    fn apply(&self, _index: u64, data: &bytes::Bytes) {
+        self.coordinator.apply_entry(data);
     }
 }

@@ -11,7 +11,6 @@ pub mod groups;
 pub mod log;
 pub mod metrics;
 pub mod partition;
-pub mod producer_state;
 pub mod raft;
 pub mod server;
 pub mod tier;

@@ -15,9 +15,11 @@ use tokio::sync::watch;
 
 use super::metadata::{ClusterState, MetadataCommand, TopicMeta};
 use crate::error::{BrokerError, Result};
+use crate::log::now_ms;
 use crate::log::{FsyncPolicy, LogConfig};
-use crate::partition::{Partition, now_ms};
+use crate::partition::Partition;
 use crate::raft::node::{Cmd, RaftHandle};
+use crate::raft::replica::{GroupLog, Replica, ReplicaCore};
 
 /// Topic name and directory of the metadata log.
 pub const METADATA_TOPIC: &str = "__cluster_metadata";
@@ -33,6 +35,45 @@ pub fn log_config() -> LogConfig {
         max_message_bytes: 16 << 20,
         fsync: FsyncPolicy::Always,
         ..LogConfig::default()
+    }
+}
+
+/// The controller's group as the Raft loop drives it: the metadata log,
+/// with the metadata state machine over it. Brokers join it by catching up
+/// as learners, so it hears brokers outside its membership.
+pub struct ControllerReplica {
+    pub part: Arc<Partition>,
+    pub state: Arc<ControllerState>,
+}
+
+impl Replica for ControllerReplica {
+    fn core(&self) -> &Arc<ReplicaCore> {
+        self.part.core()
+    }
+
+    /// The state is rebuilt from the log's base at start; a group rebuilt
+    /// after a suspension has applied more: commands must not run twice.
+    fn applied_at_start(&self, log: &GroupLog) -> u64 {
+        log.log.raft_base().index.max(self.state.applied())
+    }
+
+    fn admits_strangers(&self) -> bool {
+        true
+    }
+
+    fn apply(&self, index: u64, data: &Bytes) {
+        self.state.apply_entry(index, data);
+    }
+
+    fn applied(&self, index: u64) {
+        self.state.set_applied(index);
+    }
+
+    fn refuse(&self, leader: u64) -> BrokerError {
+        BrokerError::NotController {
+            leader_id: leader,
+            leader_addr: String::new(),
+        }
     }
 }
 

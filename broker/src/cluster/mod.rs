@@ -3,6 +3,5 @@
 //! configuration rules (`topic_config`).
 
 pub mod controller;
-pub mod directory;
 pub mod metadata;
 pub mod topic_config;

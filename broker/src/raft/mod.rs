@@ -1,14 +1,16 @@
-//! Raft replication: raft-rs groups over partition logs (`storage`), the
-//! broker's single event loop that drives them all (`node`) and the peer
-//! transport (`transport`).
+//! Raft replication: raft-rs groups over logs (`storage`), the broker's
+//! single event loop that drives them all (`node`), what a replica is to
+//! that loop (`replica`: its storage and the hooks of its state machine),
+//! the peer transport (`transport`) and what this broker knows of its peers
+//! (`directory`). Nothing here knows what a group replicates: partitions,
+//! the controller and the coordinators implement [`replica::Replica`].
 
+pub mod directory;
 pub mod hardstate;
 pub mod node;
+pub mod replica;
 pub mod storage;
 pub mod transport;
-
-#[cfg(test)]
-mod tests;
 
 use std::time::Duration;
 

@@ -22,16 +22,14 @@ use raft::{Config, RawNode, StateRole};
 use strata_proto::batch::BatchHeader;
 use strata_proto::v1::{LeaderNotice, RaftEnvelope};
 
+use super::directory::Directory;
 use super::hardstate::HardStates;
+use super::replica::{Admission, Replica, ReplicaCore, Role};
 use super::storage::{LogStorage, delete_records_target, entry_to_batch, snapshot_base};
 use super::transport::Transport;
 use super::{GroupKey, RaftTiming};
-use crate::cluster::controller::ControllerState;
-use crate::cluster::directory::Directory;
 use crate::error::{BrokerError, Result};
-use crate::log::{FsyncPolicy, SyncPlan};
-use crate::partition::{Partition, Role, now_ms};
-use crate::producer_state::SeqCheck;
+use crate::log::{FsyncPolicy, SyncPlan, now_ms};
 
 /// A leader quiesces a group idle this long with every follower caught up.
 const QUIESCE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
@@ -95,8 +93,7 @@ pub enum Cmd {
         reply: tokio::sync::oneshot::Sender<Result<(u64, u64)>>,
     },
     AddGroup {
-        part: Arc<Partition>,
-        kind: GroupKind,
+        replica: Arc<dyn Replica>,
         campaign: bool,
     },
     RemoveGroup {
@@ -122,14 +119,6 @@ pub enum Cmd {
     Stop,
 }
 
-#[derive(Clone)]
-pub enum GroupKind {
-    Data,
-    Controller(Arc<ControllerState>),
-    /// A `__consumer_offsets` partition: committed entries feed the view.
-    Offsets(Arc<crate::groups::GroupCoordinator>),
-}
-
 /// Sends commands to the event loop.
 #[derive(Clone)]
 pub struct RaftHandle {
@@ -153,8 +142,7 @@ pub struct ReplicaView {
 
 struct Group {
     node: RawNode<LogStorage>,
-    part: Arc<Partition>,
-    kind: GroupKind,
+    replica: Arc<dyn Replica>,
     role: Role,
     /// Not ticked until a message arrives (or the leader goes silent).
     quiesced: bool,
@@ -166,8 +154,7 @@ struct Group {
 /// acknowledges nothing; once its disk has room again it is rebuilt from
 /// what is on disk, as a restart of that one replica would.
 struct Suspended {
-    part: Arc<Partition>,
-    kind: GroupKind,
+    replica: Arc<dyn Replica>,
 }
 
 pub struct RaftLoop {
@@ -188,6 +175,12 @@ pub struct RaftLoop {
 
 /// Shared, read-only view of the groups for status RPCs.
 pub type Views = Arc<std::sync::RwLock<HashMap<GroupKey, ReplicaView>>>;
+
+impl Group {
+    fn core(&self) -> &ReplicaCore {
+        self.replica.core()
+    }
+}
 
 impl RaftLoop {
     pub fn new(
@@ -291,7 +284,7 @@ impl RaftLoop {
                         if !g.node.raft.prs().conf().voters().contains(from)
                             && !g.node.raft.prs().conf().learners().contains(&from)
                             && g.node.raft.prs().conf().voters().contains(self.node_id)
-                            && key.0 != crate::cluster::controller::METADATA_TOPIC
+                            && !g.replica.admits_strangers()
                         {
                             continue;
                         }
@@ -345,10 +338,10 @@ impl RaftLoop {
                         g.last_active = Instant::now();
                         match g.node.propose(vec![], data) {
                             Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
-                            Err(_) => Err(not_controller(g)),
+                            Err(_) => Err(refuse(g)),
                         }
                     }
-                    Some(g) => Err(not_controller(g)),
+                    Some(g) => Err(refuse(g)),
                     None => Err(BrokerError::ShuttingDown),
                 };
                 let _ = reply.send(r);
@@ -366,22 +359,18 @@ impl RaftLoop {
                             ))),
                         }
                     }
-                    Some(g) => Err(not_controller(g)),
+                    Some(g) => Err(refuse(g)),
                     None => Err(BrokerError::ShuttingDown),
                 };
                 let _ = reply.send(r);
                 active.insert(key);
             }
-            Cmd::AddGroup {
-                part,
-                kind,
-                campaign,
-            } => {
-                let key = (part.topic().to_owned(), part.id());
+            Cmd::AddGroup { replica, campaign } => {
+                let key = replica.core().key();
                 if self.groups.contains_key(&key) || self.suspended.contains_key(&key) {
                     return true;
                 }
-                match self.new_group(part, kind, campaign) {
+                match self.new_group(replica, campaign) {
                     Ok(g) => {
                         self.groups.insert(key.clone(), g);
                         active.insert(key);
@@ -394,7 +383,7 @@ impl RaftLoop {
             Cmd::RemoveGroup { key } => {
                 if let Some(g) = self.groups.remove(&key) {
                     // Whoever still waits on the replica is answered now.
-                    g.part.drop_leadership();
+                    g.core().drop_leadership();
                 }
                 self.suspended.remove(&key);
                 self.hard_states.remove(&key);
@@ -472,7 +461,7 @@ impl RaftLoop {
                 // Requests still waiting on a replica here get NOT_LEADER
                 // at once (retriable elsewhere) instead of their timeout.
                 for g in self.groups.values() {
-                    g.part.drop_leadership();
+                    g.core().drop_leadership();
                 }
                 return false;
             }
@@ -505,7 +494,7 @@ impl RaftLoop {
             .collect();
         let mut failed = Vec::new();
         for (k, g) in &mut self.groups {
-            if g.part.has_failed() {
+            if g.core().has_failed() {
                 // The background flusher's fsync failed.
                 failed.push(k.clone());
                 continue;
@@ -552,20 +541,9 @@ impl RaftLoop {
         }
     }
 
-    fn new_group(&self, part: Arc<Partition>, kind: GroupKind, campaign: bool) -> Result<Group> {
-        let applied = match &kind {
-            // A controller rebuilt after a suspension has applied more
-            // than its base: commands must not run twice.
-            GroupKind::Controller(c) => {
-                part.with_log(|log, _| log.raft_base().index.max(c.applied()))
-            }
-            GroupKind::Offsets(..) => part.with_log(|log, _| log.raft_base().index),
-            GroupKind::Data => part.with_log(|log, meta| {
-                meta.commit
-                    .min(log.raft_last_index())
-                    .max(log.raft_base().index)
-            }),
-        };
+    fn new_group(&self, replica: Arc<dyn Replica>, campaign: bool) -> Result<Group> {
+        let core = Arc::clone(replica.core());
+        let applied = replica.applied_at_start(&core.lock());
         let cfg = Config {
             id: self.node_id,
             election_tick: self.timing.election_ticks,
@@ -580,10 +558,10 @@ impl RaftLoop {
             max_committed_size_per_ready: 16 << 20,
             ..Config::default()
         };
-        let storage = LogStorage::new(Arc::clone(&part));
         let logger = self
             .logger
-            .new(slog::o!("topic" => part.topic().to_owned(), "partition" => part.id()));
+            .new(slog::o!("topic" => core.topic().to_owned(), "partition" => core.id()));
+        let storage = LogStorage::new(core);
         let mut node = RawNode::new(&cfg, storage, &logger)
             .map_err(|e| BrokerError::Storage(format!("raft: {e}")))?;
         let voters: Vec<u64> = node.raft.prs().conf().voters().ids().iter().collect();
@@ -593,8 +571,7 @@ impl RaftLoop {
         }
         Ok(Group {
             node,
-            part,
-            kind,
+            replica,
             role: Role::default(),
             quiesced: false,
             last_active: Instant::now(),
@@ -609,7 +586,7 @@ impl RaftLoop {
             });
         };
         if g.node.raft.state != StateRole::Leader || g.node.raft.lead_transferee.is_some() {
-            return Err(g.part.not_leader());
+            return Err(g.replica.refuse(g.core().role().leader));
         }
         g.quiesced = false;
         g.last_active = Instant::now();
@@ -624,30 +601,29 @@ impl RaftLoop {
             .iter()
             .map(|e| records_in(&e.data))
             .sum();
-        // The storage locks the partition too: never hold its lock across
-        // a call into raft-rs.
-        let mut next = g.part.log_end() + pending;
+        // The storage locks the log too: never hold its lock across a call
+        // into raft-rs.
+        let mut next = g.core().lock().log.next_offset() + pending;
         let (mut base, mut last) = (-1i64, -1i64);
         let mut index = 0;
         for (h, bytes) in batches {
-            let check = g.part.lock().producers.check(&h)?;
-            let (b, l) = match check {
-                SeqCheck::Duplicate {
+            let (b, l) = match g.replica.admit(&h)? {
+                Admission::Duplicate {
                     base_offset,
                     last_offset,
                 } => {
                     // Committed or still in flight: answer once the offsets commit.
                     (base_offset, last_offset)
                 }
-                SeqCheck::Append => {
+                Admission::Append => {
                     let stamped = BatchHeader {
                         base_offset: next,
                         ..h
                     };
                     if g.node.propose(vec![], bytes.to_vec()).is_err() {
-                        return Err(g.part.not_leader());
+                        return Err(g.replica.refuse(g.core().role().leader));
                     }
-                    g.part.lock().producers.record(&stamped);
+                    g.replica.record(&stamped);
                     index = g.node.raft.raft_log.last_index();
                     let b = next;
                     next += i64::from(h.records_count);
@@ -703,7 +679,7 @@ impl RaftLoop {
             match plan.run() {
                 Ok(()) => {
                     if let Some(g) = self.groups.get(&key) {
-                        g.part.lock().log.mark_synced(plan.up_to);
+                        g.core().lock().log.mark_synced(plan.up_to);
                     }
                 }
                 Err(e) => {
@@ -712,7 +688,7 @@ impl RaftLoop {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e,
                         "fsync failed; taking the replica offline");
                     if let Some(g) = self.groups.get(&key) {
-                        g.part.fail();
+                        g.core().fail();
                     }
                     readies.retain(|(k, _)| *k != key);
                     broken.push(key);
@@ -731,7 +707,7 @@ impl RaftLoop {
             apply(g, committed);
             let mut light = g.node.advance(rd);
             if let Some(c) = light.commit_index() {
-                g.part.lock().meta.commit = c;
+                g.core().lock().meta.commit = c;
             }
             queue(&mut self.outbox, &key, light.take_messages());
             let committed = light.take_committed_entries();
@@ -743,11 +719,11 @@ impl RaftLoop {
             };
             if role != g.role {
                 if g.role.leader == self.node_id && role.leader != self.node_id {
-                    g.part.forget_unwritten();
+                    forget_unwritten(&*g.replica);
                 }
                 g.role = role;
                 g.last_active = Instant::now();
-                g.part.set_role(role);
+                g.core().set_role(role);
                 self.directory
                     .set_leader(&key.0, key.1, role.leader, role.term);
                 if role.leader != 0 {
@@ -777,19 +753,14 @@ impl RaftLoop {
         let Some(g) = self.groups.remove(key) else {
             return;
         };
-        g.part.suspend();
+        hold_out(&*g.replica);
         self.directory.set_leader(&key.0, key.1, 0, g.role.term);
         self.views
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
-        self.suspended.insert(
-            key.clone(),
-            Suspended {
-                part: g.part,
-                kind: g.kind,
-            },
-        );
+        self.suspended
+            .insert(key.clone(), Suspended { replica: g.replica });
     }
 
     /// Rebuilds suspended groups once a probe write next to their logs
@@ -803,8 +774,8 @@ impl RaftLoop {
         let Some(dir) = self
             .suspended
             .values()
-            .find(|s| !s.part.has_failed())
-            .map(|s| s.part.with_log(|log, _| log.dir().to_owned()))
+            .find(|s| !s.replica.core().has_failed())
+            .map(|s| s.replica.core().with_log(|log, _| log.dir().to_owned()))
         else {
             return;
         };
@@ -815,15 +786,15 @@ impl RaftLoop {
         let keys: Vec<GroupKey> = self
             .suspended
             .iter()
-            .filter(|(_, s)| !s.part.has_failed())
+            .filter(|(_, s)| !s.replica.core().has_failed())
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {
             let Some(s) = self.suspended.remove(&key) else {
                 continue;
             };
-            s.part.resume();
-            match self.new_group(Arc::clone(&s.part), s.kind.clone(), false) {
+            s.replica.core().resume();
+            match self.new_group(Arc::clone(&s.replica), false) {
                 Ok(g) => {
                     tracing::info!(topic = %key.0, partition = key.1, "disk has room again; replica resumed");
                     self.groups.insert(key.clone(), g);
@@ -831,7 +802,7 @@ impl RaftLoop {
                 }
                 Err(e) => {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot resume the replica");
-                    s.part.suspend();
+                    hold_out(&*s.replica);
                     self.suspended.insert(key, s);
                 }
             }
@@ -909,6 +880,20 @@ fn end_lease(r: &mut raft::Raft<LogStorage>) {
     }
 }
 
+/// Makes the state machine forget what it recorded past the log end:
+/// proposals of a leader that never reached the log may not answer a retry
+/// as duplicates.
+fn forget_unwritten(replica: &dyn Replica) {
+    let end = replica.core().lock().log.next_offset();
+    replica.truncated(end);
+}
+
+/// Holds a replica out after its storage failed (see [`Suspended`]).
+fn hold_out(replica: &dyn Replica) {
+    replica.core().suspend();
+    forget_unwritten(replica);
+}
+
 /// Writes and removes `PROBE_BYTES` in `dir`: whether a write would fit.
 fn probe_room(dir: &std::path::Path) -> std::io::Result<()> {
     use std::io::Write;
@@ -939,12 +924,9 @@ fn g_needs_more(groups: &HashMap<GroupKey, Group>, key: &GroupKey) -> bool {
     groups.get(key).is_some_and(|g| g.node.has_ready())
 }
 
-fn not_controller(g: &Group) -> BrokerError {
-    let leader = g.node.raft.leader_id;
-    BrokerError::NotController {
-        leader_id: leader,
-        leader_addr: String::new(),
-    }
+/// What a group that does not lead answers a proposal with.
+fn refuse(g: &Group) -> BrokerError {
+    g.replica.refuse(g.node.raft.leader_id)
 }
 
 /// Records a batch would take (0 for empty entries).
@@ -981,18 +963,19 @@ fn persist(
     key: &GroupKey,
     hard_states: &HardStates,
 ) -> std::result::Result<(), String> {
-    let mut inner = g.part.lock();
+    let core = Arc::clone(g.replica.core());
+    let mut inner = core.lock();
     let dir = inner.log.dir().to_owned();
     let mut meta_dirty = false;
     if !rd.snapshot().is_empty() {
         let s = rd.snapshot();
         let base = snapshot_base(s)?;
         inner.log.reset_to(base, now).map_err(|e| e.to_string())?;
-        inner.producers = Default::default();
+        g.replica.restored();
         inner.meta.set_conf(s.get_metadata().get_conf_state());
         inner.meta.commit = base.index;
         meta_dirty = true;
-        g.part.reset_hw(base.next_offset);
+        core.reset_hw(base.next_offset);
         tracing::info!(topic = %key.0, partition = key.1, index = base.index, offset = base.next_offset,
             "installed a snapshot from the leader");
     }
@@ -1013,7 +996,7 @@ fn persist(
                 None
             };
             let from = from.unwrap_or_else(|| inner.log.next_offset());
-            inner.producers.truncate_from(from);
+            g.replica.truncated(from);
         }
         for e in &entries {
             let b = entry_to_batch(e);
@@ -1025,13 +1008,13 @@ fn persist(
                 && !e.data.is_empty()
                 && let Ok(h) = strata_proto::batch::parse_header(&e.data)
             {
-                inner.producers.record(&BatchHeader {
+                g.replica.record(&BatchHeader {
                     base_offset: info.base_offset,
                     ..h
                 });
             }
         }
-        g.part.mark_written(inner.log.next_offset());
+        core.mark_written(inner.log.next_offset());
         if inner.log.config().fsync == FsyncPolicy::Always {
             plans.push((key.clone(), inner.log.sync_plan()));
         }
@@ -1065,7 +1048,7 @@ fn apply(g: &mut Group, committed: Vec<Entry>) {
                 if let Ok(cc) = ConfChange::parse_from_bytes(&e.data) {
                     match g.node.apply_conf_change(&cc) {
                         Ok(cs) => {
-                            let mut inner = g.part.lock();
+                            let mut inner = g.core().lock();
                             inner.meta.set_conf(&cs);
                             let dir = inner.log.dir().to_owned();
                             if let Err(err) = inner.meta.store(&dir) {
@@ -1080,7 +1063,7 @@ fn apply(g: &mut Group, committed: Vec<Entry>) {
                 if let Ok(cc) = ConfChangeV2::parse_from_bytes(&e.data)
                     && let Ok(cs) = g.node.apply_conf_change(&cc)
                 {
-                    let mut inner = g.part.lock();
+                    let mut inner = g.core().lock();
                     inner.meta.set_conf(&cs);
                     let dir = inner.log.dir().to_owned();
                     let _ = inner.meta.store(&dir);
@@ -1088,22 +1071,18 @@ fn apply(g: &mut Group, committed: Vec<Entry>) {
             }
             EntryType::EntryNormal => {
                 if let Some(target) = delete_records_target(&e.data) {
-                    g.part.apply_delete_records(target);
+                    g.core().apply_delete_records(target, now_ms());
                 } else if !e.data.is_empty() {
-                    match &g.kind {
-                        GroupKind::Controller(c) => c.apply_entry(e.index, &e.data),
-                        GroupKind::Offsets(c) => c.apply_entry(&e.data),
-                        GroupKind::Data => {}
-                    }
+                    g.replica.apply(e.index, &e.data);
                 }
             }
         }
     }
-    let hw = g.part.with_log(|log, _| log.offset_after_index(last_index));
+    let hw = g
+        .core()
+        .with_log(|log, _| log.offset_after_index(last_index));
     if let Some(hw) = hw {
-        g.part.advance_hw(hw);
+        g.core().advance_hw(hw);
     }
-    if let GroupKind::Controller(c) = &g.kind {
-        c.set_applied(last_index);
-    }
+    g.replica.applied(last_index);
 }

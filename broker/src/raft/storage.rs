@@ -1,4 +1,4 @@
-//! raft-rs `Storage` over a partition log: entries are the stored batches,
+//! raft-rs `Storage` over a replica's log: entries are the stored batches,
 //! found by Raft index; the hard state and membership live in a small
 //! crash-safe file next to the segments.
 //!
@@ -20,8 +20,8 @@ use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 use serde::{Deserialize, Serialize};
 use strata_proto::batch::{self, BatchBuilder, BatchHeader};
 
+use super::replica::ReplicaCore;
 use crate::log::{COMMIT_HINT_FILE, RAFT_STATE_FILE, RaftBase, checkpoint};
-use crate::partition::Partition;
 
 const CONF_CHANGE_KEY: &[u8] = b"strata.raft.conf_change";
 const CONF_CHANGE_V2_KEY: &[u8] = b"strata.raft.conf_change_v2";
@@ -209,12 +209,12 @@ pub fn check_entry(e: &Entry) -> Result<(), String> {
 
 /// raft-rs storage of one group.
 pub struct LogStorage {
-    part: Arc<Partition>,
+    core: Arc<ReplicaCore>,
 }
 
 impl LogStorage {
-    pub fn new(part: Arc<Partition>) -> Self {
-        Self { part }
+    pub fn new(core: Arc<ReplicaCore>) -> Self {
+        Self { core }
     }
 }
 
@@ -224,7 +224,7 @@ fn unavailable() -> raft::Error {
 
 impl Storage for LogStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        self.part.with_log(|log, meta| {
+        self.core.with_log(|log, meta| {
             let mut hs = meta.hard_state();
             // A torn tail (fsync=never) can leave the commit beyond the log.
             hs.commit = hs
@@ -243,7 +243,7 @@ impl Storage for LogStorage {
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         let max = max_size.into().unwrap_or(u64::MAX);
-        self.part.with_log(|log, _| {
+        self.core.with_log(|log, _| {
             if low <= log.raft_base().index {
                 return Err(raft::Error::Store(StorageError::Compacted));
             }
@@ -262,7 +262,7 @@ impl Storage for LogStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        self.part.with_log(|log, _| {
+        self.core.with_log(|log, _| {
             if idx < log.raft_base().index {
                 return Err(raft::Error::Store(StorageError::Compacted));
             }
@@ -271,15 +271,15 @@ impl Storage for LogStorage {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        self.part.with_log(|log, _| Ok(log.raft_base().index + 1))
+        self.core.with_log(|log, _| Ok(log.raft_base().index + 1))
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        self.part.with_log(|log, _| Ok(log.raft_last_index()))
+        self.core.with_log(|log, _| Ok(log.raft_last_index()))
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        self.part.with_log(|log, meta| {
+        self.core.with_log(|log, meta| {
             let base = log.raft_base();
             if base.index == 0 || base.index < request_index {
                 return Err(raft::Error::Store(

@@ -17,8 +17,8 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::node::{Cmd, RaftHandle};
 use super::storage::decode_message;
-use crate::cluster::directory::Directory;
 use crate::error::BrokerError;
+use crate::raft::directory::Directory;
 
 /// Batches queued per peer before new ones are dropped.
 const QUEUE: usize = 1024;
@@ -29,8 +29,10 @@ pub type Router = Arc<dyn Fn(u64, RaftBatch) + Send + Sync>;
 
 /// How batches leave this broker.
 enum Mode {
-    /// One gRPC stream per peer, spawned on this runtime.
-    Grpc(tokio::runtime::Handle),
+    /// One gRPC stream per peer, spawned on this runtime; the connector
+    /// builds each peer's endpoint at every connect (where mutual TLS is
+    /// set up, its files are read again).
+    Grpc(tokio::runtime::Handle, Connector),
     /// Handed synchronously to the router.
     InMemory(Router),
 }
@@ -47,9 +49,10 @@ pub struct Transport {
     links: RwLock<HashMap<u64, Link>>,
     /// Peers whose link failed since the loop last asked.
     unreachable: Arc<std::sync::Mutex<Vec<u64>>>,
-    /// Mutual TLS on the links (files read at every connect).
-    tls: Option<crate::tls::TlsSettings>,
 }
+
+/// Makes the endpoint for a peer address (scheme and TLS included).
+pub type Connector = Arc<dyn Fn(&str) -> Result<tonic::transport::Endpoint, String> + Send + Sync>;
 
 impl Transport {
     pub fn new(
@@ -57,16 +60,15 @@ impl Transport {
         fingerprint: String,
         runtime: tokio::runtime::Handle,
         addrs: HashMap<u64, String>,
-        tls: Option<crate::tls::TlsSettings>,
+        connect: Connector,
     ) -> Self {
         Self {
             node_id,
             fingerprint,
-            mode: Mode::Grpc(runtime),
+            mode: Mode::Grpc(runtime, connect),
             addrs: RwLock::new(addrs),
             links: RwLock::default(),
             unreachable: Arc::default(),
-            tls,
         }
     }
 
@@ -91,7 +93,6 @@ impl Transport {
             addrs: RwLock::new(addrs),
             links: RwLock::default(),
             unreachable: Arc::default(),
-            tls: None,
         }
     }
 
@@ -147,8 +148,8 @@ impl Transport {
             leaders,
             to,
         };
-        let runtime = match &self.mode {
-            Mode::Grpc(rt) => rt,
+        let (runtime, connect) = match &self.mode {
+            Mode::Grpc(rt, connect) => (rt, connect),
             Mode::InMemory(router) => {
                 if self.peer_addr(to).is_some() {
                     router(to, batch);
@@ -169,7 +170,7 @@ impl Transport {
         let (tx, rx) = mpsc::channel(QUEUE);
         let _ = tx.try_send(batch);
         let unreachable = Arc::clone(&self.unreachable);
-        runtime.spawn(pump(to, addr, self.tls.clone(), rx, unreachable));
+        runtime.spawn(pump(to, addr, Arc::clone(connect), rx, unreachable));
         self.links
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -186,13 +187,13 @@ impl Transport {
 async fn pump(
     to: u64,
     addr: String,
-    tls: Option<crate::tls::TlsSettings>,
+    connect: Connector,
     mut rx: mpsc::Receiver<RaftBatch>,
     unreachable: Arc<std::sync::Mutex<Vec<u64>>>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let endpoint = match crate::tls::peer_endpoint(tls.as_ref(), &addr) {
+        let endpoint = match connect(&addr) {
             Ok(e) => e
                 .connect_timeout(Duration::from_secs(1))
                 .tcp_nodelay(true)

@@ -19,7 +19,8 @@ use crate::broker::Broker;
 use crate::cluster::controller::{ControllerOp, ControllerReply};
 use crate::error::{BrokerError, Result};
 use crate::log::LogConfig;
-use crate::partition::{Partition, now_ms};
+use crate::log::now_ms;
+use crate::partition::Partition;
 
 use super::{RemoteLoc, RemoteManifest};
 

@@ -10,14 +10,14 @@ use bytes::Bytes;
 use strata_proto::batch::{self, BatchBuilder, BatchHeader};
 use strata_proto::v1::RaftBatch;
 
-use super::RaftTiming;
-use super::node::{Cmd, GroupKind, RaftHandle, RaftLoop};
-use super::storage::RaftMeta;
-use super::transport::{Router, Transport, deliver};
-use crate::cluster::directory::Directory;
 use crate::error::BrokerError;
-use crate::log::{Log, LogConfig};
-use crate::partition::{Acks, Partition, now_ms};
+use crate::log::{Log, LogConfig, now_ms};
+use crate::partition::{Acks, Partition};
+use crate::raft::RaftTiming;
+use crate::raft::directory::Directory;
+use crate::raft::node::{Cmd, RaftHandle, RaftLoop};
+use crate::raft::storage::RaftMeta;
+use crate::raft::transport::{Router, Transport, deliver};
 
 const TOPIC: &str = "t";
 const IDS: [u64; 3] = [1, 2, 3];
@@ -126,7 +126,8 @@ impl Cluster {
             let router: Router = Arc::new(move |to, b| n.deliver(to, b));
             let transport = Arc::new(Transport::in_memory(id, "test".into(), router, IDS));
             let directory = Arc::new(Directory::default());
-            let hard_states = Arc::new(super::hardstate::HardStates::load(dir.path()).unwrap());
+            let hard_states =
+                Arc::new(crate::raft::hardstate::HardStates::load(dir.path()).unwrap());
             let (rloop, handle, _views) =
                 RaftLoop::new(id, TIMING, transport, Arc::clone(&directory), hard_states);
             net.brokers
@@ -143,8 +144,7 @@ impl Cluster {
             let part = Partition::open(TOPIC, 0, log, meta, id, handle.clone(), directory);
             handle
                 .send(Cmd::AddGroup {
-                    part: Arc::clone(&part),
-                    kind: GroupKind::Data,
+                    replica: Arc::clone(&part) as _,
                     campaign: id == 1,
                 })
                 .unwrap();

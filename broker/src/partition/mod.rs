@@ -5,9 +5,19 @@
 //! `always` the Raft event loop syncs every cycle, one fsync per file for
 //! everything that arrived meanwhile).
 //!
-//! Locking: one short-lived mutex around the log; it is never held across
-//! an `.await`. Watchers of the high watermark (long-polling fetches,
-//! subscriptions, acks=all produces) wait on `watch` channels.
+//! The log, its Raft state and what the replica publishes (leadership,
+//! high watermark, health) are the [`ReplicaCore`] the event loop drives;
+//! the partition is the [`Replica`] over it whose state machine is the
+//! idempotent-producer table (`producer_state`).
+//!
+//! Locking: one short-lived mutex around the log, and one around the
+//! producer table (taken after the log's where both are held); neither is
+//! held across an `.await`. Watchers of the high watermark (long-polling
+//! fetches, subscriptions, acks=all produces) wait on `watch` channels.
+
+pub mod producer_state;
+#[cfg(test)]
+mod raft_tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,27 +27,17 @@ use bytes::Bytes;
 use strata_proto::batch::BatchHeader;
 use tokio::sync::{Notify, watch};
 
-use crate::cluster::directory::Directory;
 use crate::error::{BrokerError, Result};
-use crate::log::{FsyncPolicy, Log, LogConfig, ReadInfo};
-use crate::producer_state::ProducerTable;
+use crate::log::{FsyncPolicy, Log, LogConfig, ReadInfo, now_ms};
+use crate::raft::directory::Directory;
 use crate::raft::node::{Cmd, Proposal, RaftHandle};
+pub use crate::raft::replica::Role;
+use crate::raft::replica::{Admission, GroupLog, Replica, ReplicaCore};
 use crate::raft::storage::RaftMeta;
+use producer_state::{ProducerTable, SeqCheck};
 
 /// How often the recovery point is persisted at most.
 const RECOVERY_CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-pub struct Inner {
-    pub log: Log,
-    pub producers: ProducerTable,
-    pub meta: RaftMeta,
-}
 
 /// How long a produce waits for its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +45,6 @@ pub enum Acks {
     All,
     Leader,
     None,
-}
-
-/// The leadership as this replica last saw it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Role {
-    pub leader: u64,
-    pub term: u64,
 }
 
 /// Offsets a produce request was given.
@@ -77,33 +70,12 @@ pub struct Offsets {
 pub struct Partition {
     topic: String,
     id: u32,
-    node_id: u64,
-    inner: Mutex<Inner>,
-    hw: watch::Sender<i64>,
-    /// Log end written by the event loop (what acks=leader waits for).
-    written: watch::Sender<i64>,
-    role: watch::Sender<Role>,
+    core: Arc<ReplicaCore>,
+    /// What idempotent producers wrote: the log as proposed and written.
+    producers: Mutex<ProducerTable>,
     raft: RaftHandle,
-    directory: std::sync::Arc<Directory>,
     flush: Notify,
     closed: AtomicBool,
-    /// Set when an fsync failed: the partition refuses further writes.
-    failed: AtomicBool,
-    /// Set while the Raft loop holds the replica out after a write failed
-    /// (a full disk): it answers STORAGE_ERROR and leads nothing until the
-    /// disk has room again.
-    suspended: AtomicBool,
-}
-
-fn raise(tx: &watch::Sender<i64>, v: i64) {
-    tx.send_if_modified(|cur| {
-        if v > *cur {
-            *cur = v;
-            true
-        } else {
-            false
-        }
-    });
 }
 
 impl Partition {
@@ -120,30 +92,14 @@ impl Partition {
     ) -> Arc<Self> {
         let mut producers = ProducerTable::default();
         log.scan_headers(|h| producers.record(h));
-        let end = log.next_offset();
-        let commit = meta.commit.min(log.raft_last_index());
-        let hw0 = log
-            .offset_after_index(commit)
-            .unwrap_or(log.log_start_offset())
-            .max(log.log_start_offset());
         let p = Arc::new(Self {
             topic: topic.to_owned(),
             id,
-            node_id,
-            inner: Mutex::new(Inner {
-                log,
-                producers,
-                meta,
-            }),
-            hw: watch::Sender::new(hw0),
-            written: watch::Sender::new(end),
-            role: watch::Sender::new(Role::default()),
+            core: Arc::new(ReplicaCore::new(topic, id, node_id, log, meta, directory)),
+            producers: Mutex::new(producers),
             raft,
-            directory,
             flush: Notify::new(),
             closed: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-            suspended: AtomicBool::new(false),
         });
         tokio::spawn(Self::flusher(Arc::clone(&p)));
         p
@@ -156,10 +112,20 @@ impl Partition {
         self.id
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the log half-updated
-        // in a way later calls rely on; keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// What the Raft loop drives: the log, its Raft state and what the
+    /// replica publishes.
+    pub fn core(&self) -> &Arc<ReplicaCore> {
+        &self.core
+    }
+
+    /// The log and its Raft state, locked.
+    pub fn lock(&self) -> MutexGuard<'_, GroupLog> {
+        self.core.lock()
+    }
+
+    fn producers(&self) -> MutexGuard<'_, ProducerTable> {
+        // As the log's lock: a panic cannot leave the table half-updated.
+        self.producers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn out_of_range(&self, offset: i64, start: i64, end: i64) -> BrokerError {
@@ -185,66 +151,30 @@ impl Partition {
         self.flush.notify_one();
     }
 
-    /// Runs `f` on the log and Raft state (used by the Raft storage).
+    /// Runs `f` on the log and Raft state.
     pub fn with_log<T>(&self, f: impl FnOnce(&Log, &RaftMeta) -> T) -> T {
-        let g = self.lock();
-        f(&g.log, &g.meta)
+        self.core.with_log(f)
     }
 
     pub fn role(&self) -> Role {
-        *self.role.borrow()
+        self.core.role()
     }
 
     pub fn subscribe_role(&self) -> watch::Receiver<Role> {
-        self.role.subscribe()
+        self.core.subscribe_role()
     }
 
     pub fn is_leader(&self) -> bool {
-        self.role().leader == self.node_id
+        self.core.is_leader()
     }
 
     /// Whether this replica leads, in `term`.
     pub fn leads_in(&self, term: u64) -> bool {
-        let r = self.role();
-        r.leader == self.node_id && r.term == term
-    }
-
-    /// Called by the event loop when the group's leadership changes.
-    pub fn set_role(&self, role: Role) {
-        self.role.send_if_modified(|r| {
-            let changed = *r != role;
-            *r = role;
-            changed
-        });
-    }
-
-    /// Called by the event loop as the commit index advances.
-    pub fn advance_hw(&self, hw: i64) {
-        raise(&self.hw, hw);
-    }
-
-    /// Called by the event loop after a snapshot moved the log.
-    pub fn reset_hw(&self, hw: i64) {
-        self.hw.send_replace(hw);
-    }
-
-    /// Called by the event loop after it wrote entries up to `end`.
-    pub fn mark_written(&self, end: i64) {
-        raise(&self.written, end);
+        self.core.leads_in(term)
     }
 
     pub fn not_leader(&self) -> BrokerError {
-        let leader = self.role().leader;
-        BrokerError::NotLeader {
-            topic: self.topic.clone(),
-            partition: self.id,
-            leader_id: leader,
-            leader_addr: if leader == 0 {
-                String::new()
-            } else {
-                self.directory.client_addr(leader)
-            },
-        }
+        self.core.not_leader()
     }
 
     pub fn log_end(&self) -> i64 {
@@ -257,11 +187,11 @@ impl Partition {
     }
 
     pub fn high_watermark(&self) -> i64 {
-        *self.hw.borrow()
+        self.core.high_watermark()
     }
 
     pub fn subscribe_hw(&self) -> watch::Receiver<i64> {
-        self.hw.subscribe()
+        self.core.subscribe_hw()
     }
 
     pub fn offsets(&self) -> Offsets {
@@ -329,7 +259,7 @@ impl Partition {
         match acks {
             Acks::None => return Ok(appended),
             Acks::Leader => {
-                let mut rx = self.written.subscribe();
+                let mut rx = self.core.subscribe_written();
                 let fut = rx.wait_for(|w| *w >= p.end_offset);
                 tokio::select! {
                     biased;
@@ -368,7 +298,7 @@ impl Partition {
     /// under it, so the answer is retriable and an idempotent retry gets the
     /// original offsets.
     pub async fn wait_committed(&self, end: i64, term: u64, timeout: Duration) -> Result<()> {
-        let mut rx = self.hw.subscribe();
+        let mut rx = self.core.subscribe_hw();
         let fut = rx.wait_for(|hw| *hw >= end);
         tokio::select! {
             biased;
@@ -398,14 +328,12 @@ impl Partition {
     /// down, a newer term began, or the replica closed). Long polls,
     /// subscriptions and produces waiting on the leader select on it.
     pub async fn leadership_lost(&self, term: u64) {
-        let mut rx = self.role.subscribe();
-        let me = self.node_id;
-        let _ = rx.wait_for(|r| r.leader != me || r.term != term).await;
+        self.core.leadership_lost(term).await;
     }
 
     /// The STORAGE_ERROR of a replica taken offline by a failed write.
     pub fn offline(&self) -> BrokerError {
-        let why = if self.failed.load(Ordering::Acquire) {
+        let why = if self.core.has_failed() {
             "is offline after a failed fsync"
         } else {
             "cannot write to its disk (full?); its other replicas take over"
@@ -416,42 +344,13 @@ impl Partition {
     /// Whether an fsync failed (the replica stays offline until restart,
     /// whose recovery checks what reached the disk).
     pub fn has_failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
+        self.core.has_failed()
     }
 
-    /// Whether writes are refused (failed fsync, or suspended).
+    /// Whether writes are refused (failed fsync, or held out by the Raft
+    /// loop after a failed write: a full disk).
     pub fn unwritable(&self) -> bool {
-        self.failed.load(Ordering::Acquire) || self.suspended.load(Ordering::Acquire)
-    }
-
-    /// Called by the Raft loop when it takes the replica out after a failed
-    /// write: leads nothing (waiters are answered STORAGE_ERROR), and the
-    /// idempotence table forgets what never reached the log.
-    pub fn suspend(&self) {
-        self.suspended.store(true, Ordering::Release);
-        self.drop_leadership();
-        self.forget_unwritten();
-    }
-
-    /// Leads nothing from now on (same term): whoever waits on this
-    /// replica as leader is answered at once.
-    pub fn drop_leadership(&self) {
-        let term = self.role().term;
-        self.set_role(Role { leader: 0, term });
-    }
-
-    /// Makes the idempotence table forget batches past the log end:
-    /// proposals of a leader that never reached the log may not answer a
-    /// retry as duplicates.
-    pub fn forget_unwritten(&self) {
-        let mut g = self.lock();
-        let end = g.log.next_offset();
-        g.producers.truncate_from(end);
-    }
-
-    /// Called by the Raft loop when the replica runs again.
-    pub fn resume(&self) {
-        self.suspended.store(false, Ordering::Release);
+        self.core.unwritable()
     }
 
     /// Reads whole batches from `offset` up to the high watermark; the first
@@ -521,19 +420,6 @@ impl Partition {
         Ok(self.lock().log.log_start_offset().max(target))
     }
 
-    /// Applies a committed DeleteRecords entry to this replica's log.
-    pub fn apply_delete_records(&self, target: i64) {
-        let mut g = self.lock();
-        let target = target.min(g.log.next_offset());
-        if target <= g.log.log_start_offset() {
-            return;
-        }
-        if let Err(e) = g.log.delete_records(target, now_ms()) {
-            tracing::warn!(topic = %self.topic, partition = self.id, offset = target, error = %e,
-                "cannot move the log start");
-        }
-    }
-
     /// Retention (of committed data only) and time-based rolling; returns
     /// deleted segment count. `remote` is what object storage holds
     /// (start, end): under tiered storage only segments below its end may
@@ -596,7 +482,7 @@ impl Partition {
 
     /// Takes the partition offline (a failed write or fsync).
     pub fn fail(&self) {
-        self.failed.store(true, Ordering::Release);
+        self.core.fail();
     }
 
     /// A fraction in [0, 1) that differs between partitions, to spread
@@ -673,15 +559,49 @@ impl Partition {
                 Ok(Err(e)) => {
                     tracing::error!(topic = %self.topic, partition = self.id, error = %e,
                         "fsync failed; taking the partition offline");
-                    self.failed.store(true, Ordering::Release);
+                    self.core.fail();
                     return;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "flush task failed");
-                    self.failed.store(true, Ordering::Release);
+                    self.core.fail();
                     return;
                 }
             }
         }
+    }
+}
+
+/// A partition's state machine is its idempotent-producer table: it decides
+/// which proposals are duplicates and follows the log as it is written,
+/// replaced and restored.
+impl Replica for Partition {
+    fn core(&self) -> &Arc<ReplicaCore> {
+        &self.core
+    }
+
+    fn admit(&self, batch: &BatchHeader) -> Result<Admission> {
+        Ok(match self.producers().check(batch)? {
+            SeqCheck::Append => Admission::Append,
+            SeqCheck::Duplicate {
+                base_offset,
+                last_offset,
+            } => Admission::Duplicate {
+                base_offset,
+                last_offset,
+            },
+        })
+    }
+
+    fn record(&self, batch: &BatchHeader) {
+        self.producers().record(batch);
+    }
+
+    fn truncated(&self, offset: i64) {
+        self.producers().truncate_from(offset);
+    }
+
+    fn restored(&self) {
+        *self.producers() = ProducerTable::default();
     }
 }
