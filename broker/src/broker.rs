@@ -201,6 +201,7 @@ impl Broker {
     /// peers, starts the Raft loop and the controller group; partitions
     /// open as the metadata arrives.
     pub async fn start(config: BrokerConfig) -> Result<Arc<Self>> {
+        crate::metrics::install();
         let dir = config.data_dir.clone();
         fs::create_dir_all(&dir).map_err(|e| io_err("cannot create data directory", &dir, e))?;
         let dir_lock = lock_dir(&dir)?;

@@ -65,6 +65,12 @@ pub fn global() -> &'static Metrics {
     &METRICS
 }
 
+/// Routes the storage layer's fsync timings into the fsync histogram.
+/// Safe to call more than once (the first installation stays).
+pub fn install() {
+    crate::log::observe_fsyncs(|d| global().fsync(d));
+}
+
 impl Metrics {
     fn new() -> Self {
         let mut registry = Registry::with_prefix("strata");

@@ -119,7 +119,7 @@ impl SyncPlan {
         if let Some(dir) = &self.dir {
             checkpoint::sync_dir(dir)?;
         }
-        crate::metrics::global().fsync(started.elapsed());
+        super::fsync_done(started.elapsed());
         Ok(())
     }
 
@@ -161,144 +161,6 @@ impl Log {
             index_max_bytes: config.index_max_bytes as usize,
             index_interval_bytes: config.index_interval_bytes as usize,
         }
-    }
-
-    /// Opens (or creates) the log in `dir`, recovering after a crash: every
-    /// segment from the recovery point on is checked batch by batch and cut
-    /// at the first torn or corrupt batch; later segments are dropped; bad
-    /// or missing indexes are rebuilt. Unknown files are left alone.
-    pub fn open(
-        dir: &Path,
-        config: LogConfig,
-        now_ms: i64,
-    ) -> Result<(Self, RecoveryReport), LogError> {
-        std::fs::create_dir_all(dir).at(dir)?;
-        let sizes = Self::sizes(&config);
-        let mut report = RecoveryReport::default();
-        let recovery_point = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))
-            .unwrap_or(None)
-            .unwrap_or(0);
-        let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))
-            .unwrap_or(None)
-            .unwrap_or(0);
-        let raft_base = raft::read_base(dir);
-
-        let mut bases = Vec::new();
-        for entry in std::fs::read_dir(dir).at(dir)? {
-            let entry = entry.at(dir)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(base) = segment::parse_log_name(&name) {
-                bases.push(base);
-            } else if name.ends_with(".tmp") {
-                let _ = std::fs::remove_file(entry.path());
-            } else if !(name.ends_with(".index")
-                || name.ends_with(".timeindex")
-                || name == LOG_START_FILE
-                || name == RECOVERY_POINT_FILE
-                || name == RAFT_BASE_FILE
-                || name == RAFT_STATE_FILE
-                || name == COMMIT_HINT_FILE
-                || name == OWNER_FILE)
-            {
-                report.ignored_files.push(name);
-            }
-        }
-        bases.sort_unstable();
-        // Segments at or after the one holding the recovery point are suspect.
-        let first_suspect = bases
-            .iter()
-            .rev()
-            .find(|b| **b <= recovery_point)
-            .copied()
-            .unwrap_or(0);
-
-        let mut segments = BTreeMap::new();
-        let mut expected: Option<i64> = None;
-        let mut broken = false;
-        let n = bases.len();
-        for (i, base) in bases.into_iter().enumerate() {
-            if broken || expected.is_some_and(|e| e != base) {
-                // A gap or an earlier cut: nothing after it can be trusted.
-                broken = true;
-                let (seg, _) = Segment::open(dir, base, sizes, false).at(dir)?;
-                seg.delete().at(dir)?;
-                report.dropped_segments += 1;
-                continue;
-            }
-            let recover = base >= first_suspect || i + 1 == n;
-            let (seg, scan) = Segment::open(dir, base, sizes, recover).at(dir)?;
-            if recover {
-                report.recovered_segments += 1;
-            }
-            report.truncated_bytes += scan.truncated_bytes;
-            let cut = scan.truncated_bytes > 0;
-            if seg.is_empty() && i + 1 != n {
-                seg.delete().at(dir)?;
-                report.dropped_segments += 1;
-                broken = true;
-                continue;
-            }
-            expected = Some(seg.next_offset());
-            segments.insert(base, seg);
-            if cut {
-                broken = true;
-            }
-        }
-
-        // A snapshot installed past everything stored (a crash between
-        // recording the new base and deleting the old segments).
-        let stored_last = segments
-            .values()
-            .map(Segment::last_raft)
-            .map(|r| r.1)
-            .max()
-            .unwrap_or(0);
-        if raft_base.index > 0 && stored_last < raft_base.index {
-            for (_, seg) in std::mem::take(&mut segments) {
-                seg.delete().at(dir)?;
-            }
-            log_start = log_start.max(raft_base.next_offset);
-        }
-        if segments.is_empty() {
-            let start = log_start.max(raft_base.next_offset);
-            let seg = Segment::create(dir, start, sizes, now_ms).at(dir)?;
-            segments.insert(start, seg);
-        }
-        if let Some((_, last)) = segments.iter_mut().next_back() {
-            last.reactivate().at(dir)?;
-        }
-        let first_base = segments.keys().next().copied().unwrap_or(0);
-        let (next_offset, last_raft) = segments
-            .values()
-            .next_back()
-            .map(|s| (s.next_offset(), s.last_raft()))
-            .unwrap_or((0, (0, 0)));
-        let last_raft = if last_raft.1 == 0 {
-            // An empty active segment: take the Raft position from the one before.
-            segments
-                .values()
-                .rev()
-                .map(Segment::last_raft)
-                .find(|r| r.1 != 0)
-                .unwrap_or((raft_base.term, raft_base.index))
-        } else {
-            last_raft
-        };
-        log_start = log_start.clamp(first_base, next_offset);
-        report.segments = segments.len();
-        let log = Self {
-            dir: dir.to_owned(),
-            config,
-            segments,
-            log_start_offset: log_start,
-            next_offset,
-            last_raft,
-            flushed: recovery_point.min(next_offset),
-            unsynced_sealed: Vec::new(),
-            dir_unsynced: true,
-            raft_base,
-        };
-        Ok((log, report))
     }
 
     pub fn dir(&self) -> &Path {
@@ -474,105 +336,6 @@ impl Log {
         Ok(None)
     }
 
-    /// Moves the log start to `offset` (<= log end), deleting segments that
-    /// fall entirely below it.
-    pub fn delete_records(&mut self, offset: i64, now_ms: i64) -> Result<i64, LogError> {
-        if offset < self.log_start_offset || offset > self.next_offset {
-            return Err(LogError::OffsetOutOfRange {
-                offset,
-                start: self.log_start_offset,
-                end: self.next_offset,
-            });
-        }
-        if offset == self.log_start_offset {
-            return Ok(offset);
-        }
-        checkpoint::write_i64(&self.dir.join(LOG_START_FILE), offset).at(&self.dir)?;
-        self.log_start_offset = offset;
-        if offset == self.next_offset {
-            self.roll(now_ms)?;
-        }
-        self.delete_segments_below_start()?;
-        Ok(offset)
-    }
-
-    fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
-        let doomed: Vec<i64> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.is_sealed() && s.next_offset() <= self.log_start_offset)
-            .map(|(b, _)| *b)
-            .collect();
-        self.delete_segments(&doomed)
-    }
-
-    fn delete_segments(&mut self, bases: &[i64]) -> Result<usize, LogError> {
-        // Record the new Raft base before any file goes away.
-        let mut base = self.raft_base;
-        for b in bases {
-            if let Some(seg) = self.segments.get(b)
-                && seg.last_raft().1 > base.index
-            {
-                base = RaftBase {
-                    index: seg.last_raft().1,
-                    term: seg.last_raft().0,
-                    next_offset: seg.next_offset(),
-                };
-            }
-        }
-        if base != self.raft_base {
-            raft::write_base(&self.dir, base).at(&self.dir)?;
-            self.raft_base = base;
-        }
-        for b in bases {
-            if let Some(seg) = self.segments.remove(b) {
-                seg.delete().at(&self.dir)?;
-            }
-        }
-        Ok(bases.len())
-    }
-
-    /// Applies `retention.ms` and `retention.bytes` (under tiered storage
-    /// `retention.local.*`) to sealed segments.
-    /// Returns how many segments were deleted.
-    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
-        self.apply_retention_below(now_ms, i64::MAX)
-    }
-
-    /// As `apply_retention`, deleting only segments that end at or below
-    /// `limit` (the high watermark: uncommitted entries are never dropped).
-    pub fn apply_retention_below(&mut self, now_ms: i64, limit: i64) -> Result<usize, LogError> {
-        let mut doomed = Vec::new();
-        let (retention_ms, retention_bytes) = self.config.local_limits();
-        let mut total = self.size_bytes();
-        let sealed: Vec<(i64, u64, i64, i64)> = self
-            .segments
-            .iter()
-            .filter(|(_, s)| s.is_sealed() && s.next_offset() <= limit)
-            .map(|(b, s)| (*b, s.size() as u64, s.max_timestamp(), s.next_offset()))
-            .collect();
-        for (base, size, max_ts, next) in sealed {
-            let too_old = retention_ms.is_some_and(|ms| max_ts >= 0 && now_ms - max_ts > ms);
-            let too_big =
-                retention_bytes.is_some_and(|limit| total > limit && total - size >= limit);
-            let below_start = next <= self.log_start_offset;
-            if too_old || too_big || below_start {
-                doomed.push((base, next));
-                total -= size;
-            } else {
-                break;
-            }
-        }
-        if let Some((_, next)) = doomed.last()
-            && *next > self.log_start_offset
-        {
-            checkpoint::write_i64(&self.dir.join(LOG_START_FILE), *next).at(&self.dir)?;
-            self.log_start_offset = *next;
-        }
-        let bases: Vec<i64> = doomed.into_iter().map(|(b, _)| b).collect();
-        self.delete_segments(&bases)
-    }
-
     /// The batches from `from` to the end of the sealed segment holding
     /// it, when that segment ends at or below `limit` (committed data).
     pub fn sealed_slice(&self, from: i64, limit: i64) -> Option<SealedSlice> {
@@ -717,5 +480,7 @@ impl Log {
 }
 
 mod raft;
+mod recovery;
+mod retention;
 #[cfg(test)]
 mod tests;

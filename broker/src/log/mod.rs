@@ -8,6 +8,9 @@ mod local_log;
 mod mmap;
 pub mod segment;
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
 pub use config::{FsyncPolicy, LogConfig};
 pub use local_log::{
     AppendInfo, COMMIT_HINT_FILE, Log, LogError, OWNER_FILE, RAFT_STATE_FILE, RaftBase, ReadInfo,
@@ -19,4 +22,21 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Told how long each completed sync plan took, once installed.
+static FSYNC_OBSERVER: OnceLock<fn(Duration)> = OnceLock::new();
+
+/// Installs the function told the duration of every completed sync plan
+/// (the broker routes it to its metrics). The first call wins; later calls
+/// change nothing.
+pub fn observe_fsyncs(f: fn(Duration)) {
+    let _ = FSYNC_OBSERVER.set(f);
+}
+
+/// Reports a completed sync plan to the observer, if one is installed.
+fn fsync_done(took: Duration) {
+    if let Some(f) = FSYNC_OBSERVER.get() {
+        f(took);
+    }
 }

@@ -6,7 +6,7 @@
 //! positioned writes; every segment is read through one shared read-only map,
 //! so fetches return zero-copy slices. Sealing trims the files to their
 //! contents. Recovery scans batches (length, CRC, offset continuity), stops
-//! at the first bad one and rebuilds the indexes.
+//! at the first bad one and rebuilds the indexes (the `recovery` submodule).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -20,10 +20,9 @@ use strata_proto::batch::{self, BatchHeader, HEADER_LEN};
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::mmap::{self, SharedMap};
 
-/// Sizes a new or reopened segment uses.
-/// Bytes after a segment's valid end checked for torn-write garbage.
-const TAIL_CHECK_BYTES: usize = 1 << 20;
+mod recovery;
 
+/// Sizes a new or reopened segment uses.
 #[derive(Clone, Copy, Debug)]
 pub struct SegmentSizes {
     /// Preallocated size of an active `.log` file.
@@ -136,71 +135,6 @@ impl Segment {
         })
     }
 
-    /// Opens a segment found on disk. With `recover`, every batch is checked
-    /// and the file is cut after the last good one; otherwise the file and
-    /// its indexes are trusted if their shape is sane (and the indexes are
-    /// rebuilt if not). The segment comes back sealed.
-    pub fn open(
-        dir: &Path,
-        base_offset: i64,
-        sizes: SegmentSizes,
-        recover: bool,
-    ) -> io::Result<(Self, ScanResult)> {
-        let (log, idx, tidx) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new().read(true).write(true).open(&log)?;
-        let len = file.metadata()?.len() as usize;
-        let map = if len > 0 {
-            Some(SharedMap::new(mmap::map_read(&file, len)?))
-        } else {
-            None
-        };
-        let mut seg = Self {
-            base_offset,
-            dir: dir.to_owned(),
-            file: Arc::new(file),
-            map,
-            capacity: len,
-            size: len,
-            next_offset: base_offset,
-            first_raft_index: None,
-            last_raft: (0, 0),
-            max_timestamp: -1,
-            first_timestamp: None,
-            offset_index: IndexFile::open_sealed(&idx).or_else(|_| IndexFile::create(&idx, 0))?,
-            time_index: IndexFile::open_sealed(&tidx).or_else(|_| IndexFile::create(&tidx, 0))?,
-            bytes_since_index: 0,
-            sizes,
-            sealed: true,
-            created_ms: 0,
-        };
-        let mut scan = ScanResult {
-            valid_bytes: len,
-            truncated_bytes: 0,
-        };
-        if !recover {
-            seg.load_tail_state();
-        }
-        let sane = !recover && seg.indexes_look_sane();
-        if sane {
-            if let Some(t) = seg.time_index.last() {
-                seg.max_timestamp = seg.max_timestamp.max(t.timestamp);
-            }
-        } else {
-            scan = seg.rebuild(recover)?;
-            if scan.truncated_bytes > 0 {
-                // No map is shared yet: shrink and remap to the valid prefix.
-                seg.map = None;
-                seg.file.set_len(scan.valid_bytes as u64)?;
-                seg.capacity = scan.valid_bytes;
-                if scan.valid_bytes > 0 {
-                    seg.map = Some(SharedMap::new(mmap::map_read(&seg.file, scan.valid_bytes)?));
-                }
-            }
-        }
-        seg.created_ms = seg.first_timestamp.unwrap_or(0);
-        Ok((seg, scan))
-    }
-
     fn data(&self) -> &[u8] {
         match &self.map {
             Some(m) => &m.as_slice()[..self.size],
@@ -219,50 +153,6 @@ impl Segment {
         Some(h)
     }
 
-    fn indexes_look_sane(&self) -> bool {
-        let mut prev: Option<OffsetEntry> = None;
-        for i in 0..self.offset_index.len() {
-            let Some(e) = self.offset_index.get(i) else {
-                return false;
-            };
-            if let Some(p) = prev
-                && (e.rel_offset < p.rel_offset || e.position <= p.position)
-            {
-                return false;
-            }
-            if e.position as usize >= self.size || self.header_at(e.position as usize).is_none() {
-                return false;
-            }
-            prev = Some(e);
-        }
-        let mut prev_ts = i64::MIN;
-        let span = self.next_offset - self.base_offset;
-        for i in 0..self.time_index.len() {
-            let Some(t) = self.time_index.get(i) else {
-                return false;
-            };
-            if t.timestamp < prev_ts || i64::from(t.rel_offset) >= span {
-                return false;
-            }
-            prev_ts = t.timestamp;
-        }
-        self.size == 0 || !self.offset_index.is_empty()
-    }
-
-    /// Walks the batches after the last index entry to learn the segment's
-    /// end state (next offset, Raft position, max timestamp).
-    fn load_tail_state(&mut self) {
-        if let Some(h) = self.header_at(0) {
-            self.first_raft_index = Some(h.raft_index);
-            self.first_timestamp = Some(h.max_timestamp);
-        }
-        let mut pos = self.offset_index.last().map_or(0, |e| e.position as usize);
-        while let Some(h) = self.header_at(pos) {
-            self.note_batch(&h);
-            pos += h.total_len();
-        }
-    }
-
     fn note_batch(&mut self, h: &BatchHeader) {
         self.next_offset = h.next_offset();
         self.last_raft = (h.raft_term, h.raft_index);
@@ -271,60 +161,6 @@ impl Segment {
             self.first_raft_index = Some(h.raft_index);
             self.first_timestamp = Some(h.max_timestamp);
         }
-    }
-
-    /// Rebuilds both indexes by scanning. With `check_crc`, stops at the
-    /// first batch failing its CRC or continuity checks.
-    fn rebuild(&mut self, check_crc: bool) -> io::Result<ScanResult> {
-        let (_, idx, tidx) = Self::paths(&self.dir, self.base_offset);
-        self.offset_index = IndexFile::create(&idx, self.sizes.index_max_bytes)?;
-        self.time_index = IndexFile::create(&tidx, self.sizes.index_max_bytes)?;
-        self.bytes_since_index = 0;
-        self.next_offset = self.base_offset;
-        self.first_raft_index = None;
-        self.max_timestamp = -1;
-        let total = self.size;
-        let mut pos = 0usize;
-        let mut prev_index: Option<u64> = None;
-        while let Some(h) = self.header_at(pos) {
-            if check_crc {
-                let d = self.data();
-                if batch::verify_crc(&d[pos..pos + h.total_len()]).is_err() {
-                    break;
-                }
-            }
-            let continuous = h.base_offset == self.next_offset
-                && h.records_count >= 0
-                && h.last_offset_delta == h.records_count - 1
-                && prev_index.is_none_or(|p| h.raft_index == p + 1)
-                && h.next_offset() - self.base_offset <= i64::from(u32::MAX);
-            if !continuous {
-                break;
-            }
-            if !self.index_batch(pos, &h) {
-                break;
-            }
-            prev_index = Some(h.raft_index);
-            self.note_batch(&h);
-            pos += h.total_len();
-        }
-        self.size = pos;
-        self.offset_index.seal()?;
-        self.time_index.seal()?;
-        // Zeros after the last batch are preallocated space, not lost data.
-        // Only a window after the valid end is inspected: a torn write
-        // leaves its garbage there, and the rest of a preallocated file is
-        // zeros that would take long to scan (appends overwrite it anyway).
-        let window_end = total.min(pos.saturating_add(TAIL_CHECK_BYTES));
-        let tail = match &self.map {
-            Some(m) => &m.as_slice()[pos..window_end],
-            None => &[],
-        };
-        let garbage = tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
-        Ok(ScanResult {
-            valid_bytes: pos,
-            truncated_bytes: garbage,
-        })
     }
 
     /// Adds index entries for the batch at `pos` if the interval is due.

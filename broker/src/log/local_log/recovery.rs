@@ -1,0 +1,154 @@
+//! Opening a partition log: finding its segment files, checking the ones a
+//! crash may have torn, dropping what cannot be trusted after a cut or a
+//! gap, and settling the log start, end and Raft position.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::{
+    COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE, RAFT_BASE_FILE,
+    RAFT_STATE_FILE, RECOVERY_POINT_FILE, RecoveryReport, raft,
+};
+use crate::log::checkpoint;
+use crate::log::config::LogConfig;
+use crate::log::segment::{self, Segment};
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering after a crash: every
+    /// segment from the recovery point on is checked batch by batch and cut
+    /// at the first torn or corrupt batch; later segments are dropped; bad
+    /// or missing indexes are rebuilt. Unknown files are left alone.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        now_ms: i64,
+    ) -> Result<(Self, RecoveryReport), LogError> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let sizes = Self::sizes(&config);
+        let mut report = RecoveryReport::default();
+        let recovery_point = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))
+            .unwrap_or(None)
+            .unwrap_or(0);
+        let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))
+            .unwrap_or(None)
+            .unwrap_or(0);
+        let raft_base = raft::read_base(dir);
+
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let entry = entry.at(dir)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(base) = segment::parse_log_name(&name) {
+                bases.push(base);
+            } else if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            } else if !(name.ends_with(".index")
+                || name.ends_with(".timeindex")
+                || name == LOG_START_FILE
+                || name == RECOVERY_POINT_FILE
+                || name == RAFT_BASE_FILE
+                || name == RAFT_STATE_FILE
+                || name == COMMIT_HINT_FILE
+                || name == OWNER_FILE)
+            {
+                report.ignored_files.push(name);
+            }
+        }
+        bases.sort_unstable();
+        // Segments at or after the one holding the recovery point are suspect.
+        let first_suspect = bases
+            .iter()
+            .rev()
+            .find(|b| **b <= recovery_point)
+            .copied()
+            .unwrap_or(0);
+
+        let mut segments = BTreeMap::new();
+        let mut expected: Option<i64> = None;
+        let mut broken = false;
+        let n = bases.len();
+        for (i, base) in bases.into_iter().enumerate() {
+            if broken || expected.is_some_and(|e| e != base) {
+                // A gap or an earlier cut: nothing after it can be trusted.
+                broken = true;
+                let (seg, _) = Segment::open(dir, base, sizes, false).at(dir)?;
+                seg.delete().at(dir)?;
+                report.dropped_segments += 1;
+                continue;
+            }
+            let recover = base >= first_suspect || i + 1 == n;
+            let (seg, scan) = Segment::open(dir, base, sizes, recover).at(dir)?;
+            if recover {
+                report.recovered_segments += 1;
+            }
+            report.truncated_bytes += scan.truncated_bytes;
+            let cut = scan.truncated_bytes > 0;
+            if seg.is_empty() && i + 1 != n {
+                seg.delete().at(dir)?;
+                report.dropped_segments += 1;
+                broken = true;
+                continue;
+            }
+            expected = Some(seg.next_offset());
+            segments.insert(base, seg);
+            if cut {
+                broken = true;
+            }
+        }
+
+        // A snapshot installed past everything stored (a crash between
+        // recording the new base and deleting the old segments).
+        let stored_last = segments
+            .values()
+            .map(Segment::last_raft)
+            .map(|r| r.1)
+            .max()
+            .unwrap_or(0);
+        if raft_base.index > 0 && stored_last < raft_base.index {
+            for (_, seg) in std::mem::take(&mut segments) {
+                seg.delete().at(dir)?;
+            }
+            log_start = log_start.max(raft_base.next_offset);
+        }
+        if segments.is_empty() {
+            let start = log_start.max(raft_base.next_offset);
+            let seg = Segment::create(dir, start, sizes, now_ms).at(dir)?;
+            segments.insert(start, seg);
+        }
+        if let Some((_, last)) = segments.iter_mut().next_back() {
+            last.reactivate().at(dir)?;
+        }
+        let first_base = segments.keys().next().copied().unwrap_or(0);
+        let (next_offset, last_raft) = segments
+            .values()
+            .next_back()
+            .map(|s| (s.next_offset(), s.last_raft()))
+            .unwrap_or((0, (0, 0)));
+        let last_raft = if last_raft.1 == 0 {
+            // An empty active segment: take the Raft position from the one before.
+            segments
+                .values()
+                .rev()
+                .map(Segment::last_raft)
+                .find(|r| r.1 != 0)
+                .unwrap_or((raft_base.term, raft_base.index))
+        } else {
+            last_raft
+        };
+        log_start = log_start.clamp(first_base, next_offset);
+        report.segments = segments.len();
+        let log = Self {
+            dir: dir.to_owned(),
+            config,
+            segments,
+            log_start_offset: log_start,
+            next_offset,
+            last_raft,
+            flushed: recovery_point.min(next_offset),
+            unsynced_sealed: Vec::new(),
+            dir_unsynced: true,
+            raft_base,
+        };
+        Ok((log, report))
+    }
+}

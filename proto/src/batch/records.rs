@@ -1,0 +1,216 @@
+//! Reading batches back: walking the batches of a buffer (a fetch response
+//! or a stretch of a segment) and decoding the varint-framed records of one
+//! batch. Keys, values and header values are zero-copy slices of the batch.
+
+use bytes::Bytes;
+
+use super::{BatchError, BatchHeader, HEADER_LEN, parse_header, peek_total_len, verify_crc};
+use crate::varint::{get_varint, get_varlong};
+
+/// Iterates the batches of a fetch response. Stops at a trailing partial
+/// batch (a fetch may end mid-batch only if the broker capped it there).
+pub struct BatchIter {
+    buf: Bytes,
+    pos: usize,
+}
+
+impl BatchIter {
+    pub fn new(buf: Bytes) -> Self {
+        Self { buf, pos: 0 }
+    }
+}
+
+impl Iterator for BatchIter {
+    type Item = Result<(BatchHeader, Bytes), BatchError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = &self.buf[self.pos..];
+        let total = match peek_total_len(rest)? {
+            Ok(t) => t,
+            Err(e) => {
+                self.pos = self.buf.len();
+                return Some(Err(e));
+            }
+        };
+        if total > rest.len() {
+            return None;
+        }
+        let slice = self.buf.slice(self.pos..self.pos + total);
+        self.pos += total;
+        match verify_crc(&slice) {
+            Ok(h) => Some(Ok((h, slice))),
+            Err(e) => {
+                self.pos = self.buf.len();
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One decoded record. Keys and values share the batch's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub offset: i64,
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Positions of a record's parts within the records area.
+pub(super) struct RawRecord {
+    pub(super) offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<(usize, usize)>,
+    value: Option<(usize, usize)>,
+    headers: Vec<(String, Option<(usize, usize)>)>,
+}
+
+/// Iterates the records of one batch.
+pub struct RecordIter<'a> {
+    owner: Bytes,
+    /// Offset of `area` within `owner` (when owner is non-empty).
+    base: usize,
+    area: &'a [u8],
+    pos: usize,
+    left: i32,
+    base_offset: i64,
+    base_timestamp: i64,
+}
+
+impl<'a> RecordIter<'a> {
+    pub(super) fn new(owner: Bytes, h: &BatchHeader, area: &'a [u8]) -> Self {
+        Self {
+            owner,
+            base: HEADER_LEN,
+            area,
+            pos: 0,
+            left: h.records_count.max(0),
+            base_offset: h.base_offset,
+            base_timestamp: h.base_timestamp,
+        }
+    }
+
+    fn span(
+        cur: &mut &[u8],
+        start: usize,
+        total: usize,
+    ) -> Result<Option<(usize, usize)>, BatchError> {
+        let len = get_varint(cur)?;
+        if len < 0 {
+            return Ok(None);
+        }
+        let len = len as usize;
+        if len > cur.len() {
+            return Err(BatchError::Malformed("field longer than its record"));
+        }
+        let at = start + (total - cur.len());
+        *cur = &cur[len..];
+        Ok(Some((at, len)))
+    }
+
+    pub(super) fn next_raw(&mut self) -> Option<Result<RawRecord, BatchError>> {
+        if self.left == 0 {
+            if self.pos != self.area.len() {
+                self.pos = self.area.len();
+                return Some(Err(BatchError::Malformed("bytes after the last record")));
+            }
+            return None;
+        }
+        self.left -= 1;
+        let r = self.decode_one();
+        if r.is_err() {
+            self.left = 0;
+            self.pos = self.area.len();
+        }
+        Some(r)
+    }
+
+    fn decode_one(&mut self) -> Result<RawRecord, BatchError> {
+        let mut cur = &self.area[self.pos..];
+        let len = get_varint(&mut cur)?;
+        if len < 0 || len as usize > cur.len() {
+            return Err(BatchError::Malformed("record length exceeds the batch"));
+        }
+        let len = len as usize;
+        let start = self.pos + (self.area.len() - self.pos - cur.len());
+        let mut body = &cur[..len];
+        let total = len;
+        if body.is_empty() {
+            return Err(BatchError::Malformed("empty record"));
+        }
+        body = &body[1..]; // record attributes, unused
+        let timestamp_delta = get_varlong(&mut body)?;
+        let offset_delta = get_varint(&mut body)?;
+        let key = Self::span(&mut body, start, total)?;
+        let value = Self::span(&mut body, start, total)?;
+        let n_headers = get_varint(&mut body)?;
+        if n_headers < 0 || n_headers as usize > body.len() {
+            return Err(BatchError::Malformed("bad header count"));
+        }
+        let mut headers = Vec::with_capacity(n_headers as usize);
+        for _ in 0..n_headers {
+            let k = Self::span(&mut body, start, total)?
+                .ok_or(BatchError::Malformed("null header key"))?;
+            let key = std::str::from_utf8(&self.area[k.0..k.0 + k.1])
+                .map_err(|_| BatchError::Malformed("header key is not UTF-8"))?
+                .to_owned();
+            let v = Self::span(&mut body, start, total)?;
+            headers.push((key, v));
+        }
+        if !body.is_empty() {
+            return Err(BatchError::Malformed("bytes left inside a record"));
+        }
+        self.pos = start + total;
+        Ok(RawRecord {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        })
+    }
+
+    fn cut(&self, span: Option<(usize, usize)>) -> Option<Bytes> {
+        span.map(|(at, len)| self.owner.slice(self.base + at..self.base + at + len))
+    }
+}
+
+impl Iterator for RecordIter<'_> {
+    type Item = Result<Record, BatchError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let raw = match self.next_raw()? {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(Ok(Record {
+            offset: self.base_offset + i64::from(raw.offset_delta),
+            timestamp: self.base_timestamp.wrapping_add(raw.timestamp_delta),
+            key: self.cut(raw.key),
+            value: self.cut(raw.value),
+            headers: raw
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, self.cut(v)))
+                .collect(),
+        }))
+    }
+}
+
+/// Decodes the records of one batch (as yielded by [`BatchIter`]).
+pub fn records(batch: &Bytes) -> Result<RecordIter<'_>, BatchError> {
+    let h = parse_header(batch)?;
+    if h.total_len() > batch.len() {
+        return Err(BatchError::Truncated {
+            need: h.total_len(),
+            have: batch.len(),
+        });
+    }
+    if h.codec() != 0 {
+        return Err(BatchError::UnsupportedCompression(h.codec()));
+    }
+    Ok(RecordIter::new(
+        batch.clone(),
+        &h,
+        &batch[HEADER_LEN..h.total_len()],
+    ))
+}
