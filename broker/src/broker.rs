@@ -24,7 +24,7 @@ use crate::cluster::metadata::{ClusterState, MetadataCommand, TopicMeta};
 use crate::cluster::topic_config;
 use crate::config::BrokerConfig;
 use crate::error::{BrokerError, Result};
-use crate::groups::{GroupCoordinator, OFFSETS_TOPIC, OffsetsReplica};
+use crate::groups::offsets::{GroupCoordinator, OFFSETS_TOPIC, OffsetsReplica};
 use crate::log::{Log, LogConfig, checkpoint, now_ms};
 use crate::partition::Partition;
 use crate::raft::RaftTiming;
@@ -73,8 +73,8 @@ pub struct Broker {
 
 /// Peer links connect with the broker's TLS settings (files read again at
 /// every connect, so rotated certificates take effect).
-fn peer_connector(tls: Option<crate::tls::TlsSettings>) -> Connector {
-    Arc::new(move |addr| crate::tls::peer_endpoint(tls.as_ref(), addr))
+fn peer_connector(tls: Option<crate::security::tls::TlsSettings>) -> Connector {
+    Arc::new(move |addr| crate::security::tls::peer_endpoint(tls.as_ref(), addr))
 }
 
 fn io_err(what: &str, path: &Path, e: std::io::Error) -> BrokerError {
@@ -141,12 +141,12 @@ pub fn assign(brokers: &[u64], partitions: u32, rf: u32, offset: usize) -> Vec<V
 /// it cannot be reached within `connect`. Calls on the channel time out
 /// after `call`.
 pub async fn connect_broker(
-    tls: Option<&crate::tls::TlsSettings>,
+    tls: Option<&crate::security::tls::TlsSettings>,
     addr: &str,
     connect: Duration,
     call: Duration,
 ) -> Option<Channel> {
-    let ep = crate::tls::peer_endpoint(tls, addr)
+    let ep = crate::security::tls::peer_endpoint(tls, addr)
         .ok()?
         .connect_timeout(connect)
         .timeout(call);
@@ -372,16 +372,16 @@ impl Broker {
     }
 
     /// Who sent a client request (certificate, token or anonymous).
-    pub fn identify<T>(&self, req: &tonic::Request<T>) -> crate::auth::Identity {
+    pub fn identify<T>(&self, req: &tonic::Request<T>) -> crate::security::auth::Identity {
         self.config.auth.identify(req)
     }
 
     /// Lets `who` do `op` on a resource, or answers UNAUTHORIZED.
     pub fn authorize(
         &self,
-        who: &crate::auth::Identity,
-        op: crate::auth::Operation,
-        resource: crate::auth::Resource,
+        who: &crate::security::auth::Identity,
+        op: crate::security::auth::Operation,
+        resource: crate::security::auth::Resource,
         name: &str,
     ) -> Result<()> {
         self.with_state(|s| self.config.auth.check(&s.acls, who, op, resource, name))
@@ -389,8 +389,8 @@ impl Broker {
 
     /// A producer id is for principals that may write somewhere: write on
     /// the cluster, or an allowed write on some topic.
-    pub fn authorize_idempotent_write(&self, who: &crate::auth::Identity) -> Result<()> {
-        use crate::auth::{Operation, Permission, Resource};
+    pub fn authorize_idempotent_write(&self, who: &crate::security::auth::Identity) -> Result<()> {
+        use crate::security::auth::{Operation, Permission, Resource};
         let writes_somewhere = self.with_state(|s| {
             s.acls.iter().any(|a| {
                 (a.principal == who.principal || a.principal == "*")
@@ -408,9 +408,9 @@ impl Broker {
     /// Whether `who` may do `op` (for filtering lists).
     pub fn may(
         &self,
-        who: &crate::auth::Identity,
-        op: crate::auth::Operation,
-        resource: crate::auth::Resource,
+        who: &crate::security::auth::Identity,
+        op: crate::security::auth::Operation,
+        resource: crate::security::auth::Resource,
         name: &str,
     ) -> bool {
         self.with_state(|s| self.config.auth.permits(&s.acls, who, op, resource, name))
@@ -1070,7 +1070,7 @@ impl Broker {
                 let changed = self
                     .controller
                     .propose(|s| {
-                        let changed: Vec<crate::auth::Acl> = acls
+                        let changed: Vec<crate::security::auth::Acl> = acls
                             .iter()
                             .filter(|a| s.acls.contains(a) != add)
                             .cloned()

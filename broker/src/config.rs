@@ -208,9 +208,9 @@ pub struct BrokerConfig {
     pub initial_cluster: Vec<(u64, String)>,
     pub controller_voters: usize,
     /// TLS on every listener and link (`None`: plaintext).
-    pub tls: Option<crate::tls::TlsSettings>,
+    pub tls: Option<crate::security::tls::TlsSettings>,
     /// Principals and ACL enforcement.
-    pub auth: crate::auth::Authorizer,
+    pub auth: crate::security::auth::Authorizer,
     pub tier: crate::tier::TierSettings,
 }
 
@@ -232,9 +232,9 @@ fn authorizer(
     token_file: Option<PathBuf>,
     mode: Option<String>,
     superusers: Option<Vec<String>>,
-    tls: Option<&crate::tls::TlsSettings>,
-) -> Result<crate::auth::Authorizer, ConfigError> {
-    use crate::auth::{Authorizer, AuthzMode, PrincipalFrom};
+    tls: Option<&crate::security::tls::TlsSettings>,
+) -> Result<crate::security::auth::Authorizer, ConfigError> {
+    use crate::security::auth::{Authorizer, AuthzMode, PrincipalFrom};
     let from = match principal.as_deref() {
         None | Some("cn") => PrincipalFrom::CommonName,
         Some("san") => PrincipalFrom::SubjectAltName,
@@ -254,7 +254,8 @@ fn authorizer(
         .collect();
     let mut a = Authorizer::new(mode, Default::default(), from);
     if let Some(t) = tls {
-        let certs = crate::tls::load_certs(&t.cert).map_err(|e| ConfigError(e.to_string()))?;
+        let certs =
+            crate::security::tls::load_certs(&t.cert).map_err(|e| ConfigError(e.to_string()))?;
         if let Some(me) = certs.first().and_then(|c| a.cert_principal(c.as_ref())) {
             supers.insert(me);
         }
@@ -272,8 +273,8 @@ fn tls_settings(
     key: Option<PathBuf>,
     ca: Option<PathBuf>,
     client_auth: Option<String>,
-) -> Result<Option<crate::tls::TlsSettings>, ConfigError> {
-    use crate::tls::ClientAuth;
+) -> Result<Option<crate::security::tls::TlsSettings>, ConfigError> {
+    use crate::security::tls::ClientAuth;
     let (cert, key) = match (cert, key) {
         (None, None) => {
             if ca.is_some() || client_auth.is_some() {
@@ -298,7 +299,7 @@ fn tls_settings(
             ));
         }
     };
-    let s = crate::tls::TlsSettings {
+    let s = crate::security::tls::TlsSettings {
         cert,
         key,
         ca,

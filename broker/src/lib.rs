@@ -2,7 +2,6 @@
 //! gRPC server behind the `stratad` daemon.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod auth;
 pub mod broker;
 pub mod cluster;
 pub mod config;
@@ -12,6 +11,6 @@ pub mod log;
 pub mod metrics;
 pub mod partition;
 pub mod raft;
+pub mod security;
 pub mod server;
 pub mod tier;
-pub mod tls;

@@ -207,7 +207,7 @@ pub enum ControllerOp {
     /// Adds (`add`) or removes ACLs; answers how many changed.
     ChangeAcls {
         add: bool,
-        acls: Vec<crate::auth::Acl>,
+        acls: Vec<crate::security::auth::Acl>,
     },
 }
 

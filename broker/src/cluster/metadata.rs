@@ -45,7 +45,7 @@ pub struct ClusterState {
     pub deleted_topic_ids: std::collections::BTreeSet<String>,
     /// Access control lists.
     #[serde(default)]
-    pub acls: std::collections::BTreeSet<crate::auth::Acl>,
+    pub acls: std::collections::BTreeSet<crate::security::auth::Acl>,
     /// Tiered storage: what object storage holds, per topic and partition.
     #[serde(default)]
     pub remote: BTreeMap<String, BTreeMap<u32, RemoteManifest>>,
@@ -95,10 +95,10 @@ pub enum MetadataCommand {
         count: i64,
     },
     AddAcls {
-        acls: Vec<crate::auth::Acl>,
+        acls: Vec<crate::security::auth::Acl>,
     },
     RemoveAcls {
-        acls: Vec<crate::auth::Acl>,
+        acls: Vec<crate::security::auth::Acl>,
     },
     /// Records an uploaded segment (ignored unless it continues the
     /// partition's manifest: a concurrent upload of the range won).

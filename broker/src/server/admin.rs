@@ -25,10 +25,10 @@ use strata_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::status::error_info;
-use crate::auth::{Acl, Operation, Resource};
 use crate::broker::Broker;
 use crate::cluster::metadata::TopicMeta;
 use crate::error::{BrokerError, Result};
+use crate::security::auth::{Acl, Operation, Resource};
 
 pub struct AdminService {
     broker: Arc<Broker>,

@@ -18,10 +18,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::error_info;
-use crate::auth::{Identity, Operation, Resource};
 use crate::broker::Broker;
 use crate::error::{BrokerError, Result};
 use crate::partition::Partition;
+use crate::security::auth::{Identity, Operation, Resource};
 
 const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);

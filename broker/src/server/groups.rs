@@ -13,10 +13,10 @@ use strata_proto::v1::{
 use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Operation, Resource};
 use crate::broker::{Broker, connect_broker};
 use crate::error::BrokerError;
-use crate::groups::validate_group;
+use crate::groups::offsets::validate_group;
+use crate::security::auth::{Operation, Resource};
 
 pub struct GroupsService {
     broker: Arc<Broker>,

@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 
 use super::ServeError;
 use crate::broker::Broker;
-use crate::tls::{ClientAuth, ReloadingConfig};
+use crate::security::tls::{ClientAuth, ReloadingConfig};
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -98,7 +98,9 @@ pub async fn serve_http(
                         .await;
                 }
                 Some(cfg) => {
-                    if let Some(stream) = crate::tls::handshake(&cfg, tcp, peer, "http").await {
+                    if let Some(stream) =
+                        crate::security::tls::handshake(&cfg, tcp, peer, "http").await
+                    {
                         let _ = http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;

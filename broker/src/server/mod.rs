@@ -19,7 +19,7 @@ use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::broker::Broker;
-use crate::tls::{ClientAuth, ReloadingConfig, TlsError};
+use crate::security::tls::{ClientAuth, ReloadingConfig, TlsError};
 
 /// Largest request or response message (a produce request may carry many
 /// batches; a fetch response stays below `data::MAX_FETCH_BYTES`).
@@ -89,7 +89,10 @@ async fn run(
         }
         Some(cfg) => {
             router
-                .serve_with_incoming_shutdown(crate::tls::incoming(listener, cfg, what), shutdown)
+                .serve_with_incoming_shutdown(
+                    crate::security::tls::incoming(listener, cfg, what),
+                    shutdown,
+                )
                 .await?;
         }
     }

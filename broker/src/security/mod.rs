@@ -1,0 +1,7 @@
+//! Who may connect and what they may do: TLS on every listener and on the
+//! broker-to-broker links (`tls`), principals and ACLs (`auth`). The front
+//! ends and the broker's one authorization check use these; nothing below
+//! the broker does.
+
+pub mod auth;
+pub mod tls;
