@@ -14,6 +14,7 @@ use strata_proto::batch::{self, BatchBuilder};
 use tokio::sync::watch;
 
 use super::metadata::{ClusterState, MetadataCommand, TopicMeta};
+use super::operations::OperationsEnv;
 use crate::error::{BrokerError, Result};
 use crate::log::now_ms;
 use crate::log::{FsyncPolicy, LogConfig};
@@ -224,16 +225,24 @@ pub struct Controller {
     pub shared: Arc<ControllerState>,
     pub part: Arc<Partition>,
     raft: RaftHandle,
+    /// What the operations (`operations`) need of this broker.
+    pub(super) env: OperationsEnv,
     /// One change at a time on the leader: check and write do not interleave.
     serial: tokio::sync::Mutex<()>,
 }
 
 impl Controller {
-    pub fn new(shared: Arc<ControllerState>, part: Arc<Partition>, raft: RaftHandle) -> Self {
+    pub fn new(
+        shared: Arc<ControllerState>,
+        part: Arc<Partition>,
+        raft: RaftHandle,
+        env: OperationsEnv,
+    ) -> Self {
         Self {
             shared,
             part,
             raft,
+            env,
             serial: tokio::sync::Mutex::new(()),
         }
     }

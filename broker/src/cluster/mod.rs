@@ -1,7 +1,9 @@
 //! Cluster metadata: the replicated state machine (`metadata`), the
-//! controller that makes changes durable (`controller`) and topic
-//! configuration rules (`topic_config`).
+//! controller that makes changes durable (`controller`), the operations
+//! that change it (`operations`) and topic configuration rules
+//! (`topic_config`).
 
 pub mod controller;
 pub mod metadata;
+pub mod operations;
 pub mod topic_config;

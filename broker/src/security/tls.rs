@@ -324,3 +324,24 @@ pub async fn handshake(
 fn refused(what: &str, peer: SocketAddr, why: &str) {
     tracing::info!(listener = what, %peer, reason = why, "TLS handshake refused");
 }
+
+/// Connects to another broker's listener at `addr` (HOST:PORT); `None` when
+/// it cannot be reached within `connect`. Calls on the channel time out
+/// after `call`.
+pub async fn connect_broker(
+    tls: Option<&TlsSettings>,
+    addr: &str,
+    connect: Duration,
+    call: Duration,
+) -> Option<tonic::transport::Channel> {
+    let ep = peer_endpoint(tls, addr)
+        .ok()?
+        .connect_timeout(connect)
+        .timeout(call);
+    // The connect timeout covers TCP only: a listener that is bound but not
+    // serving yet would hold a TLS handshake forever.
+    tokio::time::timeout(connect * 2, ep.connect())
+        .await
+        .ok()?
+        .ok()
+}

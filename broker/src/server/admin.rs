@@ -389,6 +389,7 @@ impl AdminApi for AdminService {
             .into());
         }
         self.broker
+            .controller()
             .execute(crate::cluster::controller::ControllerOp::AddBroker {
                 id: r.id,
                 peer_addr: r.peer_addr.clone(),
@@ -407,6 +408,7 @@ impl AdminApi for AdminService {
             .authorize(&who, Operation::Alter, Resource::Cluster, "")?;
         let id = req.into_inner().id;
         self.broker
+            .controller()
             .execute(crate::cluster::controller::ControllerOp::RemoveBroker { id })
             .await?;
         tracing::info!(broker = id, "removed broker");
@@ -498,6 +500,7 @@ impl AdminService {
         }
         let reply = self
             .broker
+            .controller()
             .execute(crate::cluster::controller::ControllerOp::ChangeAcls {
                 add,
                 acls: acls.clone(),

@@ -13,10 +13,11 @@ use strata_proto::v1::{
 use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
-use crate::broker::{Broker, connect_broker};
+use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::groups::offsets::validate_group;
 use crate::security::auth::{Operation, Resource};
+use crate::security::tls::connect_broker;
 
 pub struct GroupsService {
     broker: Arc<Broker>,

@@ -107,7 +107,7 @@ impl PeerApi for PeerService {
     ) -> Result<Response<ControllerResponse>, Status> {
         let op: ControllerOp = serde_json::from_slice(&req.into_inner().request)
             .map_err(|e| Status::invalid_argument(format!("bad controller request: {e}")))?;
-        let reply = match self.broker.execute_local(op).await {
+        let reply = match self.broker.controller().execute_local(op).await {
             Ok(r) => r,
             Err(e) => ControllerReply::Error {
                 code: e.code() as i32,

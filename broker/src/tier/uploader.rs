@@ -147,6 +147,7 @@ pub(crate) async fn trim(
     start: i64,
 ) -> Result<()> {
     let r = b
+        .controller()
         .execute(ControllerOp::TrimRemote {
             topic: loc.topic.clone(),
             topic_id: loc.topic_id.clone(),
@@ -244,6 +245,7 @@ async fn pass(b: &Arc<Broker>, part: &Arc<Partition>, cfg: LogConfig) -> Result<
             b.tier().upload(&loc, slice).await?
         };
         let r = b
+            .controller()
             .execute(ControllerOp::AddRemoteSegment {
                 topic: loc.topic.clone(),
                 topic_id: loc.topic_id.clone(),

@@ -1,0 +1,169 @@
+//! Background maintenance: housekeeping (registering this broker, the
+//! cluster id, the offsets topic), retention and rolling of every hosted
+//! partition, and handing leaderships off before a shutdown.
+
+use std::collections::BTreeMap;
+
+use std::time::Duration;
+
+use super::Broker;
+use crate::cluster::controller::ControllerOp;
+use crate::cluster::metadata::{MetadataCommand, TopicMeta};
+use crate::cluster::operations::{assign, random_id};
+use crate::error::Result;
+use crate::groups::offsets::OFFSETS_TOPIC;
+use crate::log::now_ms;
+use crate::raft::node::Cmd;
+
+pub(super) fn offsets_topic_config() -> BTreeMap<String, String> {
+    [
+        ("fsync".to_string(), "always".to_string()),
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("segment.bytes".to_string(), (64u64 << 20).to_string()),
+    ]
+    .into()
+}
+
+impl Broker {
+    pub(super) async fn housekeeping(&self) {
+        self.learn_catch_up_target().await;
+        let id = self.config.node_id;
+        let addr = self.config.advertise.clone();
+        let peer_addr = self
+            .config
+            .initial_cluster
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| self.config.peer_listen.to_string());
+        let known = self.with_state(|s| {
+            s.brokers
+                .get(&id)
+                .is_some_and(|b| b.addr == addr && b.peer_addr == peer_addr)
+        });
+        let removed = self.with_state(|s| s.removed_brokers.contains(&id));
+        if removed {
+            tracing::error!("this broker was removed from the cluster");
+            return;
+        }
+        if !known {
+            let op = ControllerOp::RegisterBroker {
+                id,
+                addr,
+                peer_addr,
+            };
+            if let Err(e) = self.controller.execute(op).await {
+                tracing::debug!(error = %e, "broker registration pending");
+            }
+        }
+        if self.controller.is_leader() && self.with_state(|s| s.cluster_id.is_empty()) {
+            let r = self
+                .controller
+                .propose(|s| {
+                    if !s.cluster_id.is_empty() {
+                        return Ok((vec![], ()));
+                    }
+                    Ok((
+                        vec![MetadataCommand::InitCluster {
+                            cluster_id: random_id(),
+                        }],
+                        (),
+                    ))
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "cluster id not set yet");
+            }
+        }
+        if self.controller.is_leader() && !self.with_state(|s| s.topics.contains_key(OFFSETS_TOPIC))
+        {
+            let brokers = self.with_state(|s| s.brokers.len());
+            let expected = self.config.initial_cluster.len().min(3);
+            if brokers >= expected
+                && let Err(e) = self.create_offsets_topic().await
+            {
+                tracing::debug!(error = %e, "offsets topic not created yet");
+            }
+        }
+    }
+
+    pub(super) async fn create_offsets_topic(&self) -> Result<()> {
+        let parts = self.config.offsets_partitions;
+        self.controller
+            .propose(|s| {
+                if s.topics.contains_key(OFFSETS_TOPIC) {
+                    return Ok((vec![], ()));
+                }
+                let ids: Vec<u64> = s.brokers.keys().copied().collect();
+                let rf = ids.len().min(3) as u32;
+                Ok((
+                    vec![MetadataCommand::CreateTopic {
+                        name: OFFSETS_TOPIC.into(),
+                        meta: TopicMeta {
+                            id: random_id(),
+                            partitions: parts,
+                            replication_factor: rf,
+                            assignments: assign(&ids, parts, rf, 0),
+                            configs: offsets_topic_config(),
+                            internal: true,
+                            created_ms: now_ms(),
+                        },
+                    }],
+                    (),
+                ))
+            })
+            .await
+    }
+
+    /// Hands every leadership this broker holds to an in-sync follower and
+    /// waits (bounded) until they moved.
+    pub async fn hand_off_leaderships(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let leading = self
+                .all_partitions()
+                .iter()
+                .chain(std::iter::once(&self.controller.part))
+                .filter(|p| p.is_leader())
+                .filter(|p| p.with_log(|_, m| m.voters.iter().any(|v| *v != self.config.node_id)))
+                .count();
+            if leading == 0 || tokio::time::Instant::now() >= deadline {
+                if leading > 0 {
+                    tracing::warn!(leading, "stopping while still leading partitions");
+                }
+                return;
+            }
+            let _ = self.raft.send(Cmd::TransferAll);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Retention and time-based rolls, periodically.
+    pub(super) async fn maintenance(me: std::sync::Weak<Self>) {
+        loop {
+            let interval = match me.upgrade() {
+                Some(b) => b.config.retention_check_interval,
+                None => return,
+            };
+            tokio::time::sleep(interval).await;
+            let Some(b) = me.upgrade() else { return };
+            let parts = b.all_partitions();
+            for p in parts {
+                let remote = b.with_state(|s| {
+                    s.manifest(p.topic(), p.id())
+                        .filter(|m| m.start > 0 || !m.segments.is_empty())
+                        .map(|m| (m.start, m.end()))
+                });
+                match p.maintain(remote) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(topic = %p.topic(), partition = p.id(), segments = n, "retention deleted segments")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %p.topic(), partition = p.id(), error = %e, "maintenance failed")
+                    }
+                }
+            }
+        }
+    }
+}
