@@ -150,23 +150,30 @@ impl BrokerError {
     }
 }
 
-impl From<crate::tier::TierError> for BrokerError {
-    fn from(e: crate::tier::TierError) -> Self {
-        use crate::tier::TierError as T;
-        match e {
-            T::Unavailable(m) => Self::RemoteStorage(m),
-            T::Corrupt(m) => Self::RemoteDataCorrupt(m),
-            T::Config(m) => Self::InvalidConfig(m),
-        }
-    }
-}
-
 impl From<BatchError> for BrokerError {
     fn from(e: BatchError) -> Self {
         match e {
             BatchError::UnsupportedCompression(c) => Self::UnsupportedCompression(c),
             other => Self::CorruptBatch(other.to_string()),
         }
+    }
+}
+
+/// The stable code a failed RPC carried (UNKNOWN when it carried none).
+pub fn code_of(st: &tonic::Status) -> ErrorCode {
+    use prost::Message as _;
+    use strata_proto::v1::ErrorInfo;
+    use tonic::Code;
+    if let Ok(info) = ErrorInfo::decode(st.details())
+        && let Ok(c) = ErrorCode::try_from(info.code)
+        && c != ErrorCode::None
+    {
+        return c;
+    }
+    match st.code() {
+        Code::Unavailable => ErrorCode::NotController,
+        Code::DeadlineExceeded => ErrorCode::Timeout,
+        _ => ErrorCode::Unknown,
     }
 }
 

@@ -15,8 +15,10 @@
 
 mod maintenance;
 mod replicas;
+pub mod scrape;
 mod startup;
 mod status;
+mod tiering;
 mod topics;
 
 use std::collections::HashMap;

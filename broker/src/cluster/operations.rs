@@ -97,7 +97,7 @@ impl Controller {
         let moved = role.wait_for(|r| r.leader != leader);
         let resp = tokio::select! {
             r = call => r.map_err(|st| BrokerError::Remote {
-                code: crate::server::status::code_of(&st),
+                code: crate::error::code_of(&st),
                 message: st.message().to_owned(),
             })?,
             _ = moved => {

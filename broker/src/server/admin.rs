@@ -229,7 +229,7 @@ impl AdminApi for AdminService {
         }
         let part = self.broker.leader_partition(&r.topic, r.partition)?;
         let start = crate::tier::serve::delete_records(
-            &self.broker,
+            self.broker.as_ref(),
             &part,
             r.offset,
             Duration::from_secs(30),

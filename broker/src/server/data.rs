@@ -306,7 +306,7 @@ impl BrokerApi for DataService {
                 // that a consumer progresses; later ones only if they fit.
                 let first_whole = total == 0;
                 if cap == 0 && !first_whole {
-                    let o = crate::tier::serve::offsets(&self.broker, part);
+                    let o = crate::tier::serve::offsets(self.broker.as_ref(), part);
                     out.push(FetchPartitionResponse {
                         topic: fp.topic.clone(),
                         partition: fp.partition,
@@ -318,7 +318,7 @@ impl BrokerApi for DataService {
                     continue;
                 }
                 let read = crate::tier::serve::read(
-                    &self.broker,
+                    self.broker.as_ref(),
                     part,
                     fp.offset,
                     cap.max(1),
@@ -389,7 +389,7 @@ impl BrokerApi for DataService {
             n => (n as usize).min(MAX_FETCH_BYTES),
         };
         // Fail fast on a bad starting offset.
-        crate::tier::serve::read(&self.broker, &part, req.offset, 1, true).await?;
+        crate::tier::serve::read(self.broker.as_ref(), &part, req.offset, 1, true).await?;
         let term = part.role().term;
         let (tx, rx) = mpsc::channel(4);
         let broker = Arc::clone(&self.broker);
@@ -406,7 +406,7 @@ impl BrokerApi for DataService {
                     return;
                 }
                 hw.mark_unchanged();
-                match crate::tier::serve::read(&broker, &part, offset, max, true).await {
+                match crate::tier::serve::read(broker.as_ref(), &part, offset, max, true).await {
                     Ok((info, offs)) if !info.records.is_empty() => {
                         offset = info.next_offset;
                         crate::metrics::global().fetched(&req.topic, info.records.len() as u64);
@@ -453,12 +453,12 @@ impl BrokerApi for DataService {
         let spec = OffsetSpec::try_from(req.spec).map_err(|_| {
             BrokerError::InvalidRequest(format!("unknown offset spec {}", req.spec))
         })?;
-        let o = crate::tier::serve::offsets(&self.broker, &part);
+        let o = crate::tier::serve::offsets(self.broker.as_ref(), &part);
         let (offset, timestamp) = match spec {
             OffsetSpec::Latest => (o.high_watermark, -1),
             OffsetSpec::Earliest => (o.log_start, -1),
             OffsetSpec::Timestamp => {
-                crate::tier::serve::offset_for_timestamp(&self.broker, &part, req.timestamp)
+                crate::tier::serve::offset_for_timestamp(self.broker.as_ref(), &part, req.timestamp)
                     .await?
                     .filter(|(off, _)| *off < o.high_watermark)
                     .unwrap_or((o.high_watermark, -1))

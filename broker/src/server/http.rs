@@ -36,7 +36,7 @@ fn route(broker: &Broker, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => text(StatusCode::OK, "ok\n".into()),
         (&Method::GET, "/metrics") => {
-            let mut r = text(StatusCode::OK, crate::metrics::render(broker));
+            let mut r = text(StatusCode::OK, crate::broker::scrape::render(broker));
             r.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,
                 hyper::header::HeaderValue::from_static(

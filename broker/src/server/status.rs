@@ -77,21 +77,6 @@ pub fn to_status(e: &BrokerError) -> Status {
     st
 }
 
-/// The stable code a failed RPC carried (UNKNOWN when it carried none).
-pub fn code_of(st: &Status) -> ErrorCode {
-    if let Ok(info) = ErrorInfo::decode(st.details())
-        && let Ok(c) = ErrorCode::try_from(info.code)
-        && c != ErrorCode::None
-    {
-        return c;
-    }
-    match st.code() {
-        Code::Unavailable => ErrorCode::NotController,
-        Code::DeadlineExceeded => ErrorCode::Timeout,
-        _ => ErrorCode::Unknown,
-    }
-}
-
 impl From<BrokerError> for Status {
     fn from(e: BrokerError) -> Self {
         to_status(&e)

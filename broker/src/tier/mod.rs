@@ -11,6 +11,7 @@
 //! `TOPIC/TOPIC_ID/PARTITION/manifest.json`.
 
 pub mod cache;
+pub mod host;
 pub mod manifest;
 pub mod serve;
 pub mod uploader;
@@ -710,6 +711,18 @@ impl Tier {
             pos += len as u64;
         }
         Ok(None)
+    }
+}
+
+/// Object-storage failures as the broker reports them.
+impl From<TierError> for crate::error::BrokerError {
+    fn from(e: TierError) -> Self {
+        use TierError as T;
+        match e {
+            T::Unavailable(m) => Self::RemoteStorage(m),
+            T::Corrupt(m) => Self::RemoteDataCorrupt(m),
+            T::Config(m) => Self::InvalidConfig(m),
+        }
     }
 }
 

@@ -4,36 +4,34 @@
 
 use std::sync::Arc;
 
-use crate::broker::Broker;
+use super::host::TierHost;
+use super::{RemoteLoc, RemoteSegment};
 use crate::error::{BrokerError, Result};
 use crate::log::ReadInfo;
 use crate::partition::{Offsets, Partition};
 
-use super::{RemoteLoc, RemoteSegment};
-
 /// The first readable offset given the local start: the remote start
 /// when object storage holds older data.
-pub fn log_start(broker: &Broker, part: &Partition, local_start: i64) -> i64 {
-    broker.with_state(|s| {
-        s.manifest(part.topic(), part.id())
-            .filter(|m| !m.segments.is_empty() && m.start < local_start)
+pub fn log_start(broker: &impl TierHost, part: &Partition, local_start: i64) -> i64 {
+    broker.with_manifest(part.topic(), part.id(), |m, _| {
+        m.filter(|m| !m.segments.is_empty() && m.start < local_start)
             .map_or(local_start, |m| m.start)
     })
 }
 
 /// Where `offset` is in object storage, if it is there and not local.
 fn remote_segment(
-    broker: &Broker,
+    broker: &impl TierHost,
     part: &Partition,
     offset: i64,
 ) -> Option<(RemoteLoc, RemoteSegment)> {
-    broker.with_state(|s| {
-        let m = s.manifest(part.topic(), part.id())?;
+    broker.with_manifest(part.topic(), part.id(), |m, topic_id| {
+        let m = m?;
         if !m.covers(offset) {
             return None;
         }
         let seg = m.segment_for(offset)?.clone();
-        let id = s.topics.get(part.topic())?.id.clone();
+        let id = topic_id?.to_owned();
         Some((
             RemoteLoc {
                 topic: part.topic().to_owned(),
@@ -46,7 +44,7 @@ fn remote_segment(
 }
 
 /// Offsets with the log start as clients see it.
-pub fn offsets(broker: &Broker, part: &Partition) -> Offsets {
+pub fn offsets(broker: &impl TierHost, part: &Partition) -> Offsets {
     let mut o = part.offsets();
     o.log_start = log_start(broker, part, o.log_start);
     o
@@ -55,7 +53,7 @@ pub fn offsets(broker: &Broker, part: &Partition) -> Offsets {
 /// Reads whole batches from `offset` (see `Partition::read_with`), from
 /// object storage when `offset` is below the local start.
 pub async fn read(
-    broker: &Broker,
+    broker: &impl TierHost,
     part: &Arc<Partition>,
     offset: i64,
     max_bytes: usize,
@@ -125,30 +123,28 @@ pub async fn read(
 /// The first offset with a timestamp >= `ts` (and that timestamp),
 /// searching object storage first for data older than the local log.
 pub async fn offset_for_timestamp(
-    broker: &Broker,
+    broker: &impl TierHost,
     part: &Arc<Partition>,
     ts: i64,
 ) -> Result<Option<(i64, i64)>> {
     let local_start = part.local_start();
     let start = log_start(broker, part, local_start);
-    let candidates: Vec<(RemoteLoc, RemoteSegment)> = broker.with_state(|s| {
-        let (Some(m), Some(t)) = (
-            s.manifest(part.topic(), part.id()),
-            s.topics.get(part.topic()),
-        ) else {
-            return Vec::new();
-        };
-        let loc = RemoteLoc {
-            topic: part.topic().to_owned(),
-            topic_id: t.id.clone(),
-            partition: part.id(),
-        };
-        m.segments
-            .iter()
-            .filter(|g| g.next > start && g.base < local_start && g.max_ts >= ts)
-            .map(|g| (loc.clone(), g.clone()))
-            .collect()
-    });
+    let candidates: Vec<(RemoteLoc, RemoteSegment)> =
+        broker.with_manifest(part.topic(), part.id(), |m, topic_id| {
+            let (Some(m), Some(topic_id)) = (m, topic_id) else {
+                return Vec::new();
+            };
+            let loc = RemoteLoc {
+                topic: part.topic().to_owned(),
+                topic_id: topic_id.to_owned(),
+                partition: part.id(),
+            };
+            m.segments
+                .iter()
+                .filter(|g| g.next > start && g.base < local_start && g.max_ts >= ts)
+                .map(|g| (loc.clone(), g.clone()))
+                .collect()
+        });
     for (loc, seg) in candidates {
         if let Some(found) = broker
             .tier()
@@ -166,7 +162,7 @@ pub async fn offset_for_timestamp(
 /// remote start through the controller, whose manifest then drops the
 /// segments below (their objects go after). Answers the new log start.
 pub async fn delete_records(
-    broker: &Broker,
+    broker: &impl TierHost,
     part: &Arc<Partition>,
     offset: i64,
     timeout: std::time::Duration,
@@ -187,13 +183,12 @@ pub async fn delete_records(
     if target > local_start {
         part.delete_records(target, timeout).await?;
     }
-    let remote = broker.with_state(|s| {
-        let t = s.topics.get(part.topic())?;
-        let m = s.manifest(part.topic(), part.id())?.clone();
+    let remote = broker.with_manifest(part.topic(), part.id(), |m, topic_id| {
+        let m = m?.clone();
         Some((
             RemoteLoc {
                 topic: part.topic().to_owned(),
-                topic_id: t.id.clone(),
+                topic_id: topic_id?.to_owned(),
                 partition: part.id(),
             },
             m,

@@ -15,14 +15,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use crate::broker::Broker;
-use crate::cluster::controller::{ControllerOp, ControllerReply};
-use crate::error::{BrokerError, Result};
-use crate::log::LogConfig;
-use crate::log::now_ms;
-use crate::partition::Partition;
-
+use super::host::TierHost;
 use super::{RemoteLoc, RemoteManifest};
+use crate::error::{BrokerError, Result};
+use crate::log::{LogConfig, now_ms};
+use crate::partition::Partition;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -37,7 +34,7 @@ struct Backoff {
     warned_at: Option<Instant>,
 }
 
-pub async fn run(me: Weak<Broker>) {
+pub async fn run<H: TierHost>(me: Weak<H>) {
     let mut running: HashMap<Key, tokio::task::JoinHandle<()>> = HashMap::new();
     let backoff: Arc<Mutex<HashMap<Key, Backoff>>> = Arc::default();
     loop {
@@ -49,7 +46,7 @@ pub async fn run(me: Weak<Broker>) {
         let Some(b) = me.upgrade() else { return };
         running.retain(|_, h| !h.is_finished());
         let mut backlog = 0u64;
-        for part in b.all_partitions() {
+        for part in b.hosted_partitions() {
             if !part.is_leader() || part.is_closed() || part.topic().starts_with("__") {
                 continue;
             }
@@ -58,9 +55,8 @@ pub async fn run(me: Weak<Broker>) {
                 continue;
             }
             let key: Key = (part.topic().to_owned(), part.id());
-            let end = b.with_state(|s| {
-                s.manifest(part.topic(), part.id())
-                    .filter(|m| !m.segments.is_empty() || m.start > 0)
+            let end = b.with_manifest(part.topic(), part.id(), |m, _| {
+                m.filter(|m| !m.segments.is_empty() || m.start > 0)
                     .map(|m| m.end())
             });
             backlog += part.with_log(|log, _| log.bytes_from(end.unwrap_or(i64::MIN)));
@@ -81,7 +77,7 @@ pub async fn run(me: Weak<Broker>) {
             running.insert(
                 key,
                 tokio::spawn(async move {
-                    let r = pass(&b2, &part, cfg).await;
+                    let r = pass(b2.as_ref(), &part, cfg).await;
                     note_outcome(&bo, &k2, r);
                 }),
             );
@@ -141,21 +137,12 @@ fn retention_start(cfg: &LogConfig, m: &RemoteManifest, local_bytes: u64, now: i
 }
 
 pub(crate) async fn trim(
-    b: &Broker,
+    b: &impl TierHost,
     loc: &RemoteLoc,
     m: &RemoteManifest,
     start: i64,
 ) -> Result<()> {
-    let r = b
-        .controller()
-        .execute(ControllerOp::TrimRemote {
-            topic: loc.topic.clone(),
-            topic_id: loc.topic_id.clone(),
-            partition: loc.partition,
-            start,
-        })
-        .await?;
-    if matches!(r, ControllerReply::Count(1)) {
+    if b.trim_remote(loc, start).await? {
         wait_manifest(b, loc, |m| m.start >= start).await;
         // The manifest no longer names them: now the objects may go.
         for seg in m.segments.iter().filter(|s| s.next <= start) {
@@ -170,10 +157,10 @@ pub(crate) async fn trim(
 
 /// Waits (up to 10 s) until this broker applied the manifest change that
 /// `done` recognizes: the controller answered, the local copy may lag.
-async fn wait_manifest(b: &Broker, loc: &RemoteLoc, done: impl Fn(&RemoteManifest) -> bool) {
+async fn wait_manifest(b: &impl TierHost, loc: &RemoteLoc, done: impl Fn(&RemoteManifest) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        let applied = b.with_state(|s| s.manifest(&loc.topic, loc.partition).is_some_and(&done));
+        let applied = b.with_manifest(&loc.topic, loc.partition, |m, _| m.is_some_and(&done));
         if applied {
             return;
         }
@@ -181,8 +168,8 @@ async fn wait_manifest(b: &Broker, loc: &RemoteLoc, done: impl Fn(&RemoteManifes
     }
 }
 
-async fn mirror_manifest(b: &Broker, loc: &RemoteLoc) {
-    let m = b.with_state(|s| s.manifest(&loc.topic, loc.partition).cloned());
+async fn mirror_manifest(b: &impl TierHost, loc: &RemoteLoc) {
+    let m = b.with_manifest(&loc.topic, loc.partition, |m, _| m.cloned());
     if let Some(m) = m
         && let Err(e) = b.tier().write_manifest(loc, &m).await
     {
@@ -192,22 +179,19 @@ async fn mirror_manifest(b: &Broker, loc: &RemoteLoc) {
 }
 
 /// Uploads what is due for one partition (and trims by retention).
-async fn pass(b: &Arc<Broker>, part: &Arc<Partition>, cfg: LogConfig) -> Result<()> {
+async fn pass(b: &impl TierHost, part: &Arc<Partition>, cfg: LogConfig) -> Result<()> {
     loop {
         if !part.is_leader() || part.is_closed() {
             return Ok(());
         }
-        let Some((loc, m)) = b.with_state(|s| {
-            let t = s.topics.get(part.topic())?;
+        let Some((loc, m)) = b.with_manifest(part.topic(), part.id(), |m, topic_id| {
             Some((
                 RemoteLoc {
                     topic: part.topic().to_owned(),
-                    topic_id: t.id.clone(),
+                    topic_id: topic_id?.to_owned(),
                     partition: part.id(),
                 },
-                s.manifest(part.topic(), part.id())
-                    .cloned()
-                    .unwrap_or_default(),
+                m.cloned().unwrap_or_default(),
             ))
         }) else {
             return Ok(());
@@ -244,16 +228,7 @@ async fn pass(b: &Arc<Broker>, part: &Arc<Partition>, cfg: LogConfig) -> Result<
                 .map_err(|_| BrokerError::ShuttingDown)?;
             b.tier().upload(&loc, slice).await?
         };
-        let r = b
-            .controller()
-            .execute(ControllerOp::AddRemoteSegment {
-                topic: loc.topic.clone(),
-                topic_id: loc.topic_id.clone(),
-                partition: loc.partition,
-                segment: seg.clone(),
-            })
-            .await?;
-        if matches!(r, ControllerReply::Count(1)) {
+        if b.record_remote_segment(&loc, seg.clone()).await? {
             wait_manifest(b, &loc, |m| {
                 m.segments.iter().any(|g| g.upload_id == seg.upload_id)
             })
@@ -264,9 +239,8 @@ async fn pass(b: &Arc<Broker>, part: &Arc<Partition>, cfg: LogConfig) -> Result<
             continue;
         }
         // Another upload of this range is recorded: ours is an orphan.
-        let recorded = b.with_state(|s| {
-            s.manifest(&loc.topic, loc.partition)
-                .is_some_and(|m| m.segments.iter().any(|g| g.upload_id == seg.upload_id))
+        let recorded = b.with_manifest(&loc.topic, loc.partition, |m, _| {
+            m.is_some_and(|m| m.segments.iter().any(|g| g.upload_id == seg.upload_id))
         });
         if !recorded {
             b.tier().delete_segment(&loc, &seg).await?;

@@ -1,0 +1,62 @@
+//! The broker as tiered storage's host ([`TierHost`]): its partitions, the
+//! manifests in its applied metadata, and manifest changes run by the
+//! controller.
+
+use std::sync::Arc;
+
+use super::Broker;
+use crate::cluster::controller::{ControllerOp, ControllerReply};
+use crate::error::Result;
+use crate::partition::Partition;
+use crate::tier::host::TierHost;
+use crate::tier::{RemoteLoc, RemoteManifest, RemoteSegment, Tier};
+
+impl TierHost for Broker {
+    fn tier(&self) -> &Arc<Tier> {
+        Broker::tier(self)
+    }
+
+    fn hosted_partitions(&self) -> Vec<Arc<Partition>> {
+        self.all_partitions()
+    }
+
+    fn with_manifest<T>(
+        &self,
+        topic: &str,
+        partition: u32,
+        f: impl FnOnce(Option<&RemoteManifest>, Option<&str>) -> T,
+    ) -> T {
+        self.with_state(|s| {
+            f(
+                s.manifest(topic, partition),
+                s.topics.get(topic).map(|t| t.id.as_str()),
+            )
+        })
+    }
+
+    async fn record_remote_segment(&self, loc: &RemoteLoc, segment: RemoteSegment) -> Result<bool> {
+        let r = self
+            .controller()
+            .execute(ControllerOp::AddRemoteSegment {
+                topic: loc.topic.clone(),
+                topic_id: loc.topic_id.clone(),
+                partition: loc.partition,
+                segment,
+            })
+            .await?;
+        Ok(matches!(r, ControllerReply::Count(1)))
+    }
+
+    async fn trim_remote(&self, loc: &RemoteLoc, start: i64) -> Result<bool> {
+        let r = self
+            .controller()
+            .execute(ControllerOp::TrimRemote {
+                topic: loc.topic.clone(),
+                topic_id: loc.topic_id.clone(),
+                partition: loc.partition,
+                start,
+            })
+            .await?;
+        Ok(matches!(r, ControllerReply::Count(1)))
+    }
+}
