@@ -1,16 +1,24 @@
 //! Raft replication: raft-rs groups over logs (`storage`), the broker's
-//! single event loop that drives them all (`node`), what a replica is to
+//! single event loop that drives them all (`node`, with its commands in
+//! `command`, the handling of one `Ready` in `ready`, quiescing and the
+//! leader lease in `quiesce`, replicas held out after a storage failure in
+//! `suspend` and the views it publishes in `view`), what a replica is to
 //! that loop (`replica`: its storage and the hooks of its state machine),
 //! the peer transport (`transport`) and what this broker knows of its peers
 //! (`directory`). Nothing here knows what a group replicates: partitions,
 //! the controller and the coordinators implement [`replica::Replica`].
 
+mod command;
 pub mod directory;
 pub mod hardstate;
 pub mod node;
+mod quiesce;
+mod ready;
 pub mod replica;
 pub mod storage;
+mod suspend;
 pub mod transport;
+mod view;
 
 use std::time::Duration;
 
@@ -31,7 +39,7 @@ impl Default for RaftTiming {
         Self {
             tick: Duration::from_millis(50),
             // 300-600 ms: a silent leader is replaced well within a second
-            // (see `node::WAKE_AFTER` for the faster path), and an isolated
+            // (see `quiesce::WAKE_AFTER` for the faster path), and an isolated
             // one steps down (check-quorum) as fast.
             election_ticks: 6,
             heartbeat_ticks: 2,

@@ -1,228 +1,15 @@
-//! Broker configuration: defaults, then a TOML file (`--config`), then
-//! `STRATA_*` environment variables, then flags — each later source wins.
-//! Everything is validated at start; a bad value stops the broker with one
-//! clear line naming the setting.
+//! From options to a [`BrokerConfig`]: each setting taken from its flag
+//! (or environment variable), else the config file, else its default, and
+//! checked; the TLS files and the token file are loaded here, so that a bad
+//! one stops the start.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use serde::Deserialize;
-
+use super::options::{FileConfig, read_file};
+use super::{Args, BrokerConfig, ConfigError, LogFormat};
 use crate::log::{FsyncPolicy, LogConfig};
-
-/// `stratad` command line. Every flag can also be set in the config file
-/// (same name with `_` instead of `-`) or as `STRATA_<NAME>`.
-#[derive(Parser, Debug, Default)]
-#[command(name = "stratad", version, about = "strata broker daemon")]
-pub struct Args {
-    /// TOML configuration file.
-    #[arg(long, env = "STRATA_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// This broker's id (>= 1).
-    #[arg(long, env = "STRATA_NODE_ID")]
-    pub node_id: Option<u64>,
-    /// Where partition logs and metadata live.
-    #[arg(long, env = "STRATA_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Client gRPC listener.
-    #[arg(long, env = "STRATA_LISTEN")]
-    pub listen: Option<String>,
-    /// Address clients are told to use for this broker (defaults to --listen).
-    #[arg(long, env = "STRATA_ADVERTISE")]
-    pub advertise: Option<String>,
-    /// Default fsync policy of topics: always | interval:<ms> | never.
-    #[arg(long, env = "STRATA_FSYNC")]
-    pub fsync: Option<String>,
-    /// Default segment size in bytes.
-    #[arg(long, env = "STRATA_SEGMENT_BYTES")]
-    pub segment_bytes: Option<u64>,
-    /// Default retention in milliseconds (-1 = forever).
-    #[arg(long, env = "STRATA_RETENTION_MS", allow_hyphen_values = true)]
-    pub retention_ms: Option<i64>,
-    /// Default retention in bytes per partition (-1 = unlimited).
-    #[arg(long, env = "STRATA_RETENTION_BYTES", allow_hyphen_values = true)]
-    pub retention_bytes: Option<i64>,
-    /// Default largest accepted batch in bytes.
-    #[arg(long, env = "STRATA_MAX_MESSAGE_BYTES")]
-    pub max_message_bytes: Option<u32>,
-    /// How often retention and time-based rolling run, e.g. 30s or 500ms.
-    #[arg(long, env = "STRATA_RETENTION_CHECK_INTERVAL")]
-    pub retention_check_interval: Option<String>,
-    /// Partitions of the internal consumer-offsets topic (fixed at first start).
-    #[arg(long, env = "STRATA_OFFSETS_PARTITIONS")]
-    pub offsets_partitions: Option<u32>,
-    /// Log format: text | json.
-    #[arg(long, env = "STRATA_LOG_FORMAT")]
-    pub log_format: Option<String>,
-    /// Log filter, e.g. info or strata_broker=debug.
-    #[arg(long, env = "STRATA_LOG_LEVEL")]
-    pub log_level: Option<String>,
-    /// Listener for other brokers (Raft and internal RPCs).
-    #[arg(long, env = "STRATA_PEER_LISTEN")]
-    pub peer_listen: Option<String>,
-    /// HTTP listener for /health and /ready (`off` to disable).
-    #[arg(long, env = "STRATA_HTTP_LISTEN")]
-    pub http_listen: Option<String>,
-    /// Initial cluster members: `1=HOST:PORT,2=HOST:PORT,...` (peer addresses).
-    #[arg(long, env = "STRATA_INITIAL_CLUSTER")]
-    pub initial_cluster: Option<String>,
-    /// How many of the initial brokers vote in the controller group.
-    #[arg(long, env = "STRATA_CONTROLLER_VOTERS")]
-    pub controller_voters: Option<usize>,
-    /// Certificate chain (PEM) of this broker: turns TLS on for every
-    /// listener and mutual TLS between brokers.
-    #[arg(long, env = "STRATA_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// Private key (PEM) of `--tls-cert`.
-    #[arg(long, env = "STRATA_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// CA certificates (PEM) that sign brokers and client certificates.
-    #[arg(long, env = "STRATA_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Client certificates on the client listener: required | optional | none.
-    #[arg(long, env = "STRATA_TLS_CLIENT_AUTH")]
-    pub tls_client_auth: Option<String>,
-    /// Which part of a client certificate is the principal: cn | san.
-    #[arg(long, env = "STRATA_TLS_PRINCIPAL")]
-    pub tls_principal: Option<String>,
-    /// Token file: `principal:sha256-hex-of-token` per line.
-    #[arg(long, env = "STRATA_TOKEN_FILE")]
-    pub token_file: Option<PathBuf>,
-    /// ACL enforcement: auto (once any ACL exists) | on | off.
-    #[arg(long, env = "STRATA_AUTHORIZATION")]
-    pub authorization: Option<String>,
-    /// Principals that bypass ACLs (comma-separated).
-    #[arg(long, env = "STRATA_SUPERUSERS", value_delimiter = ',')]
-    pub superusers: Option<Vec<String>>,
-    /// Object storage of tiered topics: file:///DIR or s3://BUCKET[/PREFIX]
-    /// (default: file://DATA_DIR/objects).
-    #[arg(long, env = "STRATA_OBJECT_STORE")]
-    pub object_store: Option<String>,
-    /// S3 endpoint URL (S3-compatible stores); default AWS_ENDPOINT or AWS.
-    #[arg(long, env = "STRATA_S3_ENDPOINT")]
-    pub s3_endpoint: Option<String>,
-    /// S3 region; default AWS_REGION.
-    #[arg(long, env = "STRATA_S3_REGION")]
-    pub s3_region: Option<String>,
-    /// S3 access key id; default AWS_ACCESS_KEY_ID.
-    #[arg(long, env = "STRATA_S3_ACCESS_KEY_ID")]
-    pub s3_access_key_id: Option<String>,
-    /// S3 secret access key; default AWS_SECRET_ACCESS_KEY.
-    #[arg(long, env = "STRATA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
-    /// Path-style S3 requests (default true with --s3-endpoint).
-    #[arg(long, env = "STRATA_S3_PATH_STYLE")]
-    pub s3_path_style: Option<bool>,
-    /// Sign S3 request bodies with SHA-256 (default: UNSIGNED-PAYLOAD; the
-    /// data carries CRCs checked on every read).
-    #[arg(long, env = "STRATA_S3_SIGNED_PAYLOAD")]
-    pub s3_signed_payload: Option<bool>,
-    /// Allow plain-HTTP S3 endpoints (default true for http:// endpoints).
-    #[arg(long, env = "STRATA_S3_ALLOW_HTTP")]
-    pub s3_allow_http: Option<bool>,
-    /// Memory for cached chunks of remote segments, in bytes.
-    #[arg(long, env = "STRATA_TIER_CACHE_BYTES")]
-    pub tier_cache_bytes: Option<u64>,
-    /// Bytes per ranged GET of remote data (64 KiB to 64 MiB).
-    #[arg(long, env = "STRATA_TIER_CHUNK_BYTES")]
-    pub tier_chunk_bytes: Option<u64>,
-    /// Average upload rate cap per broker in bytes/s (0 = unlimited).
-    #[arg(long, env = "STRATA_TIER_UPLOAD_BYTES_PER_SEC")]
-    pub tier_upload_bytes_per_sec: Option<u64>,
-    /// Segment uploads in flight per broker.
-    #[arg(long, env = "STRATA_TIER_MAX_UPLOADS")]
-    pub tier_max_uploads: Option<usize>,
-    /// How often leaders look for sealed segments to upload, e.g. 1s.
-    #[arg(long, env = "STRATA_TIER_UPLOAD_INTERVAL")]
-    pub tier_upload_interval: Option<String>,
-}
-
-/// The config file: the same settings as the flags.
-#[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    node_id: Option<u64>,
-    data_dir: Option<PathBuf>,
-    listen: Option<String>,
-    advertise: Option<String>,
-    fsync: Option<String>,
-    segment_bytes: Option<u64>,
-    retention_ms: Option<i64>,
-    retention_bytes: Option<i64>,
-    max_message_bytes: Option<u32>,
-    retention_check_interval: Option<String>,
-    offsets_partitions: Option<u32>,
-    log_format: Option<String>,
-    log_level: Option<String>,
-    peer_listen: Option<String>,
-    http_listen: Option<String>,
-    initial_cluster: Option<String>,
-    controller_voters: Option<usize>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    tls_ca: Option<PathBuf>,
-    tls_client_auth: Option<String>,
-    tls_principal: Option<String>,
-    token_file: Option<PathBuf>,
-    authorization: Option<String>,
-    superusers: Option<Vec<String>>,
-    object_store: Option<String>,
-    s3_endpoint: Option<String>,
-    s3_region: Option<String>,
-    s3_access_key_id: Option<String>,
-    s3_secret_access_key: Option<String>,
-    s3_path_style: Option<bool>,
-    s3_allow_http: Option<bool>,
-    s3_signed_payload: Option<bool>,
-    tier_cache_bytes: Option<u64>,
-    tier_max_uploads: Option<usize>,
-    tier_upload_interval: Option<String>,
-    tier_chunk_bytes: Option<u64>,
-    tier_upload_bytes_per_sec: Option<u64>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
-
-/// The validated configuration.
-#[derive(Clone, Debug)]
-pub struct BrokerConfig {
-    pub node_id: u64,
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub advertise: String,
-    pub log_defaults: LogConfig,
-    pub retention_check_interval: Duration,
-    pub offsets_partitions: u32,
-    pub log_format: LogFormat,
-    pub log_level: String,
-    pub peer_listen: SocketAddr,
-    /// HTTP listener (`None`: off).
-    pub http_listen: Option<SocketAddr>,
-    /// Initial members in the given order: (node id, peer address).
-    pub initial_cluster: Vec<(u64, String)>,
-    pub controller_voters: usize,
-    /// TLS on every listener and link (`None`: plaintext).
-    pub tls: Option<crate::security::tls::TlsSettings>,
-    /// Principals and ACL enforcement.
-    pub auth: crate::security::auth::Authorizer,
-    pub tier: crate::tier::TierSettings,
-}
-
-impl BrokerConfig {
-    /// Ids of the initial cluster, sorted: what every member must agree on.
-    pub fn cluster_fingerprint(&self) -> String {
-        let mut ids: Vec<u64> = self.initial_cluster.iter().map(|(i, _)| *i).collect();
-        ids.sort_unstable();
-        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
-        format!("{}/{}", ids.join(","), self.controller_voters)
-    }
-}
 
 /// Principal mapping, tokens, enforcement and superusers. The principal of
 /// this broker's own certificate is a superuser: brokers forward requests
@@ -339,10 +126,6 @@ fn parse_cluster(s: &str) -> Result<Vec<(u64, String)>, ConfigError> {
     }
     Ok(out)
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(pub String);
 
 fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
     Err(ConfigError(msg.into()))
@@ -568,15 +351,6 @@ impl BrokerConfig {
             log_level,
         })
     }
-}
-
-fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {
-    let text =
-        std::fs::read_to_string(p).map_err(|e| ConfigError(format!("{}: {e}", p.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        let msg = e.message().to_string();
-        ConfigError(format!("{}: {msg}", p.display()))
-    })
 }
 
 #[cfg(test)]

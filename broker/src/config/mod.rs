@@ -1,0 +1,64 @@
+//! Broker configuration: defaults, then a TOML file (`--config`), then
+//! `STRATA_*` environment variables, then flags — each later source wins.
+//! Everything is validated at start; a bad value stops the broker with one
+//! clear line naming the setting.
+//!
+//! What can be set, and from where, is in `options` ([`Args`], and the
+//! config file with the same settings); merging the sources into a
+//! [`BrokerConfig`] and validating every value is in `validate`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::log::LogConfig;
+
+mod options;
+mod validate;
+
+pub use options::Args;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The validated configuration.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub log_defaults: LogConfig,
+    pub retention_check_interval: Duration,
+    pub offsets_partitions: u32,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub peer_listen: SocketAddr,
+    /// HTTP listener (`None`: off).
+    pub http_listen: Option<SocketAddr>,
+    /// Initial members in the given order: (node id, peer address).
+    pub initial_cluster: Vec<(u64, String)>,
+    pub controller_voters: usize,
+    /// TLS on every listener and link (`None`: plaintext).
+    pub tls: Option<crate::security::tls::TlsSettings>,
+    /// Principals and ACL enforcement.
+    pub auth: crate::security::auth::Authorizer,
+    pub tier: crate::tier::TierSettings,
+}
+
+impl BrokerConfig {
+    /// Ids of the initial cluster, sorted: what every member must agree on.
+    pub fn cluster_fingerprint(&self) -> String {
+        let mut ids: Vec<u64> = self.initial_cluster.iter().map(|(i, _)| *i).collect();
+        ids.sort_unstable();
+        let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+        format!("{}/{}", ids.join(","), self.controller_voters)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);

@@ -1,0 +1,289 @@
+//! The loop's inbox: the commands it takes ([`Cmd`]), the handle that
+//! sends them ([`RaftHandle`]), where a proposal went ([`Proposal`]), and how
+//! the loop carries out each command (`RaftLoop::handle`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use raft::StateRole;
+use raft::eraftpb::{ConfChange, Message};
+use strata_proto::batch::BatchHeader;
+
+use super::GroupKey;
+use super::node::{Group, RaftLoop};
+use super::quiesce::{VOTE_LEASE_SILENCE, end_lease};
+use super::replica::Replica;
+use crate::error::{BrokerError, Result};
+
+/// Where a proposal went.
+#[derive(Debug, Clone, Copy)]
+pub struct Proposal {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The log end after the proposal (what must commit).
+    pub end_offset: i64,
+    /// Raft index and term of the last entry (0 for a pure duplicate).
+    pub index: u64,
+    pub term: u64,
+}
+
+pub enum Cmd {
+    Step(Vec<(GroupKey, Message)>),
+    Propose {
+        key: GroupKey,
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: tokio::sync::oneshot::Sender<Result<Proposal>>,
+    },
+    /// A controller command batch; answers (index, term).
+    ProposeRaw {
+        key: GroupKey,
+        data: Vec<u8>,
+        reply: tokio::sync::oneshot::Sender<Result<(u64, u64)>>,
+    },
+    ConfChange {
+        key: GroupKey,
+        cc: ConfChange,
+        reply: tokio::sync::oneshot::Sender<Result<(u64, u64)>>,
+    },
+    AddGroup {
+        replica: Arc<dyn Replica>,
+        campaign: bool,
+    },
+    RemoveGroup {
+        key: GroupKey,
+    },
+    TransferLeader {
+        key: GroupKey,
+        to: u64,
+    },
+    /// Hands every leadership to another replica (shutdown).
+    TransferAll,
+    /// A peer opened a new stream (restarted, or reconnected): it may have
+    /// lost its data, so leaders probe it again instead of trusting the
+    /// progress they remember.
+    PeerRestarted(u64),
+    /// The leader of a group quiesced it.
+    Quiesce {
+        key: GroupKey,
+        from: u64,
+        term: u64,
+        index: u64,
+    },
+    Stop,
+}
+
+/// Sends commands to the event loop.
+#[derive(Clone)]
+pub struct RaftHandle {
+    pub(super) tx: mpsc::Sender<Cmd>,
+}
+
+impl RaftHandle {
+    pub fn send(&self, cmd: Cmd) -> Result<()> {
+        self.tx.send(cmd).map_err(|_| BrokerError::ShuttingDown)
+    }
+}
+
+impl RaftLoop {
+    pub(super) fn handle(&mut self, cmd: Cmd, active: &mut HashSet<GroupKey>) -> bool {
+        match cmd {
+            Cmd::Step(msgs) => {
+                for (key, mut m) in msgs {
+                    if let Some(g) = self.groups.get_mut(&key) {
+                        let from = m.from;
+                        if !g.node.raft.prs().conf().voters().contains(from)
+                            && !g.node.raft.prs().conf().learners().contains(&from)
+                            && g.node.raft.prs().conf().voters().contains(self.node_id)
+                            && !g.replica.admits_strangers()
+                        {
+                            continue;
+                        }
+                        // A leader may still believe a wiped follower holds
+                        // entries; never let a heartbeat commit past our log.
+                        if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+                            m.commit = m.commit.min(g.node.raft.raft_log.last_index());
+                        }
+                        g.quiesced = false;
+                        if matches!(
+                            m.get_msg_type(),
+                            raft::eraftpb::MessageType::MsgRequestPreVote
+                                | raft::eraftpb::MessageType::MsgRequestVote
+                        ) {
+                            let leader = g.node.raft.leader_id;
+                            if leader != 0
+                                && leader != self.node_id
+                                && leader != from
+                                && !self.directory.heard_within(leader, VOTE_LEASE_SILENCE)
+                            {
+                                end_lease(&mut g.node.raft);
+                            }
+                        }
+                        if !matches!(
+                            m.get_msg_type(),
+                            raft::eraftpb::MessageType::MsgHeartbeat
+                                | raft::eraftpb::MessageType::MsgHeartbeatResponse
+                        ) {
+                            g.last_active = Instant::now();
+                        }
+                        if let Err(e) = g.node.step(m) {
+                            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
+                        }
+                        active.insert(key);
+                    }
+                }
+            }
+            Cmd::Propose {
+                key,
+                batches,
+                reply,
+            } => {
+                let r = self.propose(&key, batches);
+                let _ = reply.send(r);
+                active.insert(key);
+            }
+            Cmd::ProposeRaw { key, data, reply } => {
+                let r = match self.groups.get_mut(&key) {
+                    Some(g) if g.node.raft.state == StateRole::Leader => {
+                        g.quiesced = false;
+                        g.last_active = Instant::now();
+                        match g.node.propose(vec![], data) {
+                            Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
+                            Err(_) => Err(refuse(g)),
+                        }
+                    }
+                    Some(g) => Err(refuse(g)),
+                    None => Err(BrokerError::ShuttingDown),
+                };
+                let _ = reply.send(r);
+                active.insert(key);
+            }
+            Cmd::ConfChange { key, cc, reply } => {
+                let r = match self.groups.get_mut(&key) {
+                    Some(g) if g.node.raft.state == StateRole::Leader => {
+                        g.quiesced = false;
+                        g.last_active = Instant::now();
+                        match g.node.propose_conf_change(vec![], cc) {
+                            Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
+                            Err(e) => Err(BrokerError::InvalidRequest(format!(
+                                "membership change refused: {e}"
+                            ))),
+                        }
+                    }
+                    Some(g) => Err(refuse(g)),
+                    None => Err(BrokerError::ShuttingDown),
+                };
+                let _ = reply.send(r);
+                active.insert(key);
+            }
+            Cmd::AddGroup { replica, campaign } => {
+                let key = replica.core().key();
+                if self.groups.contains_key(&key) || self.suspended.contains_key(&key) {
+                    return true;
+                }
+                match self.new_group(replica, campaign) {
+                    Ok(g) => {
+                        self.groups.insert(key.clone(), g);
+                        active.insert(key);
+                    }
+                    Err(e) => {
+                        tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot start the Raft group")
+                    }
+                }
+            }
+            Cmd::RemoveGroup { key } => {
+                if let Some(g) = self.groups.remove(&key) {
+                    // Whoever still waits on the replica is answered now.
+                    g.core().drop_leadership();
+                }
+                self.suspended.remove(&key);
+                self.hard_states.remove(&key);
+                self.views
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&key);
+            }
+            Cmd::TransferLeader { key, to } => {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    g.quiesced = false;
+                    g.last_active = Instant::now();
+                    g.node.transfer_leader(to);
+                    active.insert(key);
+                }
+            }
+            Cmd::TransferAll => {
+                for (k, g) in &mut self.groups {
+                    if g.node.raft.state != StateRole::Leader {
+                        continue;
+                    }
+                    g.quiesced = false;
+                    g.last_active = Instant::now();
+                    let last = g.node.raft.raft_log.last_index();
+                    let best = g
+                        .node
+                        .raft
+                        .prs()
+                        .iter()
+                        .filter(|(id, _)| **id != self.node_id)
+                        .filter(|(id, _)| g.node.raft.prs().conf().voters().contains(**id))
+                        .max_by_key(|(_, p)| p.matched)
+                        .map(|(id, p)| (*id, p.matched));
+                    if let Some((to, matched)) = best
+                        && matched + 16 >= last
+                    {
+                        g.node.transfer_leader(to);
+                        active.insert(k.clone());
+                    }
+                }
+            }
+            Cmd::Quiesce {
+                key,
+                from,
+                term,
+                index,
+            } => {
+                if let Some(g) = self.groups.get_mut(&key) {
+                    let r = &g.node.raft;
+                    if r.term == term
+                        && r.leader_id == from
+                        && r.raft_log.last_index() == index
+                        && r.raft_log.committed == index
+                    {
+                        g.quiesced = true;
+                    }
+                }
+            }
+            Cmd::PeerRestarted(peer) => {
+                for (k, g) in &mut self.groups {
+                    if g.node.raft.state != StateRole::Leader {
+                        continue;
+                    }
+                    let last = g.node.raft.raft_log.last_index();
+                    g.quiesced = false;
+                    if let Some(pr) = g.node.raft.mut_prs().get_mut(peer) {
+                        pr.matched = 0;
+                        pr.become_probe();
+                        pr.next_idx = last + 1;
+                        active.insert(k.clone());
+                    }
+                }
+            }
+            Cmd::Stop => {
+                // Requests still waiting on a replica here get NOT_LEADER
+                // at once (retriable elsewhere) instead of their timeout.
+                for g in self.groups.values() {
+                    g.core().drop_leadership();
+                }
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What a group that does not lead answers a proposal with.
+fn refuse(g: &Group) -> BrokerError {
+    g.replica.refuse(g.node.raft.leader_id)
+}

@@ -1,0 +1,55 @@
+//! Quiescing and the leader lease: when an idle led group stops ticking
+//! ([`can_quiesce`]), how long a leader's broker may stay silent before its
+//! followers wake and campaign, and a follower giving up its view of the
+//! leader's lease ([`end_lease`]).
+
+use raft::StateRole;
+
+use super::node::Group;
+use super::storage::LogStorage;
+
+/// A leader quiesces a group idle this long with every follower caught up.
+pub(super) const QUIESCE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// A follower whose leader's broker was silent this long (several missed
+/// broker heartbeats) treats its leader as gone: a quiesced group wakes, and
+/// every such group campaigns within one more (randomized) election
+/// timeout instead of waiting out a whole one first.
+pub(super) const WAKE_AFTER: std::time::Duration = std::time::Duration::from_millis(350);
+
+/// A follower asked for its (pre-)vote treats its leader's lease as over
+/// when the leader's broker has been silent this long (two broker
+/// heartbeats missed): the candidate saw the leader go silent a moment
+/// earlier, and waiting for this replica's own detection would cost a
+/// whole second election round. A replica that still hears the leader
+/// keeps refusing, which is what the lease is for.
+pub(super) const VOTE_LEASE_SILENCE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Ends a follower's view of its leader's lease: what is left before it
+/// campaigns is the randomized part of the election timeout (spreading the
+/// candidates), and it grants (pre-)votes at once.
+pub(super) fn end_lease(r: &mut raft::Raft<LogStorage>) {
+    if r.state != StateRole::Follower {
+        return;
+    }
+    let et = r.election_timeout();
+    if r.election_elapsed < et {
+        r.election_elapsed = et;
+    }
+}
+
+/// An idle led group whose followers all hold and know the whole log.
+pub(super) fn can_quiesce(g: &Group, me: u64) -> bool {
+    let r = &g.node.raft;
+    if r.state != StateRole::Leader
+        || r.lead_transferee.is_some()
+        || g.last_active.elapsed() < QUIESCE_AFTER
+        || !r.raft_log.unstable.entries.is_empty()
+    {
+        return false;
+    }
+    let last = r.raft_log.last_index();
+    r.raft_log.committed == last
+        && r.prs()
+            .iter()
+            .all(|(id, p)| *id == me || (p.matched == last && p.committed_index == last))
+}
