@@ -374,19 +374,6 @@ fn apply(groups: &mut HashMap<String, GroupOffsets>, k: Key, v: Option<Committed
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kafka_shard_rule() {
-        // Java: "group".hashCode() == 98629247
-        assert_eq!(shard_for("group", 50), 98629247 % 50);
-        assert!(validate_group("").is_err());
-        assert!(validate_group("a\nb").is_err());
-    }
-}
-
 /// A `__consumer_offsets` partition as the Raft loop drives it: committed
 /// entries feed the coordinator's view, which is rebuilt from the log's
 /// base at start.
@@ -406,5 +393,18 @@ impl Replica for OffsetsReplica {
 
     fn apply(&self, _index: u64, data: &bytes::Bytes) {
         self.coordinator.apply_entry(data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_shard_rule() {
+        // Java: "group".hashCode() == 98629247
+        assert_eq!(shard_for("group", 50), 98629247 % 50);
+        assert!(validate_group("").is_err());
+        assert!(validate_group("a\nb").is_err());
     }
 }
