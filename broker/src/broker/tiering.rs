@@ -35,28 +35,31 @@ impl TierHost for Broker {
     }
 
     async fn record_remote_segment(&self, loc: &RemoteLoc, segment: RemoteSegment) -> Result<bool> {
-        let r = self
-            .controller()
-            .execute(ControllerOp::AddRemoteSegment {
-                topic: loc.topic.clone(),
-                topic_id: loc.topic_id.clone(),
-                partition: loc.partition,
-                segment,
-            })
-            .await?;
-        Ok(matches!(r, ControllerReply::Count(1)))
+        self.changes_manifest(ControllerOp::AddRemoteSegment {
+            topic: loc.topic.clone(),
+            topic_id: loc.topic_id.clone(),
+            partition: loc.partition,
+            segment,
+        })
+        .await
     }
 
     async fn trim_remote(&self, loc: &RemoteLoc, start: i64) -> Result<bool> {
-        let r = self
-            .controller()
-            .execute(ControllerOp::TrimRemote {
-                topic: loc.topic.clone(),
-                topic_id: loc.topic_id.clone(),
-                partition: loc.partition,
-                start,
-            })
-            .await?;
+        self.changes_manifest(ControllerOp::TrimRemote {
+            topic: loc.topic.clone(),
+            topic_id: loc.topic_id.clone(),
+            partition: loc.partition,
+            start,
+        })
+        .await
+    }
+}
+
+impl Broker {
+    /// Runs a manifest change through the controller: whether it changed
+    /// the manifest (the controller answers 1) or not (0).
+    async fn changes_manifest(&self, op: ControllerOp) -> Result<bool> {
+        let r = self.controller().execute(op).await?;
         Ok(matches!(r, ControllerReply::Count(1)))
     }
 }
