@@ -32,7 +32,7 @@ trap stop_all EXIT
 
 w1() { # bin_dir out_json
   rm -rf "$DATA" && mkdir -p "$DATA"
-  "$1/stratad" --data-dir "$DATA/node" --listen 127.0.0.1:19500 --fsync never --log-level warn \
+  "$1/stratad" --data-dir "$DATA/node" --listen 127.0.0.1:19500 --http-listen 127.0.0.1:19520 --fsync never --log-level warn \
     >>"$OUT/stratad.log" 2>&1 &
   PIDS=($!)
   for _ in $(seq 1 100); do
@@ -50,16 +50,19 @@ w5() { # bin_dir out_json
   rm -rf "$DATA" && mkdir -p "$DATA"
   for n in 1 2 3; do
     "$1/stratad" --node-id $n --data-dir "$DATA/n$n" --listen "127.0.0.1:1960$n" \
-      --peer-listen "127.0.0.1:1961$n" --initial-cluster "$IC" --fsync never --log-level warn \
+      --peer-listen "127.0.0.1:1961$n" --http-listen "127.0.0.1:1962$n" --initial-cluster "$IC" \
+      --fsync never --log-level warn \
       >>"$OUT/stratad.log" 2>&1 &
     PIDS+=($!)
   done
+  local ok=0
   for _ in $(seq 1 300); do
     "$1/strata" --brokers "$BROKERS" cluster status --output json 2>/dev/null |
       python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if len(j["brokers"])==3 and all(b["alive"] for b in j["brokers"]) and j["leaderless_partitions"]==0 else 1)' 2>/dev/null &&
-      break
+      { ok=1; break; }
     sleep 0.2
   done
+  [ "$ok" = 1 ] || { echo "cluster did not become healthy (see $OUT/stratad.log)" >&2; exit 1; }
   "$1/strata" --brokers "$BROKERS" topic create bench --partitions 6 --replication-factor 3 >/dev/null
   "$1/strata" --brokers "$BROKERS" bench produce bench --bytes 1GB --record-size 1024 --acks all \
     --output json >"$2"
@@ -67,6 +70,7 @@ w5() { # bin_dir out_json
 }
 
 echo "== limits"
+command -v fio >/dev/null && command -v iperf3 >/dev/null || { echo "needs fio and iperf3 (apt-get install -y fio iperf3)" >&2; exit 1; }
 fio --name=w --filename="$OUT/fio.tmp" --rw=write --bs=1M --size=1G --ioengine=psync --fdatasync=1 \
   --output-format=json >"$OUT/fio.json" 2>/dev/null && rm -f "$OUT/fio.tmp"
 python3 -c "import json;j=json.load(open('$OUT/fio.json'));print('fio 1MiB writes+fdatasync MB/s', round(j['jobs'][0]['write']['bw_bytes']/1e6,1))"
