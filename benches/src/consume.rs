@@ -30,6 +30,7 @@ fn consumer_config() -> ConsumerConfig {
         max_partition_bytes: 16 << 20,
         auto_offset_reset: OffsetReset::Earliest,
         prefetch: 4,
+        ..ConsumerConfig::default()
     }
 }
 

@@ -57,6 +57,24 @@ pub enum BrokerError {
         got: i16,
         current: i16,
     },
+    #[error("unknown member {0}")]
+    UnknownMember(String),
+    #[error("member {member} heartbeats with epoch {epoch}; the group has it at {current}")]
+    FencedMemberEpoch {
+        member: String,
+        epoch: i32,
+        current: i32,
+    },
+    #[error("stale member epoch: {0}")]
+    StaleMemberEpoch(String),
+    #[error("group instance id '{0}' belongs to another member")]
+    FencedInstanceId(String),
+    #[error("unsupported assignor '{0}' (uniform, range)")]
+    UnsupportedAssignor(String),
+    #[error("inconsistent group protocol: {0}")]
+    InconsistentGroupProtocol(String),
+    #[error("group '{0}' has members")]
+    NonEmptyGroup(String),
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("invalid group id '{0}'")]
@@ -129,6 +147,13 @@ impl BrokerError {
             NotReady(_) => ErrorCode::NotReady,
             RemoteStorage(_) => ErrorCode::RemoteStorageUnavailable,
             RemoteDataCorrupt(_) => ErrorCode::RemoteDataCorrupt,
+            UnknownMember(_) => ErrorCode::UnknownMemberId,
+            FencedMemberEpoch { .. } => ErrorCode::FencedMemberEpoch,
+            StaleMemberEpoch(_) => ErrorCode::StaleMemberEpoch,
+            FencedInstanceId(_) => ErrorCode::FencedInstanceId,
+            UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
+            InconsistentGroupProtocol(_) => ErrorCode::InconsistentGroupProtocol,
+            NonEmptyGroup(_) => ErrorCode::NonEmptyGroup,
             Remote { code, .. } => *code,
         }
     }

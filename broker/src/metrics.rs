@@ -38,6 +38,12 @@ pub struct Metrics {
     request_errors: Family<ApiLabel, Counter>,
     request_seconds: HistogramFamily,
     fsync_seconds: Histogram,
+    rebalances: Family<GroupLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabel {
+    pub group: String,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -104,6 +110,12 @@ impl Metrics {
             "Latency of one sync pass over a log's files",
             fsync_seconds.clone(),
         );
+        let rebalances = Family::<GroupLabel, Counter>::default();
+        registry.register(
+            "group_rebalances",
+            "Group epoch changes of groups this broker coordinates (a member joined, left, expired or resubscribed)",
+            rebalances.clone(),
+        );
         // Zeros rather than absent series for the APIs with latency figures.
         for api in ["produce", "fetch"] {
             let l = Self::api(api);
@@ -119,6 +131,7 @@ impl Metrics {
             request_errors,
             request_seconds,
             fsync_seconds,
+            rebalances,
         }
     }
 
@@ -156,6 +169,14 @@ impl Metrics {
             topic: topic.to_owned(),
         };
         self.fetch_bytes.get_or_create(&l).inc_by(bytes);
+    }
+
+    pub fn rebalance(&self, group: &str) {
+        self.rebalances
+            .get_or_create(&GroupLabel {
+                group: group.to_owned(),
+            })
+            .inc();
     }
 
     pub fn fsync(&self, took: Duration) {

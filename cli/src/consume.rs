@@ -1,6 +1,10 @@
 //! `strata consume TOPIC`: prints records one per line (value or JSON),
 //! from all partitions or one, until `--count`, `--idle-exit`, Ctrl-C or
-//! SIGTERM; with `--group` it resumes from and commits the group's offsets.
+//! SIGTERM. With `--group` (and no partition or start given) it joins the
+//! group and reads what the coordinator assigns it, so several copies
+//! share the partitions; assignment changes go to stderr, one line each.
+//! With `--group` and a partition or start, it reads as told and commits
+//! to the group. Positions are committed every second and at exit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -8,7 +12,10 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use strata_client::{Admin, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset};
+use strata_client::{
+    Admin, AssignmentEvent, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset,
+    Subscription,
+};
 
 use crate::Ctx;
 use crate::output::usage;
@@ -46,6 +53,49 @@ pub struct ConsumeArgs {
     /// Exit once no record arrived for this many milliseconds.
     #[arg(long, value_name = "MS")]
     pub idle_exit: Option<u64>,
+    /// Static group membership: a restart within the session timeout gets
+    /// the same partitions back without a rebalance.
+    #[arg(long, requires = "group")]
+    pub group_instance_id: Option<String>,
+    /// The group member's session timeout (1,000 to 300,000 ms).
+    #[arg(long, value_name = "MS", requires = "group", default_value_t = 45_000)]
+    pub session_timeout: u64,
+    /// The group's assignor: uniform or range.
+    #[arg(long, requires = "group")]
+    pub assignor: Option<String>,
+}
+
+/// One assignment change, as printed to stderr.
+#[derive(Serialize)]
+struct EventJson<'a> {
+    event: &'a str,
+    /// Milliseconds since the Unix epoch.
+    at_ms: u128,
+    partitions: Vec<String>,
+}
+
+fn print_event(e: &AssignmentEvent, f: RecordFormat) {
+    let (event, tps) = match e {
+        AssignmentEvent::Assigned(t) => ("assigned", t),
+        AssignmentEvent::Revoked(t) => ("revoked", t),
+        AssignmentEvent::Lost(t) => ("lost", t),
+    };
+    let partitions: Vec<String> = tps.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+    match f {
+        RecordFormat::Json => {
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            if let Ok(line) = serde_json::to_string(&EventJson {
+                event,
+                at_ms,
+                partitions,
+            }) {
+                eprintln!("{line}");
+            }
+        }
+        RecordFormat::Value => eprintln!("{event} {}", partitions.join(",")),
+    }
 }
 
 /// Parses `--offset`.
@@ -168,20 +218,36 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
         StartOffset::Offset(_) => OffsetReset::None,
         _ => OffsetReset::Earliest,
     };
+    let subscribe =
+        a.group.is_some() && a.partition.is_none() && a.offset.is_none() && a.from_time.is_none();
+    if !subscribe && (a.group_instance_id.is_some() || a.assignor.is_some()) {
+        return Err(usage(
+            "--group-instance-id and --assignor need a group subscription (no --partition, --offset or --from-time)",
+        ));
+    }
     let cfg = ConsumerConfig {
         group: a.group.clone(),
         max_wait: Duration::from_millis(500),
         auto_offset_reset,
+        group_instance_id: a.group_instance_id.clone(),
+        session_timeout: Duration::from_millis(a.session_timeout),
+        assignor: a.assignor.clone(),
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(ctx.client.clone(), cfg)?;
     let admin = Admin::new(ctx.client.clone())?;
-    match a.partition {
-        Some(p) => {
-            consumer.assign(&a.topic, p, start).await?;
-        }
-        None => {
-            consumer.assign_topic(&a.topic, start).await?;
+    let mut events = None;
+    if subscribe {
+        consumer.subscribe(Subscription::Topics(vec![a.topic.clone()]))?;
+        events = consumer.assignment_events();
+    } else {
+        match a.partition {
+            Some(p) => {
+                consumer.assign(&a.topic, p, start).await?;
+            }
+            None => {
+                consumer.assign_topic(&a.topic, start).await?;
+            }
         }
     }
     if a.count == Some(0) {
@@ -204,12 +270,15 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
                 () = &mut signal => break,
                 () = sleep_until(idle_deadline), if idle_deadline.is_some() => break,
                 () = tokio::time::sleep_until(tick.into()), if a.group.is_some() => {
-                    if let Some(g) = &a.group && positions != committed_positions {
+                    if subscribe {
+                        commit_member(&consumer).await;
+                    } else if let Some(g) = &a.group && positions != committed_positions {
                         commit(&admin, g, &a.topic, &positions).await?;
                         committed_positions = positions.clone();
                     }
                     last_commit = Instant::now();
                 }
+                Some(e) = next_event(&mut events) => print_event(&e, a.format),
                 batch = consumer.next_batch() => {
                     let Some(batch) = batch else { break };
                     let batch = batch?;
@@ -235,7 +304,10 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
     }
     .await;
     let flushed = out.flush();
-    if let Some(g) = &a.group
+    if subscribe {
+        commit_member(&consumer).await;
+        consumer.close().await;
+    } else if let Some(g) = &a.group
         && positions != committed_positions
     {
         commit(&admin, g, &a.topic, &positions).await?;
@@ -243,6 +315,24 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
     result?;
     flushed?;
     Ok(())
+}
+
+/// Commits a subscribed consumer's positions; a refusal (the partition
+/// just moved) is not an error: the new owner resumes from the last
+/// commit.
+async fn commit_member(consumer: &Consumer) {
+    if let Err(e) = consumer.commit().await {
+        eprintln!("commit refused: {e}");
+    }
+}
+
+async fn next_event(
+    events: &mut Option<tokio::sync::mpsc::UnboundedReceiver<AssignmentEvent>>,
+) -> Option<AssignmentEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {

@@ -55,14 +55,34 @@ pub async fn run(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
     let admin = Admin::new(ctx.client.clone())?;
     match cmd {
         GroupCmd::List => {
-            let mut groups = admin.list_groups().await?;
-            groups.sort();
+            let mut groups = admin.list_group_listings().await?;
+            groups.sort_by(|a, b| a.group.cmp(&b.group));
             if ctx.output == Format::Json {
-                return print_json(&groups);
+                let v: Vec<_> = groups
+                    .iter()
+                    .map(|g| {
+                        serde_json::json!({
+                            "group": g.group,
+                            "state": g.state,
+                            "members": g.members,
+                            "protocol": g.protocol,
+                        })
+                    })
+                    .collect();
+                return print_json(&v);
             }
-            let mut t = Table::new(["GROUP"]);
+            let mut t = Table::new(["GROUP", "STATE", "MEMBERS", "PROTOCOL"]);
             for g in groups {
-                t.row(vec![g]);
+                t.row(vec![
+                    g.group,
+                    g.state,
+                    g.members.to_string(),
+                    if g.protocol.is_empty() {
+                        "-".into()
+                    } else {
+                        g.protocol
+                    },
+                ]);
             }
             t.print()?;
         }
@@ -82,9 +102,28 @@ pub async fn run(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
                 .collect();
             parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
             let total: i64 = parts.iter().map(|p| p.lag.max(0)).sum();
+            let members: Vec<serde_json::Value> = d
+                .members
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "member_id": m.member_id,
+                        "instance_id": m.instance_id,
+                        "client": m.client,
+                        "member_epoch": m.member_epoch,
+                        "assigned": tps(&m.assigned),
+                        "revoking": tps(&m.revoking),
+                    })
+                })
+                .collect();
             if ctx.output == Format::Json {
                 return print_json(&serde_json::json!({
                     "group": d.group,
+                    "state": d.state,
+                    "protocol": d.protocol,
+                    "group_epoch": d.group_epoch,
+                    "assignor": d.assignor,
+                    "members": members,
                     "partitions": parts,
                     "total_lag": total,
                 }));
@@ -99,7 +138,39 @@ pub async fn run(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
                     p.lag.to_string(),
                 ]);
             }
-            outln!("group {}  total lag {total}", d.group);
+            outln!(
+                "group {}  state {}  protocol {}  epoch {}  assignor {}  total lag {total}",
+                d.group,
+                d.state,
+                if d.protocol.is_empty() {
+                    "-"
+                } else {
+                    &d.protocol
+                },
+                d.group_epoch,
+                if d.assignor.is_empty() {
+                    "-"
+                } else {
+                    &d.assignor
+                }
+            );
+            if !d.members.is_empty() {
+                let mut mt = Table::new(["MEMBER", "INSTANCE", "CLIENT", "EPOCH", "ASSIGNED"]);
+                for m in &d.members {
+                    mt.row(vec![
+                        m.member_id.clone(),
+                        if m.instance_id.is_empty() {
+                            "-".into()
+                        } else {
+                            m.instance_id.clone()
+                        },
+                        m.client.clone(),
+                        m.member_epoch.to_string(),
+                        tps(&m.assigned).join(","),
+                    ]);
+                }
+                mt.print()?;
+            }
             t.print()?;
         }
         GroupCmd::ResetOffsets { group, topic, to } => {
@@ -131,6 +202,17 @@ pub async fn run(ctx: &Ctx, cmd: GroupCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `topic/partition` names.
+fn tps(list: &[strata_client::TopicPartitions]) -> Vec<String> {
+    list.iter()
+        .flat_map(|tp| {
+            tp.partitions
+                .iter()
+                .map(move |p| format!("{}/{p}", tp.topic))
+        })
+        .collect()
 }
 
 #[cfg(test)]

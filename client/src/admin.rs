@@ -78,14 +78,18 @@ fn check_broker_id(id: u64) -> Result<()> {
     Ok(())
 }
 
-/// Commits `(topic, partition, next offset)` for `group`.
-pub(crate) async fn offset_commit(
+/// Commits `(topic, partition, next offset)` for `group`, as the member
+/// `(id, epoch)` (empty id: a simple commit).
+pub(crate) async fn offset_commit_as(
     cluster: &Cluster,
     group: &str,
     offsets: &[(String, u32, i64)],
+    member: (&str, i32),
 ) -> Result<()> {
     let req = OffsetCommitRequest {
         group: group.to_owned(),
+        member_id: member.0.to_owned(),
+        member_epoch: member.1,
         offsets: offsets
             .iter()
             .map(|(t, p, o)| TopicPartitionOffset {
@@ -319,6 +323,11 @@ impl Admin {
         Ok(groups_call!(&self.cluster, list_groups, ListGroupsRequest {})?.groups)
     }
 
+    /// Every group with its state, member count and protocol.
+    pub async fn list_group_listings(&self) -> Result<Vec<crate::GroupListing>> {
+        Ok(groups_call!(&self.cluster, list_groups, ListGroupsRequest {})?.listings)
+    }
+
     pub async fn describe_group(&self, group: &str) -> Result<DescribeGroupResponse> {
         groups_call!(
             &self.cluster,
@@ -355,7 +364,7 @@ impl Admin {
         group: &str,
         offsets: &[(String, u32, i64)],
     ) -> Result<()> {
-        offset_commit(&self.cluster, group, offsets).await
+        offset_commit_as(&self.cluster, group, offsets, ("", 0)).await
     }
 
     /// Sets the group's committed offset of every partition of `topic`;
@@ -388,7 +397,7 @@ impl Admin {
         }
         let offsets: Vec<(String, u32, i64)> =
             out.iter().map(|&(p, o)| (topic.to_owned(), p, o)).collect();
-        offset_commit(&self.cluster, group, &offsets).await?;
+        offset_commit_as(&self.cluster, group, &offsets, ("", 0)).await?;
         Ok(out)
     }
 }

@@ -62,7 +62,10 @@ mod record;
 
 pub use admin::{Admin, ResetTo};
 pub use config::{ClientConfig, ClientConfigBuilder, ClientTls, DEFAULT_BROKER};
-pub use consumer::{Consumer, ConsumerConfig, OffsetReset, StartOffset};
+pub use consumer::{
+    AssignmentEvent, Consumer, ConsumerConfig, OffsetReset, StartOffset, Subscription,
+    TopicPartition,
+};
 pub use error::{ClientError, LeaderHint, Result};
 pub use partitioner::{key_partition, murmur2};
 pub use producer::{
@@ -72,9 +75,10 @@ pub use record::{ConsumerRecord, Decoded, decode_records};
 /// Wire types returned by [`Admin`] (generated from `strata.proto`).
 pub use strata_proto::v1::{
     Acks, Acl, AclOperation, AclPattern, AclPermission, AclResource, BrokerInfo, BrokerStatus,
-    ClusterStatusResponse, DescribeGroupResponse, ErrorCode, GroupPartitionLag,
-    ListOffsetsResponse, MetadataResponse, OffsetSpec, PartitionDescription, PartitionMetadata,
-    TopicDescription, TopicMetadata, TopicPartitionOffset, TopicSummary, WhoAmIResponse,
+    ClusterStatusResponse, DescribeGroupResponse, ErrorCode, GroupListing, GroupMember,
+    GroupPartitionLag, ListOffsetsResponse, MetadataResponse, OffsetSpec, PartitionDescription,
+    PartitionMetadata, TopicDescription, TopicMetadata, TopicPartitionOffset, TopicPartitions,
+    TopicSummary, WhoAmIResponse,
 };
 
 #[cfg(test)]

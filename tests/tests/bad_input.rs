@@ -266,6 +266,7 @@ async fn bad_requests_get_stable_codes_and_change_nothing() {
             offset,
             metadata: String::new(),
         }],
+        ..Default::default()
     };
     for (req, code) in [
         (commit("", "good", 1), "INVALID_GROUP"),

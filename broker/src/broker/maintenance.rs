@@ -166,4 +166,15 @@ impl Broker {
             }
         }
     }
+
+    /// Takes out members of the groups coordinated here whose session or
+    /// rebalance timeout ran out (every 100 ms).
+    pub(super) async fn group_sessions(me: std::sync::Weak<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Some(b) = me.upgrade() else { return };
+            let topics = b.topic_partition_counts();
+            b.groups.expire_members(&topics).await;
+        }
+    }
 }

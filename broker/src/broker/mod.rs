@@ -178,6 +178,7 @@ impl Broker {
         });
         tokio::spawn(Self::follow_metadata(Arc::downgrade(&broker)));
         tokio::spawn(Self::maintenance(Arc::downgrade(&broker)));
+        tokio::spawn(Self::group_sessions(Arc::downgrade(&broker)));
         tokio::spawn(crate::tier::uploader::run(Arc::downgrade(&broker)));
         Ok(broker)
     }

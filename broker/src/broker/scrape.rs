@@ -20,6 +20,16 @@ struct PartitionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupOnly {
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LagLabel {
     group: String,
     topic: String,
@@ -161,6 +171,38 @@ pub fn render(broker: &Broker) -> String {
         "consumer_group_lag",
         "High watermark minus the group's committed offset (partitions led here)",
         group_lag,
+    );
+
+    // Groups with membership this broker coordinates: by state, and their
+    // members.
+    let by_state = Family::<StateLabel, Gauge>::default();
+    let members = Family::<GroupOnly, Gauge>::default();
+    for state in ["empty", "reconciling", "stable"] {
+        by_state
+            .get_or_create(&StateLabel {
+                state: state.to_owned(),
+            })
+            .set(0);
+    }
+    for (group, state, n) in broker.groups().coordinated() {
+        by_state
+            .get_or_create(&StateLabel {
+                state: state.to_owned(),
+            })
+            .inc();
+        members
+            .get_or_create(&GroupOnly { group })
+            .set(i64::from(n));
+    }
+    r.register(
+        "consumer_groups",
+        "Groups with membership coordinated here, by state",
+        by_state,
+    );
+    r.register(
+        "consumer_group_members",
+        "Members of the groups coordinated here",
+        members,
     );
 
     // Tiered storage.

@@ -113,6 +113,17 @@ impl Broker {
         self.reconcile_off_runtime()
     }
 
+    /// Partition counts of the topics clients see (internal ones left out).
+    pub fn topic_partition_counts(&self) -> BTreeMap<String, u32> {
+        self.with_state(|s| {
+            s.topics
+                .iter()
+                .filter(|(_, t)| !t.internal)
+                .map(|(n, t)| (n.clone(), t.partitions))
+                .collect()
+        })
+    }
+
     /// The effective configuration of a topic as strings.
     pub fn topic_config(&self, meta: &TopicMeta) -> BTreeMap<String, String> {
         topic_config::render(&self.log_config_of(meta))

@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use strata_proto::batch::{self, BatchBuilder};
 
+use super::consumer::GroupState;
+use super::membership::{Liveness, Record};
 use crate::error::{BrokerError, Result};
 use crate::log::now_ms;
 use crate::partition::Partition;
@@ -32,6 +34,16 @@ struct Key {
     p: u32,
 }
 
+/// The key of a group's membership record (`k`: the protocol).
+#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+pub(super) struct StateKey {
+    pub g: String,
+    pub k: String,
+}
+
+/// `k` of a consumer-protocol group's state record.
+pub(super) const CONSUMER_STATE: &str = "consumer";
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
     #[serde(rename = "o")]
@@ -44,19 +56,24 @@ pub struct Committed {
 
 type GroupOffsets = BTreeMap<(String, u32), Committed>;
 
-struct Shard {
-    partition: Arc<Partition>,
+pub(super) struct Shard {
+    pub(super) partition: Arc<Partition>,
     /// Serializes commits of this shard so that the in-memory view follows
     /// log order.
-    write: tokio::sync::Mutex<()>,
+    pub(super) write: tokio::sync::Mutex<()>,
     /// Log size right after the last compaction.
     base_bytes: Mutex<u64>,
 }
 
 pub struct GroupCoordinator {
-    count: usize,
-    shards: std::sync::RwLock<HashMap<u32, Arc<Shard>>>,
+    pub(super) count: usize,
+    pub(super) shards: std::sync::RwLock<HashMap<u32, Arc<Shard>>>,
     groups: Mutex<HashMap<String, GroupOffsets>>,
+    /// Groups with membership, as applied from their state records.
+    pub(super) consumers: Mutex<HashMap<String, GroupState>>,
+    /// When each member (group, member id) was last heard from, and since
+    /// when it has had partitions to give up; this coordinator's own.
+    pub(super) liveness: Mutex<HashMap<(String, String), Liveness>>,
 }
 
 /// Kafka's rule for the offsets partition of a group (Java `String.hashCode`).
@@ -81,6 +98,8 @@ impl GroupCoordinator {
             count: count.max(1),
             shards: Default::default(),
             groups: Mutex::default(),
+            consumers: Mutex::default(),
+            liveness: Mutex::default(),
         }
     }
 
@@ -107,6 +126,16 @@ impl GroupCoordinator {
         };
         let mut groups = self.groups.lock().unwrap_or_else(|e| e.into_inner());
         for r in recs.flatten() {
+            if let Some(sk) = r
+                .key
+                .as_ref()
+                .and_then(|k| serde_json::from_slice::<StateKey>(k).ok())
+            {
+                if sk.k == CONSUMER_STATE {
+                    self.apply_state(sk.g, r.value.as_deref());
+                }
+                continue;
+            }
             let Some(k) = r
                 .key
                 .as_ref()
@@ -125,7 +154,7 @@ impl GroupCoordinator {
     }
 
     /// The offsets partition of `group`, which this broker must lead.
-    fn shard(&self, group: &str) -> Result<Arc<Shard>> {
+    pub(super) fn shard(&self, group: &str) -> Result<Arc<Shard>> {
         let idx = shard_for(group, self.count) as u32;
         let shard = self
             .shards
@@ -157,19 +186,22 @@ impl GroupCoordinator {
     }
 
     async fn write(&self, shard: &Shard, entries: &[(Key, Option<Committed>)]) -> Result<()> {
+        let mut raw = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            raw.push((to_json(k)?, v.as_ref().map(to_json).transpose()?));
+        }
+        self.write_raw(shard, &raw).await
+    }
+
+    /// Writes records (key, value; `None` deletes) to a shard and waits
+    /// until they committed (and so were applied here).
+    pub(super) async fn write_raw(&self, shard: &Shard, entries: &[Record]) -> Result<()> {
         let now = now_ms();
         let mut batches = Vec::new();
         for chunk in entries.chunks(2000) {
             let mut b = BatchBuilder::new(now);
-            for (k, v) in chunk {
-                let key = serde_json::to_vec(k).map_err(|e| BrokerError::Storage(e.to_string()))?;
-                let val = match v {
-                    Some(v) => Some(
-                        serde_json::to_vec(v).map_err(|e| BrokerError::Storage(e.to_string()))?,
-                    ),
-                    None => None,
-                };
-                b.push(now, Some(&key), val.as_deref(), &[]);
+            for (key, val) in chunk {
+                b.push(now, Some(key), val.as_deref(), &[]);
             }
             let bytes = b.finish();
             // Built just above: the header is all that is needed.
@@ -183,15 +215,20 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Durably commits offsets for a group.
+    /// Durably commits offsets for a group. A member of a group with
+    /// membership commits as `(member id, epoch)` and only partitions it
+    /// owns; without a member, only groups without members take commits.
     pub async fn commit(
         &self,
         group: &str,
         offsets: Vec<(String, u32, i64, String)>,
+        member: (&str, i32),
     ) -> Result<()> {
         validate_group(group)?;
         let shard = self.shard(group)?;
         let _w = shard.write.lock().await;
+        let tps: Vec<(String, u32)> = offsets.iter().map(|(t, p, ..)| (t.clone(), *p)).collect();
+        self.check_commit(group, member.0, member.1, &tps)?;
         let now = now_ms();
         let entries: Vec<(Key, Option<Committed>)> = offsets
             .into_iter()
@@ -222,6 +259,7 @@ impl GroupCoordinator {
         if size < base + COMPACT_AFTER_BYTES {
             return Ok(());
         }
+        let states = self.live_states(idx)?;
         let live: Vec<(Key, Option<Committed>)> = {
             let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
             g.iter()
@@ -243,6 +281,9 @@ impl GroupCoordinator {
         let start = shard.partition.offsets().high_watermark;
         if !live.is_empty() {
             self.write(shard, &live).await?;
+        }
+        if !states.is_empty() {
+            self.write_raw(shard, &states).await?;
         }
         shard
             .partition
@@ -279,10 +320,24 @@ impl GroupCoordinator {
             .collect()
     }
 
+    /// Every group known here: with committed offsets or with membership.
     pub fn list(&self) -> Vec<String> {
-        let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<String> = g.keys().cloned().collect();
+        let mut v: Vec<String> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        v.extend(
+            self.consumers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned(),
+        );
         v.sort();
+        v.dedup();
         v
     }
 
@@ -291,14 +346,32 @@ impl GroupCoordinator {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key(group)
+            || self
+                .consumers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(group)
     }
 
-    /// Deletes every committed offset of a group.
+    /// Deletes a group without members: its committed offsets and its
+    /// membership record.
     pub async fn delete(&self, group: &str) -> Result<()> {
         validate_group(group)?;
+        let shard = self.shard(group)?;
+        let _w = shard.write.lock().await;
+        let state = self.consumer_state(group);
+        if state.as_ref().is_some_and(GroupState::has_members) {
+            return Err(BrokerError::NonEmptyGroup(group.to_owned()));
+        }
+        if state.is_some() {
+            self.write_raw(&shard, &[(state_key(group)?, None)]).await?;
+        }
         let keys: Vec<(Key, Option<Committed>)> = {
             let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
             let Some(offs) = g.get(group) else {
+                if state.is_some() {
+                    return Ok(());
+                }
                 return Err(BrokerError::UnknownGroup(group.to_owned()));
             };
             offs.keys()
@@ -314,8 +387,6 @@ impl GroupCoordinator {
                 })
                 .collect()
         };
-        let shard = self.shard(group)?;
-        let _w = shard.write.lock().await;
         self.write(&shard, &keys).await
     }
 
@@ -356,6 +427,18 @@ impl GroupCoordinator {
         }
         Ok(())
     }
+}
+
+pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(v).map_err(|e| BrokerError::Storage(e.to_string()))
+}
+
+/// The record key of a group's consumer-protocol state.
+pub(super) fn state_key(group: &str) -> Result<Vec<u8>> {
+    to_json(&StateKey {
+        g: group.to_owned(),
+        k: CONSUMER_STATE.to_owned(),
+    })
 }
 
 fn apply(groups: &mut HashMap<String, GroupOffsets>, k: Key, v: Option<Committed>) {

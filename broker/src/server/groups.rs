@@ -1,13 +1,19 @@
-//! The `Groups` gRPC service: committed offsets of consumer groups.
+//! The `Groups` gRPC service: committed offsets of consumer groups and the
+//! consumer protocol's heartbeat. Requests about a group go to its
+//! coordinator (the leader of its offsets partition), forwarded once by a
+//! broker that is not.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-
 use std::time::Duration;
+
 use strata_proto::v1::groups_server::Groups as GroupsApi;
 use strata_proto::v1::{
-    DeleteGroupRequest, DeleteGroupResponse, DescribeGroupRequest, DescribeGroupResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupRequest,
+    DeleteGroupResponse, DescribeGroupRequest, DescribeGroupResponse, GroupListing, GroupMember,
     GroupPartitionLag, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicPartitionOffset,
+    TopicPartitions,
 };
 
 use strata_proto::v1::groups_client::GroupsClient;
@@ -15,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
 use crate::error::BrokerError;
+use crate::groups::consumer::{Heartbeat, Subscription};
 use crate::groups::offsets::validate_group;
 use crate::security::auth::{Operation, Resource};
 use crate::security::tls::connect_broker;
@@ -110,7 +117,10 @@ impl GroupsApi for GroupsService {
             }
             offsets.push((o.topic, o.partition, o.offset, o.metadata));
         }
-        self.broker.groups().commit(&r.group, offsets).await?;
+        self.broker
+            .groups()
+            .commit(&r.group, offsets, (&r.member_id, r.member_epoch))
+            .await?;
         Ok(Response::new(OffsetCommitResponse {}))
     }
 
@@ -146,7 +156,7 @@ impl GroupsApi for GroupsService {
         req: Request<ListGroupsRequest>,
     ) -> Result<Response<ListGroupsResponse>, Status> {
         let who = self.broker.identify(&req);
-        let groups = self
+        let groups: Vec<String> = self
             .broker
             .groups()
             .list()
@@ -156,7 +166,22 @@ impl GroupsApi for GroupsService {
                     .may(&who, Operation::Describe, Resource::Group, g)
             })
             .collect();
-        Ok(Response::new(ListGroupsResponse { groups }))
+        let listings = groups
+            .iter()
+            .map(|g| {
+                let state = self.broker.groups().consumer_state(g);
+                GroupListing {
+                    group: g.clone(),
+                    state: state
+                        .as_ref()
+                        .map_or("empty", |s| s.state_name())
+                        .to_owned(),
+                    members: state.as_ref().map_or(0, |s| s.members.len() as u32),
+                    protocol: if state.is_some() { "consumer" } else { "" }.to_owned(),
+                }
+            })
+            .collect();
+        Ok(Response::new(ListGroupsResponse { groups, listings }))
     }
 
     async fn describe_group(
@@ -164,10 +189,14 @@ impl GroupsApi for GroupsService {
         req: Request<DescribeGroupRequest>,
     ) -> Result<Response<DescribeGroupResponse>, Status> {
         let who = self.broker.identify(&req);
-        let group = req.into_inner().group;
+        let (meta, _, r) = req.into_parts();
+        let group = r.group.clone();
         validate_group(&group)?;
         self.broker
             .authorize(&who, Operation::Describe, Resource::Group, &group)?;
+        if let Some(mut leader) = self.forward_to(&group, &meta).await? {
+            return leader.describe_group(forwarded(r)).await;
+        }
         if !self.broker.groups().exists(&group) {
             return Err(BrokerError::UnknownGroup(group).into());
         }
@@ -191,7 +220,40 @@ impl GroupsApi for GroupsService {
                 }
             })
             .collect();
-        Ok(Response::new(DescribeGroupResponse { group, partitions }))
+        let state = self.broker.groups().consumer_state(&group);
+        let members = state
+            .as_ref()
+            .map(|s| {
+                s.members
+                    .iter()
+                    .map(|(id, m)| GroupMember {
+                        member_id: id.clone(),
+                        instance_id: m.instance_id.clone().unwrap_or_default(),
+                        client: m.client.clone(),
+                        member_epoch: m.epoch,
+                        assigned: to_wire(&m.assigned),
+                        revoking: to_wire(&m.revoking),
+                        subscribed_topics: m.subscription.topics.iter().cloned().collect(),
+                        subscribed_regex: m.subscription.regex.clone().unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response::new(DescribeGroupResponse {
+            group,
+            partitions,
+            state: state
+                .as_ref()
+                .map_or("empty", |s| s.state_name())
+                .to_owned(),
+            protocol: if state.is_some() { "consumer" } else { "" }.to_owned(),
+            group_epoch: state.as_ref().map_or(0, |s| s.epoch),
+            assignor: state
+                .as_ref()
+                .map(|s| s.assignor.clone())
+                .unwrap_or_default(),
+            members,
+        }))
     }
 
     async fn delete_group(
@@ -209,4 +271,77 @@ impl GroupsApi for GroupsService {
         self.broker.groups().delete(&r.group).await?;
         Ok(Response::new(DeleteGroupResponse {}))
     }
+
+    async fn consumer_group_heartbeat(
+        &self,
+        req: Request<ConsumerGroupHeartbeatRequest>,
+    ) -> Result<Response<ConsumerGroupHeartbeatResponse>, Status> {
+        let who = self.broker.identify(&req);
+        let client = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let (meta, _, r) = req.into_parts();
+        validate_group(&r.group)?;
+        self.broker
+            .authorize(&who, Operation::Read, Resource::Group, &r.group)?;
+        for t in &r.subscribed_topics {
+            self.broker
+                .authorize(&who, Operation::Describe, Resource::Topic, t)?;
+        }
+        if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
+            return leader.consumer_group_heartbeat(forwarded(r)).await;
+        }
+        let subscription = r.has_subscription.then(|| Subscription {
+            topics: r.subscribed_topics.iter().cloned().collect(),
+            regex: (!r.subscribed_regex.is_empty()).then(|| r.subscribed_regex.clone()),
+        });
+        let owned = r.has_owned.then(|| from_wire(&r.owned));
+        let hb = Heartbeat {
+            member_id: r.member_id,
+            member_epoch: r.member_epoch,
+            instance_id: (!r.instance_id.is_empty()).then_some(r.instance_id),
+            subscription,
+            assignor: r.assignor,
+            session_timeout_ms: r.session_timeout_ms,
+            rebalance_timeout_ms: r.rebalance_timeout_ms,
+            owned,
+            client,
+        };
+        // The topics a member may be given: those it may read.
+        let topics: BTreeMap<String, u32> = self
+            .broker
+            .topic_partition_counts()
+            .into_iter()
+            .filter(|(t, _)| self.broker.may(&who, Operation::Read, Resource::Topic, t))
+            .collect();
+        let reply = self
+            .broker
+            .groups()
+            .heartbeat(&r.group, hb, &topics)
+            .await?;
+        Ok(Response::new(ConsumerGroupHeartbeatResponse {
+            member_id: reply.member_id,
+            member_epoch: reply.member_epoch,
+            heartbeat_interval_ms: reply.heartbeat_interval_ms,
+            assignment: to_wire(&reply.assignment),
+        }))
+    }
+}
+
+/// Partitions grouped by topic, as the wire carries them.
+fn to_wire(tps: &BTreeSet<(String, u32)>) -> Vec<TopicPartitions> {
+    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (t, p) in tps {
+        by.entry(t.as_str()).or_default().push(*p);
+    }
+    by.into_iter()
+        .map(|(topic, partitions)| TopicPartitions {
+            topic: topic.to_owned(),
+            partitions,
+        })
+        .collect()
+}
+
+fn from_wire(list: &[TopicPartitions]) -> BTreeSet<(String, u32)> {
+    list.iter()
+        .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.clone(), *p)))
+        .collect()
 }

@@ -15,7 +15,8 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::UnknownPartition
         | E::UnknownGroup
         | E::UnknownProducerId
-        | E::UnknownBroker => Code::NotFound,
+        | E::UnknownBroker
+        | E::UnknownMemberId => Code::NotFound,
         E::TopicExists => Code::AlreadyExists,
         E::OffsetOutOfRange => Code::OutOfRange,
         E::CorruptBatch
@@ -26,10 +27,17 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::InvalidConfig
         | E::InvalidRequest
         | E::InvalidGroup
+        | E::UnsupportedAssignor
         | E::UnsupportedCompression => Code::InvalidArgument,
-        E::NotLeader | E::NotController | E::OutOfOrderSequence | E::InvalidProducerEpoch => {
-            Code::FailedPrecondition
-        }
+        E::NotLeader
+        | E::NotController
+        | E::OutOfOrderSequence
+        | E::InvalidProducerEpoch
+        | E::FencedMemberEpoch
+        | E::StaleMemberEpoch
+        | E::FencedInstanceId
+        | E::InconsistentGroupProtocol
+        | E::NonEmptyGroup => Code::FailedPrecondition,
         E::Timeout => Code::DeadlineExceeded,
         E::ShuttingDown | E::NotEnoughReplicas | E::RemoteStorageUnavailable | E::NotReady => {
             Code::Unavailable

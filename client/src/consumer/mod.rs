@@ -1,9 +1,11 @@
 //! The consumer: manual assignment of partitions with a start position,
-//! a [`Stream`] of records in offset order per partition (fed by one
-//! background `Subscribe` stream per partition, see `reader`), positions,
-//! and group offset commits (the committed offset is the next offset to
-//! read).
+//! or a subscription through which the group's coordinator assigns them
+//! (`membership`); a [`Stream`] of records in offset order per partition
+//! (fed by one background `Subscribe` stream per partition, see `reader`),
+//! positions, and group offset commits (the committed offset is the next
+//! offset to read).
 
+mod membership;
 mod reader;
 #[cfg(test)]
 mod tests;
@@ -15,12 +17,15 @@ use std::time::Duration;
 
 use futures::Stream;
 use strata_proto::v1::{ErrorCode, OffsetSpec};
+use tokio::sync::mpsc;
 
-use crate::admin::{offset_commit, offset_fetch};
+use crate::admin::{offset_commit_as, offset_fetch};
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{ClientError, Result};
 use crate::record::{ConsumerRecord, decode_records};
+pub use membership::{AssignmentEvent, Subscription, TopicPartition};
+use membership::{Change, Member, MemberConfig};
 use reader::{Reader, Shared};
 
 /// Where reading a partition starts.
@@ -69,6 +74,20 @@ pub struct ConsumerConfig {
     /// Streamed chunks buffered ahead of the reader, per partition; all
     /// partitions together buffer at most about `prefetch` × `max_bytes`.
     pub prefetch: usize,
+    /// Static membership (Kafka's `group.instance.id`): a consumer that
+    /// restarts within its session timeout gets its partitions back
+    /// without a rebalance.
+    pub group_instance_id: Option<String>,
+    /// A subscribed consumer not heard from this long loses its
+    /// partitions (1 s to 5 min).
+    pub session_timeout: Duration,
+    /// How long a subscribed consumer may take to give up a partition.
+    pub rebalance_timeout: Duration,
+    /// The coordinator's assignor: `uniform` (default) or `range`.
+    pub assignor: Option<String>,
+    /// A subscribed consumer commits its positions of partitions it gives
+    /// up before it releases them.
+    pub commit_on_revoke: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -81,6 +100,11 @@ impl Default for ConsumerConfig {
             max_partition_bytes: 8 << 20,
             auto_offset_reset: OffsetReset::Earliest,
             prefetch: 4,
+            group_instance_id: None,
+            session_timeout: Duration::from_secs(45),
+            rebalance_timeout: Duration::from_secs(300),
+            assignor: None,
+            commit_on_revoke: true,
         }
     }
 }
@@ -112,6 +136,10 @@ pub struct Consumer {
     current: Option<(usize, VecDeque<ConsumerRecord>)>,
     /// Where the next poll starts looking, so partitions take turns.
     next: usize,
+    /// Group membership, once subscribed.
+    member: Option<Member>,
+    events: Option<mpsc::UnboundedSender<AssignmentEvent>>,
+    events_rx: Option<mpsc::UnboundedReceiver<AssignmentEvent>>,
 }
 
 impl Consumer {
@@ -130,11 +158,131 @@ impl Consumer {
             assigned: Vec::new(),
             current: None,
             next: 0,
+            member: None,
+            events: None,
+            events_rx: None,
         })
     }
 
     pub fn config(&self) -> &ConsumerConfig {
         &self.cfg
+    }
+
+    /// Joins the consumer's group and reads whatever its coordinator assigns
+    /// (see [`AssignmentEvent`] for the changes). Needs a group and no
+    /// manual assignment.
+    pub fn subscribe(&mut self, subscription: Subscription) -> Result<()> {
+        let group = self.group()?.to_owned();
+        if self.member.is_some() {
+            return Err(ClientError::InvalidArgument("already subscribed".into()));
+        }
+        if !self.assigned.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "a consumer with manually assigned partitions cannot subscribe".into(),
+            ));
+        }
+        match &subscription {
+            Subscription::Topics(t) if t.is_empty() || t.iter().any(String::is_empty) => {
+                return Err(ClientError::InvalidArgument(
+                    "subscribe to at least one topic, by name".into(),
+                ));
+            }
+            Subscription::Pattern(p) if p.is_empty() => {
+                return Err(ClientError::InvalidArgument("empty topic pattern".into()));
+            }
+            _ => {}
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events = Some(tx);
+        self.events_rx = Some(rx);
+        self.member = Some(Member::start(
+            Arc::clone(&self.cluster),
+            MemberConfig {
+                group,
+                subscription,
+                instance_id: self.cfg.group_instance_id.clone(),
+                session_timeout: self.cfg.session_timeout,
+                rebalance_timeout: self.cfg.rebalance_timeout,
+                assignor: self.cfg.assignor.clone(),
+                offset_reset: self.cfg.auto_offset_reset,
+                commit_on_revoke: self.cfg.commit_on_revoke,
+            },
+        ));
+        Ok(())
+    }
+
+    /// The assignment changes of a subscribed consumer, in order (taken
+    /// once).
+    pub fn assignment_events(&mut self) -> Option<mpsc::UnboundedReceiver<AssignmentEvent>> {
+        self.events_rx.take()
+    }
+
+    /// The member id and epoch of a subscribed consumer.
+    pub fn member(&self) -> Option<(String, i32)> {
+        self.member.as_ref().map(Member::identity)
+    }
+
+    /// Leaves the group at once (a static member leaves its place to its
+    /// instance) and stops reading. Dropping the consumer instead leaves
+    /// the group when the session times out.
+    pub async fn close(mut self) {
+        if let Some(m) = self.member.take() {
+            m.leave().await;
+        }
+    }
+
+    fn emit(&self, e: AssignmentEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(e);
+        }
+    }
+
+    /// Applies what the membership task asked for since the last poll.
+    fn apply_changes(&mut self, cx: &mut Context<'_>) -> Result<()> {
+        loop {
+            let Some(m) = self.member.as_mut() else {
+                return Ok(());
+            };
+            let change = match m.changes.poll_recv(cx) {
+                Poll::Ready(Some(c)) => c,
+                Poll::Ready(None) | Poll::Pending => return Ok(()),
+            };
+            match change {
+                Change::Assign(list) => {
+                    let tps: Vec<TopicPartition> = list.iter().map(|(tp, _)| tp.clone()).collect();
+                    for ((t, p), at) in list {
+                        match self.slot(&t, p) {
+                            Some(i) => self.reposition(i, at),
+                            None => self.assigned.push(Assigned {
+                                topic: Arc::from(t.as_str()),
+                                partition: p,
+                                position: at,
+                                reader: None,
+                            }),
+                        }
+                    }
+                    self.emit(AssignmentEvent::Assigned(tps));
+                }
+                Change::Revoke(tps, reply) => {
+                    let positions: Vec<(TopicPartition, i64)> = tps
+                        .iter()
+                        .filter_map(|(t, p)| self.position(t, *p).map(|o| ((t.clone(), *p), o)))
+                        .collect();
+                    for (t, p) in &tps {
+                        self.unassign(t, *p);
+                    }
+                    let _ = reply.send(positions);
+                    self.emit(AssignmentEvent::Revoked(tps));
+                }
+                Change::Lose(tps) => {
+                    for (t, p) in &tps {
+                        self.unassign(t, *p);
+                    }
+                    self.emit(AssignmentEvent::Lost(tps));
+                }
+                Change::Failed(e) => return Err(e),
+            }
+        }
     }
 
     /// Partitions of `topic`.
@@ -266,6 +414,9 @@ impl Consumer {
     /// of decoded records (all of one partition, by index). `None` once
     /// nothing is assigned or every partition failed.
     fn poll_decoded(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Decoded>>> {
+        if let Err(e) = self.apply_changes(cx) {
+            return Poll::Ready(Some(Err(e)));
+        }
         let n = self.assigned.len();
         for a in &mut self.assigned {
             if a.reader.is_none() {
@@ -312,6 +463,10 @@ impl Consumer {
                 }
             }
             if !live {
+                // A subscribed consumer waits for (more) partitions.
+                if self.member.is_some() {
+                    return Poll::Pending;
+                }
                 return Poll::Ready(None);
             }
             if !again {
@@ -399,10 +554,12 @@ impl Consumer {
         self.commit_offsets(&offsets).await
     }
 
-    /// Commits explicit `(topic, partition, next offset to read)` triples.
+    /// Commits explicit `(topic, partition, next offset to read)` triples
+    /// (as the group's member, once subscribed: only partitions it owns).
     pub async fn commit_offsets(&self, offsets: &[(String, u32, i64)]) -> Result<()> {
         let group = self.group()?;
-        offset_commit(&self.cluster, group, offsets).await
+        let (id, epoch) = self.member().unwrap_or_default();
+        offset_commit_as(&self.cluster, group, offsets, (&id, epoch)).await
     }
 
     /// The group's committed offset of a partition, if any.
