@@ -271,7 +271,7 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
                 () = sleep_until(idle_deadline), if idle_deadline.is_some() => break,
                 () = tokio::time::sleep_until(tick.into()), if a.group.is_some() => {
                     if subscribe {
-                        commit_member(&consumer).await;
+                        commit_member(&consumer, &a.topic, &positions).await;
                     } else if let Some(g) = &a.group && positions != committed_positions {
                         commit(&admin, g, &a.topic, &positions).await?;
                         committed_positions = positions.clone();
@@ -305,7 +305,7 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
     .await;
     let flushed = out.flush();
     if subscribe {
-        commit_member(&consumer).await;
+        commit_member(&consumer, &a.topic, &positions).await;
         consumer.close().await;
     } else if let Some(g) = &a.group
         && positions != committed_positions
@@ -317,11 +317,20 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commits a subscribed consumer's positions; a refusal (the partition
-/// just moved) is not an error: the new owner resumes from the last
-/// commit.
-async fn commit_member(consumer: &Consumer) {
-    if let Err(e) = consumer.commit().await {
+/// Commits what a subscribed consumer printed, for the partitions it holds;
+/// a refusal (the partition just moved) is not an error: the new owner
+/// resumes from the last commit.
+async fn commit_member(consumer: &Consumer, topic: &str, printed: &HashMap<u32, i64>) {
+    let held: Vec<u32> = consumer.assignment().iter().map(|(_, p)| *p).collect();
+    let offsets: Vec<(String, u32, i64)> = printed
+        .iter()
+        .filter(|(p, _)| held.contains(p))
+        .map(|(&p, &o)| (topic.to_owned(), p, o))
+        .collect();
+    if offsets.is_empty() {
+        return;
+    }
+    if let Err(e) = consumer.commit_offsets(&offsets).await {
         eprintln!("commit refused: {e}");
     }
 }

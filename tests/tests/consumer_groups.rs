@@ -333,7 +333,20 @@ async fn members_share_partitions_and_survive_a_kill_and_a_pause() {
         );
     }
 
-    // The group as the CLI describes it.
+    // The zombie rejoins as a new member; the group as the CLI describes it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while admin
+        .describe_group("workers")
+        .await
+        .map_or(0, |d| d.members.len())
+        != 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the group did not get back to 3 members"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let out = broker.cli(&["group", "describe", "workers", "--output", "json"], None);
     assert!(
         out.status.success(),
@@ -606,4 +619,89 @@ async fn bad_heartbeats_get_stable_codes() {
         .await
         .expect_err("refused");
     assert_eq!(e.code(), Some(ErrorCode::UnknownMemberId), "{e}");
+}
+
+/// Kafka's rule for a group's offsets partition (Java `String.hashCode`).
+fn shard_for(group: &str, n: u32) -> u32 {
+    let mut h: i32 = 0;
+    for c in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(i32::from(c));
+    }
+    h.unsigned_abs() % n
+}
+
+/// Holdings of every member, checked disjoint.
+fn disjoint_holdings(ps: &[Polled]) -> Vec<BTreeSet<u32>> {
+    let hs: Vec<BTreeSet<u32>> = ps.iter().map(holdings).collect();
+    let mut seen = BTreeSet::new();
+    for h in &hs {
+        for p in h {
+            assert!(seen.insert(*p), "partition {p} held by two members: {hs:?}");
+        }
+    }
+    hs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_group_survives_its_coordinators_death() {
+    use strata_tests::{Cluster, ClusterOpts};
+    let mut cluster = Cluster::start(
+        3,
+        ClusterOpts {
+            extra: vec!["--offsets-partitions".into(), "3".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let cfg = cluster.client_config();
+    let admin = Admin::new(cfg.clone()).unwrap();
+    admin
+        .create_topic("work", 6, 3, Default::default())
+        .await
+        .expect("create topic");
+    let mut ps: Vec<Polled> = (0..3)
+        .map(|_| start_polled(cfg.clone(), member_cfg("crew", None), "work"))
+        .collect();
+    wait_for(60, "two partitions each", || {
+        disjoint_holdings(&ps).iter().all(|h| h.len() == 2)
+    })
+    .await;
+    let before = disjoint_holdings(&ps);
+    let epoch = admin.describe_group("crew").await.unwrap().group_epoch;
+
+    // While the members are stable: the group's state is on the offsets
+    // partition's log, so the new leader continues it. No partition moves.
+    let shard = shard_for("crew", 3);
+    let coordinator = cluster
+        .wait_leader("__consumer_offsets", shard, Duration::from_secs(30))
+        .await;
+    cluster.kill(coordinator);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        disjoint_holdings(&ps);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(disjoint_holdings(&ps), before, "no partition moved");
+    assert_eq!(
+        admin.describe_group("crew").await.unwrap().group_epoch,
+        epoch,
+        "the new coordinator continued the group without a rebalance"
+    );
+    cluster.restart(coordinator).await;
+
+    // During a rebalance: a fourth member joins and the coordinator dies.
+    ps.push(start_polled(cfg.clone(), member_cfg("crew", None), "work"));
+    let coordinator = cluster
+        .wait_leader("__consumer_offsets", shard, Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.kill(coordinator);
+    wait_for(60, "the group settles on four members", || {
+        let hs = disjoint_holdings(&ps);
+        hs.iter().map(BTreeSet::len).sum::<usize>() == 6 && hs.iter().all(|h| !h.is_empty())
+    })
+    .await;
+    for p in ps {
+        close(p).await;
+    }
 }
