@@ -3,6 +3,7 @@
 //! no domain logic.
 
 pub mod batch;
+pub mod group;
 pub mod varint;
 
 /// Generated messages and service stubs of `strata.v1`.

@@ -9,7 +9,6 @@
 //! timeout, is taken out and its partitions move on.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::consumer::{GroupState, Heartbeat, HeartbeatReply, Outcome};
@@ -69,14 +68,7 @@ impl GroupCoordinator {
     /// Groups with membership whose offsets partition this broker leads:
     /// (group, state, members).
     pub fn coordinated(&self) -> Vec<(String, &'static str, u32)> {
-        let led: BTreeSet<u32> = self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, s)| s.partition.is_leader())
-            .map(|(i, _)| *i)
-            .collect();
+        let led: BTreeSet<u32> = self.led_shards().into_iter().map(|(i, _)| i).collect();
         self.consumers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -169,15 +161,7 @@ impl GroupCoordinator {
     /// hold revoked partitions past their rebalance timeout. Called
     /// periodically.
     pub async fn expire_members(&self, topics: &BTreeMap<String, u32>) {
-        let led: Vec<(u32, Arc<Shard>)> = self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, s)| s.partition.is_leader())
-            .map(|(i, s)| (*i, Arc::clone(s)))
-            .collect();
-        for (idx, shard) in led {
+        for (idx, shard) in self.led_shards() {
             let groups: Vec<String> = self
                 .consumers
                 .lock()

@@ -174,6 +174,17 @@ impl GroupCoordinator {
         }
     }
 
+    /// The offsets partitions this broker leads, by index.
+    pub(super) fn led_shards(&self) -> Vec<(u32, Arc<Shard>)> {
+        self.shards
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, s)| s.partition.is_leader())
+            .map(|(i, s)| (*i, Arc::clone(s)))
+            .collect()
+    }
+
     /// Where requests about `group` belong: `None` when this broker leads
     /// its offsets partition, else the NOT_LEADER error naming the leader.
     pub fn route(&self, group: &str) -> Option<BrokerError> {
@@ -405,15 +416,7 @@ impl GroupCoordinator {
                 })
                 .collect()
         };
-        let shards: Vec<(u32, Arc<Shard>)> = self
-            .shards
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, s)| s.partition.is_leader())
-            .map(|(i, s)| (*i, Arc::clone(s)))
-            .collect();
-        for (i, shard) in shards {
+        for (i, shard) in self.led_shards() {
             let mine: Vec<(Key, Option<Committed>)> = doomed
                 .iter()
                 .filter(|k| shard_for(&k.g, self.count) == i as usize)

@@ -3,7 +3,7 @@
 //! coordinator (the leader of its offsets partition), forwarded once by a
 //! broker that is not.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +13,9 @@ use strata_proto::v1::{
     DeleteGroupResponse, DescribeGroupRequest, DescribeGroupResponse, GroupListing, GroupMember,
     GroupPartitionLag, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicPartitionOffset,
-    TopicPartitions,
 };
 
+use strata_proto::group::{from_wire, to_wire};
 use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
@@ -324,24 +324,4 @@ impl GroupsApi for GroupsService {
             assignment: to_wire(&reply.assignment),
         }))
     }
-}
-
-/// Partitions grouped by topic, as the wire carries them.
-fn to_wire(tps: &BTreeSet<(String, u32)>) -> Vec<TopicPartitions> {
-    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (t, p) in tps {
-        by.entry(t.as_str()).or_default().push(*p);
-    }
-    by.into_iter()
-        .map(|(topic, partitions)| TopicPartitions {
-            topic: topic.to_owned(),
-            partitions,
-        })
-        .collect()
-}
-
-fn from_wire(list: &[TopicPartitions]) -> BTreeSet<(String, u32)> {
-    list.iter()
-        .flat_map(|tp| tp.partitions.iter().map(|p| (tp.topic.clone(), *p)))
-        .collect()
 }

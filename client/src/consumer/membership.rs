@@ -15,7 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use strata_proto::v1::{ConsumerGroupHeartbeatRequest, ErrorCode, OffsetSpec, TopicPartitions};
+use strata_proto::group::{from_wire, to_wire};
+use strata_proto::v1::{ConsumerGroupHeartbeatRequest, ErrorCode, OffsetSpec};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -153,19 +154,6 @@ type Pending = (
     oneshot::Receiver<Vec<(TopicPartition, i64)>>,
 );
 
-fn to_wire(tps: &BTreeSet<TopicPartition>) -> Vec<TopicPartitions> {
-    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (t, p) in tps {
-        by.entry(t.as_str()).or_default().push(*p);
-    }
-    by.into_iter()
-        .map(|(topic, partitions)| TopicPartitions {
-            topic: topic.to_owned(),
-            partitions,
-        })
-        .collect()
-}
-
 impl Task {
     async fn run(mut self, mut leave: oneshot::Receiver<oneshot::Sender<()>>) {
         let mut pending: Option<Pending> = None;
@@ -279,14 +267,7 @@ impl Task {
             member_id: r.member_id,
             member_epoch: r.member_epoch,
             interval: Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(100))),
-            assignment: r
-                .assignment
-                .into_iter()
-                .flat_map(|tp| {
-                    let t = tp.topic;
-                    tp.partitions.into_iter().map(move |p| (t.clone(), p))
-                })
-                .collect(),
+            assignment: from_wire(&r.assignment),
         })
     }
 
