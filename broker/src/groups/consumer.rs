@@ -212,6 +212,15 @@ impl GroupState {
         !self.members.is_empty()
     }
 
+    /// The assignor the group uses (the default until a member names one).
+    pub fn assignor_name(&self) -> &str {
+        if self.assignor.is_empty() {
+            assignor::DEFAULT_ASSIGNOR
+        } else {
+            &self.assignor
+        }
+    }
+
     /// `empty` (no members), `reconciling` (some member is not at the
     /// group epoch yet, or still gives up partitions), `stable`.
     pub fn state_name(&self) -> &'static str {
@@ -230,9 +239,17 @@ impl GroupState {
 
     /// Partition counts of every topic some member subscribes to.
     fn subscribed_now(&self, topics: &BTreeMap<String, u32>) -> BTreeMap<String, u32> {
-        let mut out = BTreeMap::new();
+        // Members mostly share one subscription: resolve (and compile the
+        // regex of) each distinct one once per heartbeat.
+        let mut distinct: Vec<&Subscription> = Vec::new();
         for m in self.members.values() {
-            out.extend(resolve(&m.subscription, topics));
+            if !distinct.contains(&&m.subscription) {
+                distinct.push(&m.subscription);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for s in distinct {
+            out.extend(resolve(s, topics));
         }
         out
     }
@@ -252,12 +269,7 @@ impl GroupState {
                 (id.clone(), parts)
             })
             .collect();
-        let name = if self.assignor.is_empty() {
-            assignor::DEFAULT_ASSIGNOR
-        } else {
-            self.assignor.as_str()
-        };
-        self.target = assignor::assign(name, &eligible, &self.target);
+        self.target = assignor::assign(self.assignor_name(), &eligible, &self.target);
         out.changed = true;
         out.rebalanced = true;
     }
@@ -272,19 +284,16 @@ impl GroupState {
     ) -> Result<(HeartbeatReply, Outcome)> {
         check_request(hb)?;
         let mut out = Outcome::default();
-        if !hb.assignor.is_empty() && self.assignor != hb.assignor {
-            if self.members.is_empty() || self.assignor.is_empty() {
-                self.assignor = hb.assignor.clone();
-                out.changed = true;
-            } else if !self.members.contains_key(&hb.member_id) || self.members.len() > 1 {
+        if !hb.assignor.is_empty() && hb.assignor != self.assignor_name() {
+            // Only a member alone in the group may change its assignor.
+            if self.members.keys().any(|id| *id != hb.member_id) {
                 return Err(BrokerError::InconsistentGroupProtocol(format!(
                     "the group uses the {} assignor",
-                    self.assignor
+                    self.assignor_name()
                 )));
-            } else {
-                self.assignor = hb.assignor.clone();
-                out.changed = true;
             }
+            self.assignor = hb.assignor.clone();
+            out.changed = true;
         }
         let id = match hb.member_epoch {
             JOIN => self.join(hb, topics, new_id, &mut out)?,
@@ -815,6 +824,17 @@ mod tests {
         assert!(matches!(
             s.g.heartbeat(&assignor, &s.topics, || "x".into()),
             Err(BrokerError::UnsupportedAssignor(_))
+        ));
+        // A member joining a group with members may not change its assignor.
+        let range = Heartbeat {
+            member_epoch: JOIN,
+            subscription: Some(sub("t")),
+            assignor: "range".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.g.heartbeat(&range, &s.topics, || "x".into()),
+            Err(BrokerError::InconsistentGroupProtocol(_))
         ));
     }
 

@@ -250,7 +250,7 @@ impl GroupsApi for GroupsService {
             group_epoch: state.as_ref().map_or(0, |s| s.epoch),
             assignor: state
                 .as_ref()
-                .map(|s| s.assignor.clone())
+                .map(|s| s.assignor_name().to_owned())
                 .unwrap_or_default(),
             members,
         }))
