@@ -31,7 +31,7 @@ CLI_TLS=()
 start_node() { # id
   local n=$1
   "$BIN/stratad" --node-id "$1" --data-dir "$DATA/n$1" --listen "127.0.0.1:1960$1" \
-    --peer-listen "127.0.0.1:1961$1" --http-listen "127.0.0.1:1962$1" --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
+    --peer-listen "127.0.0.1:1961$1" --http-listen "127.0.0.1:1962$1" --kafka-listen off --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
     --retention-check-interval 2s "${NODE_TLS[@]}" \
     >>"$OUT/stratad-$1.log" 2>&1 &
   PID[$n]=$!
@@ -222,7 +222,7 @@ BROKERS="$NET.11:9292,$NET.12:9292,$NET.13:9292"
 start_node() { # id
   local n=$1
   ip netns exec "$NS$n" "$BIN/stratad" --node-id "$n" --data-dir "$DATA/n$n" --listen "$NET.1$n:9292" \
-    --peer-listen "$NET.1$n:9293" --http-listen "$NET.1$n:9294" --initial-cluster "$IC" --fsync "$FSYNC" \
+    --peer-listen "$NET.1$n:9293" --http-listen "$NET.1$n:9294" --kafka-listen off --initial-cluster "$IC" --fsync "$FSYNC" \
     --log-level warn --retention-check-interval 2s >>"$OUT/stratad-$n.log" 2>&1 &
   PID[$n]=$!
 }

@@ -32,7 +32,7 @@ trap stop_all EXIT
 
 w1() { # bin_dir out_json
   rm -rf "$DATA" && mkdir -p "$DATA"
-  "$1/stratad" --data-dir "$DATA/node" --listen 127.0.0.1:19500 --http-listen 127.0.0.1:19520 --fsync never --log-level warn \
+  "$1/stratad" --data-dir "$DATA/node" --listen 127.0.0.1:19500 --http-listen 127.0.0.1:19520 --kafka-listen off --fsync never --log-level warn \
     >>"$OUT/stratad.log" 2>&1 &
   PIDS=($!)
   for _ in $(seq 1 100); do
@@ -50,7 +50,7 @@ w5() { # bin_dir out_json
   rm -rf "$DATA" && mkdir -p "$DATA"
   for n in 1 2 3; do
     "$1/stratad" --node-id $n --data-dir "$DATA/n$n" --listen "127.0.0.1:1960$n" \
-      --peer-listen "127.0.0.1:1961$n" --http-listen "127.0.0.1:1962$n" --initial-cluster "$IC" \
+      --peer-listen "127.0.0.1:1961$n" --http-listen "127.0.0.1:1962$n" --kafka-listen off --initial-cluster "$IC" \
       --fsync never --log-level warn \
       >>"$OUT/stratad.log" 2>&1 &
     PIDS+=($!)

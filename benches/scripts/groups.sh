@@ -21,7 +21,7 @@ BIN=target/release
 B=127.0.0.1:19800
 rm -rf "$OUT" "$DATA" && mkdir -p "$OUT" "$DATA"
 "$BIN/stratad" --data-dir "$DATA/node" --listen $B --peer-listen 127.0.0.1:19801 \
-  --http-listen 127.0.0.1:19802 --log-level warn >"$OUT/stratad.log" 2>&1 &
+  --http-listen 127.0.0.1:19802 --kafka-listen off --log-level warn >"$OUT/stratad.log" 2>&1 &
 BROKER=$!
 PIDS=()
 cleanup() {

@@ -45,7 +45,7 @@ start_broker() { # store [extra flags...]
   local store=$1; shift
   # shellcheck disable=SC2046
   "$BIN/stratad" --data-dir "$DATA/node" --listen 127.0.0.1:$PORT --log-level warn \
-    --http-listen 127.0.0.1:$((PORT + 1)) --peer-listen 127.0.0.1:$((PORT + 2)) \
+    --http-listen 127.0.0.1:$((PORT + 1)) --kafka-listen off --peer-listen 127.0.0.1:$((PORT + 2)) \
     --tier-upload-interval 200ms --retention-check-interval 1s $(store_flags "$store") "$@" \
     >>"$OUT/stratad.log" 2>&1 &
   BROKER=$!

@@ -55,6 +55,21 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
         ),
         None => None,
     };
+    let kafka_listener = match cfg.kafka.listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("cannot listen on {a} (kafka): {e}"))?,
+        ),
+        None => None,
+    };
+    let mut cfg = cfg;
+    if let Some(l) = &kafka_listener
+        && cfg.kafka.advertise.is_none()
+    {
+        // A port of 0 is known only now: advertise what was bound.
+        cfg.kafka.advertise = Some(l.local_addr().map_err(|e| e.to_string())?.to_string());
+    }
     let broker = Broker::start(cfg).await.map_err(|e| e.to_string())?;
     tracing::info!(node = broker.node_id(), %addr, peer_addr = %broker.config().peer_listen,
         data_dir = %broker.config().data_dir.display(), "stratad listening");
@@ -73,6 +88,17 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
             l,
             async {
                 let _ = http_stop_rx.await;
+            },
+        ))
+    });
+    let (kafka_stop_tx, kafka_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let kafka = kafka_listener.map(|l| {
+        tracing::info!(addr = ?l.local_addr().ok(), "kafka listener");
+        tokio::spawn(strata_broker::kafka::serve(
+            std::sync::Arc::clone(&broker),
+            l,
+            async {
+                let _ = kafka_stop_rx.await;
             },
         ))
     });
@@ -104,6 +130,10 @@ async fn run(cfg: BrokerConfig) -> Result<(), String> {
     let _ = http_stop_tx.send(());
     if let Some(h) = http {
         h.abort();
+    }
+    let _ = kafka_stop_tx.send(());
+    if let Some(k) = kafka {
+        k.abort();
     }
     broker.shutdown();
     tracing::info!("stopped");

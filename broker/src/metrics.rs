@@ -39,6 +39,10 @@ pub struct Metrics {
     request_seconds: HistogramFamily,
     fsync_seconds: Histogram,
     rebalances: Family<GroupLabel, Counter>,
+    kafka_requests: Family<ApiLabel, Counter>,
+    kafka_request_errors: Family<ApiLabel, Counter>,
+    kafka_request_seconds: HistogramFamily,
+    kafka_connections: prometheus_client::metrics::gauge::Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +120,31 @@ impl Metrics {
             "Group epoch changes of groups this broker coordinates (a member joined, left, expired or resubscribed)",
             rebalances.clone(),
         );
+        let kafka_requests = Family::<ApiLabel, Counter>::default();
+        let kafka_request_errors = Family::<ApiLabel, Counter>::default();
+        let kafka_request_seconds: HistogramFamily =
+            Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let kafka_connections = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "kafka_requests",
+            "Requests on the Kafka listener by Kafka API",
+            kafka_requests.clone(),
+        );
+        registry.register(
+            "kafka_request_errors",
+            "Kafka requests answered with an error (any partition or item), by Kafka API",
+            kafka_request_errors.clone(),
+        );
+        registry.register(
+            "kafka_request_duration_seconds",
+            "Kafka request latency by Kafka API, from the decoded frame to the encoded answer",
+            kafka_request_seconds.clone(),
+        );
+        registry.register(
+            "kafka_connections",
+            "Open connections on the Kafka listener",
+            kafka_connections.clone(),
+        );
         // Zeros rather than absent series for the APIs with latency figures.
         for api in ["produce", "fetch"] {
             let l = Self::api(api);
@@ -132,7 +161,28 @@ impl Metrics {
             request_seconds,
             fsync_seconds,
             rebalances,
+            kafka_requests,
+            kafka_request_errors,
+            kafka_request_seconds,
+            kafka_connections,
         }
+    }
+
+    /// A finished request on the Kafka listener.
+    pub fn kafka_request(&self, api: &str, took: Duration, ok: bool) {
+        let l = Self::api(api);
+        self.kafka_requests.get_or_create(&l).inc();
+        if !ok {
+            self.kafka_request_errors.get_or_create(&l).inc();
+        }
+        self.kafka_request_seconds
+            .get_or_create(&l)
+            .observe(took.as_secs_f64());
+    }
+
+    /// A Kafka connection opened (+1) or closed (-1).
+    pub fn kafka_connection(&self, delta: i64) {
+        self.kafka_connections.inc_by(delta);
     }
 
     fn api(api: &str) -> ApiLabel {

@@ -316,6 +316,10 @@ impl BrokerProc {
             // Several brokers share this machine: no fixed HTTP port.
             args.extend(["--http-listen".to_string(), "127.0.0.1:0".to_string()]);
         }
+        if flag_value(&self.extra, "--kafka-listen").is_none() {
+            // Nor a fixed Kafka port: tests of the Kafka listener name one.
+            args.extend(["--kafka-listen".to_string(), "off".to_string()]);
+        }
         args
     }
 

@@ -825,6 +825,8 @@ impl NetnsCluster {
                 SocketAddr::from((ip, PEER_PORT)).to_string(),
                 "--http-listen".into(),
                 SocketAddr::from((ip, HTTP_PORT)).to_string(),
+                "--kafka-listen".into(),
+                "off".into(),
                 "--initial-cluster".into(),
                 initial.clone(),
                 "--fsync".into(),

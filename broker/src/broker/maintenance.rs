@@ -36,10 +36,11 @@ impl Broker {
             .find(|(i, _)| *i == id)
             .map(|(_, a)| a.clone())
             .unwrap_or_else(|| self.config.peer_listen.to_string());
+        let kafka_addr = self.kafka_advertised().unwrap_or_default();
         let known = self.with_state(|s| {
-            s.brokers
-                .get(&id)
-                .is_some_and(|b| b.addr == addr && b.peer_addr == peer_addr)
+            s.brokers.get(&id).is_some_and(|b| {
+                b.addr == addr && b.peer_addr == peer_addr && b.kafka_addr == kafka_addr
+            })
         });
         let removed = self.with_state(|s| s.removed_brokers.contains(&id));
         if removed {
@@ -51,6 +52,7 @@ impl Broker {
                 id,
                 addr,
                 peer_addr,
+                kafka_addr,
             };
             if let Err(e) = self.controller.execute(op).await {
                 tracing::debug!(error = %e, "broker registration pending");

@@ -11,9 +11,16 @@
 //!   topic), retention and leadership hand-off;
 //! - `topics`: the client-facing cluster operations, each run by the
 //!   controller (`cluster::operations`) and awaited here;
-//! - `status`: replica states for the status RPCs.
+//! - `status`: replica states for the status RPCs;
+//! - `produce`, `fetch`, `list_offsets`: the data path, one operation
+//!   each, called by every front end (gRPC and Kafka);
+//! - `group_offsets`: committing and reading group offsets.
 
+pub mod fetch;
+pub mod group_offsets;
+pub mod list_offsets;
 mod maintenance;
+pub mod produce;
 mod replicas;
 pub mod scrape;
 mod startup;
@@ -234,6 +241,14 @@ impl Broker {
 
     pub fn tier(&self) -> &Arc<crate::tier::Tier> {
         &self.tier
+    }
+
+    /// The Kafka address this broker advertises (`None`: no Kafka listener).
+    pub fn kafka_advertised(&self) -> Option<String> {
+        let k = &self.config.kafka;
+        k.advertise
+            .clone()
+            .or_else(|| k.listen.map(|a| a.to_string()))
     }
 
     pub fn node_id(&self) -> u64 {

@@ -12,11 +12,20 @@ use crate::cluster::metadata::{ClusterState, TopicMeta};
 use crate::cluster::topic_config;
 use crate::error::{BrokerError, Result};
 use crate::raft::node::Cmd;
+use crate::security::auth::{Identity, Operation, Resource};
 
 /// Producer ids reserved from the controller at a time.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
 impl Broker {
+    /// Who may create a topic: create on the cluster, or on the topic.
+    pub fn authorize_create_topic(&self, who: &Identity, name: &str) -> Result<()> {
+        if self.may(who, Operation::Create, Resource::Cluster, "") {
+            return Ok(());
+        }
+        self.authorize(who, Operation::Create, Resource::Topic, name)
+    }
+
     pub async fn create_topic(
         &self,
         name: &str,

@@ -181,6 +181,7 @@ pub enum ControllerOp {
         id: u64,
         addr: String,
         peer_addr: String,
+        kafka_addr: String,
     },
     AddBroker {
         id: u64,

@@ -28,6 +28,9 @@ pub struct BrokerMeta {
     /// Peer (Raft) address.
     #[serde(default)]
     pub peer_addr: String,
+    /// Kafka-protocol address (advertised; empty: no Kafka listener).
+    #[serde(default)]
+    pub kafka_addr: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -74,6 +77,8 @@ pub enum MetadataCommand {
         addr: String,
         #[serde(default)]
         peer_addr: String,
+        #[serde(default)]
+        kafka_addr: String,
     },
     UnregisterBroker {
         id: u64,
@@ -134,6 +139,7 @@ impl ClusterState {
                 id,
                 addr,
                 peer_addr,
+                kafka_addr,
             } => {
                 self.brokers.insert(
                     id,
@@ -141,6 +147,7 @@ impl ClusterState {
                         id,
                         addr,
                         peer_addr,
+                        kafka_addr,
                     },
                 );
             }

@@ -287,6 +287,7 @@ impl Controller {
                 id,
                 addr,
                 peer_addr,
+                kafka_addr,
             } => {
                 self.propose(|s| {
                     if s.removed_brokers.contains(&id) {
@@ -297,6 +298,7 @@ impl Controller {
                             id,
                             addr: addr.clone(),
                             peer_addr: peer_addr.clone(),
+                            kafka_addr: kafka_addr.clone(),
                         }],
                         (),
                     ))
@@ -326,6 +328,7 @@ impl Controller {
                                 id,
                                 addr: String::new(),
                                 peer_addr: peer_addr.clone(),
+                                kafka_addr: String::new(),
                             }],
                             (),
                         ))

@@ -39,6 +39,8 @@ pub struct BrokerConfig {
     pub peer_listen: SocketAddr,
     /// HTTP listener (`None`: off).
     pub http_listen: Option<SocketAddr>,
+    /// The Kafka-protocol listener and Kafka's topic defaults.
+    pub kafka: KafkaSettings,
     /// Initial members in the given order: (node id, peer address).
     pub initial_cluster: Vec<(u64, String)>,
     pub controller_voters: usize,
@@ -47,6 +49,20 @@ pub struct BrokerConfig {
     /// Principals and ACL enforcement.
     pub auth: crate::security::auth::Authorizer,
     pub tier: crate::tier::TierSettings,
+}
+
+/// The Kafka-protocol listener and the broker settings Kafka clients
+/// expect (auto topic creation and its defaults).
+#[derive(Clone, Debug)]
+pub struct KafkaSettings {
+    /// `None`: off.
+    pub listen: Option<SocketAddr>,
+    /// What Metadata tells clients (`None`: the bound address).
+    pub advertise: Option<String>,
+    pub auto_create_topics: bool,
+    pub num_partitions: u32,
+    /// Capped at the number of brokers.
+    pub default_replication_factor: u32,
 }
 
 impl BrokerConfig {

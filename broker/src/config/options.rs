@@ -63,6 +63,25 @@ pub struct Args {
     /// HTTP listener for /health and /ready (`off` to disable).
     #[arg(long, env = "STRATA_HTTP_LISTEN")]
     pub http_listen: Option<String>,
+    /// Kafka-protocol listener (`off` to disable).
+    #[arg(long, env = "STRATA_KAFKA_LISTEN")]
+    pub kafka_listen: Option<String>,
+    /// Address Kafka clients are told to use for this broker (defaults to
+    /// --kafka-listen).
+    #[arg(long, env = "STRATA_KAFKA_ADVERTISE")]
+    pub kafka_advertise: Option<String>,
+    /// Create a topic when a Kafka client produces to or asks for one that
+    /// does not exist: true | false.
+    #[arg(long, env = "STRATA_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
+    /// Partitions of a topic created without a count (auto-created or by a
+    /// Kafka client that leaves it to the broker).
+    #[arg(long, env = "STRATA_NUM_PARTITIONS")]
+    pub num_partitions: Option<u32>,
+    /// Replication factor of a topic created without one (capped at the
+    /// number of brokers).
+    #[arg(long, env = "STRATA_DEFAULT_REPLICATION_FACTOR")]
+    pub default_replication_factor: Option<u32>,
     /// Initial cluster members: `1=HOST:PORT,2=HOST:PORT,...` (peer addresses).
     #[arg(long, env = "STRATA_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
@@ -156,6 +175,11 @@ pub(super) struct FileConfig {
     pub(super) log_level: Option<String>,
     pub(super) peer_listen: Option<String>,
     pub(super) http_listen: Option<String>,
+    pub(super) kafka_listen: Option<String>,
+    pub(super) kafka_advertise: Option<String>,
+    pub(super) auto_create_topics: Option<bool>,
+    pub(super) num_partitions: Option<u32>,
+    pub(super) default_replication_factor: Option<u32>,
     pub(super) initial_cluster: Option<String>,
     pub(super) controller_voters: Option<usize>,
     pub(super) tls_cert: Option<PathBuf>,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::options::{FileConfig, read_file};
-use super::{Args, BrokerConfig, ConfigError, LogFormat};
+use super::{Args, BrokerConfig, ConfigError, KafkaSettings, LogFormat};
 use crate::log::{FsyncPolicy, LogConfig};
 
 /// Principal mapping, tokens, enforcement and superusers. The principal of
@@ -133,11 +133,12 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
 
 impl BrokerConfig {
     /// Merges the sources and validates the result.
-    pub fn load(args: Args) -> Result<Self, ConfigError> {
-        let file = match &args.config {
+    pub fn load(mut args: Args) -> Result<Self, ConfigError> {
+        let mut file = match &args.config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
+        let kafka = kafka_settings(&mut args, &mut file)?;
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
         if node_id == 0 {
             return err("node-id must be >= 1");
@@ -342,6 +343,7 @@ impl BrokerConfig {
             advertise,
             peer_listen,
             http_listen,
+            kafka,
             initial_cluster,
             controller_voters,
             log_defaults: log,
@@ -351,6 +353,56 @@ impl BrokerConfig {
             log_level,
         })
     }
+}
+
+/// The Kafka listener's settings.
+fn kafka_settings(args: &mut Args, file: &mut FileConfig) -> Result<KafkaSettings, ConfigError> {
+    let listen_s = args
+        .kafka_listen
+        .take()
+        .or(file.kafka_listen.take())
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let listen = if listen_s == "off" {
+        None
+    } else {
+        Some(listen_s.parse::<SocketAddr>().map_err(|_| {
+            ConfigError(format!(
+                "kafka-listen '{listen_s}': expected HOST:PORT with an IP address, or off"
+            ))
+        })?)
+    };
+    let advertise = args.kafka_advertise.take().or(file.kafka_advertise.take());
+    if let Some(a) = &advertise
+        && a.rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+    {
+        return Err(ConfigError(format!(
+            "kafka-advertise '{a}': expected HOST:PORT"
+        )));
+    }
+    let num_partitions = args.num_partitions.or(file.num_partitions).unwrap_or(1);
+    if num_partitions == 0 {
+        return Err(ConfigError("num-partitions must be at least 1".into()));
+    }
+    let default_replication_factor = args
+        .default_replication_factor
+        .or(file.default_replication_factor)
+        .unwrap_or(3);
+    if default_replication_factor == 0 {
+        return Err(ConfigError(
+            "default-replication-factor must be at least 1".into(),
+        ));
+    }
+    Ok(KafkaSettings {
+        listen,
+        advertise,
+        auto_create_topics: args
+            .auto_create_topics
+            .or(file.auto_create_topics)
+            .unwrap_or(true),
+        num_partitions,
+        default_replication_factor,
+    })
 }
 
 #[cfg(test)]

@@ -54,6 +54,16 @@ impl Directory {
             .map_or(0, |(l, _)| *l)
     }
 
+    /// Leader id (0 = unknown) and the term it was seen leading in.
+    pub fn leader_and_term(&self, topic: &str, partition: u32) -> (u64, u64) {
+        self.leaders
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(topic.to_owned(), partition))
+            .copied()
+            .unwrap_or((0, 0))
+    }
+
     pub fn forget_topic(&self, topic: &str) {
         self.leaders
             .write()

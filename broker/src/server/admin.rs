@@ -122,13 +122,7 @@ impl AdminApi for AdminService {
     ) -> Result<Response<CreateTopicResponse>, Status> {
         let who = self.broker.identify(&req);
         let r = req.into_inner();
-        if !self
-            .broker
-            .may(&who, Operation::Create, Resource::Cluster, "")
-        {
-            self.broker
-                .authorize(&who, Operation::Create, Resource::Topic, &r.name)?;
-        }
+        self.broker.authorize_create_topic(&who, &r.name)?;
         let configs: BTreeMap<String, String> = r.configs.into_iter().collect();
         let meta = self
             .broker

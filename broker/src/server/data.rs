@@ -3,10 +3,9 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use strata_proto::batch;
 use strata_proto::v1::broker_server::Broker as BrokerApi;
 use strata_proto::v1::{
     Acks, FetchPartitionResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
@@ -19,14 +18,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::status::error_info;
 use crate::broker::Broker;
+use crate::broker::fetch::{self, MAX_FETCH_BYTES};
+use crate::broker::list_offsets::OffsetQuery;
+use crate::broker::produce::{self, Prepared, Produced};
 use crate::error::{BrokerError, Result};
-use crate::partition::Partition;
 use crate::security::auth::{Identity, Operation, Resource};
 
-const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
-const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
-/// Cap of one fetch response (stays well below the gRPC message limit).
-pub const MAX_FETCH_BYTES: usize = 48 << 20;
 const DEFAULT_SUBSCRIBE_BYTES: usize = 1 << 20;
 
 pub struct DataService {
@@ -39,128 +36,41 @@ impl DataService {
     }
 }
 
-/// A produce request handed to the Raft loop; what is left is waiting.
-struct Pending {
-    part: Arc<Partition>,
-    started: Instant,
-    records: u64,
-    bytes: u64,
-    acks: Acks,
-    rx: tokio::sync::oneshot::Receiver<Result<crate::raft::node::Proposal>>,
-    timeout: Duration,
-    correlation_id: u64,
-}
-
-impl Pending {
-    async fn finish(self) -> Result<ProduceResponse> {
-        let acks = match self.acks {
-            Acks::All => crate::partition::Acks::All,
-            Acks::Leader => crate::partition::Acks::Leader,
-            Acks::None => crate::partition::Acks::None,
-        };
-        let done = self
-            .part
-            .complete_produce(self.rx, acks, self.timeout)
-            .await;
-        let m = crate::metrics::global();
-        m.request("produce", self.started.elapsed(), done.is_ok());
-        let a = done?;
-        m.produced(self.part.topic(), self.records, self.bytes);
-        let (base, last) = if self.acks == Acks::None {
-            (-1, -1)
-        } else {
-            (a.base_offset, a.last_offset)
-        };
-        Ok(ProduceResponse {
-            correlation_id: self.correlation_id,
-            base_offset: base,
-            last_offset: last,
-            log_start_offset: a.log_start_offset,
-            error: None,
-        })
-    }
-}
-
-/// A produce request that passed validation (done outside any lock).
-struct Prepared {
-    part: Arc<Partition>,
-    started: Instant,
-    acks: Acks,
-    batches: Vec<(strata_proto::batch::BatchHeader, bytes::Bytes)>,
-    timeout: Duration,
-    correlation_id: u64,
-}
-
-/// Checks a produce request: topic, partition, acks, batch framing and CRC.
-fn prepare(broker: &Broker, who: &Identity, req: ProduceRequest) -> Result<Prepared> {
-    let started = Instant::now();
-    prepare_inner(broker, who, req, started).inspect_err(|_| {
-        crate::metrics::global().request("produce", started.elapsed(), false);
-    })
-}
-
-fn prepare_inner(
-    broker: &Broker,
-    who: &Identity,
-    req: ProduceRequest,
-    started: Instant,
-) -> Result<Prepared> {
-    broker.authorize(who, Operation::Write, Resource::Topic, &req.topic)?;
-    if req.topic.starts_with("__") {
-        return Err(BrokerError::InvalidTopic {
-            name: req.topic,
-            why: "internal topics are written by the broker only".into(),
-        });
-    }
-    let acks = Acks::try_from(req.acks)
-        .map_err(|_| BrokerError::InvalidRequest(format!("unknown acks {}", req.acks)))?;
-    let part = broker.leader_partition(&req.topic, req.partition)?;
-    let batches = batch::split_validated(&req.records)?;
-    let max = part.config().max_message_bytes;
-    if let Some((h, _)) = batches.iter().find(|(h, _)| h.total_len() > max as usize) {
-        return Err(BrokerError::BatchTooLarge {
-            size: h.total_len(),
-            max,
-        });
-    }
-    if batches.iter().any(|(h, _)| h.is_control()) {
-        return Err(BrokerError::InvalidRequest(
-            "control batches are written by the broker only".into(),
-        ));
-    }
-    let timeout = match req.timeout_ms {
-        0 => DEFAULT_ACK_TIMEOUT,
-        ms => Duration::from_millis(u64::from(ms)).min(MAX_WAIT_CAP),
+/// Translates a gRPC produce request into the broker's operation.
+fn prepare(broker: &Broker, who: &Identity, req: ProduceRequest) -> Result<(u64, Prepared)> {
+    let acks = match Acks::try_from(req.acks) {
+        Ok(Acks::All) => crate::partition::Acks::All,
+        Ok(Acks::Leader) => crate::partition::Acks::Leader,
+        Ok(Acks::None) => crate::partition::Acks::None,
+        Err(_) => {
+            return Err(BrokerError::InvalidRequest(format!(
+                "unknown acks {}",
+                req.acks
+            )));
+        }
     };
-    Ok(Prepared {
-        part,
-        started,
-        acks,
-        batches,
-        timeout,
-        correlation_id: req.correlation_id,
-    })
+    let timeout = (req.timeout_ms != 0).then(|| Duration::from_millis(u64::from(req.timeout_ms)));
+    let prepared = broker.prepare_produce(
+        who,
+        produce::ProduceRequest {
+            topic: req.topic,
+            partition: req.partition,
+            records: req.records,
+            acks,
+            timeout,
+        },
+    )?;
+    Ok((req.correlation_id, prepared))
 }
 
-/// Proposes a prepared request (keeping call order); what is left is
-/// waiting for the acks.
-fn append(p: Prepared) -> Result<Pending> {
-    let records = p.batches.iter().map(|(h, _)| h.records_count as u64).sum();
-    let bytes = p.batches.iter().map(|(h, _)| h.total_len() as u64).sum();
-    let started = p.started;
-    let rx = p.part.start_produce(p.batches).inspect_err(|_| {
-        crate::metrics::global().request("produce", started.elapsed(), false);
-    })?;
-    Ok(Pending {
-        part: p.part,
-        started,
-        records,
-        bytes,
-        acks: p.acks,
-        rx,
-        timeout: p.timeout,
-        correlation_id: p.correlation_id,
-    })
+fn produce_response(correlation_id: u64, p: Produced) -> ProduceResponse {
+    ProduceResponse {
+        correlation_id,
+        base_offset: p.base_offset,
+        last_offset: p.last_offset,
+        log_start_offset: p.log_start_offset,
+        error: None,
+    }
 }
 
 fn error_response(correlation_id: u64, e: &BrokerError) -> ProduceResponse {
@@ -193,8 +103,9 @@ impl BrokerApi for DataService {
         req: Request<ProduceRequest>,
     ) -> std::result::Result<Response<ProduceResponse>, Status> {
         let who = self.broker.identify(&req);
-        let prepared = prepare(&self.broker, &who, req.into_inner())?;
-        Ok(Response::new(append(prepared)?.finish().await?))
+        let (cid, prepared) = prepare(&self.broker, &who, req.into_inner())?;
+        let produced = prepared.append()?.finish().await?;
+        Ok(Response::new(produce_response(cid, produced)))
     }
 
     type ProduceStreamStream = BoxStream<ProduceResponse>;
@@ -208,7 +119,7 @@ impl BrokerApi for DataService {
         let who = self.broker.identify(&req);
         let mut inbound = req.into_inner();
         let (tx, rx) = mpsc::channel::<std::result::Result<ProduceResponse, Status>>(256);
-        let (stage_tx, mut stage_rx) = mpsc::channel::<(u64, Result<Prepared>)>(8);
+        let (stage_tx, mut stage_rx) = mpsc::channel::<(u64, Result<(u64, Prepared)>)>(8);
         let broker = Arc::clone(&self.broker);
         tokio::spawn(async move {
             while let Some(Ok(r)) = inbound.next().await {
@@ -224,11 +135,14 @@ impl BrokerApi for DataService {
         });
         tokio::spawn(async move {
             while let Some((cid, prepared)) = stage_rx.recv().await {
-                match prepared.and_then(append) {
+                match prepared.and_then(|(_, p)| p.append()) {
                     Ok(p) => {
                         let tx = tx.clone();
                         tokio::spawn(async move {
-                            let resp = p.finish().await.unwrap_or_else(|e| error_response(cid, &e));
+                            let resp = match p.finish().await {
+                                Ok(produced) => produce_response(cid, produced),
+                                Err(e) => error_response(cid, &e),
+                            };
                             let _ = tx.send(Ok(resp)).await;
                         });
                     }
@@ -247,130 +161,46 @@ impl BrokerApi for DataService {
         &self,
         req: Request<FetchRequest>,
     ) -> std::result::Result<Response<FetchResponse>, Status> {
-        let started = Instant::now();
         let who = self.broker.identify(&req);
         let req = req.into_inner();
-        for p in &req.partitions {
-            self.broker
-                .authorize(&who, Operation::Read, Resource::Topic, &p.topic)
-                .inspect_err(|_| {
-                    crate::metrics::global().request("fetch", started.elapsed(), false);
-                })?;
-        }
         if req.partitions.is_empty() {
             return Err(BrokerError::InvalidRequest("fetch names no partition".into()).into());
         }
-        let max_total = match req.max_bytes {
-            0 => MAX_FETCH_BYTES,
-            n => (n as usize).min(MAX_FETCH_BYTES),
+        let op = fetch::FetchRequest {
+            partitions: req
+                .partitions
+                .iter()
+                .map(|p| fetch::FetchPartition {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    offset: p.offset,
+                    max_bytes: p.max_bytes as usize,
+                })
+                .collect(),
+            max_wait: Duration::from_millis(u64::from(req.max_wait_ms)),
+            min_bytes: req.min_bytes as usize,
+            max_bytes: req.max_bytes as usize,
         };
-        let deadline =
-            Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms)).min(MAX_WAIT_CAP);
-        let parts: Vec<Result<Arc<Partition>>> = req
-            .partitions
-            .iter()
-            .map(|p| self.broker.leader_partition(&p.topic, p.partition))
-            .collect();
-        // The term each partition is led in: a long poll on a replica that
-        // steps down ends at once with NOT_LEADER for that partition.
-        let terms: Vec<u64> = parts
-            .iter()
-            .map(|p| p.as_ref().map_or(0, |p| p.role().term))
-            .collect();
-        loop {
-            // Subscribe before reading so that no append slips between.
-            let mut watches: Vec<_> = parts.iter().flatten().map(|p| p.subscribe_hw()).collect();
-            let mut out = Vec::with_capacity(req.partitions.len());
-            let mut total = 0usize;
-            let mut failed = false;
-            for ((fp, part), term) in req.partitions.iter().zip(&parts).zip(&terms) {
-                let part = match part {
-                    Ok(p) if p.leads_in(*term) => p,
-                    Ok(p) => {
-                        failed = true;
-                        out.push(partition_error(&fp.topic, fp.partition, &p.not_leader()));
-                        continue;
-                    }
-                    Err(e) => {
-                        failed = true;
-                        out.push(partition_error(&fp.topic, fp.partition, e));
-                        continue;
-                    }
-                };
-                let room = max_total.saturating_sub(total);
-                let cap = match fp.max_bytes {
-                    0 => room,
-                    n => (n as usize).min(room),
-                };
-                // The first batch of the response always goes out whole so
-                // that a consumer progresses; later ones only if they fit.
-                let first_whole = total == 0;
-                if cap == 0 && !first_whole {
-                    let o = crate::tier::serve::offsets(self.broker.as_ref(), part);
-                    out.push(FetchPartitionResponse {
-                        topic: fp.topic.clone(),
-                        partition: fp.partition,
-                        error: None,
-                        high_watermark: o.high_watermark,
-                        log_start_offset: o.log_start,
-                        records: Default::default(),
-                    });
-                    continue;
-                }
-                let read = crate::tier::serve::read(
-                    self.broker.as_ref(),
-                    part,
-                    fp.offset,
-                    cap.max(1),
-                    first_whole,
-                )
-                .await;
-                match read {
-                    Ok((info, offs)) => {
-                        total += info.records.len();
-                        out.push(FetchPartitionResponse {
-                            topic: fp.topic.clone(),
-                            partition: fp.partition,
-                            error: None,
-                            high_watermark: offs.high_watermark,
-                            log_start_offset: offs.log_start,
-                            records: info.records,
-                        });
-                    }
-                    Err(e) => {
-                        failed = true;
-                        out.push(partition_error(&fp.topic, fp.partition, &e));
-                    }
-                }
-            }
-            let now = Instant::now();
-            if failed
-                || total >= (req.min_bytes as usize).max(1)
-                || now >= deadline
-                || watches.is_empty()
-            {
-                let m = crate::metrics::global();
-                for p in &out {
-                    m.fetched(&p.topic, p.records.len() as u64);
-                }
-                m.request("fetch", started.elapsed(), !failed);
-                return Ok(Response::new(FetchResponse { partitions: out }));
-            }
-            let changed =
-                futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
-            let lost = futures::future::select_all(
-                parts
-                    .iter()
-                    .zip(&terms)
-                    .filter_map(|(p, t)| p.as_ref().ok().map(|p| Box::pin(p.leadership_lost(*t)))),
-            );
-            // A deadline, a new high watermark or a lost leadership: the
-            // next turn reads (or reports) again.
-            tokio::select! {
-                _ = tokio::time::timeout(deadline - now, changed) => {}
-                _ = lost => {}
-            }
+        let read = self.broker.fetch(&who, &op).await;
+        // This API fails the whole request on a partition it may not read.
+        if let Some(e) = fetch::FetchedPartition::denied(&read) {
+            return Err(BrokerError::Unauthorized(e.to_string()).into());
         }
+        let partitions = read
+            .into_iter()
+            .map(|p| match p.result {
+                Ok(r) => FetchPartitionResponse {
+                    topic: p.topic,
+                    partition: p.partition,
+                    error: None,
+                    high_watermark: r.high_watermark,
+                    log_start_offset: r.log_start,
+                    records: r.records,
+                },
+                Err(e) => partition_error(&p.topic, p.partition, &e),
+            })
+            .collect();
+        Ok(Response::new(FetchResponse { partitions }))
     }
 
     type SubscribeStream = BoxStream<FetchPartitionResponse>;
@@ -447,26 +277,21 @@ impl BrokerApi for DataService {
     ) -> std::result::Result<Response<ListOffsetsResponse>, Status> {
         let who = self.broker.identify(&req);
         let req = req.into_inner();
-        self.broker
-            .authorize(&who, Operation::Describe, Resource::Topic, &req.topic)?;
-        let part = self.broker.leader_partition(&req.topic, req.partition)?;
         let spec = OffsetSpec::try_from(req.spec).map_err(|_| {
             BrokerError::InvalidRequest(format!("unknown offset spec {}", req.spec))
         })?;
-        let o = crate::tier::serve::offsets(self.broker.as_ref(), &part);
-        let (offset, timestamp) = match spec {
-            OffsetSpec::Latest => (o.high_watermark, -1),
-            OffsetSpec::Earliest => (o.log_start, -1),
-            OffsetSpec::Timestamp => {
-                crate::tier::serve::offset_for_timestamp(self.broker.as_ref(), &part, req.timestamp)
-                    .await?
-                    .filter(|(off, _)| *off < o.high_watermark)
-                    .unwrap_or((o.high_watermark, -1))
-            }
+        let query = match spec {
+            OffsetSpec::Latest => OffsetQuery::Latest,
+            OffsetSpec::Earliest => OffsetQuery::Earliest,
+            OffsetSpec::Timestamp => OffsetQuery::Timestamp(req.timestamp),
         };
+        let o = self
+            .broker
+            .list_offset(&who, &req.topic, req.partition, query)
+            .await?;
         Ok(Response::new(ListOffsetsResponse {
-            offset,
-            timestamp,
+            offset: o.offset,
+            timestamp: o.timestamp,
             log_start_offset: o.log_start,
             high_watermark: o.high_watermark,
         }))

@@ -20,6 +20,7 @@ use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
+use crate::broker::group_offsets::OffsetToCommit;
 use crate::error::BrokerError;
 use crate::groups::consumer::{Heartbeat, Subscription};
 use crate::groups::offsets::validate_group;
@@ -86,40 +87,23 @@ impl GroupsApi for GroupsService {
     ) -> Result<Response<OffsetCommitResponse>, Status> {
         let who = self.broker.identify(&req);
         let (meta, _, r) = req.into_parts();
-        validate_group(&r.group)?;
+        let offsets: Vec<OffsetToCommit> = r
+            .offsets
+            .iter()
+            .map(|o| OffsetToCommit {
+                topic: o.topic.clone(),
+                partition: o.partition,
+                offset: o.offset,
+                metadata: o.metadata.clone(),
+            })
+            .collect();
         self.broker
-            .authorize(&who, Operation::Read, Resource::Group, &r.group)?;
-        for o in &r.offsets {
-            self.broker
-                .authorize(&who, Operation::Read, Resource::Topic, &o.topic)?;
-        }
+            .authorize_offsets_commit(&who, &r.group, &offsets)?;
         if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
             return leader.offset_commit(forwarded(r)).await;
         }
-        if r.offsets.is_empty() {
-            return Err(BrokerError::InvalidRequest("no offsets to commit".into()).into());
-        }
-        let mut offsets = Vec::with_capacity(r.offsets.len());
-        for o in r.offsets {
-            self.broker.partition_exists(&o.topic, o.partition)?;
-            if o.offset < 0 {
-                return Err(BrokerError::InvalidRequest(format!(
-                    "negative offset {} for {}/{}",
-                    o.offset, o.topic, o.partition
-                ))
-                .into());
-            }
-            if o.metadata.len() > 4096 {
-                return Err(BrokerError::InvalidRequest(
-                    "offset metadata longer than 4096 bytes".into(),
-                )
-                .into());
-            }
-            offsets.push((o.topic, o.partition, o.offset, o.metadata));
-        }
         self.broker
-            .groups()
-            .commit(&r.group, offsets, (&r.member_id, r.member_epoch))
+            .commit_offsets(&who, &r.group, offsets, (&r.member_id, r.member_epoch))
             .await?;
         Ok(Response::new(OffsetCommitResponse {}))
     }
@@ -130,16 +114,13 @@ impl GroupsApi for GroupsService {
     ) -> Result<Response<OffsetFetchResponse>, Status> {
         let who = self.broker.identify(&req);
         let (meta, _, r) = req.into_parts();
-        validate_group(&r.group)?;
-        self.broker
-            .authorize(&who, Operation::Describe, Resource::Group, &r.group)?;
+        self.broker.authorize_offsets_fetch(&who, &r.group)?;
         if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
             return leader.offset_fetch(forwarded(r)).await;
         }
         let offsets = self
             .broker
-            .groups()
-            .fetch(&r.group, &r.topics)?
+            .committed_offsets(&who, &r.group, &r.topics)?
             .into_iter()
             .map(|(topic, partition, c)| TopicPartitionOffset {
                 topic,

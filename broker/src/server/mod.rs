@@ -22,7 +22,7 @@ use crate::broker::Broker;
 use crate::security::tls::{ClientAuth, ReloadingConfig, TlsError};
 
 /// Largest request or response message (a produce request may carry many
-/// batches; a fetch response stays below `data::MAX_FETCH_BYTES`).
+/// batches; a fetch response stays below `broker::fetch::MAX_FETCH_BYTES`).
 pub const MAX_MESSAGE: usize = 64 << 20;
 
 /// Why a listener stopped.

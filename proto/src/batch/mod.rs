@@ -34,6 +34,7 @@
 //! `records`, building batches in `builder`. Both are re-exported here.
 
 mod builder;
+pub mod kafka;
 mod records;
 #[cfg(test)]
 mod tests;

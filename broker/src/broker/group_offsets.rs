@@ -1,0 +1,87 @@
+//! The committed-offsets operations of consumer groups, shared by every
+//! front end: the ACL checks and request validation in one place, then
+//! the group coordinator (`groups::offsets`).
+
+use super::Broker;
+use crate::error::{BrokerError, Result};
+use crate::groups::offsets::{Committed, validate_group};
+use crate::security::auth::{Identity, Operation, Resource};
+
+/// Longest metadata string a commit may carry.
+pub const MAX_OFFSET_METADATA: usize = 4096;
+
+/// One offset to commit.
+#[derive(Debug, Clone)]
+pub struct OffsetToCommit {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+impl Broker {
+    /// Commits offsets of `group` as `member` (`("", -1)`: no member).
+    /// Needs read on the group and on every topic.
+    pub async fn commit_offsets(
+        &self,
+        who: &Identity,
+        group: &str,
+        offsets: Vec<OffsetToCommit>,
+        member: (&str, i32),
+    ) -> Result<()> {
+        self.authorize_offsets_commit(who, group, &offsets)?;
+        if offsets.is_empty() {
+            return Err(BrokerError::InvalidRequest("no offsets to commit".into()));
+        }
+        let mut entries = Vec::with_capacity(offsets.len());
+        for o in offsets {
+            self.partition_exists(&o.topic, o.partition)?;
+            if o.offset < 0 {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "negative offset {} for {}/{}",
+                    o.offset, o.topic, o.partition
+                )));
+            }
+            if o.metadata.len() > MAX_OFFSET_METADATA {
+                return Err(BrokerError::InvalidRequest(format!(
+                    "offset metadata longer than {MAX_OFFSET_METADATA} bytes"
+                )));
+            }
+            entries.push((o.topic, o.partition, o.offset, o.metadata));
+        }
+        self.groups().commit(group, entries, member).await
+    }
+
+    /// The ACL checks of a commit (a front end that forwards the request
+    /// to the coordinator checks before forwarding).
+    pub fn authorize_offsets_commit(
+        &self,
+        who: &Identity,
+        group: &str,
+        offsets: &[OffsetToCommit],
+    ) -> Result<()> {
+        validate_group(group)?;
+        self.authorize(who, Operation::Read, Resource::Group, group)?;
+        for o in offsets {
+            self.authorize(who, Operation::Read, Resource::Topic, &o.topic)?;
+        }
+        Ok(())
+    }
+
+    /// Committed offsets of `group` (all topics when `topics` is empty).
+    /// Needs describe on the group.
+    pub fn committed_offsets(
+        &self,
+        who: &Identity,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Vec<(String, u32, Committed)>> {
+        self.authorize_offsets_fetch(who, group)?;
+        self.groups().fetch(group, topics)
+    }
+
+    pub fn authorize_offsets_fetch(&self, who: &Identity, group: &str) -> Result<()> {
+        validate_group(group)?;
+        self.authorize(who, Operation::Describe, Resource::Group, group)
+    }
+}

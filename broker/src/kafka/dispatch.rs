@@ -1,0 +1,137 @@
+//! One place that routes a decoded Kafka request to its handler (one file
+//! per API family), and what a handler gives back.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::{self as m, ApiKey};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use super::guard::RequestHead;
+use super::{fetch, groups, metadata, produce, producer_id, topics, versions};
+use crate::broker::Broker;
+use crate::security::auth::Identity;
+
+/// The answers the listener sends, one variant per served API.
+macro_rules! responses {
+    ($($api:ident($ty:ty)),* $(,)?) => {
+        pub enum Response {
+            $($api($ty)),*
+        }
+
+        impl Response {
+            pub fn encode(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+                match self {
+                    $(Response::$api(r) => r.encode(buf, version)),*
+                }
+            }
+
+            pub fn header_version(&self, version: i16) -> i16 {
+                match self {
+                    $(Response::$api(_) => <$ty as HeaderVersion>::header_version(version)),*
+                }
+            }
+        }
+    };
+}
+
+responses! {
+    ApiVersions(m::ApiVersionsResponse),
+    Metadata(m::MetadataResponse),
+    Produce(m::ProduceResponse),
+    Fetch(m::FetchResponse),
+    ListOffsets(m::ListOffsetsResponse),
+    InitProducerId(m::InitProducerIdResponse),
+    CreateTopics(m::CreateTopicsResponse),
+    DeleteTopics(m::DeleteTopicsResponse),
+    FindCoordinator(m::FindCoordinatorResponse),
+    OffsetCommit(m::OffsetCommitResponse),
+    OffsetFetch(m::OffsetFetchResponse),
+    ListGroups(m::ListGroupsResponse),
+    DeleteGroups(m::DeleteGroupsResponse),
+}
+
+/// What a handler answers.
+pub enum Reply {
+    /// No answer at all (Produce with acks=0).
+    None,
+    /// An answer now; `false` if it reports an error.
+    Now(Response, bool),
+    /// An answer once the future resolves (acks, long polls, rebalances);
+    /// it runs concurrently with the connection's next requests.
+    Later(BoxFuture<'static, (Option<Response>, bool)>),
+    /// The request breaks the protocol: close the connection.
+    Close(String),
+}
+
+/// A connection's state as the handlers see it.
+pub struct Ctx {
+    pub broker: Arc<Broker>,
+    pub who: Identity,
+}
+
+impl Ctx {
+    pub fn new(broker: Arc<Broker>, who: Identity) -> Self {
+        Self { broker, who }
+    }
+}
+
+/// The metric label of an API.
+pub fn api_name(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::Produce => "produce",
+        ApiKey::Fetch => "fetch",
+        ApiKey::ListOffsets => "list_offsets",
+        ApiKey::Metadata => "metadata",
+        ApiKey::OffsetCommit => "offset_commit",
+        ApiKey::OffsetFetch => "offset_fetch",
+        ApiKey::FindCoordinator => "find_coordinator",
+        ApiKey::ListGroups => "list_groups",
+        ApiKey::ApiVersions => "api_versions",
+        ApiKey::CreateTopics => "create_topics",
+        ApiKey::DeleteTopics => "delete_topics",
+        ApiKey::InitProducerId => "init_producer_id",
+        ApiKey::DeleteGroups => "delete_groups",
+        _ => "other",
+    }
+}
+
+fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
+    T::decode(body, version).map_err(|e| format!("does not decode: {e}"))
+}
+
+/// Decodes the body of a request (the guard passed it) and runs its
+/// handler.
+pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: Bytes) -> Reply {
+    let v = head.api_version;
+    let b = &mut body;
+    let outcome = async {
+        Ok::<Reply, String>(match key {
+            ApiKey::ApiVersions => {
+                let _: m::ApiVersionsRequest = decode(b, v)?;
+                Reply::Now(
+                    Response::ApiVersions(versions::api_versions(super::errors::NONE)),
+                    true,
+                )
+            }
+            ApiKey::Metadata => metadata::handle(ctx, decode(b, v)?, v).await,
+            ApiKey::Produce => produce::handle(ctx, decode(b, v)?, v).await,
+            ApiKey::Fetch => fetch::handle(ctx, decode(b, v)?, v),
+            ApiKey::ListOffsets => fetch::list_offsets(ctx, decode(b, v)?, v).await,
+            ApiKey::InitProducerId => producer_id::handle(ctx, decode(b, v)?).await,
+            ApiKey::CreateTopics => topics::create(ctx, decode(b, v)?, v).await,
+            ApiKey::DeleteTopics => topics::delete(ctx, decode(b, v)?, v).await,
+            ApiKey::FindCoordinator => groups::find_coordinator(ctx, decode(b, v)?, v),
+            ApiKey::OffsetCommit => groups::offset_commit(ctx, decode(b, v)?, v).await,
+            ApiKey::OffsetFetch => groups::offset_fetch(ctx, decode(b, v)?, v),
+            ApiKey::ListGroups => groups::list_groups(ctx, decode(b, v)?),
+            ApiKey::DeleteGroups => groups::delete_groups(ctx, decode(b, v)?).await,
+            other => Reply::Close(format!("{other:?} v{v} is not served")),
+        })
+    };
+    match outcome.await {
+        Ok(r) => r,
+        Err(why) => Reply::Close(format!("{key:?} v{v} {why}")),
+    }
+}

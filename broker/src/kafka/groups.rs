@@ -1,0 +1,343 @@
+//! The consumer-group APIs over the Kafka protocol: FindCoordinator
+//! (key 10), OffsetCommit (8), OffsetFetch (9), ListGroups (16) and
+//! DeleteGroups (42), on the one group coordinator (the leader of the
+//! group's `__consumer_offsets` partition). A broker that does not
+//! coordinate a group answers NOT_COORDINATOR; Kafka clients then look the
+//! coordinator up again.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::delete_groups_request::DeleteGroupsRequest;
+use kafka_protocol::messages::delete_groups_response::{
+    DeletableGroupResult, DeleteGroupsResponse,
+};
+use kafka_protocol::messages::find_coordinator_request::FindCoordinatorRequest;
+use kafka_protocol::messages::find_coordinator_response::{Coordinator, FindCoordinatorResponse};
+use kafka_protocol::messages::list_groups_request::ListGroupsRequest;
+use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedGroup};
+use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponse, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
+use kafka_protocol::protocol::StrBytes;
+
+use super::dispatch::{Ctx, Reply, Response};
+use super::errors::{self, Refused};
+use super::metadata::host_port;
+use crate::broker::Broker;
+use crate::broker::group_offsets::OffsetToCommit;
+use crate::error::BrokerError;
+use crate::groups::offsets::OFFSETS_TOPIC;
+use crate::security::auth::{Operation, Resource};
+
+/// FindCoordinator's key type of consumer groups (1 = transactions).
+const GROUP_KEY: i8 = 0;
+
+fn text(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// The coordinator of `group`: (node id, host, port) or the error code.
+fn coordinator_of(broker: &Broker, group: &str) -> Result<(i32, String, i32), i16> {
+    if crate::groups::offsets::validate_group(group).is_err() {
+        return Err(errors::INVALID_GROUP_ID);
+    }
+    let shard = broker.groups().shard_of(group);
+    let leader = broker.directory.leader(OFFSETS_TOPIC, shard);
+    if leader == 0 {
+        return Err(errors::COORDINATOR_NOT_AVAILABLE);
+    }
+    let addr = broker.with_state(|s| s.brokers.get(&leader).map(|b| b.kafka_addr.clone()));
+    match addr.as_deref().and_then(host_port) {
+        Some((host, port)) => Ok((leader as i32, host, port)),
+        None => Err(errors::COORDINATOR_NOT_AVAILABLE),
+    }
+}
+
+pub fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) -> Reply {
+    let keys: Vec<String> = if version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![req.key.to_string()]
+    };
+    let mut ok = true;
+    let coordinators: Vec<Coordinator> = keys
+        .into_iter()
+        .map(|key| {
+            let found = if req.key_type != GROUP_KEY {
+                // Transaction coordinators exist once transactions do.
+                Err(errors::COORDINATOR_NOT_AVAILABLE)
+            } else if !ctx
+                .broker
+                .may(&ctx.who, Operation::Describe, Resource::Group, &key)
+            {
+                Err(errors::GROUP_AUTHORIZATION_FAILED)
+            } else {
+                coordinator_of(&ctx.broker, &key)
+            };
+            let c = Coordinator::default().with_key(text(key));
+            match found {
+                Ok((id, host, port)) => c
+                    .with_node_id(BrokerId(id))
+                    .with_host(text(host))
+                    .with_port(port),
+                Err(code) => {
+                    ok = false;
+                    c.with_error_code(code)
+                        .with_node_id(BrokerId(-1))
+                        .with_port(-1)
+                }
+            }
+        })
+        .collect();
+    let mut resp = FindCoordinatorResponse::default();
+    if version < 4 {
+        if let Some(c) = coordinators.first() {
+            resp = resp
+                .with_error_code(c.error_code)
+                .with_node_id(c.node_id)
+                .with_host(c.host.clone())
+                .with_port(c.port);
+        }
+    } else {
+        resp = resp.with_coordinators(coordinators);
+    }
+    Reply::Now(Response::FindCoordinator(resp), ok)
+}
+
+/// NOT_COORDINATOR when this broker does not coordinate `group`.
+fn not_coordinator(broker: &Broker, group: &str) -> Option<i16> {
+    broker.groups().route(group).map(|e| match e {
+        BrokerError::NotLeader { .. } => errors::NOT_COORDINATOR,
+        other => errors::code(&other, Refused::Group),
+    })
+}
+
+pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -> Reply {
+    let group = req.group_id.0.to_string();
+    let mut offsets = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            offsets.push(OffsetToCommit {
+                topic: t.name.0.to_string(),
+                partition: u32::try_from(p.partition_index).unwrap_or(u32::MAX),
+                offset: p.committed_offset,
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    let code = match not_coordinator(&ctx.broker, &group) {
+        Some(code) => code,
+        None => {
+            let member = req.member_id.to_string();
+            let outcome = ctx
+                .broker
+                .commit_offsets(
+                    &ctx.who,
+                    &group,
+                    offsets,
+                    (&member, req.generation_id_or_member_epoch),
+                )
+                .await;
+            match outcome {
+                Ok(()) => errors::NONE,
+                Err(e @ BrokerError::Unauthorized(_)) => {
+                    // Group or topic: the group check comes first.
+                    if ctx
+                        .broker
+                        .may(&ctx.who, Operation::Read, Resource::Group, &group)
+                    {
+                        errors::code(&e, Refused::Topic)
+                    } else {
+                        errors::code(&e, Refused::Group)
+                    }
+                }
+                Err(e) => errors::code(&e, Refused::Group),
+            }
+        }
+    };
+    // A commit is all or nothing: every partition reports the same code.
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Reply::Now(
+        Response::OffsetCommit(OffsetCommitResponse::default().with_topics(topics)),
+        code == errors::NONE,
+    )
+}
+
+pub fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, _version: i16) -> Reply {
+    let group = req.group_id.0.to_string();
+    let fail = |code: i16| {
+        Reply::Now(
+            Response::OffsetFetch(OffsetFetchResponse::default().with_error_code(code)),
+            false,
+        )
+    };
+    if let Some(code) = not_coordinator(&ctx.broker, &group) {
+        return fail(code);
+    }
+    let committed = match ctx.broker.committed_offsets(&ctx.who, &group, &[]) {
+        Ok(c) => c,
+        Err(e) => return fail(errors::code(&e, Refused::Group)),
+    };
+    let mut by_topic: BTreeMap<String, BTreeMap<u32, (i64, String)>> = BTreeMap::new();
+    for (t, p, c) in committed {
+        by_topic
+            .entry(t)
+            .or_default()
+            .insert(p, (c.offset, c.metadata));
+    }
+    let entry = |index: i32, found: Option<&(i64, String)>| {
+        let (offset, metadata) = found.cloned().unwrap_or((-1, String::new()));
+        OffsetFetchResponsePartition::default()
+            .with_partition_index(index)
+            .with_committed_offset(offset)
+            .with_committed_leader_epoch(-1)
+            .with_metadata(Some(text(metadata)))
+    };
+    let topics: Vec<OffsetFetchResponseTopic> = match req.topics {
+        // `None`: every committed partition of the group.
+        None => by_topic
+            .iter()
+            .map(|(t, parts)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(TopicName(text(t.clone())))
+                    .with_partitions(
+                        parts
+                            .iter()
+                            .map(|(p, c)| entry(*p as i32, Some(c)))
+                            .collect(),
+                    )
+            })
+            .collect(),
+        Some(asked) => asked
+            .into_iter()
+            .map(|t| {
+                let name = t.name.0.to_string();
+                let known = by_topic.get(&name);
+                OffsetFetchResponseTopic::default()
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .map(|p| {
+                                let found = u32::try_from(*p)
+                                    .ok()
+                                    .and_then(|p| known.and_then(|k| k.get(&p)));
+                                entry(*p, found)
+                            })
+                            .collect(),
+                    )
+                    .with_name(t.name)
+            })
+            .collect(),
+    };
+    Reply::Now(
+        Response::OffsetFetch(OffsetFetchResponse::default().with_topics(topics)),
+        true,
+    )
+}
+
+/// Kafka's name of a group state.
+fn kafka_state(state: &str) -> &'static str {
+    match state {
+        "stable" => "Stable",
+        "reconciling" => "Reconciling",
+        _ => "Empty",
+    }
+}
+
+pub fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> Reply {
+    let groups = ctx.broker.groups();
+    let listed = groups
+        .list()
+        .into_iter()
+        .filter(|g| groups.route(g).is_none())
+        .filter(|g| {
+            ctx.broker
+                .may(&ctx.who, Operation::Describe, Resource::Group, g)
+        })
+        .filter_map(|g| {
+            let state = groups.consumer_state(&g);
+            let name = kafka_state(state.as_ref().map_or("empty", |s| s.state_name()));
+            let wanted = req.states_filter.is_empty()
+                || req
+                    .states_filter
+                    .iter()
+                    .any(|f| f.eq_ignore_ascii_case(name));
+            wanted.then(|| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(text(g)))
+                    .with_protocol_type(text("consumer"))
+                    .with_group_state(text(name))
+                    .with_group_type(text(if state.is_some() {
+                        "consumer"
+                    } else {
+                        "classic"
+                    }))
+            })
+        })
+        .collect();
+    Reply::Now(
+        Response::ListGroups(ListGroupsResponse::default().with_groups(listed)),
+        true,
+    )
+}
+
+pub async fn delete_groups(ctx: &Ctx, req: DeleteGroupsRequest) -> Reply {
+    let mut ok = true;
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for g in req.groups_names {
+        let group = g.0.to_string();
+        let code = if let Some(code) = not_coordinator(&ctx.broker, &group) {
+            code
+        } else {
+            let outcome =
+                match ctx
+                    .broker
+                    .authorize(&ctx.who, Operation::Delete, Resource::Group, &group)
+                {
+                    Ok(()) => ctx.broker.groups().delete(&group).await,
+                    Err(e) => Err(e),
+                };
+            match outcome {
+                Ok(()) => errors::NONE,
+                Err(e) => errors::code(&e, Refused::Group),
+            }
+        };
+        ok &= code == errors::NONE;
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(code),
+        );
+    }
+    Reply::Now(
+        Response::DeleteGroups(DeleteGroupsResponse::default().with_results(results)),
+        ok,
+    )
+}

@@ -1,0 +1,30 @@
+//! The Kafka-protocol front end: existing Kafka clients, tools and
+//! pipelines talk to strata unchanged.
+//!
+//! Like the gRPC services it only translates: every handler calls the
+//! broker operations the gRPC services call (one produce path, one fetch
+//! path, one group coordinator, one ACL check). Batches pass through with
+//! their prefix rewritten (`strata_proto::batch::kafka`), never
+//! re-encoded. Frames pass a guard of our own before the codec sees them.
+//!
+//! - `conn`: the listener, framing, ordering of answers;
+//! - `guard`: bounds checks of a frame before decoding;
+//! - `dispatch`: the routing of a decoded request to its handler;
+//! - `versions`: the served APIs and the `ApiVersions` answer;
+//! - `errors`: strata's error codes as Kafka's;
+//! - one file per API family: `metadata`, `produce`, `fetch` (and
+//!   ListOffsets), `producer_id`, `topics`, `groups`.
+
+mod conn;
+mod dispatch;
+mod errors;
+mod fetch;
+mod groups;
+pub mod guard;
+mod metadata;
+mod produce;
+mod producer_id;
+mod topics;
+mod versions;
+
+pub use conn::serve;

@@ -1,0 +1,148 @@
+//! CreateTopics (key 19) and DeleteTopics (key 20), through the broker's
+//! topic operations (the controller runs them).
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
+use kafka_protocol::messages::delete_topics_response::{
+    DeletableTopicResult, DeleteTopicsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::dispatch::{Ctx, Reply, Response};
+use super::errors::{self, Refused};
+use super::metadata::topic_uuid;
+use crate::error::BrokerError;
+use crate::security::auth::{Operation, Resource};
+
+fn message(e: &BrokerError) -> Option<StrBytes> {
+    Some(StrBytes::from_string(e.to_string()))
+}
+
+pub async fn create(ctx: &Ctx, req: CreateTopicsRequest, _version: i16) -> Reply {
+    let broker = &ctx.broker;
+    let k = &broker.config().kafka;
+    let mut ok = true;
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let result = CreatableTopicResult::default().with_name(t.name.clone());
+        let partitions = match t.num_partitions {
+            -1 => Ok(k.num_partitions),
+            n => u32::try_from(n)
+                .map_err(|_| BrokerError::InvalidPartitions(format!("{n} partitions"))),
+        };
+        let brokers = broker.with_state(|s| s.brokers.len()).max(1) as u32;
+        let rf = match t.replication_factor {
+            -1 => Ok(k.default_replication_factor.min(brokers)),
+            n => {
+                u32::try_from(n).map_err(|_| BrokerError::InvalidReplicationFactor(format!("{n}")))
+            }
+        };
+        let assignments = if t.assignments.is_empty() {
+            Ok(())
+        } else {
+            Err(BrokerError::InvalidRequest(
+                "manual replica assignment is not supported; the controller places replicas".into(),
+            ))
+        };
+        let configs: BTreeMap<String, String> = t
+            .configs
+            .into_iter()
+            .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+            .collect();
+        let outcome = match (partitions, rf, assignments) {
+            (Ok(p), Ok(r), Ok(())) => match broker.authorize_create_topic(&ctx.who, &name) {
+                Err(e) => Err(e),
+                Ok(()) if req.validate_only => {
+                    crate::cluster::topic_config::validate_topic_name(&name, false).map(|()| None)
+                }
+                Ok(()) => broker.create_topic(&name, p, r, configs).await.map(Some),
+            },
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+        };
+        results.push(match outcome {
+            Ok(meta) => {
+                let (p, r, id) = meta.as_ref().map_or((-1, -1, uuid::Uuid::nil()), |m| {
+                    (
+                        m.partitions as i32,
+                        m.replication_factor as i16,
+                        topic_uuid(m),
+                    )
+                });
+                result
+                    .with_topic_id(id)
+                    .with_num_partitions(p)
+                    .with_replication_factor(r)
+            }
+            Err(e) => {
+                ok = false;
+                result
+                    .with_error_code(errors::code(&e, Refused::Topic))
+                    .with_error_message(message(&e))
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+            }
+        });
+    }
+    Reply::Now(
+        Response::CreateTopics(CreateTopicsResponse::default().with_topics(results)),
+        ok,
+    )
+}
+
+pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, _version: i16) -> Reply {
+    let broker = &ctx.broker;
+    // v0-5 name topics in `topic_names`, v6+ in `topics` (by name or id).
+    let mut wanted: Vec<(Option<String>, uuid::Uuid)> = req
+        .topic_names
+        .into_iter()
+        .map(|n| (Some(n.0.to_string()), uuid::Uuid::nil()))
+        .collect();
+    wanted.extend(
+        req.topics
+            .into_iter()
+            .map(|t| (t.name.map(|n| n.0.to_string()), t.topic_id)),
+    );
+    let mut ok = true;
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let name = name.or_else(|| {
+            broker.with_state(|s| {
+                s.topics
+                    .iter()
+                    .find(|(_, m)| topic_uuid(m) == id)
+                    .map(|(n, _)| n.clone())
+            })
+        });
+        let result = DeletableTopicResult::default().with_topic_id(id);
+        let Some(name) = name else {
+            ok = false;
+            responses.push(result.with_error_code(errors::UNKNOWN_TOPIC_ID));
+            continue;
+        };
+        let outcome = match broker.authorize(&ctx.who, Operation::Delete, Resource::Topic, &name) {
+            Ok(()) => broker.delete_topic(&name).await,
+            Err(e) => Err(e),
+        };
+        let result = result.with_name(Some(TopicName(StrBytes::from_string(name))));
+        responses.push(match outcome {
+            Ok(()) => result,
+            Err(e) => {
+                ok = false;
+                result
+                    .with_error_code(errors::code(&e, Refused::Topic))
+                    .with_error_message(message(&e))
+            }
+        });
+    }
+    Reply::Now(
+        Response::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses)),
+        ok,
+    )
+}

@@ -1,0 +1,84 @@
+//! The APIs and versions the Kafka listener serves, and its answer to
+//! `ApiVersions` (key 18).
+//!
+//! One table is the truth for both: a request outside it is refused
+//! before decoding (`ApiVersions` itself is answered in v0 format with
+//! UNSUPPORTED_VERSION and this list, as KIP-511 asks).
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+
+use super::errors;
+
+/// `(api, min, max)` served. Produce is advertised from v0 although v0–2
+/// are refused when sent: librdkafka before 2.11.1 turns compression off
+/// against a broker whose Produce minimum is above 0.
+pub const SERVED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
+];
+
+/// Whether `(api_key, version)` is served.
+pub fn served(api_key: i16, version: i16) -> bool {
+    SERVED
+        .iter()
+        .any(|(k, lo, hi)| *k as i16 == api_key && (*lo..=*hi).contains(&version))
+}
+
+/// The `ApiVersions` answer (`error_code` NONE or UNSUPPORTED_VERSION).
+pub fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error_code)
+        .with_api_keys(
+            SERVED
+                .iter()
+                .map(|(k, lo, hi)| {
+                    ApiVersion::default()
+                        .with_api_key(*k as i16)
+                        .with_min_version(*lo)
+                        .with_max_version(*hi)
+                })
+                .collect(),
+        )
+}
+
+/// The answer to an `ApiVersions` request of a version we do not know.
+pub fn unsupported() -> ApiVersionsResponse {
+    api_versions(errors::UNSUPPORTED_VERSION)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_4_floors_are_met() {
+        // KIP-896: Kafka 4 clients refuse brokers below these minimums.
+        let floors = [
+            (ApiKey::Produce, 3),
+            (ApiKey::Fetch, 4),
+            (ApiKey::ListOffsets, 1),
+            (ApiKey::OffsetCommit, 2),
+            (ApiKey::OffsetFetch, 1),
+            (ApiKey::CreateTopics, 2),
+            (ApiKey::DeleteTopics, 1),
+        ];
+        for (k, floor) in floors {
+            assert!(served(k as i16, floor), "{k:?} v{floor}");
+        }
+        assert!(served(ApiKey::Produce as i16, 0), "advertised from 0");
+        assert!(!served(ApiKey::Produce as i16, 99));
+        assert!(!served(999, 0));
+    }
+}
