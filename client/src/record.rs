@@ -2,7 +2,8 @@
 //!
 //! A fetch returns whole batches; the first may start before the requested
 //! offset, so records below it are skipped. Keys and values share the
-//! fetched buffer (no copy).
+//! fetched buffer (no copy), or for a compressed batch the buffer it was
+//! decompressed into.
 
 use std::sync::Arc;
 
@@ -10,6 +11,10 @@ use bytes::Bytes;
 use strata_proto::batch::{BatchIter, parse_header, peek_total_len, records};
 
 use crate::error::{ClientError, Result};
+
+/// Smallest framed record: length, attributes, timestamp and offset deltas,
+/// null key, null value, no headers (one byte each).
+const MIN_RECORD_LEN: usize = 7;
 
 /// One record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +55,11 @@ pub fn decode_records(topic: &Arc<str>, partition: u32, from: i64, data: Bytes) 
             continue;
         }
         if out.records.capacity() == 0 {
-            out.records.reserve(h.records_count.max(0) as usize);
+            // The count of a compressed batch is not bounded by its size:
+            // reserve no more than a plain batch of this size could hold.
+            let fit = batch.len() / MIN_RECORD_LEN;
+            out.records
+                .reserve((h.records_count.max(0) as usize).min(fit));
         }
         let it = records(&batch)
             .map_err(|e| ClientError::Corrupt(format!("{topic}/{partition}: bad batch: {e}")))?;
@@ -102,10 +111,15 @@ pub fn scan_next_offset(data: &[u8], from: i64) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_proto::batch::{BatchBuilder, stamp};
+    use strata_proto::batch::{BatchBuilder, Codec, stamp};
 
     fn batch_at(base: i64, n: usize) -> Vec<u8> {
+        compressed_batch_at(Codec::None, base, n)
+    }
+
+    fn compressed_batch_at(codec: Codec, base: i64, n: usize) -> Vec<u8> {
         let mut b = BatchBuilder::new(100);
+        b.set_compression(codec);
         for i in 0..n {
             let v = format!("v{}", base + i as i64);
             b.push(100 + i as i64, Some(b"k"), Some(v.as_bytes()), &[]);
@@ -129,6 +143,28 @@ mod tests {
         assert_eq!(d.records[0].value.as_deref(), Some(&b"v12"[..]));
         assert_eq!(d.records[0].timestamp, 102);
         assert_eq!(d.records[0].key.as_deref(), Some(&b"k"[..]));
+    }
+
+    #[test]
+    fn compressed_batches_decode_between_plain_ones() {
+        let t: Arc<str> = Arc::from("t");
+        let mut data = batch_at(0, 4);
+        let mut base = 4;
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            data.extend(compressed_batch_at(codec, base, 50));
+            base += 50;
+        }
+        data.extend(batch_at(base, 2));
+        let d = decode_records(&t, 0, 2, Bytes::from(data)).expect("decode");
+        let offsets: Vec<i64> = d.records.iter().map(|r| r.offset).collect();
+        assert_eq!(offsets, (2..base + 2).collect::<Vec<_>>());
+        for r in &d.records {
+            assert_eq!(
+                r.value.as_deref(),
+                Some(format!("v{}", r.offset).as_bytes())
+            );
+        }
+        assert_eq!(d.next_offset, base + 2);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! open [`BatchBuilder`] (the only copy of a value the producer makes) until
 //! the next record would push the batch past `batch_size`; then the batch is
 //! closed and handed to the sender. One record larger than `batch_size`
-//! travels alone in its own batch.
+//! travels alone in its own batch. With compression the builder compresses
+//! the records when the batch is finished; `batch_size` bounds the records
+//! before compression.
 //!
 //! Pure bookkeeping: no I/O, no locking (the producer wraps each
 //! accumulator in a mutex), so batch boundaries are unit-testable.
@@ -10,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_proto::batch::{BatchBuilder, HEADER_LEN, record_size};
+use strata_proto::batch::{BatchBuilder, Codec, HEADER_LEN, record_size};
 
 use super::future::{BatchShared, RecordFuture};
 
@@ -89,6 +91,7 @@ pub(crate) struct PartitionAccumulator {
     topic: Arc<str>,
     partition: u32,
     batch_size: usize,
+    codec: Codec,
     open: Option<OpenBatch>,
     next_id: u64,
 }
@@ -99,17 +102,26 @@ impl PartitionAccumulator {
             topic,
             partition,
             batch_size: batch_size.max(HEADER_LEN + 1),
+            codec: Codec::None,
             open: None,
             next_id: 0,
         }
+    }
+
+    /// Batches opened from now on compress their records with `codec`.
+    pub fn with_compression(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
     }
 
     fn open_batch(&mut self, timestamp: i64, first_record: usize) -> OpenBatch {
         self.next_id += 1;
         // Room for the whole batch up front: growing a buffer would copy it.
         let cap = (HEADER_LEN + first_record).max(self.batch_size) + 16;
+        let mut builder = BatchBuilder::with_capacity(timestamp, cap);
+        builder.set_compression(self.codec);
         OpenBatch {
-            builder: Builder(BatchBuilder::with_capacity(timestamp, cap)),
+            builder: Builder(builder),
             shared: BatchShared::new(Arc::clone(&self.topic), self.partition),
             base_timestamp: timestamp,
             count: 0,
@@ -256,6 +268,33 @@ mod tests {
         assert_eq!(a.closed[0].count, 1);
         assert_eq!(a.closed[1].count, 1);
         assert!(!acc.has_open());
+    }
+
+    #[test]
+    fn compressed_batches_close_at_the_uncompressed_batch_size() {
+        let value = [7u8; 100];
+        let one = record_size(0, 0, None, Some(100), &[]);
+        let size = HEADER_LEN + 10 * one;
+        for codec in [Codec::Gzip, Codec::Snappy, Codec::Lz4, Codec::Zstd] {
+            let mut acc =
+                PartitionAccumulator::new(Arc::from("t"), 0, size).with_compression(codec);
+            let closed: Vec<_> = (0..10)
+                .flat_map(|_| acc.append(rec(&value)).closed)
+                .collect();
+            assert_eq!(closed.len(), 1, "{codec}");
+            let b = closed.into_iter().next().expect("closed batch");
+            assert_eq!(b.count, 10);
+            let bytes = b.builder.0.finish();
+            let h = strata_proto::batch::validate(&bytes).expect("valid");
+            assert_eq!(h.compression(), Ok(codec));
+            assert!(bytes.len() < size / 4, "{codec}: {} bytes", bytes.len());
+            let recs: Vec<_> = records(&bytes)
+                .expect("records")
+                .collect::<Result<_, _>>()
+                .expect("decode");
+            assert_eq!(recs.len(), 10);
+            assert!(recs.iter().all(|r| r.value.as_deref() == Some(&value[..])));
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! idempotent.
 
 mod accumulator;
+mod compression;
 mod future;
 mod sender;
 mod sequence;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use strata_proto::v1::{Acks, ErrorCode, InitProducerIdRequest};
 use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot};
 
+pub use compression::Compression;
 pub use future::{RecordFuture, RecordMetadata};
 
 use crate::cluster::Cluster;
@@ -28,19 +30,13 @@ use crate::partitioner::{Sticky, key_partition};
 use accumulator::{ClosedBatch, PartitionAccumulator, RecordRef};
 use sender::{Command, SenderConfig};
 
-/// Compression of produced batches. Only `None` exists today.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Compression {
-    #[default]
-    None,
-}
-
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
     /// How long a batch may wait for more records before it is sent.
     pub linger: Duration,
-    /// Target batch size in bytes (a single larger record gets its own batch).
+    /// Target batch size in bytes, of the records before compression (a
+    /// single larger record gets its own batch).
     pub batch_size: usize,
     /// When the broker answers.
     pub acks: Acks,
@@ -57,6 +53,7 @@ pub struct ProducerConfig {
     pub delivery_timeout: Duration,
     /// Bytes of records buffered (not yet acknowledged) before `send` waits.
     pub buffer_memory: usize,
+    /// Codec compressing each batch's records (default none).
     pub compression: Compression,
 }
 
@@ -256,11 +253,10 @@ impl Producer {
             name: Arc::clone(name),
             partitions: (0..info.partitions())
                 .map(|p| {
-                    Mutex::new(PartitionAccumulator::new(
-                        Arc::clone(name),
-                        p,
-                        self.inner.cfg.batch_size,
-                    ))
+                    Mutex::new(
+                        PartitionAccumulator::new(Arc::clone(name), p, self.inner.cfg.batch_size)
+                            .with_compression(self.inner.cfg.compression.codec()),
+                    )
                 })
                 .collect(),
             sticky: Sticky::default(),

@@ -1,9 +1,11 @@
 //! Writing batches: `BatchBuilder` frames records one by one behind a
-//! reserved header and fills in the header and CRC when finished;
-//! `record_size` tells producers ahead of time what a record will cost.
+//! reserved header and fills in the header and CRC when finished (a
+//! compressed batch compresses its records then); `record_size` tells
+//! producers ahead of time what a record will cost.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::compression::{Codec, compress_into};
 use super::{
     ATTR_CONTROL, CRC_START, HEADER_LEN, LOG_OVERHEAD, MAGIC, OFF_ATTRIBUTES, OFF_BASE_SEQ,
     OFF_BASE_TS, OFF_COUNT, OFF_CRC, OFF_LAST_DELTA, OFF_LENGTH, OFF_MAGIC, OFF_MAX_TS,
@@ -22,6 +24,7 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     attributes: i16,
+    codec: Codec,
 }
 
 /// Bytes a record adds to a batch (key/value lengths in bytes, `None` = null).
@@ -98,6 +101,7 @@ impl BatchBuilder {
             producer_epoch: -1,
             base_sequence: -1,
             attributes: 0,
+            codec: Codec::None,
         }
     }
 
@@ -112,12 +116,25 @@ impl BatchBuilder {
         self.attributes |= ATTR_CONTROL;
     }
 
+    /// Compresses the records with `codec` when finished (`None`, the
+    /// default, stores them as framed).
+    pub fn set_compression(&mut self, codec: Codec) {
+        self.codec = codec;
+    }
+
+    /// The codec the batch will be compressed with.
+    pub fn compression(&self) -> Codec {
+        self.codec
+    }
+
     /// Records so far.
     pub fn count(&self) -> i32 {
         self.count
     }
 
-    /// Bytes so far, header included.
+    /// Bytes so far, header included. For a compressed batch this is the
+    /// uncompressed size, an upper bound of the finished batch but for the
+    /// few bytes a codec adds to incompressible records.
     pub fn size(&self) -> usize {
         self.buf.len()
     }
@@ -160,13 +177,30 @@ impl BatchBuilder {
         self.max_timestamp = self.max_timestamp.max(timestamp);
     }
 
-    /// Fills in the header and checksum.
+    /// Fills in the header and checksum. A compressed batch gets its records
+    /// compressed first; should the codec fail (it cannot in practice), the
+    /// batch is stored uncompressed instead.
     pub fn finish(mut self) -> Bytes {
-        let len = (self.buf.len() - LOG_OVERHEAD) as i32;
-        let b = &mut self.buf[..];
+        let mut buf = std::mem::take(&mut self.buf);
+        if self.codec != Codec::None {
+            let mut out = Vec::with_capacity(buf.len() / 2 + HEADER_LEN + 64);
+            out.resize(HEADER_LEN, 0);
+            if compress_into(self.codec, &buf[HEADER_LEN..], &mut out).is_ok() {
+                let attributes = self.attributes | i16::from(self.codec.id());
+                self.write_header(&mut out, attributes);
+                return Bytes::from(out);
+            }
+        }
+        self.write_header(&mut buf, self.attributes);
+        buf.freeze()
+    }
+
+    /// Writes the header and CRC of the complete batch `b`.
+    fn write_header(&self, b: &mut [u8], attributes: i16) {
+        let len = (b.len() - LOG_OVERHEAD) as i32;
         b[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&len.to_be_bytes());
         b[OFF_MAGIC] = MAGIC as u8;
-        b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&self.attributes.to_be_bytes());
+        b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
         b[OFF_LAST_DELTA..OFF_LAST_DELTA + 4].copy_from_slice(&(self.count - 1).to_be_bytes());
         b[OFF_BASE_TS..OFF_BASE_TS + 8].copy_from_slice(&self.base_timestamp.to_be_bytes());
         b[OFF_MAX_TS..OFF_MAX_TS + 8].copy_from_slice(&self.max_timestamp.to_be_bytes());
@@ -177,6 +211,5 @@ impl BatchBuilder {
         b[OFF_COUNT..OFF_COUNT + 4].copy_from_slice(&self.count.to_be_bytes());
         let crc = crc32c::crc32c(&b[CRC_START..]);
         b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        self.buf.freeze()
     }
 }

@@ -1,9 +1,11 @@
 //! Reading batches back: walking the batches of a buffer (a fetch response
 //! or a stretch of a segment) and decoding the varint-framed records of one
-//! batch. Keys, values and header values are zero-copy slices of the batch.
+//! batch. Keys, values and header values are zero-copy slices of the batch,
+//! or of the decompressed records of a compressed batch.
 
 use bytes::Bytes;
 
+use super::compression::{Codec, MAX_DECOMPRESSED, decompress};
 use super::{BatchError, BatchHeader, HEADER_LEN, parse_header, peek_total_len, verify_crc};
 use crate::varint::{get_varint, get_varlong};
 
@@ -46,7 +48,8 @@ impl Iterator for BatchIter {
     }
 }
 
-/// One decoded record. Keys and values share the batch's memory.
+/// One decoded record. Keys and values share the batch's memory (or the
+/// decompressed records' buffer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub offset: i64,
@@ -65,28 +68,18 @@ pub(super) struct RawRecord {
     headers: Vec<(String, Option<(usize, usize)>)>,
 }
 
-/// Iterates the records of one batch.
-pub struct RecordIter<'a> {
-    owner: Bytes,
-    /// Offset of `area` within `owner` (when owner is non-empty).
-    base: usize,
-    area: &'a [u8],
+/// Walks the framing of a records area: where the next record starts and
+/// how many records the header still promises.
+pub(super) struct Cursor {
     pos: usize,
     left: i32,
-    base_offset: i64,
-    base_timestamp: i64,
 }
 
-impl<'a> RecordIter<'a> {
-    pub(super) fn new(owner: Bytes, h: &BatchHeader, area: &'a [u8]) -> Self {
+impl Cursor {
+    pub(super) fn new(records_count: i32) -> Self {
         Self {
-            owner,
-            base: HEADER_LEN,
-            area,
             pos: 0,
-            left: h.records_count.max(0),
-            base_offset: h.base_offset,
-            base_timestamp: h.base_timestamp,
+            left: records_count.max(0),
         }
     }
 
@@ -108,31 +101,33 @@ impl<'a> RecordIter<'a> {
         Ok(Some((at, len)))
     }
 
-    pub(super) fn next_raw(&mut self) -> Option<Result<RawRecord, BatchError>> {
+    /// The next record of `area` (always the same area), `None` after the
+    /// last one; after an error, `None`.
+    pub(super) fn next_raw(&mut self, area: &[u8]) -> Option<Result<RawRecord, BatchError>> {
         if self.left == 0 {
-            if self.pos != self.area.len() {
-                self.pos = self.area.len();
+            if self.pos != area.len() {
+                self.pos = area.len();
                 return Some(Err(BatchError::Malformed("bytes after the last record")));
             }
             return None;
         }
         self.left -= 1;
-        let r = self.decode_one();
+        let r = self.decode_one(area);
         if r.is_err() {
             self.left = 0;
-            self.pos = self.area.len();
+            self.pos = area.len();
         }
         Some(r)
     }
 
-    fn decode_one(&mut self) -> Result<RawRecord, BatchError> {
-        let mut cur = &self.area[self.pos..];
+    fn decode_one(&mut self, area: &[u8]) -> Result<RawRecord, BatchError> {
+        let mut cur = &area[self.pos..];
         let len = get_varint(&mut cur)?;
         if len < 0 || len as usize > cur.len() {
             return Err(BatchError::Malformed("record length exceeds the batch"));
         }
         let len = len as usize;
-        let start = self.pos + (self.area.len() - self.pos - cur.len());
+        let start = self.pos + (area.len() - self.pos - cur.len());
         let mut body = &cur[..len];
         let total = len;
         if body.is_empty() {
@@ -151,7 +146,7 @@ impl<'a> RecordIter<'a> {
         for _ in 0..n_headers {
             let k = Self::span(&mut body, start, total)?
                 .ok_or(BatchError::Malformed("null header key"))?;
-            let key = std::str::from_utf8(&self.area[k.0..k.0 + k.1])
+            let key = std::str::from_utf8(&area[k.0..k.0 + k.1])
                 .map_err(|_| BatchError::Malformed("header key is not UTF-8"))?
                 .to_owned();
             let v = Self::span(&mut body, start, total)?;
@@ -169,16 +164,54 @@ impl<'a> RecordIter<'a> {
             headers,
         })
     }
+}
+
+/// Checks the framing of every record of a (decompressed) records area:
+/// as many records as the header counts, nothing after them, offset deltas
+/// 0, 1, 2, ...
+pub(super) fn check_framing(h: &BatchHeader, area: &[u8]) -> Result<(), BatchError> {
+    let mut cursor = Cursor::new(h.records_count);
+    let mut n = 0i32;
+    while let Some(r) = cursor.next_raw(area) {
+        if r?.offset_delta != n {
+            return Err(BatchError::Malformed(
+                "record offset deltas are not sequential",
+            ));
+        }
+        n += 1;
+    }
+    Ok(())
+}
+
+/// Iterates the records of one batch.
+pub struct RecordIter {
+    /// The records area: a slice of the batch, or the decompressed records
+    /// of a compressed batch. Record fields are slices of it.
+    area: Bytes,
+    cursor: Cursor,
+    base_offset: i64,
+    base_timestamp: i64,
+}
+
+impl RecordIter {
+    fn new(area: Bytes, h: &BatchHeader) -> Self {
+        Self {
+            area,
+            cursor: Cursor::new(h.records_count),
+            base_offset: h.base_offset,
+            base_timestamp: h.base_timestamp,
+        }
+    }
 
     fn cut(&self, span: Option<(usize, usize)>) -> Option<Bytes> {
-        span.map(|(at, len)| self.owner.slice(self.base + at..self.base + at + len))
+        span.map(|(at, len)| self.area.slice(at..at + len))
     }
 }
 
-impl Iterator for RecordIter<'_> {
+impl Iterator for RecordIter {
     type Item = Result<Record, BatchError>;
     fn next(&mut self) -> Option<Self::Item> {
-        let raw = match self.next_raw()? {
+        let raw = match self.cursor.next_raw(&self.area)? {
             Ok(r) => r,
             Err(e) => return Some(Err(e)),
         };
@@ -196,8 +229,11 @@ impl Iterator for RecordIter<'_> {
     }
 }
 
-/// Decodes the records of one batch (as yielded by [`BatchIter`]).
-pub fn records(batch: &Bytes) -> Result<RecordIter<'_>, BatchError> {
+/// Decodes the records of one batch (as yielded by [`BatchIter`]). The
+/// records of an uncompressed batch share its memory; a compressed batch is
+/// decompressed here (at most [`MAX_DECOMPRESSED`] bytes) into one buffer
+/// its records share.
+pub fn records(batch: &Bytes) -> Result<RecordIter, BatchError> {
     let h = parse_header(batch)?;
     if h.total_len() > batch.len() {
         return Err(BatchError::Truncated {
@@ -205,12 +241,13 @@ pub fn records(batch: &Bytes) -> Result<RecordIter<'_>, BatchError> {
             have: batch.len(),
         });
     }
-    if h.codec() != 0 {
-        return Err(BatchError::UnsupportedCompression(h.codec()));
-    }
-    Ok(RecordIter::new(
-        batch.clone(),
-        &h,
-        &batch[HEADER_LEN..h.total_len()],
-    ))
+    let area = match h.compression()? {
+        Codec::None => batch.slice(HEADER_LEN..h.total_len()),
+        codec => Bytes::from(decompress(
+            codec,
+            &batch[HEADER_LEN..h.total_len()],
+            MAX_DECOMPRESSED,
+        )?),
+    };
+    Ok(RecordIter::new(area, &h))
 }
