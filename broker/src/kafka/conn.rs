@@ -26,18 +26,20 @@ use super::dispatch::{self, Ctx, Reply, Response};
 use super::guard::{self, GuardError, RequestHead};
 use crate::broker::Broker;
 use crate::security::auth::Identity;
-use crate::security::tls::ReloadingConfig;
-use crate::server::ServeError;
+use crate::security::tls::{ReloadingConfig, TlsError};
 
 /// Answers waiting to be written per connection (pipelined requests).
 const IN_FLIGHT: usize = 64;
+/// Largest frame of any request but Produce (the codec builds up to ~36
+/// times a frame's size in memory for dense arrays).
+const MAX_SMALL_FRAME: usize = 1 << 20;
 
 /// Serves the Kafka protocol on `listener` until `shutdown` resolves.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
+) -> Result<(), TlsError> {
     let tls = match &broker.config().tls {
         Some(t) => Some(ReloadingConfig::new(t.clone(), t.client_auth)?),
         None => None,
@@ -155,6 +157,7 @@ fn unsupported_api_versions(correlation_id: i32) -> Option<Bytes> {
         api_version: 0,
         correlation_id,
         client_id: None,
+        header_version: 1,
         header_len: 0,
     };
     encode(
@@ -227,6 +230,25 @@ async fn request(ctx: &mut Ctx, frame: Bytes) -> Result<Option<Answer>, String> 
         }
         Err(e) => return Err(e.to_string()),
     };
+    if !super::versions::served(head.api_key, head.api_version) {
+        if head.api_key == ApiKey::ApiVersions as i16 {
+            let bytes = unsupported_api_versions(head.correlation_id);
+            return Ok(Some(tokio::spawn(async move { bytes })));
+        }
+        return Err(format!(
+            "api {} v{} is not served",
+            head.api_key, head.api_version
+        ));
+    }
+    // Only Produce carries bulk data: every other request stays small, so
+    // the codec's in-memory form of it stays small too.
+    if head.api_key != ApiKey::Produce as i16 && frame.len() > MAX_SMALL_FRAME {
+        return Err(format!(
+            "a frame of {} bytes for api {} exceeds {MAX_SMALL_FRAME}",
+            frame.len(),
+            head.api_key
+        ));
+    }
     let key = ApiKey::try_from(head.api_key).map_err(|()| "unknown api".to_string())?;
     let body = frame.slice(head.header_len..);
     let name = dispatch::api_name(key);
