@@ -75,6 +75,12 @@ pub enum BrokerError {
     InconsistentGroupProtocol(String),
     #[error("group '{0}' has members")]
     NonEmptyGroup(String),
+    #[error("generation {got} is not the group's ({current}): rejoin")]
+    IllegalGeneration { got: i32, current: i32 },
+    #[error("the group is rebalancing: rejoin")]
+    RebalanceInProgress,
+    #[error("session timeout {0} ms is outside [1000, 1800000]")]
+    InvalidSessionTimeout(i32),
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("invalid group id '{0}'")]
@@ -154,6 +160,9 @@ impl BrokerError {
             UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
             InconsistentGroupProtocol(_) => ErrorCode::InconsistentGroupProtocol,
             NonEmptyGroup(_) => ErrorCode::NonEmptyGroup,
+            IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
+            RebalanceInProgress => ErrorCode::RebalanceInProgress,
+            InvalidSessionTimeout(_) => ErrorCode::InvalidSessionTimeout,
             Remote { code, .. } => *code,
         }
     }

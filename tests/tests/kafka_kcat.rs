@@ -382,3 +382,109 @@ async fn kcat_compressed_batches_are_stored_as_sent_and_read_back() {
         assert_eq!(line["value"], sent[19_999].1, "{codec}");
     }
 }
+
+/// A `kcat -G` balanced consumer printing `partition offset` lines.
+fn group_consumer(kafka: &str, group: &str, topic: &str) -> std::process::Child {
+    Command::new("kcat")
+        .args([
+            "-b",
+            kafka,
+            "-G",
+            group,
+            topic,
+            "-q",
+            "-u",
+            "-f",
+            "%p %o\n",
+            "-X",
+            "auto.offset.reset=earliest",
+            "-X",
+            "session.timeout.ms=6000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn kcat -G")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_group_consumers_share_the_partitions() {
+    if !have_kcat() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (broker, kafka) = kafka_broker(&tmp.path().join("data")).await;
+    let out = broker.cli(
+        &[
+            "topic",
+            "create",
+            "shared",
+            "--partitions",
+            "4",
+            "--replication-factor",
+            "1",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut a = group_consumer(&kafka, "kcat-group", "shared");
+    let mut b = group_consumer(&kafka, "kcat-group", "shared");
+    // Both members in, the group stable.
+    let mut stable = false;
+    for _ in 0..150 {
+        let out = broker.cli(
+            &["--output", "json", "group", "describe", "kcat-group"],
+            None,
+        );
+        if out.status.success() {
+            let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            if v["state"] == "Stable" && v["members"].as_array().is_some_and(|m| m.len() == 2) {
+                stable = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(stable, "the group did not become stable with two members");
+    let input: String = (0..4000).map(|i| format!("k{i}:v{i}\n")).collect();
+    kcat(
+        &["-b", &kafka, "-P", "-t", "shared", "-K", ":"],
+        Some(input.as_bytes()),
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let _ = a.kill();
+    let _ = b.kill();
+    let read = |c: std::process::Child| -> Vec<(u32, i64)> {
+        let out = c.wait_with_output().expect("kcat output");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (p, o) = l.split_once(' ')?;
+                Some((p.parse().ok()?, o.parse().ok()?))
+            })
+            .collect()
+    };
+    let (ra, rb) = (read(a), read(b));
+    let parts = |r: &[(u32, i64)]| {
+        r.iter()
+            .map(|(p, _)| *p)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert!(!ra.is_empty() && !rb.is_empty(), "both members read");
+    assert!(
+        parts(&ra).is_disjoint(&parts(&rb)),
+        "a partition was read by both: {:?} {:?}",
+        parts(&ra),
+        parts(&rb)
+    );
+    let mut all: Vec<(u32, i64)> = ra.into_iter().chain(rb).collect();
+    all.sort_unstable();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(n, all.len(), "duplicates");
+    assert_eq!(n, 4000, "every record read once");
+}

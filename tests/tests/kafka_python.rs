@@ -1,7 +1,9 @@
 //! The Kafka listener against PyPI's Kafka clients (`tests/python/*.py`):
 //! confluent-kafka (librdkafka 2.x) produces idempotently at acks=all,
 //! reads every record back exactly once and in order, commits offsets with
-//! metadata and administers topics.
+//! metadata and administers topics; three members of a classic group
+//! (eager and cooperative-sticky) share a 12-partition topic through a
+//! member leaving and a static member's restart.
 //!
 //! Skipped when the Python package is missing, unless
 //! STRATA_REQUIRE_TOOLS=1 (set by `.ci/run`, which installs it).
@@ -65,4 +67,59 @@ async fn confluent_kafka_produces_consumes_commits_and_administers() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("cf-orders"), "describe: {text}");
+}
+
+async fn run_groups(strategy: &'static str) {
+    if !have_module("confluent_kafka") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let broker = BrokerProc::start(&tmp.path().join("data"), &["--kafka-listen", &kafka]).await;
+    let k = kafka.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script("confluent_groups.py"))
+            .arg(&k)
+            .arg(strategy)
+            .output()
+            .expect("python3")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\nbroker: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        broker.log_tail(30)
+    );
+    // strata's CLI shows the Kafka group: classic protocol, its members.
+    let out = broker.cli(
+        &[
+            "--output",
+            "json",
+            "group",
+            "describe",
+            &format!("g-{strategy}"),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("classic"), "describe: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_eager_group_shares_partitions() {
+    run_groups("range").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_cooperative_group_moves_only_what_must_move() {
+    run_groups("cooperative-sticky").await;
 }

@@ -177,6 +177,7 @@ impl Broker {
             let Some(b) = me.upgrade() else { return };
             let topics = b.topic_partition_counts();
             b.groups.expire_members(&topics).await;
+            b.groups.classic_tick().await;
         }
     }
 }

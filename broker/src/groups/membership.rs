@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::consumer::{GroupState, Heartbeat, HeartbeatReply, Outcome};
-use super::offsets::{GroupCoordinator, Shard, shard_for, state_key, to_json, validate_group};
+use super::offsets::{
+    GroupCoordinator, Shard, classic_key, shard_for, state_key, to_json, validate_group,
+};
 use crate::error::{BrokerError, Result};
 
 /// A record to write: key, and value (`None` deletes).
@@ -28,7 +30,7 @@ pub struct Liveness {
 
 /// A member id: 22 characters of URL-safe base64 over 16 random bytes, as
 /// Kafka's (a UUID).
-fn new_member_id() -> String {
+pub(super) fn new_member_id() -> String {
     use ring::rand::SecureRandom;
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut b = [0u8; 16];
@@ -81,11 +83,27 @@ impl GroupCoordinator {
     /// State records of every group of offsets partition `idx` (for its
     /// compaction).
     pub(super) fn live_states(&self, idx: u32) -> Result<Vec<Record>> {
-        let c = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
-        c.iter()
-            .filter(|(g, _)| shard_for(g, self.count) == idx as usize)
-            .map(|(g, s)| Ok((state_key(g)?, Some(to_json(s)?))))
-            .collect()
+        let mut out: Vec<Record> = {
+            let c = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
+            c.iter()
+                .filter(|(g, _)| shard_for(g, self.count) == idx as usize)
+                .map(|(g, s)| Ok((state_key(g)?, Some(to_json(s)?))))
+                .collect::<Result<_>>()?
+        };
+        let classics: Vec<String> = self
+            .classics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|g| shard_for(g, self.count) == idx as usize)
+            .cloned()
+            .collect();
+        for g in classics {
+            if let Some(state) = self.classic_state(&g) {
+                out.push((classic_key(&g)?, Some(to_json(&state)?)));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether `member_id` at `epoch` may commit offsets of `tps` (see
@@ -98,6 +116,9 @@ impl GroupCoordinator {
         epoch: i32,
         tps: &[(String, u32)],
     ) -> Result<()> {
+        if let Some(r) = self.classic_check_commit(group, member_id, epoch) {
+            return r;
+        }
         match self.consumer_state(group) {
             Some(state) => state.check_commit(member_id, epoch, tps),
             None if member_id.is_empty() => Ok(()),
@@ -145,6 +166,11 @@ impl GroupCoordinator {
         validate_group(group)?;
         let shard = self.shard(group)?;
         let _w = shard.write.lock().await;
+        if self.classic_state(group).is_some_and(|c| !c.is_empty()) {
+            return Err(BrokerError::InconsistentGroupProtocol(format!(
+                "group '{group}' uses the classic protocol"
+            )));
+        }
         let mut state = self.consumer_state(group).unwrap_or_default();
         let (reply, out) = state.heartbeat(&hb, topics, new_member_id)?;
         if out.changed {

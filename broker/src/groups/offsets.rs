@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use strata_proto::batch::{self, BatchBuilder};
 
+use super::classic::ClassicGroup;
 use super::consumer::GroupState;
 use super::membership::{Liveness, Record};
 use crate::error::{BrokerError, Result};
@@ -43,6 +44,8 @@ pub(super) struct StateKey {
 
 /// `k` of a consumer-protocol group's state record.
 pub(super) const CONSUMER_STATE: &str = "consumer";
+/// `k` of a classic-protocol group's state record.
+pub(super) const CLASSIC_STATE: &str = "classic";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Committed {
@@ -74,6 +77,14 @@ pub struct GroupCoordinator {
     /// When each member (group, member id) was last heard from, and since
     /// when it has had partitions to give up; this coordinator's own.
     pub(super) liveness: Mutex<HashMap<(String, String), Liveness>>,
+    /// Classic-protocol groups, as applied from their state records.
+    pub(super) classics: Mutex<HashMap<String, ClassicGroup>>,
+    /// The coordinator's working copies of classic groups, with the
+    /// leadership term they were loaded in.
+    pub(super) classic_live: Mutex<HashMap<String, (u64, ClassicGroup)>>,
+    /// Bumped on every change of a classic group (waiting joins and syncs
+    /// re-read their group).
+    pub(super) classic_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// Kafka's rule for the offsets partition of a group (Java `String.hashCode`).
@@ -100,6 +111,9 @@ impl GroupCoordinator {
             groups: Mutex::default(),
             consumers: Mutex::default(),
             liveness: Mutex::default(),
+            classics: Mutex::default(),
+            classic_live: Mutex::default(),
+            classic_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -133,6 +147,8 @@ impl GroupCoordinator {
             {
                 if sk.k == CONSUMER_STATE {
                     self.apply_state(sk.g, r.value.as_deref());
+                } else if sk.k == CLASSIC_STATE {
+                    self.apply_classic(sk.g, r.value.as_deref());
                 }
                 continue;
             }
@@ -347,6 +363,13 @@ impl GroupCoordinator {
                 .keys()
                 .cloned(),
         );
+        v.extend(
+            self.classics
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .cloned(),
+        );
         v.sort();
         v.dedup();
         v
@@ -362,6 +385,7 @@ impl GroupCoordinator {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .contains_key(group)
+            || self.classic_state(group).is_some()
     }
 
     /// Deletes a group without members: its committed offsets and its
@@ -374,13 +398,25 @@ impl GroupCoordinator {
         if state.as_ref().is_some_and(GroupState::has_members) {
             return Err(BrokerError::NonEmptyGroup(group.to_owned()));
         }
+        let classic = self.classic_state(group);
+        if classic.as_ref().is_some_and(|c| !c.is_empty()) {
+            return Err(BrokerError::NonEmptyGroup(group.to_owned()));
+        }
         if state.is_some() {
             self.write_raw(&shard, &[(state_key(group)?, None)]).await?;
+        }
+        if classic.is_some() {
+            self.write_raw(&shard, &[(classic_key(group)?, None)])
+                .await?;
+            self.classic_live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(group);
         }
         let keys: Vec<(Key, Option<Committed>)> = {
             let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
             let Some(offs) = g.get(group) else {
-                if state.is_some() {
+                if state.is_some() || classic.is_some() {
                     return Ok(());
                 }
                 return Err(BrokerError::UnknownGroup(group.to_owned()));
@@ -437,6 +473,13 @@ pub(super) fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
 }
 
 /// The record key of a group's consumer-protocol state.
+pub(super) fn classic_key(group: &str) -> Result<Vec<u8>> {
+    to_json(&StateKey {
+        g: group.to_owned(),
+        k: CLASSIC_STATE.to_owned(),
+    })
+}
+
 pub(super) fn state_key(group: &str) -> Result<Vec<u8>> {
     to_json(&StateKey {
         g: group.to_owned(),

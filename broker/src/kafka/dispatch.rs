@@ -9,7 +9,7 @@ use kafka_protocol::messages::{self as m, ApiKey};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::guard::RequestHead;
-use super::{fetch, groups, metadata, produce, producer_id, topics, versions};
+use super::{classic, fetch, groups, metadata, produce, producer_id, topics, versions};
 use crate::broker::Broker;
 use crate::security::auth::Identity;
 
@@ -50,6 +50,11 @@ responses! {
     OffsetFetch(m::OffsetFetchResponse),
     ListGroups(m::ListGroupsResponse),
     DeleteGroups(m::DeleteGroupsResponse),
+    JoinGroup(m::JoinGroupResponse),
+    SyncGroup(m::SyncGroupResponse),
+    Heartbeat(m::HeartbeatResponse),
+    LeaveGroup(m::LeaveGroupResponse),
+    DescribeGroups(m::DescribeGroupsResponse),
 }
 
 /// What a handler answers.
@@ -93,6 +98,11 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "delete_topics",
         ApiKey::InitProducerId => "init_producer_id",
         ApiKey::DeleteGroups => "delete_groups",
+        ApiKey::JoinGroup => "join_group",
+        ApiKey::SyncGroup => "sync_group",
+        ApiKey::Heartbeat => "heartbeat",
+        ApiKey::LeaveGroup => "leave_group",
+        ApiKey::DescribeGroups => "describe_groups",
         _ => "other",
     }
 }
@@ -127,6 +137,11 @@ pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: By
             ApiKey::OffsetFetch => groups::offset_fetch(ctx, decode(b, v)?, v),
             ApiKey::ListGroups => groups::list_groups(ctx, decode(b, v)?),
             ApiKey::DeleteGroups => groups::delete_groups(ctx, decode(b, v)?).await,
+            ApiKey::JoinGroup => classic::join_group(ctx, head, decode(b, v)?, v),
+            ApiKey::SyncGroup => classic::sync_group(ctx, decode(b, v)?),
+            ApiKey::Heartbeat => classic::heartbeat(ctx, decode(b, v)?).await,
+            ApiKey::LeaveGroup => classic::leave_group(ctx, decode(b, v)?, v).await,
+            ApiKey::DescribeGroups => classic::describe_groups(ctx, decode(b, v)?),
             other => Reply::Close(format!("{other:?} v{v} is not served")),
         })
     };

@@ -23,9 +23,12 @@ pub const NOT_COORDINATOR: i16 = 16;
 pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
 pub const NOT_ENOUGH_REPLICAS: i16 = 19;
 pub const INVALID_REQUIRED_ACKS: i16 = 21;
+pub const ILLEGAL_GENERATION: i16 = 22;
 pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
 pub const INVALID_GROUP_ID: i16 = 24;
 pub const UNKNOWN_MEMBER_ID: i16 = 25;
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
 pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
@@ -43,6 +46,7 @@ pub const UNKNOWN_PRODUCER_ID: i16 = 59;
 pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
+pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const FENCED_MEMBER_EPOCH: i16 = 110;
@@ -104,6 +108,9 @@ pub fn code_of(c: ErrorCode, refused: Refused) -> i16 {
         E::UnsupportedAssignor => UNSUPPORTED_ASSIGNOR,
         E::InconsistentGroupProtocol => INCONSISTENT_GROUP_PROTOCOL,
         E::NonEmptyGroup => NON_EMPTY_GROUP,
+        E::IllegalGeneration => ILLEGAL_GENERATION,
+        E::RebalanceInProgress => REBALANCE_IN_PROGRESS,
+        E::InvalidSessionTimeout => INVALID_SESSION_TIMEOUT,
         _ => UNKNOWN_SERVER_ERROR,
     }
 }

@@ -26,6 +26,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
+use super::classic::group_code;
 use super::dispatch::{Ctx, Reply, Response};
 use super::errors::{self, Refused};
 use super::metadata::host_port;
@@ -112,10 +113,7 @@ pub fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) ->
 
 /// NOT_COORDINATOR when this broker does not coordinate `group`.
 fn not_coordinator(broker: &Broker, group: &str) -> Option<i16> {
-    broker.groups().route(group).map(|e| match e {
-        BrokerError::NotLeader { .. } => errors::NOT_COORDINATOR,
-        other => errors::code(&other, Refused::Group),
-    })
+    broker.groups().route(group).map(|e| group_code(&e))
 }
 
 pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -> Reply {
@@ -161,7 +159,7 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -
                         errors::code(&e, Refused::Group)
                     }
                 }
-                Err(e) => errors::code(&e, Refused::Group),
+                Err(e) => group_code(&e),
             }
         }
     };
@@ -282,8 +280,19 @@ pub fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> Reply {
                 .may(&ctx.who, Operation::Describe, Resource::Group, g)
         })
         .filter_map(|g| {
-            let state = groups.consumer_state(&g);
-            let name = kafka_state(state.as_ref().map_or("empty", |s| s.state_name()));
+            let (name, protocol_type, group_type) = match groups.classic_state(&g) {
+                Some(c) => (c.state.kafka_name(), c.protocol_type.clone(), "classic"),
+                None => {
+                    let state = groups.consumer_state(&g);
+                    let kind = if state.is_some() {
+                        "consumer"
+                    } else {
+                        "classic"
+                    };
+                    let name = kafka_state(state.as_ref().map_or("empty", |s| s.state_name()));
+                    (name, "consumer".to_owned(), kind)
+                }
+            };
             let wanted = req.states_filter.is_empty()
                 || req
                     .states_filter
@@ -292,13 +301,9 @@ pub fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> Reply {
             wanted.then(|| {
                 ListedGroup::default()
                     .with_group_id(GroupId(text(g)))
-                    .with_protocol_type(text("consumer"))
+                    .with_protocol_type(text(protocol_type))
                     .with_group_state(text(name))
-                    .with_group_type(text(if state.is_some() {
-                        "consumer"
-                    } else {
-                        "classic"
-                    }))
+                    .with_group_type(text(group_type))
             })
         })
         .collect();

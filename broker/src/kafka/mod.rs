@@ -13,8 +13,10 @@
 //! - `versions`: the served APIs and the `ApiVersions` answer;
 //! - `errors`: strata's error codes as Kafka's;
 //! - one file per API family: `metadata`, `produce`, `fetch` (and
-//!   ListOffsets), `producer_id`, `topics`, `groups`.
+//!   ListOffsets), `producer_id`, `topics`, `groups` (coordinator lookup
+//!   and offsets), `classic` (the classic group protocol).
 
+mod classic;
 mod conn;
 mod dispatch;
 mod errors;

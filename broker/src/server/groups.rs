@@ -72,6 +72,47 @@ impl GroupsService {
     }
 }
 
+/// A classic-protocol group as `describe` shows it (generation as the
+/// epoch, the leader's chosen protocol as the assignor).
+fn describe_classic(
+    group: String,
+    partitions: Vec<GroupPartitionLag>,
+    c: &crate::groups::classic::ClassicGroup,
+) -> DescribeGroupResponse {
+    let members = c
+        .members
+        .iter()
+        .map(|(id, m)| {
+            let assigned: Vec<(String, u32)> =
+                crate::groups::classic::consumer_assignment(&m.assignment)
+                    .into_iter()
+                    .flat_map(|(t, ps)| ps.into_iter().map(move |p| (t.clone(), p)))
+                    .collect();
+            GroupMember {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone().unwrap_or_default(),
+                client: format!("{} {}", m.client_id, m.client_host)
+                    .trim()
+                    .to_owned(),
+                member_epoch: c.generation,
+                assigned: to_wire(&assigned),
+                revoking: Vec::new(),
+                subscribed_topics: Vec::new(),
+                subscribed_regex: String::new(),
+            }
+        })
+        .collect();
+    DescribeGroupResponse {
+        group,
+        partitions,
+        state: c.state.kafka_name().to_owned(),
+        protocol: "classic".to_owned(),
+        group_epoch: c.generation,
+        assignor: c.protocol.clone().unwrap_or_default(),
+        members,
+    }
+}
+
 fn forwarded<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
@@ -150,6 +191,14 @@ impl GroupsApi for GroupsService {
         let listings = groups
             .iter()
             .map(|g| {
+                if let Some(c) = self.broker.groups().classic_state(g) {
+                    return GroupListing {
+                        group: g.clone(),
+                        state: c.state.kafka_name().to_owned(),
+                        members: c.members.len() as u32,
+                        protocol: "classic".to_owned(),
+                    };
+                }
                 let state = self.broker.groups().consumer_state(g);
                 GroupListing {
                     group: g.clone(),
@@ -201,6 +250,9 @@ impl GroupsApi for GroupsService {
                 }
             })
             .collect();
+        if let Some(c) = self.broker.groups().classic_state(&group) {
+            return Ok(Response::new(describe_classic(group, partitions, &c)));
+        }
         let state = self.broker.groups().consumer_state(&group);
         let members = state
             .as_ref()

@@ -28,6 +28,7 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::InvalidRequest
         | E::InvalidGroup
         | E::UnsupportedAssignor
+        | E::InvalidSessionTimeout
         | E::UnsupportedCompression => Code::InvalidArgument,
         E::NotLeader
         | E::NotController
@@ -37,6 +38,8 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::StaleMemberEpoch
         | E::FencedInstanceId
         | E::InconsistentGroupProtocol
+        | E::IllegalGeneration
+        | E::RebalanceInProgress
         | E::NonEmptyGroup => Code::FailedPrecondition,
         E::Timeout => Code::DeadlineExceeded,
         E::ShuttingDown | E::NotEnoughReplicas | E::RemoteStorageUnavailable | E::NotReady => {
