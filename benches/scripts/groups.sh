@@ -4,7 +4,11 @@
 # produce load. Measured from the members' assignment events (stderr, JSON,
 # wall-clock ms): for each of EVENTS rounds, SIGKILL one member and start a
 # new one; the death takes until every partition is owned again (session
-# timeout included), the join until the newcomer owns its share.
+# timeout included), the join until the newcomer owns its share. Each
+# member's records are stamped as they arrive (partition, ms): the dip of a
+# join is how far the records/s of the partitions that keep their owner
+# fall in the 3 s after the join below the 3 s before (the lowest 500 ms
+# window of each).
 #
 #   benches/scripts/groups.sh [OUT_DIR]      # EVENTS=20 SESSION_MS=3000
 #
@@ -39,10 +43,18 @@ for _ in $(seq 1 100); do "$BIN/strata" --brokers $B topic list >/dev/null 2>&1 
   --output json >/dev/null 2>&1 &
 PIDS+=($!)
 n=0
+STAMP='import json, sys, time
+out = open(sys.argv[1], "w")
+for line in sys.stdin:
+    try:
+        p = json.loads(line)["partition"]
+    except (ValueError, KeyError):
+        continue
+    out.write("%d %d\n" % (p, time.time() * 1000))'
 member() {
   n=$((n + 1))
   "$BIN/strata" --brokers $B consume g --group bench --format json --session-timeout "$SESSION_MS" \
-    >/dev/null 2>"$OUT/member-$n.events" &
+    2>"$OUT/member-$n.events" > >(python3 -c "$STAMP" "$OUT/member-$n.times") &
   PIDS+=($!)
   MEMBER_PID[$n]=$!
 }
@@ -60,6 +72,9 @@ for e in $(seq 1 "$EVENTS"); do
   echo "join $n $(date +%s%3N)" >>"$OUT/rounds"
   sleep 4
 done
+# Stop the members so that every stamp is written.
+for p in "${MEMBER_PID[@]}"; do kill "$p" 2>/dev/null || true; done
+sleep 2
 python3 - "$OUT" "$MEMBERS" "$PARTS" <<'PY'
 import json, os, statistics, sys
 out, members, parts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -112,6 +127,35 @@ for kind, m, at in rounds:
                 break
         if done:
             joins.append(done - at)
+# The dip of each join, over the partitions whose owner did not change.
+stamps = {}  # partition -> sorted arrival times
+for f in os.listdir(out):
+    if f.startswith("member-") and f.endswith(".times"):
+        for line in open(os.path.join(out, f)):
+            p, t = line.split()
+            stamps.setdefault(int(p), []).append(int(t))
+for v in stamps.values():
+    v.sort()
+import bisect
+def count(parts, a, b):
+    return sum(bisect.bisect_left(stamps.get(p, []), b) - bisect.bisect_left(stamps.get(p, []), a) for p in parts)
+dips = []
+killed = {}
+for kind, m, at in rounds:
+    m, at = int(m), int(at)
+    if kind == "kill":
+        killed[m] = at
+        continue
+    before, after = owners_at(at - 1), owners_at(at + 3000)
+    kept = [p for p, o in before.items() if after.get(p) == o]
+    if not kept:
+        continue
+    def lowest(a):
+        return min(count(kept, t, t + 500) for t in range(a, a + 2501, 100))
+    base = lowest(at - 3000)
+    if base <= 0:
+        continue
+    dips.append(max(0.0, 1 - lowest(at) / base) * 100)
 def q(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p * (len(v) - 1))))]
@@ -120,4 +164,7 @@ for name, v in (("death", deaths), ("join", joins)):
         print(f"{name}: n={len(v)} p50 {q(v, .5)} ms p99 {q(v, .99)} ms max {max(v)} ms")
     else:
         print(f"{name}: no complete events")
+if dips:
+    print(f"join dip of kept partitions (lowest 500 ms window, 3 s after vs 3 s before): n={len(dips)} "
+          f"p50 {q(dips, .5):.0f}% p99 {q(dips, .99):.0f}% max {max(dips):.0f}%")
 PY

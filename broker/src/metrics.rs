@@ -43,6 +43,17 @@ pub struct Metrics {
     kafka_request_errors: Family<ApiLabel, Counter>,
     kafka_request_seconds: HistogramFamily,
     kafka_connections: prometheus_client::metrics::gauge::Gauge,
+    rebalance_seconds: Family<ProtocolLabel, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: String,
+}
+
+/// 10 ms to ~3 min.
+fn rebalance_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 15))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -145,6 +156,13 @@ impl Metrics {
             "Open connections on the Kafka listener",
             kafka_connections.clone(),
         );
+        let rebalance_seconds: Family<ProtocolLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(rebalance_histogram as fn() -> Histogram);
+        registry.register(
+            "group_rebalance_duration_seconds",
+            "Time from the start of a rebalance to a stable group (every partition with its target owner), by group protocol",
+            rebalance_seconds.clone(),
+        );
         // Zeros rather than absent series for the APIs with latency figures.
         for api in ["produce", "fetch"] {
             let l = Self::api(api);
@@ -165,7 +183,17 @@ impl Metrics {
             kafka_request_errors,
             kafka_request_seconds,
             kafka_connections,
+            rebalance_seconds,
         }
+    }
+
+    /// A rebalance of a group of `protocol` ended in a stable group.
+    pub fn rebalance_done(&self, protocol: &str, took: Duration) {
+        self.rebalance_seconds
+            .get_or_create(&ProtocolLabel {
+                protocol: protocol.to_owned(),
+            })
+            .observe(took.as_secs_f64());
     }
 
     /// A finished request on the Kafka listener.

@@ -14,7 +14,14 @@ import sys
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 N = 30_000
 TOPIC = "cf-orders"
@@ -23,6 +30,14 @@ TOPIC = "cf-orders"
 def fail(msg):
     print(f"FAIL: {msg}", file=sys.stderr)
     sys.exit(1)
+
+
+def c_watermarks(bootstrap, topic, partition):
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "wm"})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    finally:
+        c.close()
 
 
 def main():
@@ -116,6 +131,50 @@ def main():
     if got[0].metadata != "checkpoint-42":
         fail(f"metadata did not round-trip: {got[0].metadata!r}")
     c.close()
+
+    # Configs: every config with its value and source; an incremental set
+    # shows as the topic's own; a delete goes back to the default.
+    res = ConfigResource(ResourceType.TOPIC, TOPIC)
+    configs = admin.describe_configs([res])[res].result(timeout=10)
+    if "retention.ms" not in configs or configs["retention.ms"].is_default is not True:
+        fail(f"describe_configs: {configs.get('retention.ms')}")
+    alter = ConfigResource(
+        ResourceType.TOPIC,
+        TOPIC,
+        incremental_configs=[
+            ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    admin.incremental_alter_configs([alter])[alter].result(timeout=10)
+    configs = admin.describe_configs([res])[res].result(timeout=10)
+    if configs["retention.ms"].value != "3600000" or configs["retention.ms"].is_default:
+        fail(f"after alter: {configs['retention.ms']}")
+    bad = ConfigResource(
+        ResourceType.TOPIC,
+        TOPIC,
+        incremental_configs=[
+            ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)
+        ],
+    )
+    try:
+        admin.incremental_alter_configs([bad])[bad].result(timeout=10)
+        fail("an unknown config was accepted")
+    except Exception as e:  # KafkaException with INVALID_CONFIG
+        if "INVALID_CONFIG" not in str(e) and "nvalid" not in str(e):
+            fail(f"unknown config refused with {e}")
+
+    # DeleteRecords moves the log start; DescribeCluster names the broker.
+    deleted = admin.delete_records([TopicPartition(TOPIC, 0, 10)])
+    for tp, f in deleted.items():
+        low = f.result(timeout=10)
+        if low.low_watermark != 10:
+            fail(f"delete_records low watermark {low.low_watermark}")
+    lo, hi = c_watermarks(bootstrap, TOPIC, 0)
+    if lo != 10:
+        fail(f"low watermark after delete_records: {lo}")
+    cluster = admin.describe_cluster().result(timeout=10)
+    if len(cluster.nodes) != 1 or not cluster.cluster_id:
+        fail(f"describe_cluster: {cluster}")
 
     listed = admin.list_consumer_groups().result(timeout=10)
     ids = [g.group_id for g in listed.valid]

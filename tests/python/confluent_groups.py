@@ -3,7 +3,8 @@
 Usage: confluent_groups.py BOOTSTRAP STRATEGY
 
 STRATEGY is a librdkafka partition.assignment.strategy (range,
-roundrobin, cooperative-sticky). Three members share a 12-partition
+roundrobin, cooperative-sticky) of the classic protocol, or "consumer" for
+the new protocol (group.protocol=consumer, the broker assigns). Three members share a 12-partition
 topic: once stable they own 4 partitions each, disjoint and covering all
 12; every record produced meanwhile is read exactly once. Then one member
 closes: its partitions move to the other two, the rest keep theirs
@@ -78,10 +79,16 @@ class Member(threading.Thread):
             "heartbeat.interval.ms": 500,
             "max.poll.interval.ms": 30000,
         }
+        if strategy == "consumer":
+            # The new protocol: the broker assigns, the session is the
+            # broker's; these settings belong to the classic protocol.
+            for k in ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms"):
+                del conf[k]
+            conf["group.protocol"] = "consumer"
         if instance:
             conf["group.instance.id"] = instance
         self.c = Consumer(conf)
-        self.cooperative = strategy == "cooperative-sticky"
+        self.cooperative = strategy in ("cooperative-sticky", "consumer")
 
     def on_assign(self, c, parts):
         ps = [p.partition for p in parts]
@@ -161,7 +168,7 @@ def main():
     members[0].stop.set()
     members[0].join(30)
     wait_for(lambda: balanced(["m1", "m2"], 6), "2 members with 6 partitions each")
-    if strategy == "cooperative-sticky":
+    if strategy in ("cooperative-sticky", "consumer"):
         for n in ["m1", "m2"]:
             if not before[n] <= set(own.of(n)):
                 fail(f"{n} lost partitions it kept: {before[n]} -> {own.of(n)}")
@@ -171,7 +178,7 @@ def main():
     # The static member m2 restarts within its session timeout (an eager
     # member rejoins with the same metadata; a cooperative one reports
     # the partitions it owns, which changed, so it rebalances).
-    if strategy == "cooperative-sticky":
+    if strategy in ("cooperative-sticky", "consumer"):
         finish(own, seen, [members[1], members[2]], 6000, strategy)
         return
     kept = own.of("m2")

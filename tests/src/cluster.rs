@@ -51,6 +51,8 @@ pub struct ClusterOpts {
     /// TLS of every client connection (harness, clients, CLI) when the
     /// brokers run with TLS.
     pub client_tls: Option<strata_client::ClientTls>,
+    /// Give every broker a Kafka listener (`kafka_bootstrap`).
+    pub kafka: bool,
 }
 
 /// tonic's form of a client's TLS settings.
@@ -101,7 +103,7 @@ impl Cluster {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("tempdir");
         let ids: Vec<u64> = (1..=n as u64).collect();
-        let ports = distinct_ports(2 * n);
+        let ports = distinct_ports(3 * n);
         let addr = |p: u16| -> SocketAddr { format!("127.0.0.1:{p}").parse().expect("addr") };
         let client: BTreeMap<u64, SocketAddr> = ids
             .iter()
@@ -154,6 +156,10 @@ impl Cluster {
                 "--initial-cluster".to_string(),
                 map.clone(),
             ];
+            if opts.kafka {
+                flags.push("--kafka-listen".to_string());
+                flags.push(addr(ports[2 * n + i as usize - 1]).to_string());
+            }
             flags.extend(opts.extra.iter().cloned());
             let data = dir.path().join(format!("node{i}"));
             let mut b = BrokerProc::with_addr(client[&i], &data, flags);
@@ -262,6 +268,16 @@ impl Cluster {
         self.brokers
             .values()
             .map(|b| b.addr.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Every Kafka listener address, "addr1,addr2,addr3" (brokers started
+    /// with `ClusterOpts::kafka`).
+    pub fn kafka_bootstrap(&self) -> String {
+        self.brokers
+            .values()
+            .filter_map(|b| b.kafka_addr())
             .collect::<Vec<_>>()
             .join(",")
     }

@@ -323,6 +323,13 @@ impl BrokerProc {
         args
     }
 
+    /// The `--kafka-listen` address, if the broker has a Kafka listener.
+    pub fn kafka_addr(&self) -> Option<String> {
+        flag_value(&self.extra, "--kafka-listen")
+            .filter(|a| *a != "off")
+            .map(str::to_owned)
+    }
+
     /// The flags after `--data-dir` and `--listen`.
     pub fn flags(&self) -> &[String] {
         &self.extra

@@ -3,7 +3,8 @@
 //! reads every record back exactly once and in order, commits offsets with
 //! metadata and administers topics; three members of a classic group
 //! (eager and cooperative-sticky) share a 12-partition topic through a
-//! member leaving and a static member's restart.
+//! member leaving and a static member's restart; aiokafka (the older,
+//! non-flexible versions) produces, consumes and resumes a group.
 //!
 //! Skipped when the Python package is missing, unless
 //! STRATA_REQUIRE_TOOLS=1 (set by `.ci/run`, which installs it).
@@ -111,7 +112,12 @@ async fn run_groups(strategy: &'static str) {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("classic"), "describe: {text}");
+    let protocol = if strategy == "consumer" {
+        "\"protocol\":\"consumer\""
+    } else {
+        "\"protocol\":\"classic\""
+    };
+    assert!(text.contains(protocol), "describe: {text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,4 +128,36 @@ async fn confluent_kafka_eager_group_shares_partitions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_kafka_cooperative_group_moves_only_what_must_move() {
     run_groups("cooperative-sticky").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aiokafka_produces_consumes_and_resumes_a_group() {
+    if !have_module("aiokafka") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let broker = BrokerProc::start(&tmp.path().join("data"), &["--kafka-listen", &kafka]).await;
+    let k = kafka.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script("aiokafka_basic.py"))
+            .arg(&k)
+            .output()
+            .expect("python3")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}\nbroker: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        broker.log_tail(30)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confluent_kafka_consumer_protocol_group_shares_partitions() {
+    run_groups("consumer").await;
 }

@@ -14,10 +14,10 @@
 //! - `status`: replica states for the status RPCs;
 //! - `produce`, `fetch`, `list_offsets`: the data path, one operation
 //!   each, called by every front end (gRPC and Kafka);
-//! - `group_offsets`: committing and reading group offsets.
+//! - `groups`: the group operations (offsets, heartbeats).
 
 pub mod fetch;
-pub mod group_offsets;
+pub mod groups;
 pub mod list_offsets;
 mod maintenance;
 pub mod produce;

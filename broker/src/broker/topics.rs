@@ -122,6 +122,60 @@ impl Broker {
         self.reconcile_off_runtime()
     }
 
+    /// Changes configs of a topic as `who` (needs alter on the topic); an
+    /// empty value removes the override.
+    pub async fn alter_topic_config_as(
+        &self,
+        who: &Identity,
+        name: &str,
+        set: BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.authorize(who, Operation::Alter, Resource::Topic, name)?;
+        self.alter_topic_config(name, set).await
+    }
+
+    /// A topic's effective configs as `who` (needs describe on the topic):
+    /// (key, value, whether the topic overrides the broker default).
+    pub fn describe_topic_config(
+        &self,
+        who: &Identity,
+        name: &str,
+    ) -> Result<Vec<(String, String, bool)>> {
+        self.authorize(who, Operation::Describe, Resource::Topic, name)?;
+        let meta = self
+            .with_state(|s| s.topics.get(name).cloned())
+            .filter(|m| !m.internal)
+            .ok_or_else(|| self.unknown_topic(name))?;
+        Ok(self
+            .topic_config(&meta)
+            .into_iter()
+            .map(|(k, v)| {
+                let set = meta.configs.contains_key(&k);
+                (k, v, set)
+            })
+            .collect())
+    }
+
+    /// Moves a partition's log start to `offset` (-1: the high watermark)
+    /// as `who` (needs delete on the topic); answers the new log start.
+    pub async fn delete_records_as(
+        &self,
+        who: &Identity,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+    ) -> Result<i64> {
+        self.authorize(who, Operation::Delete, Resource::Topic, topic)?;
+        if topic.starts_with("__") {
+            return Err(BrokerError::InvalidTopic {
+                name: topic.to_owned(),
+                why: "internal topic".into(),
+            });
+        }
+        let part = self.leader_partition(topic, partition)?;
+        crate::tier::serve::delete_records(self, &part, offset, Duration::from_secs(30)).await
+    }
+
     /// Partition counts of the topics clients see (internal ones left out).
     pub fn topic_partition_counts(&self) -> BTreeMap<String, u32> {
         self.with_state(|s| {

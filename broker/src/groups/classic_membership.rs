@@ -116,9 +116,12 @@ impl GroupCoordinator {
             self.write_raw(shard, &[(classic_key(group)?, value)])
                 .await?;
         }
-        if ch.rebalance {
-            crate::metrics::global().rebalance(group);
-        }
+        self.note_rebalance(
+            group,
+            "classic",
+            ch.rebalance,
+            g.state == super::classic::ClassicState::Stable || g.is_empty(),
+        );
         self.classic_changed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }

@@ -176,9 +176,12 @@ impl GroupCoordinator {
         if out.changed {
             self.write_state(&shard, group, &state).await?;
         }
-        if out.rebalanced {
-            crate::metrics::global().rebalance(group);
-        }
+        self.note_rebalance(
+            group,
+            "consumer",
+            out.rebalanced,
+            matches!(state.state_name(), "stable" | "empty"),
+        );
         self.note_liveness(group, &state, &out, &reply.member_id);
         Ok(reply)
     }
@@ -248,7 +251,12 @@ impl GroupCoordinator {
             state.remove(id, topics, &mut out);
         }
         self.write_state(shard, group, &state).await?;
-        crate::metrics::global().rebalance(group);
+        self.note_rebalance(
+            group,
+            "consumer",
+            true,
+            matches!(state.state_name(), "stable" | "empty"),
+        );
         let mut l = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
         for id in gone {
             l.remove(&(group.to_owned(), id));

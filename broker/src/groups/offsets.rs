@@ -85,6 +85,8 @@ pub struct GroupCoordinator {
     /// Bumped on every change of a classic group (waiting joins and syncs
     /// re-read their group).
     pub(super) classic_changed: tokio::sync::watch::Sender<u64>,
+    /// When the rebalance in progress of each coordinated group began.
+    pub(super) rebalancing_since: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Kafka's rule for the offsets partition of a group (Java `String.hashCode`).
@@ -114,6 +116,7 @@ impl GroupCoordinator {
             classics: Mutex::default(),
             classic_live: Mutex::default(),
             classic_changed: tokio::sync::watch::Sender::new(0),
+            rebalancing_since: Mutex::default(),
         }
     }
 
@@ -187,6 +190,23 @@ impl GroupCoordinator {
                 leader_id: 0,
                 leader_addr: String::new(),
             }),
+        }
+    }
+
+    /// Notes a group's rebalance beginning (`started`) and the group being
+    /// stable (`stable`): the time between is the rebalance's duration.
+    pub(super) fn note_rebalance(&self, group: &str, protocol: &str, started: bool, stable: bool) {
+        let mut r = self
+            .rebalancing_since
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if started {
+            crate::metrics::global().rebalance(group);
+            r.entry(group.to_owned())
+                .or_insert_with(std::time::Instant::now);
+        }
+        if stable && let Some(since) = r.remove(group) {
+            crate::metrics::global().rebalance_done(protocol, since.elapsed());
         }
     }
 

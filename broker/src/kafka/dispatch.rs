@@ -9,7 +9,10 @@ use kafka_protocol::messages::{self as m, ApiKey};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::guard::RequestHead;
-use super::{classic, fetch, groups, metadata, produce, producer_id, topics, versions};
+use super::{
+    classic, configs, consumer_protocol, fetch, groups, metadata, produce, producer_id, topics,
+    versions,
+};
 use crate::broker::Broker;
 use crate::security::auth::Identity;
 
@@ -55,6 +58,13 @@ responses! {
     Heartbeat(m::HeartbeatResponse),
     LeaveGroup(m::LeaveGroupResponse),
     DescribeGroups(m::DescribeGroupsResponse),
+    DescribeConfigs(m::DescribeConfigsResponse),
+    AlterConfigs(m::AlterConfigsResponse),
+    IncrementalAlterConfigs(m::IncrementalAlterConfigsResponse),
+    DeleteRecords(m::DeleteRecordsResponse),
+    DescribeCluster(m::DescribeClusterResponse),
+    ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatResponse),
+    ConsumerGroupDescribe(m::ConsumerGroupDescribeResponse),
 }
 
 /// What a handler answers.
@@ -103,6 +113,13 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::Heartbeat => "heartbeat",
         ApiKey::LeaveGroup => "leave_group",
         ApiKey::DescribeGroups => "describe_groups",
+        ApiKey::DescribeConfigs => "describe_configs",
+        ApiKey::AlterConfigs => "alter_configs",
+        ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
+        ApiKey::DeleteRecords => "delete_records",
+        ApiKey::DescribeCluster => "describe_cluster",
+        ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
+        ApiKey::ConsumerGroupDescribe => "consumer_group_describe",
         _ => "other",
     }
 }
@@ -142,6 +159,15 @@ pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: By
             ApiKey::Heartbeat => classic::heartbeat(ctx, decode(b, v)?).await,
             ApiKey::LeaveGroup => classic::leave_group(ctx, decode(b, v)?, v).await,
             ApiKey::DescribeGroups => classic::describe_groups(ctx, decode(b, v)?),
+            ApiKey::DescribeConfigs => configs::describe(ctx, decode(b, v)?),
+            ApiKey::AlterConfigs => configs::alter(ctx, decode(b, v)?).await,
+            ApiKey::IncrementalAlterConfigs => configs::incremental_alter(ctx, decode(b, v)?).await,
+            ApiKey::DeleteRecords => topics::delete_records(ctx, decode(b, v)?).await,
+            ApiKey::DescribeCluster => metadata::describe_cluster(ctx, decode(b, v)?),
+            ApiKey::ConsumerGroupHeartbeat => {
+                consumer_protocol::heartbeat(ctx, head, decode(b, v)?).await
+            }
+            ApiKey::ConsumerGroupDescribe => consumer_protocol::describe(ctx, decode(b, v)?),
             other => Reply::Close(format!("{other:?} v{v} is not served")),
         })
     };

@@ -53,6 +53,7 @@ pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
 
 /// What an authorization failure refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,8 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponse, OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+    OffsetFetchResponse, OffsetFetchResponseGroup, OffsetFetchResponsePartition,
+    OffsetFetchResponsePartitions, OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{BrokerId, GroupId, TopicName};
 use kafka_protocol::protocol::StrBytes;
@@ -31,7 +32,7 @@ use super::dispatch::{Ctx, Reply, Response};
 use super::errors::{self, Refused};
 use super::metadata::host_port;
 use crate::broker::Broker;
-use crate::broker::group_offsets::OffsetToCommit;
+use crate::broker::groups::OffsetToCommit;
 use crate::error::BrokerError;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::security::auth::{Operation, Resource};
@@ -188,21 +189,24 @@ pub async fn offset_commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -
     )
 }
 
-pub fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, _version: i16) -> Reply {
-    let group = req.group_id.0.to_string();
-    let fail = |code: i16| {
-        Reply::Now(
-            Response::OffsetFetch(OffsetFetchResponse::default().with_error_code(code)),
-            false,
-        )
-    };
-    if let Some(code) = not_coordinator(&ctx.broker, &group) {
-        return fail(code);
+/// Committed offsets per topic: `(partition, offset, metadata)`.
+type TopicOffsets = Vec<(String, Vec<(i32, i64, String)>)>;
+
+/// One group's committed offsets as OffsetFetch answers them: per topic,
+/// `(partition, offset, metadata)`; `asked`: `None` for every committed
+/// partition. Err: the group's error code.
+fn committed_of(
+    ctx: &Ctx,
+    group: &str,
+    asked: Option<Vec<(String, Vec<i32>)>>,
+) -> Result<TopicOffsets, i16> {
+    if let Some(code) = not_coordinator(&ctx.broker, group) {
+        return Err(code);
     }
-    let committed = match ctx.broker.committed_offsets(&ctx.who, &group, &[]) {
-        Ok(c) => c,
-        Err(e) => return fail(errors::code(&e, Refused::Group)),
-    };
+    let committed = ctx
+        .broker
+        .committed_offsets(&ctx.who, group, &[])
+        .map_err(|e| errors::code(&e, Refused::Group))?;
     let mut by_topic: BTreeMap<String, BTreeMap<u32, (i64, String)>> = BTreeMap::new();
     for (t, p, c) in committed {
         by_topic
@@ -210,54 +214,120 @@ pub fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, _version: i16) -> Reply 
             .or_default()
             .insert(p, (c.offset, c.metadata));
     }
-    let entry = |index: i32, found: Option<&(i64, String)>| {
-        let (offset, metadata) = found.cloned().unwrap_or((-1, String::new()));
-        OffsetFetchResponsePartition::default()
-            .with_partition_index(index)
-            .with_committed_offset(offset)
-            .with_committed_leader_epoch(-1)
-            .with_metadata(Some(text(metadata)))
-    };
-    let topics: Vec<OffsetFetchResponseTopic> = match req.topics {
-        // `None`: every committed partition of the group.
+    Ok(match asked {
         None => by_topic
-            .iter()
+            .into_iter()
             .map(|(t, parts)| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(TopicName(text(t.clone())))
-                    .with_partitions(
-                        parts
-                            .iter()
-                            .map(|(p, c)| entry(*p as i32, Some(c)))
-                            .collect(),
-                    )
+                let ps = parts
+                    .into_iter()
+                    .map(|(p, (o, m))| (p as i32, o, m))
+                    .collect();
+                (t, ps)
             })
             .collect(),
         Some(asked) => asked
             .into_iter()
-            .map(|t| {
-                let name = t.name.0.to_string();
-                let known = by_topic.get(&name);
-                OffsetFetchResponseTopic::default()
-                    .with_partitions(
-                        t.partition_indexes
-                            .iter()
-                            .map(|p| {
-                                let found = u32::try_from(*p)
-                                    .ok()
-                                    .and_then(|p| known.and_then(|k| k.get(&p)));
-                                entry(*p, found)
-                            })
-                            .collect(),
-                    )
-                    .with_name(t.name)
+            .map(|(t, ps)| {
+                let known = by_topic.get(&t);
+                let ps = ps
+                    .into_iter()
+                    .map(|p| {
+                        let (o, m) = u32::try_from(p)
+                            .ok()
+                            .and_then(|i| known.and_then(|k| k.get(&i)))
+                            .cloned()
+                            .unwrap_or((-1, String::new()));
+                        (p, o, m)
+                    })
+                    .collect();
+                (t, ps)
             })
             .collect(),
-    };
-    Reply::Now(
-        Response::OffsetFetch(OffsetFetchResponse::default().with_topics(topics)),
-        true,
-    )
+    })
+}
+
+pub fn offset_fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> Reply {
+    // v8+ ask for several groups at once.
+    if version >= 8 {
+        let mut ok = true;
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let asked = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let base = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+                match committed_of(ctx, &g.group_id, asked) {
+                    Ok(topics) => base.with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                OffsetFetchResponseTopics::default()
+                                    .with_name(TopicName(text(t)))
+                                    .with_partitions(
+                                        ps.into_iter()
+                                            .map(|(p, o, m)| {
+                                                OffsetFetchResponsePartitions::default()
+                                                    .with_partition_index(p)
+                                                    .with_committed_offset(o)
+                                                    .with_committed_leader_epoch(-1)
+                                                    .with_metadata(Some(text(m)))
+                                            })
+                                            .collect(),
+                                    )
+                            })
+                            .collect(),
+                    ),
+                    Err(code) => {
+                        ok = false;
+                        base.with_error_code(code)
+                    }
+                }
+            })
+            .collect();
+        return Reply::Now(
+            Response::OffsetFetch(OffsetFetchResponse::default().with_groups(groups)),
+            ok,
+        );
+    }
+    let asked = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    match committed_of(ctx, &req.group_id, asked) {
+        Ok(topics) => {
+            let topics = topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetFetchResponseTopic::default()
+                        .with_name(TopicName(text(t)))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(p, o, m)| {
+                                    OffsetFetchResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(o)
+                                        .with_committed_leader_epoch(-1)
+                                        .with_metadata(Some(text(m)))
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Reply::Now(
+                Response::OffsetFetch(OffsetFetchResponse::default().with_topics(topics)),
+                true,
+            )
+        }
+        Err(code) => Reply::Now(
+            Response::OffsetFetch(OffsetFetchResponse::default().with_error_code(code)),
+            false,
+        ),
+    }
 }
 
 /// Kafka's name of a group state.

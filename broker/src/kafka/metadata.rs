@@ -1,7 +1,12 @@
 //! Metadata (key 3): brokers with their Kafka addresses, topics with
 //! their ids, partitions with their Raft leaders; topics a client asks
-//! for that do not exist are created when auto creation is on.
+//! for that do not exist are created when auto creation is on. And
+//! DescribeCluster (key 60): the brokers, the cluster id and controller.
 
+use kafka_protocol::messages::describe_cluster_request::DescribeClusterRequest;
+use kafka_protocol::messages::describe_cluster_response::{
+    DescribeClusterBroker, DescribeClusterResponse,
+};
 use kafka_protocol::messages::metadata_request::MetadataRequest;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponse, MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -192,4 +197,49 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> Reply {
         .with_topics(topics)
         .with_cluster_authorized_operations(NOT_ASKED);
     Reply::Now(Response::Metadata(resp), true)
+}
+
+/// DescribeCluster's endpoint type of brokers (2 = controllers, which
+/// strata does not expose apart).
+const BROKERS: i8 = 1;
+
+pub fn describe_cluster(ctx: &Ctx, req: DescribeClusterRequest) -> Reply {
+    let broker = &ctx.broker;
+    if req.endpoint_type != BROKERS && req.endpoint_type != 0 {
+        return Reply::Now(
+            Response::DescribeCluster(
+                DescribeClusterResponse::default()
+                    .with_error_code(errors::UNSUPPORTED_ENDPOINT_TYPE)
+                    .with_endpoint_type(req.endpoint_type),
+            ),
+            false,
+        );
+    }
+    let controller = broker.controller().leader();
+    let brokers = brokers(broker)
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(b.node_id)
+                .with_host(b.host)
+                .with_port(b.port)
+        })
+        .collect();
+    Reply::Now(
+        Response::DescribeCluster(
+            DescribeClusterResponse::default()
+                .with_endpoint_type(BROKERS)
+                .with_cluster_id(StrBytes::from_string(
+                    broker.with_state(|s| s.cluster_id.clone()),
+                ))
+                .with_controller_id(BrokerId(if controller == 0 {
+                    -1
+                } else {
+                    controller as i32
+                }))
+                .with_brokers(brokers)
+                .with_cluster_authorized_operations(NOT_ASKED),
+        ),
+        true,
+    )
 }

@@ -13,11 +13,15 @@
 //! - `versions`: the served APIs and the `ApiVersions` answer;
 //! - `errors`: strata's error codes as Kafka's;
 //! - one file per API family: `metadata`, `produce`, `fetch` (and
-//!   ListOffsets), `producer_id`, `topics`, `groups` (coordinator lookup
-//!   and offsets), `classic` (the classic group protocol).
+//!   ListOffsets), `producer_id`, `topics` (and DeleteRecords), `configs`,
+//!   `groups` (coordinator lookup
+//!   and offsets), `classic` (the classic group protocol),
+//!   `consumer_protocol` (the new one, KIP-848).
 
 mod classic;
+mod configs;
 mod conn;
+mod consumer_protocol;
 mod dispatch;
 mod errors;
 mod fetch;

@@ -1,5 +1,6 @@
-//! CreateTopics (key 19) and DeleteTopics (key 20), through the broker's
-//! topic operations (the controller runs them).
+//! CreateTopics (key 19), DeleteTopics (key 20) and DeleteRecords (key
+//! 21), through the broker's topic operations (the controller runs the
+//! first two; the partition leader the third).
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,10 @@ use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicResult, CreateTopicsResponse,
+};
+use kafka_protocol::messages::delete_records_request::DeleteRecordsRequest;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsResponse, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicsRequest;
 use kafka_protocol::messages::delete_topics_response::{
@@ -143,6 +148,42 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, _version: i16) -> Reply
     }
     Reply::Now(
         Response::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses)),
+        ok,
+    )
+}
+
+pub async fn delete_records(ctx: &Ctx, req: DeleteRecordsRequest) -> Reply {
+    let mut ok = true;
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let partition = u32::try_from(p.partition_index).unwrap_or(u32::MAX);
+            let outcome = ctx
+                .broker
+                .delete_records_as(&ctx.who, &name, partition, p.offset)
+                .await;
+            let result =
+                DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            parts.push(match outcome {
+                Ok(start) => result.with_low_watermark(start),
+                Err(e) => {
+                    ok = false;
+                    result
+                        .with_low_watermark(-1)
+                        .with_error_code(errors::code(&e, Refused::Topic))
+                }
+            });
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(parts),
+        );
+    }
+    Reply::Now(
+        Response::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics)),
         ok,
     )
 }

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use strata_proto::v1::admin_server::Admin as AdminApi;
 use strata_proto::v1::{
@@ -195,9 +194,7 @@ impl AdminApi for AdminService {
         let who = self.broker.identify(&req);
         let r = req.into_inner();
         self.broker
-            .authorize(&who, Operation::Alter, Resource::Topic, &r.name)?;
-        self.broker
-            .alter_topic_config(&r.name, r.set.into_iter().collect())
+            .alter_topic_config_as(&who, &r.name, r.set.into_iter().collect())
             .await?;
         let meta = self.topic_meta(&r.name)?;
         let states = self.broker.replica_states().await;
@@ -212,23 +209,10 @@ impl AdminApi for AdminService {
     ) -> Result<Response<DeleteRecordsResponse>, Status> {
         let who = self.broker.identify(&req);
         let r = req.into_inner();
-        self.broker
-            .authorize(&who, Operation::Delete, Resource::Topic, &r.topic)?;
-        if r.topic.starts_with("__") {
-            return Err(BrokerError::InvalidTopic {
-                name: r.topic,
-                why: "internal topic".into(),
-            }
-            .into());
-        }
-        let part = self.broker.leader_partition(&r.topic, r.partition)?;
-        let start = crate::tier::serve::delete_records(
-            self.broker.as_ref(),
-            &part,
-            r.offset,
-            Duration::from_secs(30),
-        )
-        .await?;
+        let start = self
+            .broker
+            .delete_records_as(&who, &r.topic, r.partition, r.offset)
+            .await?;
         Ok(Response::new(DeleteRecordsResponse {
             log_start_offset: start,
         }))

@@ -3,7 +3,6 @@
 //! coordinator (the leader of its offsets partition), forwarded once by a
 //! broker that is not.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use strata_proto::v1::groups_client::GroupsClient;
 use tonic::{Request, Response, Status};
 
 use crate::broker::Broker;
-use crate::broker::group_offsets::OffsetToCommit;
+use crate::broker::groups::OffsetToCommit;
 use crate::error::BrokerError;
 use crate::groups::consumer::{Heartbeat, Subscription};
 use crate::groups::offsets::validate_group;
@@ -312,13 +311,8 @@ impl GroupsApi for GroupsService {
         let who = self.broker.identify(&req);
         let client = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         let (meta, _, r) = req.into_parts();
-        validate_group(&r.group)?;
         self.broker
-            .authorize(&who, Operation::Read, Resource::Group, &r.group)?;
-        for t in &r.subscribed_topics {
-            self.broker
-                .authorize(&who, Operation::Describe, Resource::Topic, t)?;
-        }
+            .authorize_heartbeat(&who, &r.group, &r.subscribed_topics)?;
         if let Some(mut leader) = self.forward_to(&r.group, &meta).await? {
             return leader.consumer_group_heartbeat(forwarded(r)).await;
         }
@@ -338,18 +332,7 @@ impl GroupsApi for GroupsService {
             owned,
             client,
         };
-        // The topics a member may be given: those it may read.
-        let topics: BTreeMap<String, u32> = self
-            .broker
-            .topic_partition_counts()
-            .into_iter()
-            .filter(|(t, _)| self.broker.may(&who, Operation::Read, Resource::Topic, t))
-            .collect();
-        let reply = self
-            .broker
-            .groups()
-            .heartbeat(&r.group, hb, &topics)
-            .await?;
+        let reply = self.broker.consumer_heartbeat(&who, &r.group, hb).await?;
         Ok(Response::new(ConsumerGroupHeartbeatResponse {
             member_id: reply.member_id,
             member_epoch: reply.member_epoch,

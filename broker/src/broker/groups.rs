@@ -1,9 +1,13 @@
-//! The committed-offsets operations of consumer groups, shared by every
-//! front end: the ACL checks and request validation in one place, then
-//! the group coordinator (`groups::offsets`).
+//! The consumer-group operations shared by every front end: committing
+//! and reading offsets, and the consumer protocol's heartbeat; the ACL
+//! checks and request validation in one place, then the group
+//! coordinator (`groups`).
+
+use std::collections::BTreeMap;
 
 use super::Broker;
 use crate::error::{BrokerError, Result};
+use crate::groups::consumer::{Heartbeat, HeartbeatReply};
 use crate::groups::offsets::{Committed, validate_group};
 use crate::security::auth::{Identity, Operation, Resource};
 
@@ -83,5 +87,45 @@ impl Broker {
     pub fn authorize_offsets_fetch(&self, who: &Identity, group: &str) -> Result<()> {
         validate_group(group)?;
         self.authorize(who, Operation::Describe, Resource::Group, group)
+    }
+}
+
+impl Broker {
+    /// The ACL checks of a consumer-protocol heartbeat: read on the group,
+    /// describe on every topic it names.
+    pub fn authorize_heartbeat(
+        &self,
+        who: &Identity,
+        group: &str,
+        topics: &[String],
+    ) -> Result<()> {
+        validate_group(group)?;
+        self.authorize(who, Operation::Read, Resource::Group, group)?;
+        for t in topics {
+            self.authorize(who, Operation::Describe, Resource::Topic, t)?;
+        }
+        Ok(())
+    }
+
+    /// A consumer-protocol heartbeat of `group` as `who`: the member may be
+    /// given partitions of the topics `who` may read.
+    pub async fn consumer_heartbeat(
+        &self,
+        who: &Identity,
+        group: &str,
+        hb: Heartbeat,
+    ) -> Result<HeartbeatReply> {
+        let named: Vec<String> = hb
+            .subscription
+            .as_ref()
+            .map(|s| s.topics.iter().cloned().collect())
+            .unwrap_or_default();
+        self.authorize_heartbeat(who, group, &named)?;
+        let topics: BTreeMap<String, u32> = self
+            .topic_partition_counts()
+            .into_iter()
+            .filter(|(t, _)| self.may(who, Operation::Read, Resource::Topic, t))
+            .collect();
+        self.groups().heartbeat(group, hb, &topics).await
     }
 }
