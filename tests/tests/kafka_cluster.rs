@@ -2,7 +2,9 @@
 //! own Kafka address; an idempotent confluent-kafka producer at acks=all
 //! keeps producing across a SIGKILL (and restart) of a partition's
 //! leader, and every acknowledged record is read back exactly once, at
-//! its acknowledged offset, in order per partition.
+//! its acknowledged offset, in order per partition; three-member groups
+//! (classic and the consumer protocol) share a 12-partition topic across
+//! the death of their coordinator's broker.
 //!
 //! Skipped when confluent-kafka is missing, unless STRATA_REQUIRE_TOOLS=1.
 
@@ -13,7 +15,22 @@ use std::time::Duration;
 use strata_tests::{Cluster, ClusterOpts};
 
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/confluent_failover.py")
+    python("confluent_failover.py")
+}
+
+fn python(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(name)
+}
+
+/// Kafka's offsets partition of a group (Java `String.hashCode`).
+fn shard_for(group: &str, n: u32) -> u32 {
+    let mut h: i32 = 0;
+    for c in group.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(i32::from(c));
+    }
+    h.unsigned_abs() % n
 }
 
 fn have_confluent() -> bool {
@@ -91,4 +108,67 @@ async fn idempotent_producer_survives_a_leader_kill() {
         String::from_utf8_lossy(&out.stderr)
     );
     c.assert_not_broken();
+}
+
+async fn group_across_coordinator_death(strategy: &str) {
+    if !have_confluent() {
+        return;
+    }
+    let mut c = Cluster::start(
+        3,
+        ClusterOpts {
+            kafka: true,
+            extra: vec!["--offsets-partitions".into(), "3".into()],
+            ..Default::default()
+        },
+    )
+    .await;
+    let topic = format!("work-{strategy}");
+    c.create_in_sync(&topic, 12, 3).await;
+    let ready = c.dir().join("ready");
+    let killed = c.dir().join("killed");
+    let mut members = Command::new("python3")
+        .arg(python("confluent_group_failover.py"))
+        .args([&c.kafka_bootstrap(), strategy, &topic])
+        .arg(&ready)
+        .arg(&killed)
+        .spawn()
+        .expect("python3");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !ready.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the members never settled"
+        );
+        if let Ok(Some(s)) = members.try_wait() {
+            panic!("the members exited early: {s}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shard = shard_for(&format!("fo-{strategy}"), 3);
+    let coordinator = c
+        .wait_leader("__consumer_offsets", shard, Duration::from_secs(30))
+        .await;
+    c.kill(coordinator);
+    std::fs::write(&killed, b"").unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    c.restart(coordinator).await;
+    let status = tokio::task::spawn_blocking(move || members.wait().expect("wait"))
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "the group failed across the coordinator's death"
+    );
+    c.assert_not_broken();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_group_survives_its_coordinators_death() {
+    group_across_coordinator_death("range").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_protocol_group_survives_its_coordinators_death() {
+    group_across_coordinator_death("consumer").await;
 }
