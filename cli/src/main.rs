@@ -31,6 +31,7 @@ mod output;
 mod produce;
 mod tls;
 mod topic;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,9 @@ enum Command {
     /// Access control lists.
     #[command(subcommand)]
     Acl(acl::AclCmd),
+    /// SASL users of the Kafka listener.
+    #[command(subcommand)]
+    User(user::UserCmd),
     /// Development TLS material.
     #[command(subcommand)]
     Tls(tls::TlsCmd),
@@ -210,6 +214,7 @@ async fn run(ctx: Ctx, cmd: Command) -> anyhow::Result<()> {
         Command::Cluster(c) => cluster::run(&ctx, c).await,
         Command::Tls(c) => tls::run(c),
         Command::Acl(c) => acl::run(&ctx, c).await,
+        Command::User(c) => user::run(&ctx, c).await,
         Command::Bench(c) => bench::run(&ctx, c).await,
     }
 }

@@ -270,6 +270,39 @@ impl Admin {
         Ok(r.deleted)
     }
 
+    /// Creates a SASL user of the Kafka listener, or sets a new password
+    /// (SCRAM-SHA-256 and -512 credentials; `iterations` 0 = 4096).
+    pub async fn upsert_user(&self, name: &str, password: &str, iterations: u32) -> Result<()> {
+        admin_call!(
+            self,
+            upsert_user,
+            strata_proto::v1::UpsertUserRequest {
+                name: name.to_owned(),
+                password: password.to_owned(),
+                iterations,
+            }
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a SASL user.
+    pub async fn delete_user(&self, name: &str) -> Result<()> {
+        admin_call!(
+            self,
+            delete_user,
+            strata_proto::v1::DeleteUserRequest {
+                name: name.to_owned()
+            }
+        )?;
+        Ok(())
+    }
+
+    /// SASL users and their mechanisms.
+    pub async fn list_users(&self) -> Result<Vec<strata_proto::v1::UserInfo>> {
+        let r = admin_call!(self, list_users, strata_proto::v1::ListUsersRequest {})?;
+        Ok(r.users)
+    }
+
     /// The principal the brokers see for this client, and whether ACLs
     /// are enforced.
     pub async fn who_am_i(&self) -> Result<WhoAmIResponse> {

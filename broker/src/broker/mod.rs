@@ -14,7 +14,8 @@
 //! - `status`: replica states for the status RPCs;
 //! - `produce`, `fetch`, `list_offsets`: the data path, one operation
 //!   each, called by every front end (gRPC and Kafka);
-//! - `groups`: the group operations (offsets, heartbeats).
+//! - `groups`: the group operations (offsets, heartbeats);
+//! - `users`: access: SASL users and their credentials, ACL changes.
 
 pub mod fetch;
 pub mod groups;
@@ -27,6 +28,7 @@ mod startup;
 mod status;
 mod tiering;
 mod topics;
+pub mod users;
 
 use std::collections::HashMap;
 use std::fs::{self, File};

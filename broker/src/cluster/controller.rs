@@ -211,6 +211,14 @@ pub enum ControllerOp {
         add: bool,
         acls: Vec<crate::security::auth::Acl>,
     },
+    UpsertUser {
+        name: String,
+        credentials: Vec<crate::security::scram::ScramCredential>,
+    },
+    /// Replies `Count(1)` when the user existed, `Count(0)` otherwise.
+    DeleteUser {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

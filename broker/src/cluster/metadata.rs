@@ -52,6 +52,9 @@ pub struct ClusterState {
     /// Tiered storage: what object storage holds, per topic and partition.
     #[serde(default)]
     pub remote: BTreeMap<String, BTreeMap<u32, RemoteManifest>>,
+    /// SASL users: their SCRAM credentials (salted keys, never passwords).
+    #[serde(default)]
+    pub users: BTreeMap<String, Vec<crate::security::scram::ScramCredential>>,
 }
 
 impl ClusterState {
@@ -98,6 +101,14 @@ pub enum MetadataCommand {
     /// Reserves `[next_producer_id, next_producer_id + count)`.
     AllocateProducerIds {
         count: i64,
+    },
+    /// Sets a user's credentials (replacing those of the same mechanisms).
+    UpsertUser {
+        name: String,
+        credentials: Vec<crate::security::scram::ScramCredential>,
+    },
+    DeleteUser {
+        name: String,
     },
     AddAcls {
         acls: Vec<crate::security::auth::Acl>,
@@ -177,6 +188,14 @@ impl ClusterState {
             }
             MetadataCommand::AllocateProducerIds { count } => {
                 self.next_producer_id = self.next_producer_id.saturating_add(count.max(0));
+            }
+            MetadataCommand::UpsertUser { name, credentials } => {
+                let creds = self.users.entry(name).or_default();
+                creds.retain(|c| !credentials.iter().any(|n| n.mechanism == c.mechanism));
+                creds.extend(credentials);
+            }
+            MetadataCommand::DeleteUser { name } => {
+                self.users.remove(&name);
             }
             MetadataCommand::AddAcls { acls } => self.acls.extend(acls),
             MetadataCommand::RemoveAcls { acls } => {

@@ -214,6 +214,30 @@ impl Controller {
                 .await?;
                 Ok(ControllerReply::Unit)
             }
+            ControllerOp::UpsertUser { name, credentials } => {
+                self.propose(|_| {
+                    Ok((
+                        vec![MetadataCommand::UpsertUser {
+                            name: name.clone(),
+                            credentials: credentials.clone(),
+                        }],
+                        (),
+                    ))
+                })
+                .await?;
+                Ok(ControllerReply::Unit)
+            }
+            ControllerOp::DeleteUser { name } => {
+                let n = self
+                    .propose(|s| {
+                        if !s.users.contains_key(&name) {
+                            return Ok((vec![], 0));
+                        }
+                        Ok((vec![MetadataCommand::DeleteUser { name: name.clone() }], 1))
+                    })
+                    .await?;
+                Ok(ControllerReply::Count(n))
+            }
             ControllerOp::ChangeAcls { add, acls } => {
                 let changed = self
                     .propose(|s| {

@@ -63,6 +63,19 @@ pub struct KafkaSettings {
     pub num_partitions: u32,
     /// Capped at the number of brokers.
     pub default_replication_factor: u32,
+    pub sasl: SaslMode,
+}
+
+/// SASL on the Kafka listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SaslMode {
+    /// No SASL: principals from TLS certificates, else anonymous.
+    Off,
+    /// Clients may authenticate; those that do not are anonymous (or their
+    /// certificate's principal).
+    Optional,
+    /// Every client authenticates before anything else.
+    Required,
 }
 
 impl BrokerConfig {

@@ -82,6 +82,10 @@ pub struct Args {
     /// number of brokers).
     #[arg(long, env = "STRATA_DEFAULT_REPLICATION_FACTOR")]
     pub default_replication_factor: Option<u32>,
+    /// SASL on the Kafka listener (PLAIN, SCRAM-SHA-256/512): off |
+    /// optional | required.
+    #[arg(long, env = "STRATA_KAFKA_SASL")]
+    pub kafka_sasl: Option<String>,
     /// Initial cluster members: `1=HOST:PORT,2=HOST:PORT,...` (peer addresses).
     #[arg(long, env = "STRATA_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
@@ -177,6 +181,7 @@ pub(super) struct FileConfig {
     pub(super) http_listen: Option<String>,
     pub(super) kafka_listen: Option<String>,
     pub(super) kafka_advertise: Option<String>,
+    pub(super) kafka_sasl: Option<String>,
     pub(super) auto_create_topics: Option<bool>,
     pub(super) num_partitions: Option<u32>,
     pub(super) default_replication_factor: Option<u32>,

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::options::{FileConfig, read_file};
-use super::{Args, BrokerConfig, ConfigError, KafkaSettings, LogFormat};
+use super::{Args, BrokerConfig, ConfigError, KafkaSettings, LogFormat, SaslMode};
 use crate::log::{FsyncPolicy, LogConfig};
 
 /// Principal mapping, tokens, enforcement and superusers. The principal of
@@ -393,7 +393,18 @@ fn kafka_settings(args: &mut Args, file: &mut FileConfig) -> Result<KafkaSetting
             "default-replication-factor must be at least 1".into(),
         ));
     }
+    let sasl = match args.kafka_sasl.take().or(file.kafka_sasl.take()).as_deref() {
+        None | Some("off") => SaslMode::Off,
+        Some("optional") => SaslMode::Optional,
+        Some("required") => SaslMode::Required,
+        Some(o) => {
+            return Err(ConfigError(format!(
+                "kafka-sasl '{o}': expected off, optional or required"
+            )));
+        }
+    };
     Ok(KafkaSettings {
+        sasl,
         listen,
         advertise,
         auto_create_topics: args
@@ -408,6 +419,49 @@ fn kafka_settings(args: &mut Args, file: &mut FileConfig) -> Result<KafkaSetting
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kafka_settings() {
+        let c = BrokerConfig::load(Args::default()).unwrap();
+        assert_eq!(
+            c.kafka.listen.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9092")
+        );
+        assert_eq!(c.kafka.sasl, SaslMode::Off);
+        assert!(c.kafka.auto_create_topics);
+        assert_eq!(
+            (c.kafka.num_partitions, c.kafka.default_replication_factor),
+            (1, 3)
+        );
+        let c = BrokerConfig::load(Args {
+            kafka_listen: Some("off".into()),
+            kafka_sasl: Some("required".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(c.kafka.listen.is_none());
+        assert_eq!(c.kafka.sasl, SaslMode::Required);
+        for bad in [
+            Args {
+                kafka_sasl: Some("sometimes".into()),
+                ..Default::default()
+            },
+            Args {
+                kafka_listen: Some("localhost".into()),
+                ..Default::default()
+            },
+            Args {
+                kafka_advertise: Some("nohost".into()),
+                ..Default::default()
+            },
+            Args {
+                num_partitions: Some(0),
+                ..Default::default()
+            },
+        ] {
+            assert!(BrokerConfig::load(bad).is_err());
+        }
+    }
 
     #[test]
     fn defaults_and_overrides() {

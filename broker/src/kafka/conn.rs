@@ -250,6 +250,11 @@ async fn request(ctx: &mut Ctx, frame: Bytes) -> Result<Option<Answer>, String> 
         ));
     }
     let key = ApiKey::try_from(head.api_key).map_err(|()| "unknown api".to_string())?;
+    if !ctx.may_proceed(key) {
+        return Err(format!(
+            "{key:?} before SASL authentication on a listener that requires it"
+        ));
+    }
     let body = frame.slice(head.header_len..);
     let name = dispatch::api_name(key);
     let reply = dispatch::handle(ctx, &head, key, body).await;

@@ -10,8 +10,8 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use super::guard::RequestHead;
 use super::{
-    classic, configs, consumer_protocol, fetch, groups, metadata, produce, producer_id, topics,
-    versions,
+    acls, classic, configs, consumer_protocol, fetch, groups, metadata, produce, producer_id, sasl,
+    topics, versions,
 };
 use crate::broker::Broker;
 use crate::security::auth::Identity;
@@ -65,6 +65,11 @@ responses! {
     DescribeCluster(m::DescribeClusterResponse),
     ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatResponse),
     ConsumerGroupDescribe(m::ConsumerGroupDescribeResponse),
+    SaslHandshake(m::SaslHandshakeResponse),
+    SaslAuthenticate(m::SaslAuthenticateResponse),
+    DescribeAcls(m::DescribeAclsResponse),
+    CreateAcls(m::CreateAclsResponse),
+    DeleteAcls(m::DeleteAclsResponse),
 }
 
 /// What a handler answers.
@@ -84,11 +89,27 @@ pub enum Reply {
 pub struct Ctx {
     pub broker: Arc<Broker>,
     pub who: Identity,
+    pub sasl: sasl::SaslState,
 }
 
 impl Ctx {
     pub fn new(broker: Arc<Broker>, who: Identity) -> Self {
-        Self { broker, who }
+        Self {
+            broker,
+            who,
+            sasl: sasl::SaslState::default(),
+        }
+    }
+
+    /// Whether requests other than the SASL exchange may run: always,
+    /// unless the listener requires SASL and it has not completed.
+    pub fn may_proceed(&self, key: ApiKey) -> bool {
+        matches!(
+            key,
+            ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+        ) || self.broker.config().kafka.sasl != crate::config::SaslMode::Required
+            || (matches!(self.sasl, sasl::SaslState::Done)
+                && self.who.principal != crate::security::auth::ANONYMOUS)
     }
 }
 
@@ -120,6 +141,11 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
         ApiKey::ConsumerGroupDescribe => "consumer_group_describe",
+        ApiKey::SaslHandshake => "sasl_handshake",
+        ApiKey::SaslAuthenticate => "sasl_authenticate",
+        ApiKey::DescribeAcls => "describe_acls",
+        ApiKey::CreateAcls => "create_acls",
+        ApiKey::DeleteAcls => "delete_acls",
         _ => "other",
     }
 }
@@ -168,6 +194,11 @@ pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: By
                 consumer_protocol::heartbeat(ctx, head, decode(b, v)?).await
             }
             ApiKey::ConsumerGroupDescribe => consumer_protocol::describe(ctx, decode(b, v)?),
+            ApiKey::SaslHandshake => sasl::handshake(ctx, decode(b, v)?),
+            ApiKey::SaslAuthenticate => sasl::authenticate(ctx, decode(b, v)?),
+            ApiKey::DescribeAcls => acls::describe(ctx, decode(b, v)?),
+            ApiKey::CreateAcls => acls::create(ctx, decode(b, v)?).await,
+            ApiKey::DeleteAcls => acls::delete(ctx, decode(b, v)?).await,
             other => Reply::Close(format!("{other:?} v{v} is not served")),
         })
     };

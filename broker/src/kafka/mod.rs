@@ -16,8 +16,10 @@
 //!   ListOffsets), `producer_id`, `topics` (and DeleteRecords), `configs`,
 //!   `groups` (coordinator lookup
 //!   and offsets), `classic` (the classic group protocol),
-//!   `consumer_protocol` (the new one, KIP-848).
+//!   `consumer_protocol` (the new one, KIP-848), `sasl` (PLAIN and
+//!   SCRAM authentication), `acls` (Kafka's ACL APIs on the one store).
 
+mod acls;
 mod classic;
 mod configs;
 mod conn;
@@ -30,6 +32,7 @@ pub mod guard;
 mod metadata;
 mod produce;
 mod producer_id;
+mod sasl;
 mod topics;
 mod versions;
 

@@ -39,6 +39,11 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// Whether `(api_key, version)` is served.
@@ -86,6 +91,9 @@ mod tests {
             (ApiKey::CreateTopics, 2),
             (ApiKey::DeleteTopics, 1),
             (ApiKey::DescribeConfigs, 1),
+            (ApiKey::DescribeAcls, 1),
+            (ApiKey::CreateAcls, 1),
+            (ApiKey::DeleteAcls, 1),
         ];
         for (k, floor) in floors {
             assert!(served(k as i16, floor), "{k:?} v{floor}");

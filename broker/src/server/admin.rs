@@ -21,6 +21,10 @@ use strata_proto::v1::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, ListAclsRequest,
     ListAclsResponse, WhoAmIRequest, WhoAmIResponse,
 };
+use strata_proto::v1::{
+    DeleteUserRequest, DeleteUserResponse, ListUsersRequest, ListUsersResponse, UpsertUserRequest,
+    UpsertUserResponse, UserInfo,
+};
 use tonic::{Request, Response, Status};
 
 use super::status::error_info;
@@ -429,17 +433,58 @@ impl AdminApi for AdminService {
         req: Request<ListAclsRequest>,
     ) -> Result<Response<ListAclsResponse>, Status> {
         let who = self.broker.identify(&req);
-        self.broker
-            .authorize(&who, Operation::Describe, Resource::Cluster, "")?;
         let principal = req.into_inner().principal;
-        let acls = self.broker.with_state(|s| {
-            s.acls
-                .iter()
-                .filter(|a| principal.is_empty() || a.principal == principal)
-                .map(Acl::to_proto)
-                .collect()
-        });
+        let acls = self
+            .broker
+            .list_acls(&who, |a| principal.is_empty() || a.principal == principal)?
+            .iter()
+            .map(Acl::to_proto)
+            .collect();
         Ok(Response::new(ListAclsResponse { acls }))
+    }
+
+    async fn upsert_user(
+        &self,
+        req: Request<UpsertUserRequest>,
+    ) -> Result<Response<UpsertUserResponse>, Status> {
+        let who = self.broker.identify(&req);
+        let r = req.into_inner();
+        let iterations = (r.iterations != 0).then_some(r.iterations);
+        self.broker
+            .upsert_user(&who, &r.name, &r.password, iterations)
+            .await?;
+        tracing::info!(target: "strata::audit", principal = %who.principal, user = %r.name,
+            "user created or updated");
+        Ok(Response::new(UpsertUserResponse {}))
+    }
+
+    async fn delete_user(
+        &self,
+        req: Request<DeleteUserRequest>,
+    ) -> Result<Response<DeleteUserResponse>, Status> {
+        let who = self.broker.identify(&req);
+        let name = req.into_inner().name;
+        self.broker.delete_user(&who, &name).await?;
+        tracing::info!(target: "strata::audit", principal = %who.principal, user = %name,
+            "user deleted");
+        Ok(Response::new(DeleteUserResponse {}))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        let who = self.broker.identify(&req);
+        let users = self
+            .broker
+            .list_users(&who)?
+            .into_iter()
+            .map(|(name, ms)| UserInfo {
+                name,
+                mechanisms: ms.into_iter().map(str::to_owned).collect(),
+            })
+            .collect();
+        Ok(Response::new(ListUsersResponse { users }))
     }
 
     async fn who_am_i(
@@ -466,33 +511,11 @@ impl AdminService {
         add: bool,
     ) -> Result<u32, Status> {
         let who = self.broker.identify(&req);
-        self.broker
-            .authorize(&who, Operation::Alter, Resource::Cluster, "")?;
         let acls = req
             .into_inner()
             .iter()
             .map(Acl::from_proto)
             .collect::<crate::error::Result<Vec<_>>>()?;
-        if acls.is_empty() {
-            return Err(BrokerError::InvalidRequest("no ACL given".into()).into());
-        }
-        let reply = self
-            .broker
-            .controller()
-            .execute(crate::cluster::controller::ControllerOp::ChangeAcls {
-                add,
-                acls: acls.clone(),
-            })
-            .await?;
-        let n = match reply {
-            crate::cluster::controller::ControllerReply::Count(n) => n,
-            _ => 0,
-        };
-        for a in &acls {
-            tracing::info!(target: "strata::audit", principal = %who.principal,
-                peer = %who.peer.map(|p| p.to_string()).unwrap_or_default(),
-                change = if add { "add" } else { "remove" }, acl = ?a, "ACL change");
-        }
-        Ok(n)
+        Ok(self.broker.change_acls(&who, acls, add).await?)
     }
 }

@@ -366,6 +366,27 @@ impl AdminApi for Mock {
         Err(Status::unimplemented("mock"))
     }
 
+    async fn upsert_user(
+        &self,
+        _: Request<strata_proto::v1::UpsertUserRequest>,
+    ) -> Result<Response<strata_proto::v1::UpsertUserResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
+    async fn delete_user(
+        &self,
+        _: Request<strata_proto::v1::DeleteUserRequest>,
+    ) -> Result<Response<strata_proto::v1::DeleteUserResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
+    async fn list_users(
+        &self,
+        _: Request<strata_proto::v1::ListUsersRequest>,
+    ) -> Result<Response<strata_proto::v1::ListUsersResponse>, Status> {
+        Err(Status::unimplemented("mock"))
+    }
+
     async fn who_am_i(
         &self,
         _: Request<strata_proto::v1::WhoAmIRequest>,

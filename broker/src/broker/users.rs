@@ -1,0 +1,150 @@
+//! Access, shared by every front end: SASL users and ACLs. Creating a
+//! user derives its SCRAM credentials here (a random salt per mechanism)
+//! and stores only those, through the controller; authenticating checks a
+//! PLAIN password or looks up the SCRAM credential of the mechanism asked
+//! for. ACL changes and listings go through the one ACL store.
+
+use super::Broker;
+use crate::cluster::controller::{ControllerOp, ControllerReply};
+use crate::error::{BrokerError, Result};
+use crate::security::auth::{Acl, Identity, Operation, Resource};
+use crate::security::scram::{self, Mechanism, ScramCredential};
+
+/// Longest user name.
+const MAX_USER: usize = 255;
+
+fn random_salt() -> Vec<u8> {
+    use ring::rand::SecureRandom;
+    let mut b = vec![0u8; 32];
+    let _ = ring::rand::SystemRandom::new().fill(&mut b);
+    b
+}
+
+/// A fresh SCRAM server nonce (printable, no `,`).
+pub fn server_nonce() -> String {
+    scram::b64::encode(&random_salt()[..18])
+}
+
+impl Broker {
+    /// Creates or updates `name` with `password` for every SCRAM mechanism
+    /// (PLAIN checks the SHA-256 one). Needs alter on the cluster.
+    pub async fn upsert_user(
+        &self,
+        who: &Identity,
+        name: &str,
+        password: &str,
+        iterations: Option<u32>,
+    ) -> Result<()> {
+        self.authorize(who, Operation::Alter, Resource::Cluster, "")?;
+        if name.is_empty() || name.len() > MAX_USER || name.chars().any(|c| c.is_control()) {
+            return Err(BrokerError::InvalidRequest(format!(
+                "invalid user name '{name}'"
+            )));
+        }
+        if password.is_empty() {
+            return Err(BrokerError::InvalidRequest("empty password".into()));
+        }
+        let iterations = iterations.unwrap_or(scram::DEFAULT_ITERATIONS);
+        let credentials = Mechanism::ALL
+            .into_iter()
+            .map(|m| ScramCredential::new(m, password, random_salt(), iterations))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| BrokerError::InvalidRequest(e.to_string()))?;
+        self.controller()
+            .execute(ControllerOp::UpsertUser {
+                name: name.to_owned(),
+                credentials,
+            })
+            .await?;
+        self.wait_applied_here(|s| s.users.contains_key(name)).await;
+        Ok(())
+    }
+
+    /// Deletes a user. Needs alter on the cluster.
+    pub async fn delete_user(&self, who: &Identity, name: &str) -> Result<()> {
+        self.authorize(who, Operation::Alter, Resource::Cluster, "")?;
+        match self
+            .controller()
+            .execute(ControllerOp::DeleteUser {
+                name: name.to_owned(),
+            })
+            .await?
+        {
+            ControllerReply::Count(0) => Err(BrokerError::InvalidRequest(format!(
+                "user '{name}' does not exist"
+            ))),
+            _ => {
+                self.wait_applied_here(|s| !s.users.contains_key(name))
+                    .await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Users and their mechanisms. Needs describe on the cluster.
+    pub fn list_users(&self, who: &Identity) -> Result<Vec<(String, Vec<&'static str>)>> {
+        self.authorize(who, Operation::Describe, Resource::Cluster, "")?;
+        Ok(self.with_state(|s| {
+            s.users
+                .iter()
+                .map(|(n, cs)| (n.clone(), cs.iter().map(|c| c.mechanism.name()).collect()))
+                .collect()
+        }))
+    }
+
+    /// The SCRAM credential of `user` for `m`.
+    pub fn scram_credential(&self, user: &str, m: Mechanism) -> Option<ScramCredential> {
+        self.with_state(|s| {
+            s.users
+                .get(user)
+                .and_then(|cs| cs.iter().find(|c| c.mechanism == m).cloned())
+        })
+    }
+
+    /// Whether `password` is `user`'s (SASL/PLAIN).
+    pub fn check_password(&self, user: &str, password: &str) -> bool {
+        self.scram_credential(user, Mechanism::Sha256)
+            .is_some_and(|c| c.verify_password(password))
+    }
+}
+
+impl Broker {
+    /// Adds (`add`) or removes ACLs as `who` (needs alter on the cluster);
+    /// answers how many changed.
+    pub async fn change_acls(&self, who: &Identity, acls: Vec<Acl>, add: bool) -> Result<u32> {
+        self.authorize(who, Operation::Alter, Resource::Cluster, "")?;
+        if acls.is_empty() {
+            return Err(BrokerError::InvalidRequest("no ACL given".into()));
+        }
+        let reply = self
+            .controller()
+            .execute(ControllerOp::ChangeAcls {
+                add,
+                acls: acls.clone(),
+            })
+            .await?;
+        let n = match reply {
+            ControllerReply::Count(n) => n,
+            _ => 0,
+        };
+        for a in &acls {
+            tracing::info!(target: "strata::audit", principal = %who.principal,
+                peer = %who.peer.map(|p| p.to_string()).unwrap_or_default(),
+                change = if add { "add" } else { "remove" }, acl = ?a, "ACL change");
+        }
+        if add {
+            self.wait_applied_here(|s| acls.iter().all(|a| s.acls.contains(a)))
+                .await;
+        } else {
+            self.wait_applied_here(|s| acls.iter().all(|a| !s.acls.contains(a)))
+                .await;
+        }
+        Ok(n)
+    }
+
+    /// The ACLs `keep` selects, as `who` (needs describe on the cluster).
+    pub fn list_acls(&self, who: &Identity, keep: impl Fn(&Acl) -> bool) -> Result<Vec<Acl>> {
+        self.authorize(who, Operation::Describe, Resource::Cluster, "")?;
+        Ok(self.with_state(|s| s.acls.iter().filter(|a| keep(a)).cloned().collect()))
+    }
+}
