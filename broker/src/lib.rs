@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod groups;
+pub mod hex;
 pub mod kafka;
 pub mod log;
 pub mod metrics;

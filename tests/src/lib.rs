@@ -15,6 +15,7 @@ pub mod netns;
 mod proxy;
 pub mod s3;
 mod segments;
+pub mod tools;
 
 pub use cluster::{Cluster, ClusterOpts, tonic_tls};
 pub use load::{
@@ -596,28 +597,8 @@ impl Drop for BrokerProc {
 
 /// Runs `strata --brokers ADDR args...` feeding `stdin`.
 pub fn run_cli(brokers: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(bin("strata"))
-        .arg("--brokers")
-        .arg(brokers)
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn strata");
-    if let Some(input) = stdin {
-        let mut s = child.stdin.take().expect("stdin");
-        let data = input.to_vec();
-        std::thread::spawn(move || {
-            let _ = s.write_all(&data);
-        });
-    }
-    child.wait_with_output().expect("strata output")
+    let args = [&["--brokers", brokers][..], args].concat();
+    tools::run_with_input(bin("strata"), &args, stdin)
 }
 
 /// Stable error code name carried by a failed RPC.

@@ -8,21 +8,11 @@
 //!
 //! Skipped when confluent-kafka is missing, unless STRATA_REQUIRE_TOOLS=1.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use strata_tests::tools::{have_python_module, python_script};
 use strata_tests::{Cluster, ClusterOpts};
-
-fn script() -> PathBuf {
-    python("confluent_failover.py")
-}
-
-fn python(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(name)
-}
 
 /// Kafka's offsets partition of a group (Java `String.hashCode`).
 fn shard_for(group: &str, n: u32) -> u32 {
@@ -33,24 +23,9 @@ fn shard_for(group: &str, n: u32) -> u32 {
     h.unsigned_abs() % n
 }
 
-fn have_confluent() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("STRATA_REQUIRE_TOOLS").is_err(),
-            "STRATA_REQUIRE_TOOLS is set but confluent_kafka is missing"
-        );
-        eprintln!("confluent_kafka missing: skipped");
-    }
-    ok
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_survives_a_leader_kill() {
-    if !have_confluent() {
+    if !have_python_module("confluent_kafka") {
         return;
     }
     let mut c = Cluster::start(
@@ -81,7 +56,7 @@ async fn idempotent_producer_survives_a_leader_kill() {
 
     let acked = c.dir().join("acked.txt");
     let mut producer = Command::new("python3")
-        .arg(script())
+        .arg(python_script("confluent_failover.py"))
         .args(["produce", &bootstrap, "fo", "20000"])
         .arg(&acked)
         .spawn()
@@ -96,7 +71,7 @@ async fn idempotent_producer_survives_a_leader_kill() {
         .unwrap();
     assert!(status.success(), "the producer failed");
     let out = Command::new("python3")
-        .arg(script())
+        .arg(python_script("confluent_failover.py"))
         .args(["verify", &bootstrap, "fo"])
         .arg(&acked)
         .output()
@@ -111,7 +86,7 @@ async fn idempotent_producer_survives_a_leader_kill() {
 }
 
 async fn group_across_coordinator_death(strategy: &str) {
-    if !have_confluent() {
+    if !have_python_module("confluent_kafka") {
         return;
     }
     let mut c = Cluster::start(
@@ -128,7 +103,7 @@ async fn group_across_coordinator_death(strategy: &str) {
     let ready = c.dir().join("ready");
     let killed = c.dir().join("killed");
     let mut members = Command::new("python3")
-        .arg(python("confluent_group_failover.py"))
+        .arg(python_script("confluent_group_failover.py"))
         .args([&c.kafka_bootstrap(), strategy, &topic])
         .arg(&ready)
         .arg(&killed)

@@ -13,45 +13,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use strata_tests::tools::{have_kcat, run_with_input};
 use strata_tests::{BrokerProc, free_port};
-
-fn have_kcat() -> bool {
-    let ok = Command::new("kcat")
-        .arg("-V")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("STRATA_REQUIRE_TOOLS").is_err(),
-            "STRATA_REQUIRE_TOOLS is set but kcat is not installed"
-        );
-        eprintln!("kcat not installed: skipped");
-    }
-    ok
-}
 
 /// Runs kcat with `args`, feeding `stdin`; returns stdout, asserting success.
 fn kcat(args: &[&str], stdin: Option<&[u8]>) -> String {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kcat");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("feed kcat");
-    }
-    let out = child.wait_with_output().expect("kcat");
+    let out = run_with_input("kcat", args, stdin);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),

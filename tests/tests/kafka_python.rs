@@ -9,56 +9,21 @@
 //! Skipped when the Python package is missing, unless
 //! STRATA_REQUIRE_TOOLS=1 (set by `.ci/run`, which installs it).
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use strata_tests::tools::{have_python_module, run_python_ok};
 use strata_tests::{BrokerProc, free_port};
-
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("python")
-        .join(name)
-}
-
-fn have_module(module: &str) -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("STRATA_REQUIRE_TOOLS").is_err(),
-            "STRATA_REQUIRE_TOOLS is set but the Python module {module} is missing"
-        );
-        eprintln!("python module {module} missing: skipped");
-    }
-    ok
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_kafka_produces_consumes_commits_and_administers() {
-    if !have_module("confluent_kafka") {
+    if !have_python_module("confluent_kafka") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let kafka = format!("127.0.0.1:{}", free_port());
     let broker = BrokerProc::start(&tmp.path().join("data"), &["--kafka-listen", &kafka]).await;
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script("confluent_basic.py"))
-            .arg(&kafka)
-            .output()
-            .expect("python3")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}\nbroker: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    run_python_ok("confluent_basic.py", vec![kafka.clone()], || {
         broker.log_tail(20)
-    );
+    })
+    .await;
     // What the Kafka client committed shows in strata's own CLI.
     let out = broker.cli(&["group", "describe", "cf-readers"], None);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -71,30 +36,18 @@ async fn confluent_kafka_produces_consumes_commits_and_administers() {
 }
 
 async fn run_groups(strategy: &'static str) {
-    if !have_module("confluent_kafka") {
+    if !have_python_module("confluent_kafka") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let kafka = format!("127.0.0.1:{}", free_port());
     let broker = BrokerProc::start(&tmp.path().join("data"), &["--kafka-listen", &kafka]).await;
-    let k = kafka.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script("confluent_groups.py"))
-            .arg(&k)
-            .arg(strategy)
-            .output()
-            .expect("python3")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}\nbroker: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        broker.log_tail(30)
-    );
+    run_python_ok(
+        "confluent_groups.py",
+        vec![kafka.clone(), strategy.to_string()],
+        || broker.log_tail(30),
+    )
+    .await;
     // strata's CLI shows the Kafka group: classic protocol, its members.
     let out = broker.cli(
         &[
@@ -132,29 +85,16 @@ async fn confluent_kafka_cooperative_group_moves_only_what_must_move() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aiokafka_produces_consumes_and_resumes_a_group() {
-    if !have_module("aiokafka") {
+    if !have_python_module("aiokafka") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let kafka = format!("127.0.0.1:{}", free_port());
     let broker = BrokerProc::start(&tmp.path().join("data"), &["--kafka-listen", &kafka]).await;
-    let k = kafka.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script("aiokafka_basic.py"))
-            .arg(&k)
-            .output()
-            .expect("python3")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}\nbroker: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    run_python_ok("aiokafka_basic.py", vec![kafka.clone()], || {
         broker.log_tail(30)
-    );
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

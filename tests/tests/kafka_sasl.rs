@@ -6,25 +6,8 @@
 //!
 //! Skipped when confluent-kafka is missing, unless STRATA_REQUIRE_TOOLS=1.
 
-use std::path::PathBuf;
-use std::process::Command;
-
+use strata_tests::tools::{have_python_module, run_python_ok};
 use strata_tests::{BrokerProc, free_port};
-
-fn have_confluent() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import confluent_kafka"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("STRATA_REQUIRE_TOOLS").is_err(),
-            "STRATA_REQUIRE_TOOLS is set but confluent_kafka is missing"
-        );
-        eprintln!("confluent_kafka missing: skipped");
-    }
-    ok
-}
 
 fn ok(out: &std::process::Output) -> String {
     assert!(
@@ -37,7 +20,7 @@ fn ok(out: &std::process::Output) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sasl_users_authenticate_and_acls_judge_them() {
-    if !have_confluent() {
+    if !have_python_module("confluent_kafka") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -109,24 +92,10 @@ async fn sasl_users_authenticate_and_acls_judge_them() {
         ],
         None,
     ));
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/confluent_sasl.py");
-    let k = kafka.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
-            .arg(script)
-            .arg(&k)
-            .output()
-            .expect("python3")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}\nbroker: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    run_python_ok("confluent_sasl.py", vec![kafka.clone()], || {
         broker.log_tail(30)
-    );
+    })
+    .await;
     // The ACL a Kafka client created (and deleted) went through strata's
     // store: it is gone again, and alice's are still there.
     let acls = ok(&broker.cli(&["acl", "list"], None));

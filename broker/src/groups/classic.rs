@@ -50,35 +50,11 @@ impl ClassicState {
     }
 }
 
-/// Bytes as hex in the JSON state record.
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        let mut out = String::with_capacity(b.len() * 2);
-        for x in b {
-            out.push_str(&format!("{x:02x}"));
-        }
-        s.serialize_str(&out)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.len() % 2 != 0 {
-            return Err(serde::de::Error::custom("odd hex length"));
-        }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
-
 /// One protocol a member supports, with its opaque metadata.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct MemberProtocol {
     pub name: String,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::hex")]
     pub metadata: Vec<u8>,
 }
 
@@ -91,7 +67,7 @@ pub struct ClassicMember {
     pub rebalance_timeout_ms: i32,
     /// In the member's order of preference.
     pub protocols: Vec<MemberProtocol>,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::hex")]
     pub assignment: Vec<u8>,
     /// Rejoined in the current rebalance (awaits its JoinGroup answer).
     #[serde(skip)]
@@ -208,13 +184,7 @@ impl ClassicGroup {
             self.state,
             ClassicState::PreparingRebalance | ClassicState::CompletingRebalance
         ) {
-            let timeout = self
-                .members
-                .values()
-                .map(|m| m.rebalance_timeout_ms.max(0) as u64)
-                .max()
-                .unwrap_or(0);
-            self.deadline_ms = Some(now_ms + timeout);
+            self.deadline_ms = Some(now_ms + self.rebalance_timeout_ms());
         }
         self
     }
@@ -266,6 +236,16 @@ impl ClassicGroup {
             .map(|(id, _)| id)
     }
 
+    /// The longest rebalance timeout of the members: how long a phase
+    /// waits for them.
+    fn rebalance_timeout_ms(&self) -> u64 {
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout_ms.max(0) as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Starts (or keeps going) a rebalance: every member must rejoin.
     fn prepare_rebalance(&mut self, now_ms: u64, changes: &mut Changes) {
         if self.state != ClassicState::PreparingRebalance {
@@ -275,12 +255,7 @@ impl ClassicGroup {
             self.state = ClassicState::PreparingRebalance;
             changes.rebalance = true;
         }
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout_ms.max(0) as u64)
-            .max()
-            .unwrap_or(0);
+        let timeout = self.rebalance_timeout_ms();
         self.deadline_ms = Some(now_ms + timeout);
     }
 
@@ -502,12 +477,7 @@ impl ClassicGroup {
             m.assignment.clear();
         }
         self.state = ClassicState::CompletingRebalance;
-        let timeout = self
-            .members
-            .values()
-            .map(|m| m.rebalance_timeout_ms.max(0) as u64)
-            .max()
-            .unwrap_or(0);
+        let timeout = self.rebalance_timeout_ms();
         self.deadline_ms = Some(now_ms + timeout);
         true
     }

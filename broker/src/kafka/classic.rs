@@ -46,6 +46,15 @@ fn authorize(ctx: &Ctx, group: &str, op: Operation) -> Result<(), BrokerError> {
     ctx.broker.authorize(&ctx.who, op, Resource::Group, group)
 }
 
+/// Why `group` cannot be described here (a Kafka code): a bad name, no
+/// describe permission, or another broker coordinates it.
+pub fn describe_refused(ctx: &Ctx, group: &str) -> Option<i16> {
+    if let Err(e) = authorize(ctx, group, Operation::Describe) {
+        return Some(group_code(&e));
+    }
+    ctx.broker.groups().route(group).map(|e| group_code(&e))
+}
+
 pub fn join_group(ctx: &Ctx, head: &RequestHead, req: JoinGroupRequest, version: i16) -> Reply {
     let group = req.group_id.0.to_string();
     let failed = |code: i16, member_id: StrBytes| {
@@ -262,13 +271,9 @@ pub fn describe_groups(ctx: &Ctx, req: DescribeGroupsRequest) -> Reply {
             let base = DescribedGroup::default()
                 .with_group_id(g)
                 .with_authorized_operations(i32::MIN);
-            if let Err(e) = authorize(ctx, &name, Operation::Describe) {
+            if let Some(code) = describe_refused(ctx, &name) {
                 ok = false;
-                return base.with_error_code(group_code(&e));
-            }
-            if let Some(e) = groups.route(&name) {
-                ok = false;
-                return base.with_error_code(group_code(&e));
+                return base.with_error_code(code);
             }
             if let Some(c) = groups.consumer_state(&name).filter(|c| c.has_members()) {
                 // A group of the new protocol, seen through the old API.

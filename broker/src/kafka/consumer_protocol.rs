@@ -17,14 +17,13 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::classic::group_code;
+use super::classic::{describe_refused, group_code};
 use super::dispatch::{Ctx, Reply, Response};
 use super::errors;
 use super::guard::RequestHead;
 use super::metadata::topic_uuid;
 use crate::broker::Broker;
 use crate::groups::consumer::{Heartbeat, Subscription};
-use crate::security::auth::{Operation, Resource};
 
 type Tp = (String, u32);
 
@@ -192,17 +191,9 @@ pub fn describe(ctx: &Ctx, req: ConsumerGroupDescribeRequest) -> Reply {
             let base = DescribedGroup::default()
                 .with_group_id(g)
                 .with_authorized_operations(i32::MIN);
-            let denied = crate::groups::offsets::validate_group(&name).and_then(|()| {
-                ctx.broker
-                    .authorize(&ctx.who, Operation::Describe, Resource::Group, &name)
-            });
-            if let Err(e) = denied {
+            if let Some(code) = describe_refused(ctx, &name) {
                 ok = false;
-                return base.with_error_code(group_code(&e));
-            }
-            if let Some(e) = groups.route(&name) {
-                ok = false;
-                return base.with_error_code(group_code(&e));
+                return base.with_error_code(code);
             }
             let Some(state) = groups.consumer_state(&name) else {
                 ok = false;

@@ -78,36 +78,16 @@ pub enum ScramError {
     Iterations,
 }
 
-/// Bytes as hex in the JSON metadata.
-mod hex_bytes {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&b.iter().map(|x| format!("{x:02x}")).collect::<String>())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        let s = String::deserialize(d)?;
-        if s.len() % 2 != 0 || !s.is_ascii() {
-            return Err(serde::de::Error::custom("bad hex"));
-        }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
-            .collect()
-    }
-}
-
 /// What the broker keeps of a user's password for one mechanism.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScramCredential {
     pub mechanism: Mechanism,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::hex")]
     pub salt: Vec<u8>,
     pub iterations: u32,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::hex")]
     pub stored_key: Vec<u8>,
-    #[serde(with = "hex_bytes")]
+    #[serde(with = "crate::hex")]
     pub server_key: Vec<u8>,
 }
 
