@@ -278,7 +278,18 @@ pub async fn run(ctx: &Ctx, a: ConsumeArgs) -> anyhow::Result<()> {
                     }
                     last_commit = Instant::now();
                 }
-                Some(e) = next_event(&mut events) => print_event(&e, a.format),
+                Some(e) = next_event(&mut events) => {
+                    // What was printed of a partition before it moved is
+                    // not this member's to commit any more (nor after it
+                    // comes back: the position restarts from the commit).
+                    let (AssignmentEvent::Assigned(tps)
+                    | AssignmentEvent::Revoked(tps)
+                    | AssignmentEvent::Lost(tps)) = &e;
+                    for (_, p) in tps {
+                        positions.remove(p);
+                    }
+                    print_event(&e, a.format);
+                }
                 batch = consumer.next_batch() => {
                     let Some(batch) = batch else { break };
                     let batch = batch?;

@@ -455,3 +455,81 @@ async fn kcat_group_consumers_share_the_partitions() {
     assert_eq!(n, all.len(), "duplicates");
     assert_eq!(n, 4000, "every record read once");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_over_tls_with_client_certificates() {
+    if !have_kcat() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let tls = strata_tests::tls_gen(&tmp.path().join("tls"), &[]);
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let mut flags = strata_tests::tls_broker_flags(&tls, "required");
+    flags.extend(["--kafka-listen".to_string(), kafka.clone()]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut broker = BrokerProc::with_addr(
+        format!("127.0.0.1:{}", free_port()).parse().unwrap(),
+        &tmp.path().join("data"),
+        [
+            flags,
+            vec!["--peer-listen", &format!("127.0.0.1:{}", free_port())],
+        ]
+        .concat()
+        .into_iter()
+        .map(str::to_owned)
+        .collect(),
+    );
+    broker.set_client_tls(Some(strata_tests::tonic_tls(&strata_tests::client_tls(
+        &tls,
+        Some(&tls),
+    ))));
+    broker.spawn();
+    broker.wait_ready().await;
+    let path = |n: &str| tls.join(n).display().to_string();
+    let ssl = [
+        "-X".to_string(),
+        "security.protocol=SSL".to_string(),
+        "-X".to_string(),
+        format!("ssl.ca.location={}", path("ca.pem")),
+    ];
+    let cert = [
+        "-X".to_string(),
+        format!("ssl.certificate.location={}", path("client.pem")),
+        "-X".to_string(),
+        format!("ssl.key.location={}", path("client-key.pem")),
+    ];
+    let with = |extra: &[&str], certs: bool| -> Vec<String> {
+        let mut v: Vec<String> = vec!["-b".into(), kafka.clone()];
+        v.extend(ssl.iter().cloned());
+        if certs {
+            v.extend(cert.iter().cloned());
+        }
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let args = with(&["-L"], true);
+    let meta = kcat(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert!(meta.contains(&format!("broker 1 at {kafka}")), "{meta}");
+    let args = with(&["-P", "-t", "secure", "-K", ":"], true);
+    kcat(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        Some(b"a:1\nb:2\n"),
+    );
+    let args = with(&["-C", "-t", "secure", "-e", "-q", "-f", "%k=%s\n"], true);
+    let out = kcat(&args.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert_eq!(out, "a=1\nb=2\n");
+    // Without a client certificate the handshake is refused.
+    let args = with(&["-L", "-m", "3"], false);
+    let out = run_with_input(
+        "kcat",
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "a client without a certificate got in"
+    );
+    // Plaintext on the TLS listener gets nothing either.
+    let out = run_with_input("kcat", &["-b", &kafka, "-L", "-m", "3"], None);
+    assert!(!out.status.success(), "a plaintext client got in");
+}
