@@ -13,7 +13,7 @@ line on the first mismatch.
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -175,6 +175,18 @@ def main():
     cluster = admin.describe_cluster().result(timeout=10)
     if len(cluster.nodes) != 1 or not cluster.cluster_id:
         fail(f"describe_cluster: {cluster}")
+
+    # Transactions do not exist yet: a transactional producer is told so at
+    # once (a fatal error), instead of retrying until its timeout.
+    t0 = time.time()
+    txn = Producer({"bootstrap.servers": bootstrap, "transactional.id": "cf-txn"})
+    try:
+        txn.init_transactions(20)
+        fail("a transactional producer initialized")
+    except KafkaException as e:
+        err = e.args[0]
+        if not err.fatal() or "not supported" not in err.str() or time.time() - t0 > 10:
+            fail(f"transactions refused with {err} after {time.time() - t0:.1f} s")
 
     listed = admin.list_consumer_groups().result(timeout=10)
     ids = [g.group_id for g in listed.valid]

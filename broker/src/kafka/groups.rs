@@ -72,8 +72,10 @@ pub fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) ->
         .into_iter()
         .map(|key| {
             let found = if req.key_type != GROUP_KEY {
-                // Transaction coordinators exist once transactions do.
-                Err(errors::COORDINATOR_NOT_AVAILABLE)
+                // No transaction coordinator exists until transactions do:
+                // a fatal code, so that a transactional producer fails at
+                // once instead of retrying until its timeout.
+                Err(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
             } else if !ctx
                 .broker
                 .may(&ctx.who, Operation::Describe, Resource::Group, &key)
@@ -83,6 +85,10 @@ pub fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) ->
                 coordinator_of(&ctx.broker, &key)
             };
             let c = Coordinator::default().with_key(text(key));
+            let why = |code: i16| {
+                (code == errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+                    .then(|| text("transactions are not supported by this broker"))
+            };
             match found {
                 Ok((id, host, port)) => c
                     .with_node_id(BrokerId(id))
@@ -91,6 +97,7 @@ pub fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) ->
                 Err(code) => {
                     ok = false;
                     c.with_error_code(code)
+                        .with_error_message(why(code))
                         .with_node_id(BrokerId(-1))
                         .with_port(-1)
                 }
@@ -102,6 +109,7 @@ pub fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) ->
         if let Some(c) = coordinators.first() {
             resp = resp
                 .with_error_code(c.error_code)
+                .with_error_message(c.error_message.clone())
                 .with_node_id(c.node_id)
                 .with_host(c.host.clone())
                 .with_port(c.port);
