@@ -755,37 +755,51 @@ impl ClassicGroup {
 }
 
 /// The partitions a `consumer`-type assignment gives (Kafka's
-/// ConsumerProtocolAssignment: a version, then topics with partitions);
-/// empty when the bytes are not one.
+/// ConsumerProtocolAssignment, every version: i16 version, then an array
+/// of topic name and partition array; user data after is ignored); empty
+/// when the bytes are not one. The bytes come from a group's leader
+/// member, so this decoder checks every length against what is left
+/// before it reserves anything, and never panics.
 pub fn consumer_assignment(bytes: &[u8]) -> Vec<(String, Vec<u32>)> {
-    use kafka_protocol::messages::ConsumerProtocolAssignment;
-    use kafka_protocol::protocol::Decodable;
-    if bytes.len() < 2 {
-        return Vec::new();
+    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if b.len() < n {
+            return None;
+        }
+        let (head, rest) = b.split_at(n);
+        *b = rest;
+        Some(head)
     }
-    let version = i16::from_be_bytes([bytes[0], bytes[1]]).clamp(0, 3);
-    let mut body = bytes::Bytes::copy_from_slice(&bytes[2..]);
-    // Assignments are small and come from the group's leader member; the
-    // codec still only sees them after this length check.
-    if body.len() > 1 << 20 {
-        return Vec::new();
+    fn i16_of(b: &mut &[u8]) -> Option<i16> {
+        take(b, 2).map(|x| i16::from_be_bytes([x[0], x[1]]))
     }
-    match ConsumerProtocolAssignment::decode(&mut body, version) {
-        Ok(a) => a
-            .assigned_partitions
-            .iter()
-            .map(|t| {
-                (
-                    t.topic.0.to_string(),
-                    t.partitions
-                        .iter()
-                        .filter_map(|p| u32::try_from(*p).ok())
-                        .collect(),
-                )
-            })
-            .collect(),
-        Err(_) => Vec::new(),
+    fn i32_of(b: &mut &[u8]) -> Option<i32> {
+        take(b, 4).map(|x| i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
     }
+    fn decode(mut b: &[u8]) -> Option<Vec<(String, Vec<u32>)>> {
+        let b = &mut b;
+        i16_of(b)?;
+        let topics = usize::try_from(i32_of(b)?).ok()?;
+        // Each topic takes at least 6 bytes (name length, partition count).
+        if topics > b.len() / 6 {
+            return None;
+        }
+        let mut out = Vec::with_capacity(topics);
+        for _ in 0..topics {
+            let len = usize::try_from(i16_of(b)?).ok()?;
+            let name = std::str::from_utf8(take(b, len)?).ok()?.to_owned();
+            let n = usize::try_from(i32_of(b)?).ok()?;
+            if n > b.len() / 4 {
+                return None;
+            }
+            let mut parts = Vec::with_capacity(n);
+            for _ in 0..n {
+                parts.push(u32::try_from(i32_of(b)?).ok()?);
+            }
+            out.push((name, parts));
+        }
+        Some(out)
+    }
+    decode(bytes).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -469,3 +469,24 @@ fn the_durable_record_round_trips_and_drops_transient_state() {
     assert_eq!(back.members[&a].protocols, g.members[&a].protocols);
     assert!(back.pending.is_empty() && back.deadline_ms.is_none());
 }
+
+#[test]
+fn consumer_assignments_decode_and_hostile_ones_do_not() {
+    // Version 0: one topic "t" with partitions 1 and 4, then user data.
+    let mut a = vec![
+        0, 0, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 4,
+    ];
+    a.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+    assert_eq!(consumer_assignment(&a), vec![("t".to_owned(), vec![1, 4])]);
+    // Counts far beyond the bytes, negative lengths, truncation at every
+    // point: nothing, and no allocation from the claimed counts.
+    assert!(consumer_assignment(&[0, 0, 0x7f, 0xff, 0xff, 0xff]).is_empty());
+    assert!(consumer_assignment(&[0, 0, 0, 0, 0, 1, 0xff, 0xfe]).is_empty());
+    assert!(
+        consumer_assignment(&[0, 0, 0, 0, 0, 1, 0, 1, b't', 0x7f, 0xff, 0xff, 0xff]).is_empty()
+    );
+    for cut in 0..21 {
+        let r = consumer_assignment(&a[..cut]);
+        assert!(r.is_empty() || cut >= 21, "cut {cut}: {r:?}");
+    }
+}

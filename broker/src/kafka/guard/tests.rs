@@ -229,28 +229,32 @@ mod alloc_peak {
         });
     }
 
-    // SAFETY: every call goes to `System` unchanged; the wrapper only reads
-    // the requested sizes (into const-initialised thread locals, which never
-    // allocate).
+    // The wrapper only reads the requested sizes, into const-initialised
+    // thread locals (which never allocate).
+    // SAFETY: every call goes to `System` unchanged, so its guarantees hold.
     unsafe impl GlobalAlloc for Peak {
+        // SAFETY: forwards to `System.alloc` with the caller's layout.
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
             note(layout.size());
             // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
             unsafe { System.alloc(layout) }
         }
 
+        // SAFETY: forwards to `System.alloc_zeroed` with the caller's layout.
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
             note(layout.size());
             // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
             unsafe { System.alloc_zeroed(layout) }
         }
 
+        // SAFETY: forwards to `System.realloc` with the caller's arguments.
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
             note(new_size);
             // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
             unsafe { System.realloc(ptr, layout, new_size) }
         }
 
+        // SAFETY: forwards to `System.dealloc` with the caller's arguments.
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
             // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
             unsafe { System.dealloc(ptr, layout) }
