@@ -4,7 +4,8 @@
 //! metadata and administers topics; three members of a classic group
 //! (eager and cooperative-sticky) share a 12-partition topic through a
 //! member leaving and a static member's restart; aiokafka (the older,
-//! non-flexible versions) produces, consumes and resumes a group.
+//! non-flexible versions) and kafka-python 3.x each produce, consume and
+//! resume a group.
 //!
 //! Skipped when the Python package is missing, unless
 //! STRATA_REQUIRE_TOOLS=1 (set by `.ci/run`, which installs it).
@@ -100,4 +101,18 @@ async fn aiokafka_produces_consumes_and_resumes_a_group() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confluent_kafka_consumer_protocol_group_shares_partitions() {
     run_groups("consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_produces_consumes_and_resumes_a_group() {
+    if !have_python_module("kafka") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let broker = BrokerProc::start(&tmp.path().join("data"), &["--kafka-listen", &kafka]).await;
+    run_python_ok("kafka_python_basic.py", vec![kafka.clone()], || {
+        broker.log_tail(30)
+    })
+    .await;
 }
