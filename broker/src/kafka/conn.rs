@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader};
 use kafka_protocol::protocol::Encodable;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::dispatch::{self, Ctx, Reply, Response};
+use super::frame::{Frame, FrameWriter};
 use super::guard::{self, GuardError, RequestHead};
 use crate::broker::Broker;
 use crate::security::auth::Identity;
@@ -132,26 +133,23 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Optio
 }
 
 /// Encodes a response with its size prefix and header.
-fn encode(head: &RequestHead, resp: &Response) -> Option<Bytes> {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
+fn encode(head: &RequestHead, resp: &Response) -> Option<Frame> {
+    let mut w = FrameWriter::new();
     let header_version = resp.header_version(head.api_version);
     let done = ResponseHeader::default()
         .with_correlation_id(head.correlation_id)
-        .encode(&mut buf, header_version)
-        .and_then(|()| resp.encode(&mut buf, head.api_version));
+        .encode(w.buf(), header_version)
+        .and_then(|()| resp.encode(&mut w, head.api_version));
     if let Err(e) = done {
         tracing::warn!(api = head.api_key, version = head.api_version, error = %e,
             "kafka: response does not encode");
         return None;
     }
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Some(buf.freeze())
+    Some(w.finish())
 }
 
 /// The v0 answer to an `ApiVersions` of a version we do not serve.
-fn unsupported_api_versions(correlation_id: i32) -> Option<Bytes> {
+fn unsupported_api_versions(correlation_id: i32) -> Option<Frame> {
     let head = RequestHead {
         api_key: ApiKey::ApiVersions as i16,
         api_version: 0,
@@ -166,7 +164,7 @@ fn unsupported_api_versions(correlation_id: i32) -> Option<Bytes> {
     )
 }
 
-type Answer = tokio::task::JoinHandle<Option<Bytes>>;
+type Answer = tokio::task::JoinHandle<Option<Frame>>;
 
 async fn connection<R, W>(broker: Arc<Broker>, who: Identity, r: R, mut w: W)
 where
@@ -176,10 +174,10 @@ where
     let (tx, mut rx) = mpsc::channel::<Answer>(IN_FLIGHT);
     let writer = tokio::spawn(async move {
         while let Some(answer) = rx.recv().await {
-            let Ok(Some(bytes)) = answer.await else {
+            let Ok(Some(frame)) = answer.await else {
                 continue;
             };
-            if w.write_all(&bytes).await.is_err() {
+            if frame.write_to(&mut w).await.is_err() {
                 return;
             }
         }

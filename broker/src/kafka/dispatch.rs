@@ -3,15 +3,17 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::{self as m, ApiKey};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
+use super::fetch_answer::FetchAnswer;
+use super::frame::FrameWriter;
 use super::guard::RequestHead;
 use super::{
-    acls, classic, configs, consumer_protocol, fetch, groups, metadata, produce, producer_id, sasl,
-    topics, versions,
+    acls, classic, configs, consumer_protocol, fetch, groups, metadata, offsets, produce,
+    producer_id, sasl, topics, versions,
 };
 use crate::broker::Broker;
 use crate::security::auth::Identity;
@@ -20,19 +22,24 @@ use crate::security::auth::Identity;
 macro_rules! responses {
     ($($api:ident($ty:ty)),* $(,)?) => {
         pub enum Response {
-            $($api($ty)),*
+            $($api($ty),)*
+            /// Fetch is encoded by the listener, sharing stored bytes.
+            Fetch(FetchAnswer),
         }
 
         impl Response {
-            pub fn encode(&self, buf: &mut BytesMut, version: i16) -> anyhow::Result<()> {
+            /// Writes the body (after the header) in `version`.
+            pub fn encode(&self, w: &mut FrameWriter, version: i16) -> anyhow::Result<()> {
                 match self {
-                    $(Response::$api(r) => r.encode(buf, version)),*
+                    $(Response::$api(r) => r.encode(w.buf(), version),)*
+                    Response::Fetch(a) => a.encode_frame(w, version),
                 }
             }
 
             pub fn header_version(&self, version: i16) -> i16 {
                 match self {
-                    $(Response::$api(_) => <$ty as HeaderVersion>::header_version(version)),*
+                    $(Response::$api(_) => <$ty as HeaderVersion>::header_version(version),)*
+                    Response::Fetch(_) => FetchAnswer::header_version(version),
                 }
             }
         }
@@ -43,8 +50,8 @@ responses! {
     ApiVersions(m::ApiVersionsResponse),
     Metadata(m::MetadataResponse),
     Produce(m::ProduceResponse),
-    Fetch(m::FetchResponse),
     ListOffsets(m::ListOffsetsResponse),
+    OffsetForLeaderEpoch(m::OffsetForLeaderEpochResponse),
     InitProducerId(m::InitProducerIdResponse),
     CreateTopics(m::CreateTopicsResponse),
     DeleteTopics(m::DeleteTopicsResponse),
@@ -119,6 +126,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::Produce => "produce",
         ApiKey::Fetch => "fetch",
         ApiKey::ListOffsets => "list_offsets",
+        ApiKey::OffsetForLeaderEpoch => "offset_for_leader_epoch",
         ApiKey::Metadata => "metadata",
         ApiKey::OffsetCommit => "offset_commit",
         ApiKey::OffsetFetch => "offset_fetch",
@@ -171,7 +179,8 @@ pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: By
             ApiKey::Metadata => metadata::handle(ctx, decode(b, v)?, v).await,
             ApiKey::Produce => produce::handle(ctx, decode(b, v)?, v).await,
             ApiKey::Fetch => fetch::handle(ctx, decode(b, v)?, v),
-            ApiKey::ListOffsets => fetch::list_offsets(ctx, decode(b, v)?, v).await,
+            ApiKey::ListOffsets => offsets::list_offsets(ctx, decode(b, v)?, v).await,
+            ApiKey::OffsetForLeaderEpoch => offsets::offset_for_leader_epoch(ctx, decode(b, v)?),
             ApiKey::InitProducerId => producer_id::handle(ctx, decode(b, v)?).await,
             ApiKey::CreateTopics => topics::create(ctx, decode(b, v)?, v).await,
             ApiKey::DeleteTopics => topics::delete(ctx, decode(b, v)?, v).await,

@@ -37,6 +37,24 @@ pub fn topic_uuid(meta: &TopicMeta) -> uuid::Uuid {
     uuid::Uuid::from_bytes(b)
 }
 
+/// The topic whose Kafka id is `id`.
+pub fn topic_name_of(broker: &Broker, id: uuid::Uuid) -> Option<String> {
+    if id.is_nil() {
+        return None;
+    }
+    broker.with_state(|s| {
+        s.topics
+            .iter()
+            .find(|(_, m)| topic_uuid(m) == id)
+            .map(|(n, _)| n.clone())
+    })
+}
+
+/// The Kafka id of topic `name`.
+pub fn topic_id_of(broker: &Broker, name: &str) -> Option<uuid::Uuid> {
+    broker.with_state(|s| s.topics.get(name).map(topic_uuid))
+}
+
 /// `HOST:PORT` as Kafka's host and port.
 pub fn host_port(addr: &str) -> Option<(String, i32)> {
     let (h, p) = addr.rsplit_once(':')?;
@@ -133,12 +151,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> Reply {
             for (name, id) in list {
                 let name = match name {
                     Some(n) => n,
-                    None => match broker.with_state(|s| {
-                        s.topics
-                            .iter()
-                            .find(|(_, m)| topic_uuid(m) == id)
-                            .map(|(n, _)| n.clone())
-                    }) {
+                    None => match topic_name_of(broker, id) {
                         Some(n) => n,
                         None => {
                             topics.push(error_entry(None, errors::UNKNOWN_TOPIC_ID));

@@ -7,13 +7,15 @@
 //! their prefix rewritten (`strata_proto::batch::kafka`), never
 //! re-encoded. Frames pass a guard of our own before the codec sees them.
 //!
-//! - `conn`: the listener, framing, ordering of answers;
+//! - `conn`: the listener, framing, ordering of answers; `frame`: an
+//!   answer as chunks written with vectored writes;
 //! - `guard`: bounds checks of a frame before decoding;
 //! - `dispatch`: the routing of a decoded request to its handler;
 //! - `versions`: the served APIs and the `ApiVersions` answer;
 //! - `errors`: strata's error codes as Kafka's;
-//! - one file per API family: `metadata`, `produce`, `fetch` (and
-//!   ListOffsets), `producer_id`, `topics` (and DeleteRecords), `configs`,
+//! - one file per API family: `metadata`, `produce`, `fetch`
+//!   (`fetch_answer` encodes its answer around shared stored bytes),
+//!   `offsets` (ListOffsets and OffsetForLeaderEpoch), `producer_id`, `topics` (and DeleteRecords), `configs`,
 //!   `groups` (coordinator lookup
 //!   and offsets), `classic` (the classic group protocol),
 //!   `consumer_protocol` (the new one, KIP-848), `sasl` (PLAIN and
@@ -27,9 +29,12 @@ mod consumer_protocol;
 mod dispatch;
 mod errors;
 mod fetch;
+mod fetch_answer;
+mod frame;
 mod groups;
 pub mod guard;
 mod metadata;
+mod offsets;
 mod produce;
 mod producer_id;
 mod sasl;

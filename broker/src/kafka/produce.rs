@@ -1,4 +1,5 @@
-//! Produce (key 0): Kafka batches get strata's prefix and go through the
+//! Produce (key 0; topics named up to v12, identified by id from v13):
+//! Kafka batches get strata's prefix and go through the
 //! broker's one produce path; acks=0 gets no answer at all.
 //!
 //! Partitions are checked and proposed in request order while the
@@ -66,7 +67,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Reply {
     let transactional = req.transactional_id.is_some();
     let mut topics: Vec<(TopicProduceResponse, Vec<(i32, Outcome)>)> = Vec::new();
     for t in req.topic_data {
-        let name = t.name.0.to_string();
+        // Topics are named up to v12 and identified from v13.
+        let name = if version >= 13 {
+            super::metadata::topic_name_of(&ctx.broker, t.topic_id)
+        } else {
+            Some(t.name.0.to_string())
+        };
         let mut parts = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
             let outcome = if bad_acks {
@@ -76,6 +82,8 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Reply {
                     errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "transactions are not supported".into(),
                 )
+            } else if name.is_none() {
+                Outcome::Failed(errors::UNKNOWN_TOPIC_ID, "no topic has this id".into())
             } else if p.index < 0 {
                 Outcome::Failed(
                     errors::UNKNOWN_TOPIC_OR_PARTITION,
@@ -89,7 +97,7 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Reply {
                         ctx.broker.prepare_produce(
                             &ctx.who,
                             Op {
-                                topic: name.clone(),
+                                topic: name.clone().unwrap_or_default(),
                                 partition: p.index as u32,
                                 records,
                                 acks,
@@ -108,7 +116,12 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest, version: i16) -> Reply {
             };
             parts.push((p.index, outcome));
         }
-        topics.push((TopicProduceResponse::default().with_name(t.name), parts));
+        topics.push((
+            TopicProduceResponse::default()
+                .with_name(t.name)
+                .with_topic_id(t.topic_id),
+            parts,
+        ));
     }
     let answer = async move {
         let mut ok = true;

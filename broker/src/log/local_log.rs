@@ -336,6 +336,66 @@ impl Log {
         Ok(None)
     }
 
+    /// The first batch stamped with a term above `term`: its base offset
+    /// and term, `None` when no batch is. Terms never decrease along the
+    /// log, so this is a binary search over offsets that looks at one
+    /// batch header per probe.
+    pub fn first_batch_above_term(&self, term: u64) -> Option<(i64, u64)> {
+        let (mut lo, mut hi) = (self.log_start_offset, self.next_offset);
+        let mut found = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let Some((_, h)) = self.segment_for(mid).and_then(|s| s.find(mid)) else {
+                break;
+            };
+            if h.raft_term > term {
+                found = Some((h.base_offset, h.raft_term));
+                hi = h.base_offset.min(mid);
+            } else {
+                lo = h.next_offset();
+            }
+        }
+        found
+    }
+
+    /// The term stamped on the batch holding `offset`.
+    pub fn term_at(&self, offset: i64) -> Option<u64> {
+        if offset < self.log_start_offset {
+            return None;
+        }
+        let (_, h) = self.segment_for(offset)?.find(offset)?;
+        Some(h.raft_term)
+    }
+
+    /// The record with the largest timestamp (the first such record):
+    /// its offset and timestamp; `None` for a log without records.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let mut best: Option<(&Segment, i64)> = None;
+        for seg in self.segments.values() {
+            let ts = seg.max_timestamp();
+            if ts >= 0 && best.is_none_or(|(_, b)| ts > b) {
+                best = Some((seg, ts));
+            }
+        }
+        let Some((seg, max)) = best else {
+            return Ok(None);
+        };
+        let mut found = seg.find_timestamp(max);
+        while let Some((pos, h)) = found {
+            let b = seg.batch_at(pos, &h);
+            for r in batch::records(&b)? {
+                let r = r?;
+                if r.timestamp == max && r.offset >= self.log_start_offset {
+                    return Ok(Some((r.offset, r.timestamp)));
+                }
+            }
+            found = seg
+                .find(h.next_offset())
+                .filter(|(_, n)| n.max_timestamp >= max);
+        }
+        Ok(None)
+    }
+
     /// The batches from `from` to the end of the sealed segment holding
     /// it, when that segment ends at or below `limit` (committed data).
     pub fn sealed_slice(&self, from: i64, limit: i64) -> Option<SealedSlice> {

@@ -398,6 +398,47 @@ impl Partition {
         Ok(found.filter(|(o, _)| *o < hw))
     }
 
+    /// The record with the largest timestamp below the high watermark:
+    /// its offset and timestamp.
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>> {
+        let g = self.lock();
+        let hw = self.high_watermark();
+        let found = g.log.max_timestamp_offset().map_err(|e| self.map_log(e))?;
+        Ok(found.filter(|(o, _)| *o < hw))
+    }
+
+    /// The term stamped on the batch holding `offset` (Kafka's leader
+    /// epoch of the record), when it is stored here.
+    pub fn term_at(&self, offset: i64) -> Option<u64> {
+        self.lock().log.term_at(offset)
+    }
+
+    /// Kafka's end offset of leader epoch `epoch` (epochs are Raft terms;
+    /// `current` is the term this replica leads in): the start of the
+    /// first batch of a later term, or the log end; paired with the
+    /// largest term at or below `epoch` that has batches here (`epoch`
+    /// itself when none that old is stored). `None` for an epoch above
+    /// the current one.
+    pub fn epoch_end(&self, epoch: u64, current: u64) -> Option<(u64, i64)> {
+        if epoch > current {
+            return None;
+        }
+        let g = self.lock();
+        let log_end = g.log.next_offset();
+        if epoch == current {
+            return Some((epoch, log_end));
+        }
+        let end = g
+            .log
+            .first_batch_above_term(epoch)
+            .map_or(log_end, |(o, _)| o);
+        let floor = (end > g.log.log_start_offset())
+            .then(|| g.log.term_at(end - 1))
+            .flatten()
+            .map_or(epoch, |t| t.min(epoch));
+        Some((floor, end))
+    }
+
     /// Moves the log start on every replica (DeleteRecords); -1 means the
     /// high watermark. The move is a Raft entry (a control batch), applied
     /// by each replica when it commits, so records deleted here do not come

@@ -338,3 +338,58 @@ fn empty_entries_never_start_a_segment_with_the_same_name() {
     assert_eq!(log.raft_term(1), Some(1));
     assert_eq!(log.next_offset(), 2);
 }
+
+#[test]
+fn first_batch_above_a_term_and_the_term_at_an_offset() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    // 60 batches of 3 records over three segments or more; terms 2, 2, ...
+    // then 5 from offset 60, then 9 from offset 150.
+    let mut term_of = Vec::new();
+    for i in 0..60 {
+        let term = match i {
+            0..20 => 2,
+            20..50 => 5,
+            _ => 9,
+        };
+        log.append(&make_batch(3, 50, 1_000 + i), term, 0).unwrap();
+        term_of.push(term);
+    }
+    assert!(log.segment_count() > 2);
+    assert_eq!(log.first_batch_above_term(0), Some((0, 2)));
+    assert_eq!(log.first_batch_above_term(1), Some((0, 2)));
+    assert_eq!(log.first_batch_above_term(2), Some((60, 5)));
+    assert_eq!(log.first_batch_above_term(4), Some((60, 5)));
+    assert_eq!(log.first_batch_above_term(5), Some((150, 9)));
+    assert_eq!(log.first_batch_above_term(8), Some((150, 9)));
+    assert_eq!(log.first_batch_above_term(9), None);
+    for (i, t) in term_of.iter().enumerate() {
+        for o in 0..3 {
+            assert_eq!(log.term_at(i as i64 * 3 + o), Some(*t));
+        }
+    }
+    assert_eq!(log.term_at(180), None);
+    // With the start moved into the middle of term 5.
+    log.delete_records(100, 0).unwrap();
+    assert_eq!(log.first_batch_above_term(2).map(|(_, t)| t), Some(5));
+    assert!(log.first_batch_above_term(2).unwrap().0 <= 100);
+    assert_eq!(log.first_batch_above_term(5), Some((150, 9)));
+    assert_eq!(log.term_at(50), None);
+}
+
+#[test]
+fn the_record_with_the_largest_timestamp() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(4096), 0).unwrap();
+    assert_eq!(log.max_timestamp_offset().unwrap(), None);
+    // Timestamps rise to 5_000 at batch 7's second record, then fall back.
+    for i in 0..30i64 {
+        let ts = if i == 7 { 4_999 } else { 1_000 + i };
+        log.append(&make_batch(3, 50, ts), 1, 0).unwrap();
+    }
+    // make_batch stamps record j with ts + j: the largest is 4_999 + 2.
+    assert_eq!(
+        log.max_timestamp_offset().unwrap(),
+        Some((7 * 3 + 2, 5_001))
+    );
+}
