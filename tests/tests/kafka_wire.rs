@@ -196,9 +196,19 @@ async fn fetch_range(w: &mut Wire, version: i16, id: uuid::Uuid, from: i64, to: 
 }
 
 async fn epoch_end(w: &mut Wire, topic: &str, epoch: i32, current: i32) -> (i16, i32, i64) {
+    epoch_end_in(w, 4, topic, epoch, current).await
+}
+
+async fn epoch_end_in(
+    w: &mut Wire,
+    version: i16,
+    topic: &str,
+    epoch: i32,
+    current: i32,
+) -> (i16, i32, i64) {
     let r = w
         .call(
-            4,
+            version,
             &OffsetForLeaderEpochRequest::default()
                 .with_replica_id((-1).into())
                 .with_topics(vec![
@@ -218,9 +228,18 @@ async fn epoch_end(w: &mut Wire, topic: &str, epoch: i32, current: i32) -> (i16,
 }
 
 async fn list_offset(w: &mut Wire, topic: &str, timestamp: i64) -> (i64, i64, i32) {
+    list_offset_in(w, 7, topic, timestamp).await
+}
+
+async fn list_offset_in(
+    w: &mut Wire,
+    version: i16,
+    topic: &str,
+    timestamp: i64,
+) -> (i64, i64, i32) {
     let r = w
         .call(
-            7,
+            version,
             &ListOffsetsRequest::default()
                 .with_replica_id((-1).into())
                 .with_topics(vec![
@@ -329,6 +348,23 @@ async fn epochs_max_timestamps_and_topic_ids_on_the_wire() {
     assert_eq!(epoch_end(&mut w, "ep", first_epoch, epoch + 3).await.0, 75);
     assert_eq!(epoch_end(&mut w, "nope", 1, -1).await.0, 3);
     assert_eq!(list_offset(&mut w, "ep", -1).await, (50, -1, epoch));
+    // Every served version answers (epochs from v4 and v1 of each).
+    for v in 1..=7 {
+        let want_epoch = if v >= 4 { epoch } else { -1 };
+        assert_eq!(
+            list_offset_in(&mut w, v, "ep", -1).await,
+            (50, -1, want_epoch),
+            "v{v}"
+        );
+        assert_eq!(list_offset_in(&mut w, v, "ep", 9_000).await.0, 14, "v{v}");
+    }
+    for v in 2..=4 {
+        assert_eq!(
+            epoch_end_in(&mut w, v, "ep", first_epoch, epoch).await,
+            (0, first_epoch, 30),
+            "v{v}"
+        );
+    }
     assert_eq!(
         list_offset(&mut w, "ep", -3).await,
         (14, 9_000, first_epoch)

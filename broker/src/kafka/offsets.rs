@@ -63,7 +63,12 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> R
                 Ok(o) => parts.push(
                     base.with_timestamp(o.timestamp)
                         .with_offset(o.offset)
-                        .with_leader_epoch(if o.offset < 0 { -1 } else { epoch(o.term) }),
+                        // Epochs are answered from v4.
+                        .with_leader_epoch(if o.offset < 0 || version < 4 {
+                            -1
+                        } else {
+                            epoch(o.term)
+                        }),
                 ),
                 Err(e) => {
                     ok = false;
