@@ -81,6 +81,10 @@ pub enum BrokerError {
     RebalanceInProgress,
     #[error("session timeout {0} ms is outside [1000, 1800000]")]
     InvalidSessionTimeout(i32),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("group '{group}' still consumes topic '{topic}'")]
+    GroupSubscribedToTopic { group: String, topic: String },
     #[error("broker is shutting down")]
     ShuttingDown,
     #[error("invalid group id '{0}'")]
@@ -163,6 +167,8 @@ impl BrokerError {
             IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
             RebalanceInProgress => ErrorCode::RebalanceInProgress,
             InvalidSessionTimeout(_) => ErrorCode::InvalidSessionTimeout,
+            InvalidReplicaAssignment(_) => ErrorCode::InvalidReplicaAssignment,
+            GroupSubscribedToTopic { .. } => ErrorCode::GroupSubscribedToTopic,
             Remote { code, .. } => *code,
         }
     }

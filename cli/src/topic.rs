@@ -50,6 +50,9 @@ pub struct AlterArgs {
     /// Remove the override of `key` (repeatable).
     #[arg(long = "delete-config", value_name = "K")]
     pub delete: Vec<String>,
+    /// Grow the topic to N partitions (a topic never loses partitions).
+    #[arg(long, value_name = "N")]
+    pub partitions: Option<u32>,
 }
 
 /// Parses `k=v` pairs.
@@ -295,13 +298,21 @@ pub async fn run(ctx: &Ctx, cmd: TopicCmd) -> anyhow::Result<()> {
             for k in a.delete {
                 set.insert(k, String::new());
             }
-            if set.is_empty() {
+            if set.is_empty() && a.partitions.is_none() {
                 return Err(usage(
-                    "nothing to alter: give --config k=v or --delete-config k",
+                    "nothing to alter: give --partitions N, --config k=v or --delete-config k",
                 ));
             }
-            let t = admin.alter_topic_config(&a.name, set).await?;
-            print_description(ctx, &t)?;
+            let mut t = None;
+            if let Some(n) = a.partitions {
+                t = Some(admin.create_partitions(&a.name, n).await?);
+            }
+            if !set.is_empty() {
+                t = Some(admin.alter_topic_config(&a.name, set).await?);
+            }
+            if let Some(t) = t {
+                print_description(ctx, &t)?;
+            }
         }
     }
     Ok(())

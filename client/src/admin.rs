@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use strata_proto::v1::{
     Acl, AddBrokerRequest, AlterTopicConfigRequest, ClusterStatusRequest, ClusterStatusResponse,
-    CreateAclsRequest, CreateTopicRequest, DeleteAclsRequest, DeleteGroupRequest,
-    DeleteRecordsRequest, DeleteTopicRequest, DescribeGroupRequest, DescribeGroupResponse,
-    DescribeTopicRequest, ListAclsRequest, ListGroupsRequest, ListOffsetsResponse,
-    ListTopicsRequest, MetadataResponse, OffsetCommitRequest, OffsetFetchRequest, OffsetSpec,
-    RemoveBrokerRequest, TopicDescription, TopicPartitionOffset, TopicSummary,
-    TransferLeaderRequest, WhoAmIRequest, WhoAmIResponse,
+    CreateAclsRequest, CreatePartitionsRequest, CreateTopicRequest, DeleteAclsRequest,
+    DeleteGroupRequest, DeleteRecordsRequest, DeleteTopicRequest, DescribeGroupRequest,
+    DescribeGroupResponse, DescribeTopicRequest, ListAclsRequest, ListGroupsRequest,
+    ListOffsetsResponse, ListTopicsRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetFetchRequest, OffsetSpec, RemoveBrokerRequest, TopicDescription, TopicPartitionOffset,
+    TopicSummary, TransferLeaderRequest, WhoAmIRequest, WhoAmIResponse,
 };
 
 use crate::cluster::Cluster;
@@ -182,6 +182,17 @@ impl Admin {
         let r = admin_call!(self, alter_topic_config, req)?;
         r.topic
             .ok_or_else(|| ClientError::Corrupt("alter answer without topic".into()))
+    }
+
+    /// Grows a topic to `count` partitions (more than it has).
+    pub async fn create_partitions(&self, name: &str, count: u32) -> Result<TopicDescription> {
+        let req = CreatePartitionsRequest {
+            name: name.to_owned(),
+            count,
+        };
+        let r = admin_call!(self, create_partitions, req)?;
+        r.topic
+            .ok_or_else(|| ClientError::Corrupt("create-partitions answer without topic".into()))
     }
 
     /// Moves the log start offset (-1 = the high watermark); returns it.

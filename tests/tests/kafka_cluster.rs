@@ -147,3 +147,64 @@ async fn classic_group_survives_its_coordinators_death() {
 async fn consumer_protocol_group_survives_its_coordinators_death() {
     group_across_coordinator_death("consumer").await;
 }
+
+/// `strata topic alter --partitions` and Kafka's CreatePartitions grow a
+/// topic on every broker; shrinking is refused with a stable code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_are_added_through_the_cli_and_kafka() {
+    if !have_python_module("confluent_kafka") {
+        return;
+    }
+    let c = Cluster::start(
+        3,
+        ClusterOpts {
+            kafka: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    c.create_in_sync("grow", 2, 3).await;
+    let brokers = c.bootstrap();
+    let out = strata_tests::run_cli(
+        &brokers,
+        &[
+            "--output",
+            "json",
+            "topic",
+            "alter",
+            "grow",
+            "--partitions",
+            "4",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "alter: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let described: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(described["partitions"].as_array().map(Vec::len), Some(4));
+    let out = strata_tests::run_cli(
+        &brokers,
+        &["topic", "alter", "grow", "--partitions", "3"],
+        None,
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(err.contains("INVALID_PARTITIONS"), "{err}");
+    // Every broker leads or follows the new partitions.
+    c.wait_all_in_sync("grow", Duration::from_secs(30)).await;
+
+    let bootstrap = c.kafka_bootstrap();
+    strata_tests::tools::run_python_ok(
+        "confluent_partitions.py",
+        vec![bootstrap, "grow".into()],
+        || String::new(),
+    )
+    .await;
+    let t = c.describe("grow").await.expect("described");
+    assert_eq!(t.partitions.len(), 7);
+    c.assert_not_broken();
+}

@@ -122,6 +122,39 @@ impl Broker {
         self.reconcile_off_runtime()
     }
 
+    /// Grows topic `name` to `count` partitions as `who` (needs alter on
+    /// the topic), with `assignments` for the new ones or spread as at
+    /// creation; answers once this broker applied it and opened its
+    /// replicas of them. `validate_only` checks without changing.
+    pub async fn create_partitions_as(
+        &self,
+        who: &Identity,
+        name: &str,
+        count: u32,
+        assignments: Option<Vec<Vec<u64>>>,
+        validate_only: bool,
+    ) -> Result<TopicMeta> {
+        self.authorize(who, Operation::Alter, Resource::Topic, name)?;
+        let reply = self
+            .controller
+            .execute(ControllerOp::CreatePartitions {
+                name: name.to_owned(),
+                count,
+                assignments,
+                validate_only,
+            })
+            .await?;
+        let ControllerReply::Topic(meta) = reply else {
+            return Err(BrokerError::Storage("unexpected controller reply".into()));
+        };
+        if !validate_only {
+            self.wait_applied_here(|s| s.topics.get(name).is_some_and(|t| t.partitions >= count))
+                .await;
+            self.reconcile_off_runtime()?;
+        }
+        Ok(meta)
+    }
+
     /// Changes configs of a topic as `who` (needs alter on the topic); an
     /// empty value removes the override.
     pub async fn alter_topic_config_as(

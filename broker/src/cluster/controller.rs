@@ -170,6 +170,15 @@ pub enum ControllerOp {
     DeleteTopic {
         name: String,
     },
+    /// Grows topic `name` to `count` partitions; `assignments` names the
+    /// replicas of the new ones (else they are spread as at creation);
+    /// `validate_only` checks without changing anything.
+    CreatePartitions {
+        name: String,
+        count: u32,
+        assignments: Option<Vec<Vec<u64>>>,
+        validate_only: bool,
+    },
     AlterTopicConfig {
         name: String,
         set: std::collections::BTreeMap<String, String>,

@@ -93,6 +93,13 @@ pub enum MetadataCommand {
     DeleteTopic {
         name: String,
     },
+    /// Adds partitions to topic `name` of id `topic_id`: the replicas of
+    /// each new one, in partition order.
+    AddPartitions {
+        name: String,
+        topic_id: String,
+        assignments: Vec<Vec<u64>>,
+    },
     /// Sets overrides; an empty value removes the key.
     AlterTopicConfig {
         name: String,
@@ -174,6 +181,19 @@ impl ClusterState {
                     self.deleted_topic_ids.insert(t.id);
                 }
                 self.remote.remove(&name);
+            }
+            MetadataCommand::AddPartitions {
+                name,
+                topic_id,
+                assignments,
+            } => {
+                if let Some(t) = self.topics.get_mut(&name).filter(|t| t.id == topic_id) {
+                    t.assignments.truncate(t.partitions as usize);
+                    t.partitions = t
+                        .partitions
+                        .saturating_add(u32::try_from(assignments.len()).unwrap_or(u32::MAX));
+                    t.assignments.extend(assignments);
+                }
             }
             MetadataCommand::AlterTopicConfig { name, set } => {
                 if let Some(t) = self.topics.get_mut(&name) {

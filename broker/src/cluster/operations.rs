@@ -1,7 +1,7 @@
 //! The controller operations: what each change of the cluster metadata
 //! checks against the applied state and proposes, run on the controller
 //! leader (`execute_local`) or forwarded to it over the peer link
-//! (`execute`). Topic creation and deletion, configs, ACLs, broker
+//! (`execute`). Topic creation, growth and deletion, configs, ACLs, broker
 //! membership, producer-id blocks and the remote manifests all change here,
 //! next to the state machine (`metadata`) they change.
 
@@ -13,6 +13,7 @@ use strata_proto::v1::peer_client::PeerClient;
 
 use super::controller::{Controller, ControllerOp, ControllerReply};
 use super::metadata::{MetadataCommand, TopicMeta};
+use super::placement::{assign, plan_partitions};
 use super::topic_config;
 use crate::error::{BrokerError, Result};
 use crate::log::{LogConfig, now_ms};
@@ -20,7 +21,7 @@ use crate::raft::directory::Directory;
 use crate::raft::transport::Transport;
 use crate::security::tls::{TlsSettings, connect_broker};
 
-const MAX_PARTITIONS_PER_TOPIC: u32 = 100_000;
+use super::placement::MAX_PARTITIONS_PER_TOPIC;
 
 /// What the operations need of the broker that runs them.
 pub struct OperationsEnv {
@@ -33,20 +34,6 @@ pub struct OperationsEnv {
     pub directory: Arc<Directory>,
     /// A deleted topic's objects are removed from object storage.
     pub tier: Arc<crate::tier::Tier>,
-}
-
-/// Replica sets for `partitions` partitions over `brokers` (sorted ids):
-/// consecutive brokers from a rotating start, so that preferred leaders
-/// (the first replica) spread evenly.
-pub fn assign(brokers: &[u64], partitions: u32, rf: u32, offset: usize) -> Vec<Vec<u64>> {
-    let n = brokers.len().max(1);
-    (0..partitions as usize)
-        .map(|p| {
-            (0..rf as usize)
-                .map(|r| brokers[(offset + p + r) % n])
-                .collect()
-        })
-        .collect()
 }
 
 pub fn random_id() -> String {
@@ -172,6 +159,19 @@ impl Controller {
                 }
                 Ok(ControllerReply::Unit)
             }
+            ControllerOp::CreatePartitions {
+                name,
+                count,
+                assignments,
+                validate_only,
+            } => self
+                .propose(|s| {
+                    let (cmd, meta) = plan_partitions(s, &name, count, assignments.as_deref())?;
+                    let cmds = if validate_only { Vec::new() } else { vec![cmd] };
+                    Ok((cmds, meta))
+                })
+                .await
+                .map(ControllerReply::Topic),
             ControllerOp::AlterTopicConfig { name, set } => {
                 let defaults = self.env.log_defaults.clone();
                 self.propose(|s| {

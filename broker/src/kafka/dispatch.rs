@@ -69,6 +69,7 @@ responses! {
     AlterConfigs(m::AlterConfigsResponse),
     IncrementalAlterConfigs(m::IncrementalAlterConfigsResponse),
     DeleteRecords(m::DeleteRecordsResponse),
+    CreatePartitions(m::CreatePartitionsResponse),
     DescribeCluster(m::DescribeClusterResponse),
     ConsumerGroupHeartbeat(m::ConsumerGroupHeartbeatResponse),
     ConsumerGroupDescribe(m::ConsumerGroupDescribeResponse),
@@ -146,6 +147,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::AlterConfigs => "alter_configs",
         ApiKey::IncrementalAlterConfigs => "incremental_alter_configs",
         ApiKey::DeleteRecords => "delete_records",
+        ApiKey::CreatePartitions => "create_partitions",
         ApiKey::DescribeCluster => "describe_cluster",
         ApiKey::ConsumerGroupHeartbeat => "consumer_group_heartbeat",
         ApiKey::ConsumerGroupDescribe => "consumer_group_describe",
@@ -198,6 +200,7 @@ pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: By
             ApiKey::AlterConfigs => configs::alter(ctx, decode(b, v)?).await,
             ApiKey::IncrementalAlterConfigs => configs::incremental_alter(ctx, decode(b, v)?).await,
             ApiKey::DeleteRecords => topics::delete_records(ctx, decode(b, v)?).await,
+            ApiKey::CreatePartitions => topics::create_partitions(ctx, decode(b, v)?).await,
             ApiKey::DescribeCluster => metadata::describe_cluster(ctx, decode(b, v)?),
             ApiKey::ConsumerGroupHeartbeat => {
                 consumer_protocol::heartbeat(ctx, head, decode(b, v)?).await

@@ -38,6 +38,7 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const INVALID_PARTITIONS: i16 = 37;
 pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 pub const INVALID_CONFIG: i16 = 40;
 pub const NOT_CONTROLLER: i16 = 41;
 pub const INVALID_REQUEST: i16 = 42;
@@ -53,6 +54,7 @@ pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
@@ -117,6 +119,8 @@ pub fn code_of(c: ErrorCode, refused: Refused) -> i16 {
         E::IllegalGeneration => ILLEGAL_GENERATION,
         E::RebalanceInProgress => REBALANCE_IN_PROGRESS,
         E::InvalidSessionTimeout => INVALID_SESSION_TIMEOUT,
+        E::InvalidReplicaAssignment => INVALID_REPLICA_ASSIGNMENT,
+        E::GroupSubscribedToTopic => GROUP_SUBSCRIBED_TO_TOPIC,
         _ => UNKNOWN_SERVER_ERROR,
     }
 }

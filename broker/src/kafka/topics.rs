@@ -1,10 +1,15 @@
-//! CreateTopics (key 19), DeleteTopics (key 20) and DeleteRecords (key
-//! 21), through the broker's topic operations (the controller runs the
-//! first two; the partition leader the third).
+//! CreateTopics (key 19), DeleteTopics (key 20), DeleteRecords (key 21)
+//! and CreatePartitions (key 37), through the broker's topic operations
+//! (the controller runs all but DeleteRecords, which the partition leader
+//! runs).
 
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::TopicName;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsRequest;
+use kafka_protocol::messages::create_partitions_response::{
+    CreatePartitionsResponse, CreatePartitionsTopicResult,
+};
 use kafka_protocol::messages::create_topics_request::CreateTopicsRequest;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicResult, CreateTopicsResponse,
@@ -117,14 +122,7 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, _version: i16) -> Reply
     let mut ok = true;
     let mut responses = Vec::with_capacity(wanted.len());
     for (name, id) in wanted {
-        let name = name.or_else(|| {
-            broker.with_state(|s| {
-                s.topics
-                    .iter()
-                    .find(|(_, m)| topic_uuid(m) == id)
-                    .map(|(n, _)| n.clone())
-            })
-        });
+        let name = name.or_else(|| super::metadata::topic_name_of(broker, id));
         let result = DeletableTopicResult::default().with_topic_id(id);
         let Some(name) = name else {
             ok = false;
@@ -148,6 +146,57 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, _version: i16) -> Reply
     }
     Reply::Now(
         Response::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses)),
+        ok,
+    )
+}
+
+/// CreatePartitions: each topic grows to its new count, with the replicas
+/// the request names or spread as at creation.
+pub async fn create_partitions(ctx: &Ctx, req: CreatePartitionsRequest) -> Reply {
+    let mut ok = true;
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let count = u32::try_from(t.count)
+            .map_err(|_| BrokerError::InvalidPartitions(format!("{} partitions", t.count)));
+        let manual: Result<Option<Vec<Vec<u64>>>, BrokerError> = t
+            .assignments
+            .map(|a| {
+                a.into_iter()
+                    .map(|p| {
+                        p.broker_ids
+                            .into_iter()
+                            .map(|b| {
+                                u64::try_from(b.0).map_err(|_| {
+                                    BrokerError::InvalidReplicaAssignment(format!("broker {}", b.0))
+                                })
+                            })
+                            .collect()
+                    })
+                    .collect()
+            })
+            .transpose();
+        let outcome = match (count, manual) {
+            (Ok(n), Ok(m)) => {
+                ctx.broker
+                    .create_partitions_as(&ctx.who, &name, n, m, req.validate_only)
+                    .await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let result = CreatePartitionsTopicResult::default().with_name(t.name);
+        results.push(match outcome {
+            Ok(_) => result,
+            Err(e) => {
+                ok = false;
+                result
+                    .with_error_code(errors::code(&e, Refused::Topic))
+                    .with_error_message(message(&e))
+            }
+        });
+    }
+    Reply::Now(
+        Response::CreatePartitions(CreatePartitionsResponse::default().with_results(results)),
         ok,
     )
 }

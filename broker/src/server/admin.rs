@@ -11,11 +11,11 @@ use strata_proto::v1::{
     TransferLeaderResponse,
 };
 use strata_proto::v1::{
-    AlterTopicConfigRequest, AlterTopicConfigResponse, BrokerInfo, CreateTopicRequest,
-    CreateTopicResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeTopicRequest, ListTopicsRequest, ListTopicsResponse,
-    MetadataRequest, MetadataResponse, PartitionDescription, PartitionMetadata, TopicDescription,
-    TopicMetadata, TopicSummary,
+    AlterTopicConfigRequest, AlterTopicConfigResponse, BrokerInfo, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
+    ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse, PartitionDescription,
+    PartitionMetadata, TopicDescription, TopicMetadata, TopicSummary,
 };
 use strata_proto::v1::{
     CreateAclsRequest, CreateAclsResponse, DeleteAclsRequest, DeleteAclsResponse, ListAclsRequest,
@@ -203,6 +203,22 @@ impl AdminApi for AdminService {
         let meta = self.topic_meta(&r.name)?;
         let states = self.broker.replica_states().await;
         Ok(Response::new(AlterTopicConfigResponse {
+            topic: Some(self.describe(&r.name, &meta, &states.0)),
+        }))
+    }
+
+    async fn create_partitions(
+        &self,
+        req: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
+        let who = self.broker.identify(&req);
+        let r = req.into_inner();
+        let meta = self
+            .broker
+            .create_partitions_as(&who, &r.name, r.count, None, false)
+            .await?;
+        let states = self.broker.replica_states().await;
+        Ok(Response::new(CreatePartitionsResponse {
             topic: Some(self.describe(&r.name, &meta, &states.0)),
         }))
     }

@@ -29,6 +29,7 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::InvalidGroup
         | E::UnsupportedAssignor
         | E::InvalidSessionTimeout
+        | E::InvalidReplicaAssignment
         | E::UnsupportedCompression => Code::InvalidArgument,
         E::NotLeader
         | E::NotController
@@ -40,7 +41,8 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::InconsistentGroupProtocol
         | E::IllegalGeneration
         | E::RebalanceInProgress
-        | E::NonEmptyGroup => Code::FailedPrecondition,
+        | E::NonEmptyGroup
+        | E::GroupSubscribedToTopic => Code::FailedPrecondition,
         E::Timeout => Code::DeadlineExceeded,
         E::ShuttingDown | E::NotEnoughReplicas | E::RemoteStorageUnavailable | E::NotReady => {
             Code::Unavailable

@@ -12,12 +12,12 @@ use prost::Message;
 use strata_proto::v1::admin_server::{Admin as AdminApi, AdminServer};
 use strata_proto::v1::{
     AddBrokerRequest, AddBrokerResponse, AlterTopicConfigRequest, AlterTopicConfigResponse,
-    BrokerInfo, BrokerStatus, ClusterStatusRequest, ClusterStatusResponse, CreateTopicRequest,
-    CreateTopicResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeTopicRequest, ErrorCode, ErrorInfo, ListTopicsRequest,
-    ListTopicsResponse, MetadataRequest, MetadataResponse, PartitionMetadata, RemoveBrokerRequest,
-    RemoveBrokerResponse, TopicDescription, TopicMetadata, TransferLeaderRequest,
-    TransferLeaderResponse,
+    BrokerInfo, BrokerStatus, ClusterStatusRequest, ClusterStatusResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
+    ErrorCode, ErrorInfo, ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse,
+    PartitionMetadata, RemoveBrokerRequest, RemoveBrokerResponse, TopicDescription, TopicMetadata,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
@@ -131,6 +131,13 @@ impl AdminApi for Mock {
         &self,
         _: Request<AlterTopicConfigRequest>,
     ) -> Result<Response<AlterTopicConfigResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn create_partitions(
+        &self,
+        _: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
         unimplemented()
     }
 

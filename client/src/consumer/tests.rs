@@ -17,13 +17,14 @@ use strata_proto::v1::admin_server::{Admin as AdminApi, AdminServer};
 use strata_proto::v1::broker_server::{Broker as BrokerApi, BrokerServer};
 use strata_proto::v1::{
     AddBrokerRequest, AddBrokerResponse, AlterTopicConfigRequest, AlterTopicConfigResponse,
-    BrokerInfo, ClusterStatusRequest, ClusterStatusResponse, CreateTopicRequest,
-    CreateTopicResponse, DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicRequest,
-    DeleteTopicResponse, DescribeTopicRequest, ErrorCode, ErrorInfo, FetchPartitionResponse,
-    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse,
-    OffsetSpec, PartitionMetadata, ProduceRequest, ProduceResponse, RemoveBrokerRequest,
-    RemoveBrokerResponse, SubscribeRequest, TopicDescription, TopicMetadata, TransferLeaderRequest,
+    BrokerInfo, ClusterStatusRequest, ClusterStatusResponse, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicRequest, CreateTopicResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DeleteTopicRequest, DeleteTopicResponse, DescribeTopicRequest,
+    ErrorCode, ErrorInfo, FetchPartitionResponse, FetchRequest, FetchResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListTopicsRequest, ListTopicsResponse, MetadataRequest, MetadataResponse, OffsetSpec,
+    PartitionMetadata, ProduceRequest, ProduceResponse, RemoveBrokerRequest, RemoveBrokerResponse,
+    SubscribeRequest, TopicDescription, TopicMetadata, TransferLeaderRequest,
     TransferLeaderResponse,
 };
 use tokio::sync::mpsc;
@@ -287,6 +288,13 @@ impl AdminApi for Mock {
         &self,
         _: Request<AlterTopicConfigRequest>,
     ) -> Result<Response<AlterTopicConfigResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn create_partitions(
+        &self,
+        _: Request<CreatePartitionsRequest>,
+    ) -> Result<Response<CreatePartitionsResponse>, Status> {
         unimplemented()
     }
 
