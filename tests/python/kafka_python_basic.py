@@ -7,12 +7,15 @@ The admin client creates a 2-partition topic; a producer at acks=all
 writes 2,000 keyed records; a plain consumer reads them back in order; a
 group consumer reads them all and commits, and a second one of the group
 resumes from the commit; the admin client lists the group and its
-committed offsets, and deletes the topic. Exits non-zero with one line on the first mismatch.
+committed offsets; OffsetDelete is refused while a member consumes the
+topic and then deletes one partition's offset; the admin client deletes
+the topic. Exits non-zero with one line on the first mismatch.
 """
 
 import sys
 import time
 
+import kafka.errors as Errors
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
@@ -96,6 +99,36 @@ def main():
         offsets = {tp: o for per in offsets.values() for tp, o in per.items()}
     if sum(o.offset for o in offsets.values()) != N:
         fail(f"committed offsets: {offsets}")
+
+    # OffsetDelete: refused while a member consumes the topic, then done;
+    # an unknown group is refused as a whole.
+    tp0, tp1 = TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)
+    live = KafkaConsumer(
+        TOPIC, bootstrap_servers=bootstrap, group_id="kp-group", auto_offset_reset="earliest"
+    )
+    deadline = time.time() + 30
+    while not live.assignment() and time.time() < deadline:
+        live.poll(timeout_ms=200)
+    if not live.assignment():
+        fail("the live member got no partitions")
+    r = admin.delete_group_offsets("kp-group", [tp0])
+    if r.get(tp0) is not Errors.GroupSubscribedToTopicError:
+        fail(f"offsets of a consumed topic deleted: {r}")
+    live.close()
+    r = admin.delete_group_offsets("kp-group", [tp0])
+    if r.get(tp0) is not Errors.NoError:
+        fail(f"delete_group_offsets: {r}")
+    left = admin.list_group_offsets("kp-group")
+    if left and all(isinstance(v, dict) for v in left.values()):
+        left = {tp: o for per in left.values() for tp, o in per.items()}
+    if set(left) != {tp1}:
+        fail(f"offsets after the delete: {left}")
+    try:
+        admin.delete_group_offsets("kp-nobody", [tp0])
+        fail("an unknown group's offsets were deleted")
+    except Errors.GroupIdNotFoundError:
+        pass
+
     admin.delete_topics([TOPIC])
     admin.close()
     print(f"ok: {N} records")

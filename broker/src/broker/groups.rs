@@ -84,6 +84,40 @@ impl Broker {
         self.groups().fetch(group, topics)
     }
 
+    /// Deletes committed offsets of `group` for `partitions`, each with its
+    /// own outcome. Needs delete on the group; a partition of a topic
+    /// `who` may not read is refused alone.
+    pub async fn delete_offsets(
+        &self,
+        who: &Identity,
+        group: &str,
+        partitions: Vec<(String, u32)>,
+    ) -> Result<Vec<Result<()>>> {
+        validate_group(group)?;
+        self.authorize(who, Operation::Delete, Resource::Group, group)?;
+        let (allowed, refused): (Vec<_>, Vec<_>) = partitions
+            .into_iter()
+            .enumerate()
+            .partition(|(_, (t, _))| self.may(who, Operation::Read, Resource::Topic, t));
+        let asked: Vec<(String, u32)> = allowed.iter().map(|(_, tp)| tp.clone()).collect();
+        let mut done = self
+            .groups()
+            .delete_offsets(group, &asked)
+            .await?
+            .into_iter();
+        let mut out: Vec<(usize, Result<()>)> = allowed
+            .into_iter()
+            .map(|(i, _)| (i, done.next().unwrap_or(Ok(()))))
+            .collect();
+        out.extend(
+            refused
+                .into_iter()
+                .map(|(i, (t, _))| (i, self.authorize(who, Operation::Read, Resource::Topic, &t))),
+        );
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out.into_iter().map(|(_, r)| r).collect())
+    }
+
     pub fn authorize_offsets_fetch(&self, who: &Identity, group: &str) -> Result<()> {
         validate_group(group)?;
         self.authorize(who, Operation::Describe, Resource::Group, group)

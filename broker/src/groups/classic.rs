@@ -754,27 +754,36 @@ impl ClassicGroup {
     }
 }
 
+/// Bounded readers over bytes a member sent: every length is checked
+/// against what is left before anything is reserved.
+fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+    if b.len() < n {
+        return None;
+    }
+    let (head, rest) = b.split_at(n);
+    *b = rest;
+    Some(head)
+}
+
+fn i16_of(b: &mut &[u8]) -> Option<i16> {
+    take(b, 2).map(|x| i16::from_be_bytes([x[0], x[1]]))
+}
+
+fn i32_of(b: &mut &[u8]) -> Option<i32> {
+    take(b, 4).map(|x| i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
+}
+
+fn string_of(b: &mut &[u8]) -> Option<String> {
+    let len = usize::try_from(i16_of(b)?).ok()?;
+    Some(std::str::from_utf8(take(b, len)?).ok()?.to_owned())
+}
+
 /// The partitions a `consumer`-type assignment gives (Kafka's
 /// ConsumerProtocolAssignment, every version: i16 version, then an array
 /// of topic name and partition array; user data after is ignored); empty
 /// when the bytes are not one. The bytes come from a group's leader
-/// member, so this decoder checks every length against what is left
-/// before it reserves anything, and never panics.
+/// member, so this decoder never trusts a count and never panics.
 pub fn consumer_assignment(bytes: &[u8]) -> Vec<(String, Vec<u32>)> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (head, rest) = b.split_at(n);
-        *b = rest;
-        Some(head)
-    }
-    fn i16_of(b: &mut &[u8]) -> Option<i16> {
-        take(b, 2).map(|x| i16::from_be_bytes([x[0], x[1]]))
-    }
-    fn i32_of(b: &mut &[u8]) -> Option<i32> {
-        take(b, 4).map(|x| i32::from_be_bytes([x[0], x[1], x[2], x[3]]))
-    }
     fn decode(mut b: &[u8]) -> Option<Vec<(String, Vec<u32>)>> {
         let b = &mut b;
         i16_of(b)?;
@@ -785,8 +794,7 @@ pub fn consumer_assignment(bytes: &[u8]) -> Vec<(String, Vec<u32>)> {
         }
         let mut out = Vec::with_capacity(topics);
         for _ in 0..topics {
-            let len = usize::try_from(i16_of(b)?).ok()?;
-            let name = std::str::from_utf8(take(b, len)?).ok()?.to_owned();
+            let name = string_of(b)?;
             let n = usize::try_from(i32_of(b)?).ok()?;
             if n > b.len() / 4 {
                 return None;
@@ -800,6 +808,46 @@ pub fn consumer_assignment(bytes: &[u8]) -> Vec<(String, Vec<u32>)> {
         Some(out)
     }
     decode(bytes).unwrap_or_default()
+}
+
+/// The topics a `consumer`-type subscription names (Kafka's
+/// ConsumerProtocolSubscription, every version: i16 version, then an
+/// array of topic names; what follows is ignored); `None` when the bytes
+/// are not one. Bounded as [`consumer_assignment`].
+pub fn consumer_subscription(mut b: &[u8]) -> Option<Vec<String>> {
+    let b = &mut b;
+    i16_of(b)?;
+    let topics = usize::try_from(i32_of(b)?).ok()?;
+    // Each name takes at least its 2-byte length.
+    if topics > b.len() / 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(topics);
+    for _ in 0..topics {
+        out.push(string_of(b)?);
+    }
+    Some(out)
+}
+
+impl ClassicGroup {
+    /// The topics its members subscribe to (in the chosen protocol, else
+    /// their first); `None` when a member's subscription does not decode
+    /// or the group is not of the `consumer` type.
+    pub fn subscribed_topics(&self) -> Option<std::collections::BTreeSet<String>> {
+        if self.protocol_type != "consumer" {
+            return None;
+        }
+        let mut out = std::collections::BTreeSet::new();
+        for m in self.members.values() {
+            let p = m
+                .protocols
+                .iter()
+                .find(|p| self.protocol.as_deref() == Some(p.name.as_str()))
+                .or_else(|| m.protocols.first())?;
+            out.extend(consumer_subscription(&p.metadata)?);
+        }
+        Some(out)
+    }
 }
 
 #[cfg(test)]

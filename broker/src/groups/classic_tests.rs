@@ -490,3 +490,20 @@ fn consumer_assignments_decode_and_hostile_ones_do_not() {
         assert!(r.is_empty() || cut >= 21, "cut {cut}: {r:?}");
     }
 }
+
+#[test]
+fn consumer_subscriptions_decode_and_hostile_ones_do_not() {
+    // v1: two topics, then user data and owned partitions (ignored).
+    let mut s = vec![0, 1, 0, 0, 0, 2, 0, 1, b'a', 0, 2, b'b', b'c'];
+    s.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    assert_eq!(
+        consumer_subscription(&s),
+        Some(vec!["a".to_owned(), "bc".to_owned()])
+    );
+    // A count far beyond the bytes, every truncation, a negative length.
+    assert_eq!(consumer_subscription(&[0, 1, 0x7f, 0xff, 0xff, 0xff]), None);
+    for n in 0..13 {
+        assert_eq!(consumer_subscription(&s[..n]), None, "{n} bytes");
+    }
+    assert_eq!(consumer_subscription(&[0, 0, 0, 0, 0, 1, 0xff, 0xff]), None);
+}

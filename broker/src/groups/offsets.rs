@@ -457,6 +457,70 @@ impl GroupCoordinator {
         self.write(&shard, &keys).await
     }
 
+    /// Deletes the committed offsets of `partitions` for `group` (Kafka's
+    /// OffsetDelete). A partition of a topic the group's members consume
+    /// is refused (`GroupSubscribedToTopic`); a group with members whose
+    /// subscriptions cannot be read is refused as a whole. Partitions
+    /// without an offset succeed.
+    pub async fn delete_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, u32)],
+    ) -> Result<Vec<Result<()>>> {
+        validate_group(group)?;
+        let shard = self.shard(group)?;
+        let _w = shard.write.lock().await;
+        let consumer = self.consumer_state(group);
+        let classic = self.classic_state(group);
+        let committed = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(group)
+            .cloned();
+        if consumer.is_none() && classic.is_none() && committed.is_none() {
+            return Err(BrokerError::UnknownGroup(group.to_owned()));
+        }
+        let mut consumed = std::collections::BTreeSet::new();
+        if let Some(s) = consumer.filter(GroupState::has_members) {
+            consumed.extend(s.subscribed.into_keys());
+        }
+        if let Some(c) = classic.filter(|c| !c.is_empty()) {
+            let Some(topics) = c.subscribed_topics() else {
+                return Err(BrokerError::NonEmptyGroup(group.to_owned()));
+            };
+            consumed.extend(topics);
+        }
+        let mut doomed = Vec::new();
+        let results = partitions
+            .iter()
+            .map(|(t, p)| {
+                if consumed.contains(t) {
+                    return Err(BrokerError::GroupSubscribedToTopic {
+                        group: group.to_owned(),
+                        topic: t.clone(),
+                    });
+                }
+                if committed
+                    .as_ref()
+                    .is_some_and(|c| c.contains_key(&(t.clone(), *p)))
+                {
+                    let key = Key {
+                        g: group.to_owned(),
+                        t: t.clone(),
+                        p: *p,
+                    };
+                    doomed.push((key, None));
+                }
+                Ok(())
+            })
+            .collect();
+        if !doomed.is_empty() {
+            self.write(&shard, &doomed).await?;
+        }
+        Ok(results)
+    }
+
     /// Deletes every group's offsets of a deleted topic, so that a new
     /// topic of the same name starts clean.
     pub async fn forget_topic(&self, topic: &str) -> Result<()> {

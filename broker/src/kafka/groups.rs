@@ -1,6 +1,6 @@
 //! The consumer-group APIs over the Kafka protocol: FindCoordinator
-//! (key 10), OffsetCommit (8), OffsetFetch (9), ListGroups (16) and
-//! DeleteGroups (42), on the one group coordinator (the leader of the
+//! (key 10), OffsetCommit (8), OffsetFetch (9), ListGroups (16),
+//! DeleteGroups (42) and OffsetDelete (47), on the one group coordinator (the leader of the
 //! group's `__consumer_offsets` partition). A broker that does not
 //! coordinate a group answers NOT_COORDINATOR; Kafka clients then look the
 //! coordinator up again.
@@ -18,6 +18,10 @@ use kafka_protocol::messages::list_groups_response::{ListGroupsResponse, ListedG
 use kafka_protocol::messages::offset_commit_request::OffsetCommitRequest;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponse, OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequest;
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponse, OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequest;
 use kafka_protocol::messages::offset_fetch_response::{
@@ -421,6 +425,73 @@ pub async fn delete_groups(ctx: &Ctx, req: DeleteGroupsRequest) -> Reply {
     }
     Reply::Now(
         Response::DeleteGroups(DeleteGroupsResponse::default().with_results(results)),
+        ok,
+    )
+}
+
+/// OffsetDelete: a group's committed offsets of some partitions go, unless
+/// the group still consumes their topic (GROUP_SUBSCRIBED_TO_TOPIC).
+pub async fn offset_delete(ctx: &Ctx, req: OffsetDeleteRequest) -> Reply {
+    let group = req.group_id.0.to_string();
+    let asked: Vec<(String, u32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.0.to_string(),
+                    u32::try_from(p.partition_index).unwrap_or(u32::MAX),
+                )
+            })
+        })
+        .collect();
+    let outcome = match not_coordinator(&ctx.broker, &group) {
+        Some(code) => Err(code),
+        None => ctx
+            .broker
+            .delete_offsets(&ctx.who, &group, asked)
+            .await
+            .map_err(|e| errors::code(&e, Refused::Group)),
+    };
+    let (top, mut each) = match outcome {
+        Ok(r) => (errors::NONE, r.into_iter()),
+        Err(code) => (code, Vec::new().into_iter()),
+    };
+    let mut ok = top == errors::NONE;
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let code = match each.next() {
+                        Some(Ok(())) | None => errors::NONE,
+                        Some(Err(e)) => errors::code(&e, Refused::Topic),
+                    };
+                    ok &= code == errors::NONE;
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(parts)
+        })
+        .collect();
+    let topics = if top == errors::NONE {
+        topics
+    } else {
+        Vec::new()
+    };
+    Reply::Now(
+        Response::OffsetDelete(
+            OffsetDeleteResponse::default()
+                .with_error_code(top)
+                .with_topics(topics),
+        ),
         ok,
     )
 }
