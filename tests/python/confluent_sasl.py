@@ -8,8 +8,11 @@ Users (created by the test with `strata user create`): alice/alice-pw
 root/root-pw (a superuser). Checks: alice produces and consumes with
 PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512; a wrong password, an unknown user
 and a client without SASL are refused; bob is denied by the ACLs; root
-manages ACLs through Kafka's ACL APIs, and alice may not. Exits non-zero
-with one line on the first violation.
+manages ACLs through Kafka's ACL APIs, and alice may not; root gives a
+new user SCRAM credentials through Kafka's SCRAM APIs, describes and
+removes them (the user signs in, then no longer with the removed
+mechanism), and alice may not. Exits non-zero with one line on the first
+violation.
 """
 
 import sys
@@ -24,6 +27,10 @@ from confluent_kafka.admin import (
     AdminClient,
     ResourcePatternType,
     ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialDeletion,
+    UserScramCredentialUpsertion,
 )
 
 TOPIC = "sasl-t"
@@ -129,6 +136,51 @@ def main():
         deleted = f.result(timeout=10)
         if binding not in deleted:
             fail(f"delete_acls: {deleted}")
+
+    # Kafka's SCRAM credential APIs on the same user store: root gives
+    # carol credentials from a password the client salts, carol signs in
+    # with them, one is removed; alice may not change any.
+    sha256, sha512 = ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512
+    upserts = [
+        UserScramCredentialUpsertion("carol", ScramCredentialInfo(sha256, 8192), b"carol-pw"),
+        UserScramCredentialUpsertion("carol", ScramCredentialInfo(sha512, 4096), b"carol-pw", b"s" * 16),
+    ]
+    for f in root.alter_user_scram_credentials(upserts).values():
+        f.result(timeout=10)
+    for mech in ("SCRAM-SHA-256", "SCRAM-SHA-512"):
+        AdminClient(conf(bootstrap, mech, "carol", "carol-pw")).list_topics(timeout=10)
+    refused(bootstrap, "SCRAM-SHA-256", "carol", "wrong", "carol with a wrong password")
+    desc = root.describe_user_scram_credentials(["carol"])["carol"].result(timeout=10)
+    infos = sorted((i.mechanism, i.iterations) for i in desc.scram_credential_infos)
+    if infos != sorted([(sha256, 8192), (sha512, 4096)]):
+        fail(f"describe carol: {infos}")
+    everyone = root.describe_user_scram_credentials().result(timeout=10)
+    if not {"alice", "bob", "root", "carol"} <= set(everyone):
+        fail(f"describe all: {sorted(everyone)}")
+    for f in root.alter_user_scram_credentials([UserScramCredentialDeletion("carol", sha512)]).values():
+        f.result(timeout=10)
+    refused(bootstrap, "SCRAM-SHA-512", "carol", "carol-pw", "a removed SCRAM-SHA-512 credential")
+    AdminClient(conf(bootstrap, "SCRAM-SHA-256", "carol", "carol-pw")).list_topics(timeout=10)
+
+    def code_of(future):
+        try:
+            future.result(timeout=10)
+        except KafkaException as e:
+            return e.args[0].code()
+        return None
+
+    unknown = root.describe_user_scram_credentials(["nobody"])["nobody"]
+    if code_of(unknown) != KafkaError.RESOURCE_NOT_FOUND:
+        fail("describing an unknown user")
+    gone = root.alter_user_scram_credentials([UserScramCredentialDeletion("carol", sha512)])["carol"]
+    if code_of(gone) != KafkaError.RESOURCE_NOT_FOUND:
+        fail("removing a credential twice")
+    weak = UserScramCredentialUpsertion("dave", ScramCredentialInfo(sha256, 100), b"pw")
+    if code_of(root.alter_user_scram_credentials([weak])["dave"]) != KafkaError.UNACCEPTABLE_CREDENTIAL:
+        fail("100 iterations were accepted")
+    again = UserScramCredentialUpsertion("alice", ScramCredentialInfo(sha256, 4096), b"x")
+    if code_of(alice.alter_user_scram_credentials([again])["alice"]) != KafkaError.CLUSTER_AUTHORIZATION_FAILED:
+        fail("alice changed a credential")
     print("ok: sasl")
 
 

@@ -2,7 +2,8 @@
 //! user derives its SCRAM credentials here (a random salt per mechanism)
 //! and stores only those, through the controller; authenticating checks a
 //! PLAIN password or looks up the SCRAM credential of the mechanism asked
-//! for. ACL changes and listings go through the one ACL store.
+//! for. Kafka's SCRAM credential APIs set credentials from passwords the
+//! client salted. ACL changes and listings go through the one ACL store.
 
 use super::Broker;
 use crate::cluster::controller::{ControllerOp, ControllerReply};
@@ -36,7 +37,7 @@ impl Broker {
         iterations: Option<u32>,
     ) -> Result<()> {
         self.authorize(who, Operation::Alter, Resource::Cluster, "")?;
-        if name.is_empty() || name.len() > MAX_USER || name.chars().any(|c| c.is_control()) {
+        if !valid_user(name) {
             return Err(BrokerError::InvalidRequest(format!(
                 "invalid user name '{name}'"
             )));
@@ -146,5 +147,145 @@ impl Broker {
     pub fn list_acls(&self, who: &Identity, keep: impl Fn(&Acl) -> bool) -> Result<Vec<Acl>> {
         self.authorize(who, Operation::Describe, Resource::Cluster, "")?;
         Ok(self.with_state(|s| s.acls.iter().filter(|a| keep(a)).cloned().collect()))
+    }
+}
+
+/// Why one user's SCRAM credentials were not changed or described.
+#[derive(Debug)]
+pub enum CredentialRefusal {
+    /// No such user, or no credential of a mechanism to remove.
+    NotFound,
+    /// The user is named twice (for one mechanism) in one request.
+    Duplicate,
+    /// A mechanism other than SCRAM-SHA-256 and SCRAM-SHA-512.
+    UnsupportedMechanism,
+    /// Iterations out of bounds, an empty salt, a salted password of the
+    /// wrong size, or an invalid user name.
+    Unacceptable(String),
+    Failed(BrokerError),
+}
+
+/// One change of a user's credentials: set (from a password the client
+/// salted: iterations, salt, salted password) or remove (`None`) the
+/// credential of a mechanism (`None`: one not supported).
+#[derive(Debug, Clone)]
+pub struct CredentialChange {
+    pub user: String,
+    pub mechanism: Option<Mechanism>,
+    pub set: Option<(u32, Vec<u8>, Vec<u8>)>,
+}
+
+type PerUser<T> = Vec<(String, std::result::Result<T, CredentialRefusal>)>;
+
+fn valid_user(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_USER && !name.chars().any(|c| c.is_control())
+}
+
+impl Broker {
+    /// Changes SCRAM credentials (Kafka's AlterUserScramCredentials), as
+    /// `who` (needs alter on the cluster): each user's changes apply
+    /// together or not at all, and each user has its own outcome.
+    pub async fn alter_scram_credentials(
+        &self,
+        who: &Identity,
+        changes: Vec<CredentialChange>,
+    ) -> Result<PerUser<()>> {
+        self.authorize(who, Operation::Alter, Resource::Cluster, "")?;
+        let mut users: Vec<(String, Vec<CredentialChange>)> = Vec::new();
+        for c in changes {
+            match users.iter_mut().find(|(u, _)| *u == c.user) {
+                Some((_, cs)) => cs.push(c),
+                None => users.push((c.user.clone(), vec![c])),
+            }
+        }
+        let mut out = Vec::with_capacity(users.len());
+        for (user, cs) in users {
+            let r = self.change_credentials(&user, cs).await;
+            out.push((user, r));
+        }
+        Ok(out)
+    }
+
+    async fn change_credentials(
+        &self,
+        user: &str,
+        changes: Vec<CredentialChange>,
+    ) -> std::result::Result<(), CredentialRefusal> {
+        if !valid_user(user) {
+            return Err(CredentialRefusal::Unacceptable(format!(
+                "invalid user name '{user}'"
+            )));
+        }
+        let mut seen = Vec::new();
+        let (mut upsert, mut remove) = (Vec::new(), Vec::new());
+        for c in changes {
+            let m = c.mechanism.ok_or(CredentialRefusal::UnsupportedMechanism)?;
+            if seen.contains(&m) {
+                return Err(CredentialRefusal::Duplicate);
+            }
+            seen.push(m);
+            match c.set {
+                Some((iterations, salt, salted)) => upsert.push(
+                    ScramCredential::from_salted(m, &salted, salt, iterations)
+                        .map_err(|e| CredentialRefusal::Unacceptable(e.to_string()))?,
+                ),
+                None => remove.push(m),
+            }
+        }
+        let reply = self
+            .controller()
+            .execute(ControllerOp::ChangeCredentials {
+                name: user.to_owned(),
+                upsert: upsert.clone(),
+                remove: remove.clone(),
+            })
+            .await
+            .map_err(CredentialRefusal::Failed)?;
+        if let ControllerReply::Count(0) = reply {
+            return Err(CredentialRefusal::NotFound);
+        }
+        self.wait_applied_here(|s| {
+            let creds = s.users.get(user).map(Vec::as_slice).unwrap_or_default();
+            upsert.iter().all(|u| creds.contains(u))
+                && remove
+                    .iter()
+                    .all(|m| !creds.iter().any(|c| c.mechanism == *m))
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Each user's SCRAM mechanisms and iteration counts (all users when
+    /// `users` is `None`), as `who` (needs describe on the cluster).
+    pub fn describe_scram_credentials(
+        &self,
+        who: &Identity,
+        users: Option<Vec<String>>,
+    ) -> Result<PerUser<Vec<(Mechanism, u32)>>> {
+        self.authorize(who, Operation::Describe, Resource::Cluster, "")?;
+        Ok(self.with_state(|s| {
+            let of = |name: &str| {
+                s.users
+                    .get(name)
+                    .map(|cs| cs.iter().map(|c| (c.mechanism, c.iterations)).collect())
+                    .ok_or(CredentialRefusal::NotFound)
+            };
+            match users {
+                None => s.users.keys().map(|n| (n.clone(), of(n))).collect(),
+                Some(names) => names
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| {
+                        let twice = names[..i].contains(n) || names[i + 1..].contains(n);
+                        let r = if twice {
+                            Err(CredentialRefusal::Duplicate)
+                        } else {
+                            of(n)
+                        };
+                        (n.clone(), r)
+                    })
+                    .collect(),
+            }
+        }))
     }
 }

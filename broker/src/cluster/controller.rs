@@ -228,6 +228,14 @@ pub enum ControllerOp {
     DeleteUser {
         name: String,
     },
+    /// Removes a user's credentials of `remove`, then sets `upsert`.
+    /// Replies `Count(0)`, changing nothing, when a removed credential
+    /// does not exist; `Count(1)` otherwise.
+    ChangeCredentials {
+        name: String,
+        upsert: Vec<crate::security::scram::ScramCredential>,
+        remove: Vec<crate::security::scram::Mechanism>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -117,6 +117,12 @@ pub enum MetadataCommand {
     DeleteUser {
         name: String,
     },
+    /// Removes a user's credentials of `mechanisms` (the user goes with
+    /// its last one).
+    RemoveCredentials {
+        name: String,
+        mechanisms: Vec<crate::security::scram::Mechanism>,
+    },
     AddAcls {
         acls: Vec<crate::security::auth::Acl>,
     },
@@ -216,6 +222,14 @@ impl ClusterState {
             }
             MetadataCommand::DeleteUser { name } => {
                 self.users.remove(&name);
+            }
+            MetadataCommand::RemoveCredentials { name, mechanisms } => {
+                if let Some(creds) = self.users.get_mut(&name) {
+                    creds.retain(|c| !mechanisms.contains(&c.mechanism));
+                    if creds.is_empty() {
+                        self.users.remove(&name);
+                    }
+                }
             }
             MetadataCommand::AddAcls { acls } => self.acls.extend(acls),
             MetadataCommand::RemoveAcls { acls } => {

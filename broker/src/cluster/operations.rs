@@ -238,6 +238,39 @@ impl Controller {
                     .await?;
                 Ok(ControllerReply::Count(n))
             }
+            ControllerOp::ChangeCredentials {
+                name,
+                upsert,
+                remove,
+            } => {
+                let n = self
+                    .propose(|s| {
+                        let has = |m: &crate::security::scram::Mechanism| {
+                            s.users
+                                .get(&name)
+                                .is_some_and(|cs| cs.iter().any(|c| c.mechanism == *m))
+                        };
+                        if !remove.iter().all(has) {
+                            return Ok((vec![], 0));
+                        }
+                        let mut cmds = Vec::new();
+                        if !remove.is_empty() {
+                            cmds.push(MetadataCommand::RemoveCredentials {
+                                name: name.clone(),
+                                mechanisms: remove.clone(),
+                            });
+                        }
+                        if !upsert.is_empty() {
+                            cmds.push(MetadataCommand::UpsertUser {
+                                name: name.clone(),
+                                credentials: upsert.clone(),
+                            });
+                        }
+                        Ok((cmds, 1))
+                    })
+                    .await?;
+                Ok(ControllerReply::Count(n))
+            }
             ControllerOp::ChangeAcls { add, acls } => {
                 let changed = self
                     .propose(|s| {

@@ -13,7 +13,7 @@ use super::frame::FrameWriter;
 use super::guard::RequestHead;
 use super::{
     acls, classic, configs, consumer_protocol, fetch, groups, metadata, offsets, produce,
-    producer_id, sasl, topics, versions,
+    producer_id, sasl, topics, users, versions,
 };
 use crate::broker::Broker;
 use crate::security::auth::Identity;
@@ -79,6 +79,8 @@ responses! {
     DescribeAcls(m::DescribeAclsResponse),
     CreateAcls(m::CreateAclsResponse),
     DeleteAcls(m::DeleteAclsResponse),
+    DescribeUserScramCredentials(m::DescribeUserScramCredentialsResponse),
+    AlterUserScramCredentials(m::AlterUserScramCredentialsResponse),
 }
 
 /// What a handler answers.
@@ -158,6 +160,8 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeAcls => "describe_acls",
         ApiKey::CreateAcls => "create_acls",
         ApiKey::DeleteAcls => "delete_acls",
+        ApiKey::DescribeUserScramCredentials => "describe_user_scram_credentials",
+        ApiKey::AlterUserScramCredentials => "alter_user_scram_credentials",
         _ => "other",
     }
 }
@@ -214,6 +218,8 @@ pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: By
             ApiKey::DescribeAcls => acls::describe(ctx, decode(b, v)?),
             ApiKey::CreateAcls => acls::create(ctx, decode(b, v)?).await,
             ApiKey::DeleteAcls => acls::delete(ctx, decode(b, v)?).await,
+            ApiKey::DescribeUserScramCredentials => users::describe(ctx, decode(b, v)?),
+            ApiKey::AlterUserScramCredentials => users::alter(ctx, decode(b, v)?).await,
             other => Reply::Close(format!("{other:?} v{v} is not served")),
         })
     };

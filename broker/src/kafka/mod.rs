@@ -19,7 +19,8 @@
 //!   `groups` (coordinator lookup
 //!   and offsets), `classic` (the classic group protocol),
 //!   `consumer_protocol` (the new one, KIP-848), `sasl` (PLAIN and
-//!   SCRAM authentication), `acls` (Kafka's ACL APIs on the one store).
+//!   SCRAM authentication), `acls` (Kafka's ACL APIs on the one store), `users` (SCRAM
+//!   credentials on the one user store).
 
 mod acls;
 mod classic;
@@ -39,6 +40,7 @@ mod produce;
 mod producer_id;
 mod sasl;
 mod topics;
+mod users;
 mod versions;
 
 pub use conn::serve;

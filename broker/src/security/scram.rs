@@ -122,13 +122,31 @@ impl ScramCredential {
             return Err(ScramError::Iterations);
         }
         let salted = salted_password(m, password.as_bytes(), &salt, iterations);
-        let client_key = hmac_of(m, &salted, b"Client Key");
+        Self::from_salted(m, &salted, salt, iterations)
+    }
+
+    /// The credential of a password the client already salted (Kafka's
+    /// AlterUserScramCredentials sends `Hi(password, salt, iterations)`,
+    /// never the password).
+    pub fn from_salted(
+        m: Mechanism,
+        salted: &[u8],
+        salt: Vec<u8>,
+        iterations: u32,
+    ) -> Result<Self, ScramError> {
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(ScramError::Iterations);
+        }
+        if salt.is_empty() || salted.len() != m.len() {
+            return Err(ScramError::Malformed("salt or salted password"));
+        }
+        let client_key = hmac_of(m, salted, b"Client Key");
         Ok(Self {
             mechanism: m,
             stored_key: digest::digest(m.digest_alg(), &client_key)
                 .as_ref()
                 .to_vec(),
-            server_key: hmac_of(m, &salted, b"Server Key"),
+            server_key: hmac_of(m, salted, b"Server Key"),
             salt,
             iterations,
         })
