@@ -414,3 +414,98 @@ async fn epochs_max_timestamps_and_topic_ids_on_the_wire() {
     assert_eq!(big.len(), 96);
     assert!(!broker.has_died());
 }
+
+/// The transaction APIs are not advertised; sent anyway, each answers
+/// UNSUPPORTED_VERSION in its results and the connection goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_apis_answer_unsupported() {
+    use kafka_protocol::messages::add_offsets_to_txn_request::AddOffsetsToTxnRequest;
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnRequest, AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::api_versions_request::ApiVersionsRequest;
+    use kafka_protocol::messages::end_txn_request::EndTxnRequest;
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequest, TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{ApiKey, TransactionalId};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let broker = BrokerProc::start(&tmp.path().join("data"), &["--kafka-listen", &kafka]).await;
+    let mut w = Wire::connect(&kafka).await;
+    let versions = w.call(3, &ApiVersionsRequest::default()).await;
+    for k in [
+        ApiKey::AddPartitionsToTxn,
+        ApiKey::AddOffsetsToTxn,
+        ApiKey::EndTxn,
+        ApiKey::TxnOffsetCommit,
+    ] {
+        assert!(
+            !versions.api_keys.iter().any(|a| a.api_key == k as i16),
+            "{k:?} is advertised"
+        );
+    }
+    let txn = TransactionalId(StrBytes::from_static_str("tx"));
+    let topic = AddPartitionsToTxnTopic::default()
+        .with_name(name("t"))
+        .with_partitions(vec![0, 1]);
+    let old = w
+        .call(
+            3,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(txn.clone())
+                .with_v3_and_below_topics(vec![topic.clone()]),
+        )
+        .await;
+    let codes: Vec<i16> = old.results_by_topic_v3_and_below[0]
+        .results_by_partition
+        .iter()
+        .map(|p| p.partition_error_code)
+        .collect();
+    assert_eq!(codes, vec![35, 35]);
+    let new = w
+        .call(
+            5,
+            &AddPartitionsToTxnRequest::default().with_transactions(vec![
+                AddPartitionsToTxnTransaction::default()
+                    .with_transactional_id(txn.clone())
+                    .with_topics(vec![topic]),
+            ]),
+        )
+        .await;
+    assert_eq!(new.error_code, 35);
+    let r = w
+        .call(
+            4,
+            &AddOffsetsToTxnRequest::default().with_transactional_id(txn.clone()),
+        )
+        .await;
+    assert_eq!(r.error_code, 35);
+    let r = w
+        .call(
+            5,
+            &EndTxnRequest::default().with_transactional_id(txn.clone()),
+        )
+        .await;
+    assert_eq!(r.error_code, 35);
+    let r = w
+        .call(
+            5,
+            &TxnOffsetCommitRequest::default()
+                .with_transactional_id(txn)
+                .with_topics(vec![
+                    TxnOffsetCommitRequestTopic::default()
+                        .with_name(name("t"))
+                        .with_partitions(vec![
+                            TxnOffsetCommitRequestPartition::default().with_partition_index(3),
+                        ]),
+                ]),
+        )
+        .await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 35);
+    // The connection still serves.
+    let again = w.call(3, &ApiVersionsRequest::default()).await;
+    assert_eq!(again.error_code, 0);
+    assert!(!broker.has_died());
+}

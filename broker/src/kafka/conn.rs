@@ -228,7 +228,7 @@ async fn request(ctx: &mut Ctx, frame: Bytes) -> Result<Option<Answer>, String> 
         }
         Err(e) => return Err(e.to_string()),
     };
-    if !super::versions::served(head.api_key, head.api_version) {
+    if !super::versions::answered(head.api_key, head.api_version) {
         if head.api_key == ApiKey::ApiVersions as i16 {
             let bytes = unsupported_api_versions(head.correlation_id);
             return Ok(Some(tokio::spawn(async move { bytes })));

@@ -13,7 +13,7 @@ use super::frame::FrameWriter;
 use super::guard::RequestHead;
 use super::{
     acls, classic, configs, consumer_protocol, fetch, groups, metadata, offsets, produce,
-    producer_id, sasl, topics, users, versions,
+    producer_id, sasl, topics, transactions, users, versions,
 };
 use crate::broker::Broker;
 use crate::security::auth::Identity;
@@ -81,6 +81,10 @@ responses! {
     DeleteAcls(m::DeleteAclsResponse),
     DescribeUserScramCredentials(m::DescribeUserScramCredentialsResponse),
     AlterUserScramCredentials(m::AlterUserScramCredentialsResponse),
+    AddPartitionsToTxn(m::AddPartitionsToTxnResponse),
+    AddOffsetsToTxn(m::AddOffsetsToTxnResponse),
+    EndTxn(m::EndTxnResponse),
+    TxnOffsetCommit(m::TxnOffsetCommitResponse),
 }
 
 /// What a handler answers.
@@ -162,6 +166,10 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteAcls => "delete_acls",
         ApiKey::DescribeUserScramCredentials => "describe_user_scram_credentials",
         ApiKey::AlterUserScramCredentials => "alter_user_scram_credentials",
+        ApiKey::AddPartitionsToTxn => "add_partitions_to_txn",
+        ApiKey::AddOffsetsToTxn => "add_offsets_to_txn",
+        ApiKey::EndTxn => "end_txn",
+        ApiKey::TxnOffsetCommit => "txn_offset_commit",
         _ => "other",
     }
 }
@@ -220,6 +228,10 @@ pub async fn handle(ctx: &mut Ctx, head: &RequestHead, key: ApiKey, mut body: By
             ApiKey::DeleteAcls => acls::delete(ctx, decode(b, v)?).await,
             ApiKey::DescribeUserScramCredentials => users::describe(ctx, decode(b, v)?),
             ApiKey::AlterUserScramCredentials => users::alter(ctx, decode(b, v)?).await,
+            ApiKey::AddPartitionsToTxn => transactions::add_partitions(decode(b, v)?, v),
+            ApiKey::AddOffsetsToTxn => transactions::add_offsets(decode(b, v)?),
+            ApiKey::EndTxn => transactions::end(decode(b, v)?),
+            ApiKey::TxnOffsetCommit => transactions::offset_commit(decode(b, v)?),
             other => Reply::Close(format!("{other:?} v{v} is not served")),
         })
     };

@@ -20,7 +20,8 @@
 //!   and offsets), `classic` (the classic group protocol),
 //!   `consumer_protocol` (the new one, KIP-848), `sasl` (PLAIN and
 //!   SCRAM authentication), `acls` (Kafka's ACL APIs on the one store), `users` (SCRAM
-//!   credentials on the one user store).
+//!   credentials on the one user store), `transactions` (answered as
+//!   unsupported).
 
 mod acls;
 mod classic;
@@ -40,6 +41,7 @@ mod produce;
 mod producer_id;
 mod sasl;
 mod topics;
+mod transactions;
 mod users;
 mod versions;
 

@@ -51,9 +51,19 @@ pub const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
-/// Whether `(api_key, version)` is served.
+/// Whether `(api_key, version)` is served (advertised and handled).
 pub fn served(api_key: i16, version: i16) -> bool {
-    SERVED
+    within(SERVED, api_key, version)
+}
+
+/// Whether `(api_key, version)` is answered: served, or one of the
+/// transaction APIs, which are not advertised and answer UNSUPPORTED_VERSION.
+pub fn answered(api_key: i16, version: i16) -> bool {
+    served(api_key, version) || within(super::transactions::ANSWERED, api_key, version)
+}
+
+fn within(table: &[(ApiKey, i16, i16)], api_key: i16, version: i16) -> bool {
+    table
         .iter()
         .any(|(k, lo, hi)| *k as i16 == api_key && (*lo..=*hi).contains(&version))
 }
