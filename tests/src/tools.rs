@@ -12,12 +12,17 @@ fn available(what: &str, check: &mut Command) -> bool {
     let ok = check.output().is_ok_and(|o| o.status.success());
     if !ok {
         assert!(
-            std::env::var("STRATA_REQUIRE_TOOLS").is_err(),
+            !require_tools(),
             "STRATA_REQUIRE_TOOLS is set but {what} is not installed"
         );
         eprintln!("{what} not installed: skipped");
     }
     ok
+}
+
+/// Whether missing outside programs fail the tests (STRATA_REQUIRE_TOOLS).
+pub fn require_tools() -> bool {
+    std::env::var("STRATA_REQUIRE_TOOLS").is_ok()
 }
 
 /// Whether the `kcat` program is installed.

@@ -141,6 +141,8 @@ struct Filter {
     resource: i8,
     name: Option<String>,
     pattern: i8,
+    /// As Kafka names it (`User:NAME`); any other string matches nothing,
+    /// as in Kafka, where a filter's principal is compared as given.
     principal: Option<String>,
     operation: i8,
     permission: i8,
@@ -167,7 +169,10 @@ impl Filter {
             (ANY, Some(n)) => kafka_name == n,
             (p, n) => p == pattern_code && n.as_ref().is_none_or(|n| kafka_name == n),
         };
-        let principal = self.principal.as_ref().is_none_or(|p| *p == a.principal);
+        let principal = self
+            .principal
+            .as_ref()
+            .is_none_or(|p| p.strip_prefix("User:") == Some(a.principal.as_str()));
         let operation = self.operation == ANY || operation_code(a.operation) == self.operation;
         let permission = self.permission == ANY
             || match a.permission {
@@ -189,7 +194,7 @@ impl Filter {
             resource,
             name: name.map(ToString::to_string),
             pattern,
-            principal: principal.map(|p| principal_of(p)).transpose()?,
+            principal: principal.map(ToString::to_string),
             operation,
             permission,
         })

@@ -60,6 +60,14 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> R
                 .list_offset(&ctx.who, &name, partition, query)
                 .await
             {
+                // No record at or after the time: Kafka answers an
+                // unknown offset (-1), not the end of the log.
+                Ok(o) if matches!(query, OffsetQuery::Timestamp(_)) && o.timestamp < 0 => parts
+                    .push(
+                        base.with_timestamp(-1)
+                            .with_offset(-1)
+                            .with_leader_epoch(-1),
+                    ),
                 Ok(o) => parts.push(
                     base.with_timestamp(o.timestamp)
                         .with_offset(o.offset)
