@@ -1,8 +1,8 @@
 //! The Kafka listener at the wire, for what the outside clients of the
 //! other suites do not reach on demand: OffsetForLeaderEpoch across a
 //! leader change (epochs are Raft terms), ListOffsets' max timestamp and
-//! leader epochs, Produce v13 and Fetch v13–17 by topic id next to Fetch by
-//! name, and Fetch answers of many large batches (written around shared
+//! leader epochs, Produce v13 and Fetch v13–18 by topic id next to Fetch by
+//! name (every served version), and Fetch answers of many large batches (written around shared
 //! stored bytes) read back byte for byte. Requests are encoded with the
 //! `kafka-protocol` codec and sent to a real `stratad`.
 
@@ -347,7 +347,7 @@ async fn epochs_max_timestamps_and_topic_ids_on_the_wire() {
     assert_eq!(epoch_end(&mut w, "nope", 1, -1).await.0, 3);
     assert_eq!(list_offset(&mut w, "ep", -1).await, (50, -1, epoch));
     // Every served version answers (epochs from v4 and v1 of each).
-    for v in 1..=7 {
+    for v in 1..=10 {
         let want_epoch = if v >= 4 { epoch } else { -1 };
         assert_eq!(
             list_offset_in(&mut w, v, "ep", -1).await,
@@ -356,6 +356,9 @@ async fn epochs_max_timestamps_and_topic_ids_on_the_wire() {
         );
         assert_eq!(list_offset_in(&mut w, v, "ep", 9_000).await.0, 14, "v{v}");
     }
+    // Kafka 3.x's local and tiered ends: nothing is tiered here.
+    assert_eq!(list_offset_in(&mut w, 9, "ep", -4).await, (0, -1, first_epoch));
+    assert_eq!(list_offset_in(&mut w, 9, "ep", -5).await, (-1, -1, -1));
     for v in 2..=4 {
         assert_eq!(
             epoch_end_in(&mut w, v, "ep", first_epoch, epoch).await,
@@ -374,7 +377,7 @@ async fn epochs_max_timestamps_and_topic_ids_on_the_wire() {
     let want = values(&all);
     assert_eq!(want.len(), 50);
     assert_eq!(want[14].1, Bytes::from("b-4-vvvvvvvvvvvvvvvv"));
-    for v in 4..=17 {
+    for v in 4..=18 {
         assert_eq!(fetch_range(&mut w, v, id, 0, 50).await, all, "v{v}");
         let (_, inside) = fetch(&mut w, v, "ep", id, 33, 1 << 20).await;
         assert_eq!(values(&inside)[0].0, 30, "v{v}");

@@ -17,6 +17,11 @@ pub enum OffsetQuery {
     Timestamp(i64),
     /// The record with the largest timestamp.
     MaxTimestamp,
+    /// The first offset on this broker's disk (above what is only in
+    /// object storage).
+    EarliestLocal,
+    /// The last offset in object storage (-1 when nothing is there).
+    LatestTiered,
 }
 
 /// The answer of a list-offsets lookup.
@@ -62,6 +67,15 @@ impl Broker {
                 .filter(|(off, _)| *off < o.high_watermark)
                 .unwrap_or((o.high_watermark, -1)),
             OffsetQuery::MaxTimestamp => part.max_timestamp_offset()?.unwrap_or((-1, -1)),
+            OffsetQuery::EarliestLocal => (part.local_start(), -1),
+            OffsetQuery::LatestTiered => {
+                let end = self.with_state(|s| {
+                    s.manifest(topic, partition)
+                        .filter(|m| !m.segments.is_empty())
+                        .map(|m| m.end())
+                });
+                (end.map_or(-1, |e| e - 1), -1)
+            }
         };
         let term = if offset == o.high_watermark {
             Some(part.role().term)

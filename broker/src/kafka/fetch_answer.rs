@@ -1,4 +1,4 @@
-//! The Fetch answer (key 1, versions 4–17), encoded by the listener itself
+//! The Fetch answer (key 1, versions 4–18), encoded by the listener itself
 //! so that stored record bodies are shared into the frame, not copied:
 //! each batch goes out as its rewritten Kafka prefix followed by a slice of
 //! the segment. Byte for byte what the codec writes for the same answer
@@ -17,7 +17,7 @@ use kafka_protocol::protocol::HeaderVersion;
 use super::frame::FrameWriter;
 
 /// Versions this encoder writes.
-pub const VERSIONS: std::ops::RangeInclusive<i16> = 4..=17;
+pub const VERSIONS: std::ops::RangeInclusive<i16> = 4..=18;
 
 /// A Fetch answer: per topic, per partition, the batches as (Kafka prefix,
 /// stored body).
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn refuses_versions_it_does_not_write() {
-        for v in [0, 3, 18] {
+        for v in [0, 3, 19] {
             assert!(answer().encode_frame(&mut FrameWriter::new(), v).is_err());
         }
     }

@@ -41,8 +41,10 @@ use crate::error::BrokerError;
 use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::security::auth::{Operation, Resource};
 
-/// FindCoordinator's key type of consumer groups (1 = transactions).
+/// FindCoordinator's key types: consumer groups, transactions (share
+/// groups, 2, do not exist here either).
 const GROUP_KEY: i8 = 0;
+const TRANSACTION_KEY: i8 = 1;
 
 fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
@@ -75,11 +77,13 @@ pub fn find_coordinator(ctx: &Ctx, req: FindCoordinatorRequest, version: i16) ->
     let coordinators: Vec<Coordinator> = keys
         .into_iter()
         .map(|key| {
-            let found = if req.key_type != GROUP_KEY {
+            let found = if req.key_type == TRANSACTION_KEY {
                 // No transaction coordinator exists until transactions do:
                 // a fatal code, so that a transactional producer fails at
                 // once instead of retrying until its timeout.
                 Err(errors::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            } else if req.key_type != GROUP_KEY {
+                Err(errors::INVALID_REQUEST)
             } else if !ctx
                 .broker
                 .may(&ctx.who, Operation::Describe, Resource::Group, &key)
@@ -375,11 +379,16 @@ pub fn list_groups(ctx: &Ctx, req: ListGroupsRequest) -> Reply {
                     (name, "consumer".to_owned(), kind)
                 }
             };
-            let wanted = req.states_filter.is_empty()
+            let wanted = (req.states_filter.is_empty()
                 || req
                     .states_filter
                     .iter()
-                    .any(|f| f.eq_ignore_ascii_case(name));
+                    .any(|f| f.eq_ignore_ascii_case(name)))
+                && (req.types_filter.is_empty()
+                    || req
+                        .types_filter
+                        .iter()
+                        .any(|f| f.eq_ignore_ascii_case(group_type)));
             wanted.then(|| {
                 ListedGroup::default()
                     .with_group_id(GroupId(text(g)))

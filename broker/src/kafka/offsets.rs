@@ -22,6 +22,8 @@ use crate::broker::list_offsets::OffsetQuery;
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
 
 /// A term as Kafka's epoch (-1 when it does not fit or is unknown).
 fn epoch(term: Option<u64>) -> i32 {
@@ -39,6 +41,8 @@ pub async fn list_offsets(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> R
                 LATEST => Some(OffsetQuery::Latest),
                 EARLIEST => Some(OffsetQuery::Earliest),
                 MAX_TIMESTAMP if version >= 7 => Some(OffsetQuery::MaxTimestamp),
+                EARLIEST_LOCAL if version >= 8 => Some(OffsetQuery::EarliestLocal),
+                LATEST_TIERED if version >= 9 => Some(OffsetQuery::LatestTiered),
                 ts if ts >= 0 => Some(OffsetQuery::Timestamp(ts)),
                 _ => None,
             };
