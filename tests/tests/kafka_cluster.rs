@@ -201,7 +201,7 @@ async fn partitions_are_added_through_the_cli_and_kafka() {
     strata_tests::tools::run_python_ok(
         "confluent_partitions.py",
         vec![bootstrap, "grow".into()],
-        || String::new(),
+        String::new,
     )
     .await;
     let t = c.describe("grow").await.expect("described");

@@ -357,7 +357,10 @@ async fn epochs_max_timestamps_and_topic_ids_on_the_wire() {
         assert_eq!(list_offset_in(&mut w, v, "ep", 9_000).await.0, 14, "v{v}");
     }
     // Kafka 3.x's local and tiered ends: nothing is tiered here.
-    assert_eq!(list_offset_in(&mut w, 9, "ep", -4).await, (0, -1, first_epoch));
+    assert_eq!(
+        list_offset_in(&mut w, 9, "ep", -4).await,
+        (0, -1, first_epoch)
+    );
     assert_eq!(list_offset_in(&mut w, 9, "ep", -5).await, (-1, -1, -1));
     for v in 2..=4 {
         assert_eq!(

@@ -153,7 +153,9 @@ mod tests {
         assert_eq!(s.topics["t"], meta);
         // A command for an older topic of the same name changes nothing.
         let mut other = state(&[1, 2, 3], 2, 2);
-        other.topics.get_mut("t").map(|t| t.id = "new".into());
+        if let Some(t) = other.topics.get_mut("t") {
+            t.id = "new".into();
+        }
         let before = other.clone();
         other.apply(cmd);
         assert_eq!(other, before);
@@ -201,7 +203,9 @@ mod tests {
             plan_partitions(&s, "t", 5, None),
             Err(BrokerError::InvalidReplicationFactor(_))
         ));
-        s.topics.get_mut("t").map(|t| t.internal = true);
+        if let Some(t) = s.topics.get_mut("t") {
+            t.internal = true;
+        }
         assert!(matches!(
             plan_partitions(&s, "t", 5, None),
             Err(BrokerError::InvalidPartitions(_))

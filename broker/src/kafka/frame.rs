@@ -226,7 +226,7 @@ mod tests {
         w.put_shared(&Bytes::new());
         let f = w.finish();
         let mut want = Vec::new();
-        want.extend_from_slice(&((2 + 5 + 10_000 + 1 + 10_000) as i32).to_be_bytes());
+        want.extend_from_slice(&(2i32 + 5 + 10_000 + 1 + 10_000).to_be_bytes());
         want.extend_from_slice(&7u16.to_be_bytes());
         want.extend_from_slice(b"small");
         want.extend_from_slice(&big);
