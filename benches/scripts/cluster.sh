@@ -5,6 +5,8 @@
 #   benches/scripts/cluster.sh [OUT_DIR]      # W5, W5s, W6, W7
 #   ONLY=w7 benches/scripts/cluster.sh        # failover only (root: namespaces)
 #   ONLY=w7 W7_KINDS="stop isolate" ...       # some fault kinds only
+#   W7_LOG_LEVEL=info ONLY=w7 ...             # brokers log elections (w7-events.txt
+#                                             # has each fault's times to match)
 #   ONLY=w8 benches/scripts/cluster.sh        # 10,000 idle partitions
 #   ONLY=tls benches/scripts/cluster.sh       # W5 with and without TLS
 #
@@ -223,7 +225,7 @@ start_node() { # id
   local n=$1
   ip netns exec "$NS$n" "$BIN/stratad" --node-id "$n" --data-dir "$DATA/n$n" --listen "$NET.1$n:9292" \
     --peer-listen "$NET.1$n:9293" --http-listen "$NET.1$n:9294" --kafka-listen off --initial-cluster "$IC" --fsync "$FSYNC" \
-    --log-level warn --retention-check-interval 2s >>"$OUT/stratad-$n.log" 2>&1 &
+    --log-level "${W7_LOG_LEVEL:-warn}" --retention-check-interval 2s >>"$OUT/stratad-$n.log" 2>&1 &
   PID[$n]=$!
 }
 isolate() { # id: drop its traffic to and from the other brokers (not the clients)
@@ -247,9 +249,13 @@ for kind in ${W7_KINDS:-kill stop isolate}; do
       stop) kill -STOP "${PID[$L]}" ;;
       isolate) isolate "$L" ;;
     esac
-    until echo "$kind$k" | strata produce fo --partition 0 --acks all >/dev/null 2>&1; do :; done
+    tries=1
+    until echo "$kind$k" | strata produce fo --partition 0 --acks all >/dev/null 2>>"$OUT/w7-cli.log"; do
+      tries=$((tries + 1))
+    done
     T1=$(date +%s.%N)
     python3 -c "print(round($T1-$T0,3))" | tee -a "$OUT/w7-$kind.txt"
+    echo "$kind $k leader=$L t0=$T0 t1=$T1 cli_tries=$tries" >>"$OUT/w7-events.txt"
     case $kind in
       kill) wait "${PID[$L]}" 2>/dev/null || true; start_node "$L" ;;
       stop) kill -CONT "${PID[$L]}" ;;
