@@ -1,7 +1,8 @@
 //! Availability across leader changes: nothing waits for a leader that is
 //! gone, a restarting broker never calls an existing topic unknown, and an
 //! idempotent producer with batches in flight across a leader kill delivers
-//! every record exactly once.
+//! every record exactly once; a producer starting as the controller dies
+//! still gets its producer id.
 
 use std::time::{Duration, Instant};
 
@@ -293,5 +294,41 @@ async fn idempotent_producer_delivers_exactly_once_across_a_leader_kill() {
         acked.len(),
         t0.elapsed()
     );
+    c.assert_not_broken();
+}
+
+/// A producer starting right after the controller leader's broker died
+/// gets its producer id from the controller that replaces it: brokers ride
+/// out the election instead of answering NOT_CONTROLLER, so a client that
+/// does not retry at all still gets one. (W7 found `strata produce` runs
+/// failing with "no controller leader is available" after such a kill.)
+/// On a fresh cluster no broker holds a block of producer ids yet, so
+/// every InitProducerId goes to the controller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn producer_id_is_handed_out_across_the_controllers_death() {
+    let mut c = Cluster::start(3, ClusterOpts::default()).await;
+    c.create_in_sync("pid", 1, 3).await;
+    let controller = c
+        .cluster_status()
+        .await
+        .map(|s| s.controller)
+        .filter(|id| *id != 0)
+        .expect("a controller leader");
+    c.kill(controller);
+    let t0 = Instant::now();
+    let mut cfg = c.client_config();
+    cfg.retries = 0;
+    let producer = Producer::new(cfg, ProducerConfig::default()).await;
+    let producer = match producer {
+        Ok(p) => p,
+        Err(e) => panic!("no producer id right after the controller's death: {e}"),
+    };
+    let ack = producer
+        .send(ProducerRecord::new("pid", "after the kill").partition(0))
+        .await
+        .expect("send");
+    ack.await.expect("acknowledged");
+    eprintln!("acknowledged {:?} after the kill", t0.elapsed());
+    c.restart(controller).await;
     c.assert_not_broken();
 }

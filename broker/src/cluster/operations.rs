@@ -46,10 +46,41 @@ pub fn random_id() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// How long an operation rides out a controller election (no leader
+/// known, or the known one unreachable, as right after the leader's broker
+/// died): longer than an election takes, so that the caller gets an answer
+/// rather than a `NOT_CONTROLLER` it would have to retry.
+const LEADER_WAIT: Duration = Duration::from_secs(2);
+
 impl Controller {
     /// Runs a controller operation on the controller leader: here, or
-    /// forwarded over the peer link.
+    /// forwarded over the peer link. While there is no reachable leader it
+    /// waits for a new one, up to [`LEADER_WAIT`], then answers
+    /// `NOT_CONTROLLER`.
     pub async fn execute(&self, op: ControllerOp) -> Result<ControllerReply> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let failed = self.leader();
+            match self.execute_once(op.clone()).await {
+                Err(BrokerError::NotController { .. })
+                | Err(BrokerError::Remote {
+                    code: strata_proto::v1::ErrorCode::NotController,
+                    ..
+                }) if tokio::time::Instant::now() < deadline => {
+                    let mut role = self.part.subscribe_role();
+                    let moved = role.wait_for(|r| r.leader != 0 && r.leader != failed);
+                    if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                        // No other leader in time: one last try.
+                        return self.execute_once(op).await;
+                    }
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// One attempt of [`execute`](Self::execute).
+    async fn execute_once(&self, op: ControllerOp) -> Result<ControllerReply> {
         if self.is_leader() {
             return self.execute_local(op).await;
         }
