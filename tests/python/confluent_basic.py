@@ -6,14 +6,22 @@ AdminClient creates a topic of 3 partitions; an idempotent producer at
 acks=all writes 30,000 keyed records with headers; a consumer with
 assigned partitions reads every record back exactly once and in order per
 partition, commits offsets with metadata and reads them back; the
-AdminClient lists groups and deletes a topic. Exits non-zero with one
+AdminClient lists and describes groups, describes the topic and deletes a
+topic. Exits non-zero with one
 line on the first mismatch.
 """
 
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -192,6 +200,15 @@ def main():
     ids = [g.group_id for g in listed.valid]
     if "cf-readers" not in ids or listed.errors:
         fail(f"groups: {ids} errors: {listed.errors}")
+    # Describing the group (it only commits: no members) and the topic.
+    desc = admin.describe_consumer_groups(["cf-readers"])["cf-readers"].result(timeout=10)
+    if desc.group_id != "cf-readers" or desc.members:
+        fail(f"describe_consumer_groups: {desc}")
+    topic = admin.describe_topics(TopicCollection([TOPIC]))[TOPIC].result(timeout=10)
+    if topic.name != TOPIC or len(topic.partitions) != 3 or any(
+        p.leader is None or len(p.replicas) != 1 for p in topic.partitions
+    ):
+        fail(f"describe_topics: {topic}")
     # Deleting a topic (a scratch one: the group's offsets stay for strata
     # to show).
     for t, f in admin.create_topics([NewTopic("cf-scratch", 2, 1)]).items():

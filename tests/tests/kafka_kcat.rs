@@ -1,7 +1,8 @@
 //! The Kafka listener against kcat (Debian's, librdkafka 2.0.2): cluster
 //! metadata, 100,000 records with keys and headers through `-P` and back
-//! through `-C`, the same records read by `strata consume` and the other
-//! way round, offsets by timestamp (`-Q`), acks=0, and hostile frames on
+//! through `-C` (and again with each of `-z gzip|snappy|lz4|zstd`), the
+//! same records read by `strata consume` and the other way round, offsets
+//! by timestamp (`-Q`), acks=0, and hostile frames on
 //! the Kafka port that close only their own connection.
 //!
 //! Skipped when kcat is missing, unless STRATA_REQUIRE_TOOLS=1 (set by
@@ -323,30 +324,47 @@ async fn kcat_compressed_batches_are_stored_as_sent_and_read_back() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let (broker, kafka) = kafka_broker(&tmp.path().join("data")).await;
-    let sent = records(20_000, "z");
+    const N: usize = 100_000;
+    let sent = records(N, "z");
     let input: String = sent.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect();
     for codec in ["gzip", "snappy", "lz4", "zstd"] {
         let topic = format!("z-{codec}");
+        let header = format!("codec={codec}");
         kcat(
-            &["-b", &kafka, "-P", "-t", &topic, "-z", codec, "-K", "\t"],
+            &[
+                "-b", &kafka, "-P", "-t", &topic, "-z", codec, "-K", "\t", "-H", &header,
+            ],
             Some(input.as_bytes()),
         );
         let out = kcat(
             &[
-                "-b", &kafka, "-C", "-t", &topic, "-e", "-q", "-f", "%k\t%s\n",
+                "-b",
+                &kafka,
+                "-C",
+                "-t",
+                &topic,
+                "-e",
+                "-q",
+                "-f",
+                "%k\t%s\t%h\n",
             ],
             None,
         );
-        assert_eq!(out, input, "{codec}: records differ");
+        let want: String = sent
+            .iter()
+            .map(|(k, v)| format!("{k}\t{v}\t{header}\n"))
+            .collect();
+        assert!(out == want, "{codec}: the records read back differ");
         // strata's client decodes the stored (still compressed) batches.
+        let last = (N - 1).to_string();
         let out = broker.cli(
             &[
-                "consume", &topic, "--offset", "19999", "--count", "1", "--format", "json",
+                "consume", &topic, "--offset", &last, "--count", "1", "--format", "json",
             ],
             None,
         );
         let line: Value = serde_json::from_slice(&out.stdout).expect("json");
-        assert_eq!(line["value"], sent[19_999].1, "{codec}");
+        assert_eq!(line["value"], sent[N - 1].1, "{codec}");
     }
 }
 
