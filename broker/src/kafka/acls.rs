@@ -189,15 +189,15 @@ impl Filter {
         principal: Option<&StrBytes>,
         operation: i8,
         permission: i8,
-    ) -> Result<Self, BrokerError> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             resource,
             name: name.map(ToString::to_string),
             pattern,
             principal: principal.map(ToString::to_string),
             operation,
             permission,
-        })
+        }
     }
 }
 
@@ -239,7 +239,7 @@ pub fn describe(ctx: &Ctx, req: DescribeAclsRequest) -> Reply {
         req.operation,
         req.permission_type,
     );
-    let listed = filter.and_then(|f| ctx.broker.list_acls(&ctx.who, |a| f.matches(a)));
+    let listed = ctx.broker.list_acls(&ctx.who, |a| filter.matches(a));
     let resp = match listed {
         Ok(acls) => {
             let mut by_resource: std::collections::BTreeMap<(i8, String, i8), Vec<AclDescription>> =
@@ -301,7 +301,7 @@ pub async fn create(ctx: &Ctx, req: CreateAclsRequest) -> Reply {
     )
 }
 
-fn filter_of(f: &DeleteAclsFilter) -> Result<Filter, BrokerError> {
+fn filter_of(f: &DeleteAclsFilter) -> Filter {
     Filter::new(
         f.resource_type_filter,
         f.resource_name_filter.as_ref(),
@@ -316,16 +316,14 @@ pub async fn delete(ctx: &Ctx, req: DeleteAclsRequest) -> Reply {
     let mut ok = true;
     let mut results = Vec::with_capacity(req.filters.len());
     for f in &req.filters {
-        let outcome = match filter_of(f) {
-            Ok(filter) => match ctx.broker.list_acls(&ctx.who, |a| filter.matches(a)) {
-                Ok(matched) if matched.is_empty() => Ok(matched),
-                Ok(matched) => ctx
-                    .broker
-                    .change_acls(&ctx.who, matched.clone(), false)
-                    .await
-                    .map(|_| matched),
-                Err(e) => Err(e),
-            },
+        let filter = filter_of(f);
+        let outcome = match ctx.broker.list_acls(&ctx.who, |a| filter.matches(a)) {
+            Ok(matched) if matched.is_empty() => Ok(matched),
+            Ok(matched) => ctx
+                .broker
+                .change_acls(&ctx.who, matched.clone(), false)
+                .await
+                .map(|_| matched),
             Err(e) => Err(e),
         };
         results.push(match outcome {

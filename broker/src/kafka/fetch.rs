@@ -64,13 +64,12 @@ pub fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> Reply {
     let mut asked: Vec<Asked> = Vec::with_capacity(req.topics.len());
     let mut partitions = Vec::new();
     for t in req.topics {
-        // Topics are named up to v12 and identified from v13.
+        // Topics are named up to v12 and identified from v13 (the answer
+        // carries only what the version names).
         let (name, id) = if version >= 13 {
             (metadata::topic_name_of(&ctx.broker, t.topic_id), t.topic_id)
         } else {
-            let name = t.topic.0.to_string();
-            let id = metadata::topic_id_of(&ctx.broker, &name).unwrap_or_default();
-            (Some(name), id)
+            (Some(t.topic.0.to_string()), uuid::Uuid::nil())
         };
         let indexes: Vec<i32> = t.partitions.iter().map(|p| p.partition).collect();
         if let Some(name) = &name {

@@ -13,6 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::fetch_response::FetchResponse;
 use kafka_protocol::protocol::HeaderVersion;
+use strata_proto::batch::kafka::KAFKA_PREFIX_LEN;
 
 use super::frame::FrameWriter;
 
@@ -42,7 +43,7 @@ pub struct PartitionAnswer {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
-    pub batches: Vec<(Bytes, Bytes)>,
+    pub batches: Vec<([u8; KAFKA_PREFIX_LEN], Bytes)>,
 }
 
 impl PartitionAnswer {
@@ -127,7 +128,7 @@ impl FetchAnswer {
                     );
                 }
                 for (prefix, body) in &p.batches {
-                    w.put_shared(prefix);
+                    w.buf().put_slice(prefix);
                     w.put_shared(body);
                 }
                 if flexible {
@@ -151,10 +152,10 @@ mod tests {
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-    fn batch(seed: u8, body_len: usize) -> (Bytes, Bytes) {
-        let prefix: Vec<u8> = (0..17).map(|i| seed.wrapping_add(i)).collect();
+    fn batch(seed: u8, body_len: usize) -> ([u8; KAFKA_PREFIX_LEN], Bytes) {
+        let prefix: [u8; KAFKA_PREFIX_LEN] = std::array::from_fn(|i| seed.wrapping_add(i as u8));
         let body: Vec<u8> = (0..body_len).map(|i| seed ^ (i as u8)).collect();
-        (prefix.into(), body.into())
+        (prefix, body.into())
     }
 
     fn answer() -> FetchAnswer {

@@ -37,22 +37,20 @@ pub fn topic_uuid(meta: &TopicMeta) -> uuid::Uuid {
     uuid::Uuid::from_bytes(b)
 }
 
-/// The topic whose Kafka id is `id`.
+/// The topic whose Kafka id is `id` (a topic's id is its strata id, 32
+/// lowercase hex digits, as a UUID): one string comparison per topic.
 pub fn topic_name_of(broker: &Broker, id: uuid::Uuid) -> Option<String> {
     if id.is_nil() {
         return None;
     }
+    let mut hex = [0u8; uuid::fmt::Simple::LENGTH];
+    let hex = id.simple().encode_lower(&mut hex);
     broker.with_state(|s| {
         s.topics
             .iter()
-            .find(|(_, m)| topic_uuid(m) == id)
+            .find(|(_, m)| m.id == *hex)
             .map(|(n, _)| n.clone())
     })
-}
-
-/// The Kafka id of topic `name`.
-pub fn topic_id_of(broker: &Broker, name: &str) -> Option<uuid::Uuid> {
-    broker.with_state(|s| s.topics.get(name).map(topic_uuid))
 }
 
 /// `HOST:PORT` as Kafka's host and port.

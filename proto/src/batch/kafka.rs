@@ -94,10 +94,10 @@ pub fn kafka_prefix(batch: &[u8]) -> Result<[u8; KAFKA_PREFIX_LEN], BatchError> 
 }
 
 /// Kafka's view of stored strata batches: for each batch, its rewritten
-/// prefix (magic included) and a zero-copy slice of the rest. A partial
-/// batch at the end (a read cut at a size limit) is dropped, as Kafka
-/// clients would drop it.
-pub fn to_kafka(stored: &Bytes) -> Result<Vec<(Bytes, Bytes)>, BatchError> {
+/// prefix (magic included, by value: no allocation per batch) and a
+/// zero-copy slice of the rest. A partial batch at the end (a read cut at
+/// a size limit) is dropped, as Kafka clients would drop it.
+pub fn to_kafka(stored: &Bytes) -> Result<Vec<([u8; KAFKA_PREFIX_LEN], Bytes)>, BatchError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while stored.len() - pos >= HEADER_LEN {
@@ -111,10 +111,7 @@ pub fn to_kafka(stored: &Bytes) -> Result<Vec<(Bytes, Bytes)>, BatchError> {
             break;
         }
         let prefix = kafka_prefix(rest)?;
-        out.push((
-            Bytes::copy_from_slice(&prefix),
-            stored.slice(pos + OFF_MAGIC + 1..pos + total),
-        ));
+        out.push((prefix, stored.slice(pos + OFF_MAGIC + 1..pos + total)));
         pos += total;
     }
     Ok(out)
