@@ -172,3 +172,46 @@ async fn consumer_starts_at_a_timestamp() {
     let r = consume_n(&mut consumer, 1).await;
     assert_eq!((r[0].offset, r[0].timestamp), (500, 1_005_000));
 }
+
+/// Batches closed by the linger timer race batches closed by `send` when
+/// they fill: with no linger and batches of two records, both close
+/// batches of one partition all the time. Every record must still land in
+/// send order, at dense offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn linger_and_full_batches_keep_send_order() {
+    const RECORDS: usize = 50_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&tmp.path().join("data"), &[]).await;
+    let admin = Admin::new(cfg(&broker)).unwrap();
+    admin
+        .create_topic("race", 1, 1, Default::default())
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        cfg(&broker),
+        ProducerConfig {
+            linger: Duration::ZERO,
+            batch_size: strata_proto::batch::HEADER_LEN + 40,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut futures = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        futures.push(
+            producer
+                .send(ProducerRecord::new("race", format!("{i:08}")))
+                .await
+                .unwrap(),
+        );
+        if i % 64 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    producer.flush().await.unwrap();
+    for (i, f) in futures.into_iter().enumerate() {
+        assert_eq!(f.await.unwrap().offset, i as i64, "record {i}");
+    }
+    producer.close().await.unwrap();
+}

@@ -328,23 +328,27 @@ impl Producer {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_deref()))
             .collect();
+        let sticky = record.partition.is_none() && record.key.is_none();
         let appended = {
             let mut acc = lock(&topic.partitions[partition as usize]);
-            acc.append(RecordRef {
+            let mut appended = acc.append(RecordRef {
                 timestamp,
                 key: record.key.as_deref(),
                 value: record.value.as_deref(),
                 headers: &hdrs,
                 reserved,
-            })
-        };
-        let sticky = record.partition.is_none() && record.key.is_none();
-        for batch in appended.closed {
-            if sticky {
-                topic.sticky.batch_closed(partition, n);
+            });
+            // Closed batches reach the sender before the lock is released,
+            // so the partition's batches leave in the order they closed
+            // (the linger timer closes batches of the same partition).
+            for batch in appended.closed.drain(..) {
+                if sticky {
+                    topic.sticky.batch_closed(partition, n);
+                }
+                self.dispatch(&topic, partition, batch);
             }
-            self.dispatch(&topic, partition, batch);
-        }
+            appended
+        };
         if let Some(id) = appended.opened {
             let _ = self.inner.linger.send(LingerEntry {
                 deadline: Instant::now() + self.inner.cfg.linger,
@@ -404,8 +408,8 @@ impl Inner {
         };
         for t in topics {
             for (p, acc) in t.partitions.iter().enumerate() {
-                let closed = lock(acc).close();
-                if let Some(b) = closed {
+                let mut acc = lock(acc);
+                if let Some(b) = acc.close() {
                     self.dispatch(&t, p as u32, b);
                 }
             }
@@ -431,8 +435,10 @@ async fn linger_task(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<LingerE
         let Some(acc) = topic.partitions.get(e.partition as usize) else {
             continue;
         };
-        let closed = lock(acc).close_if(e.id);
-        if let Some(b) = closed {
+        // Dispatched under the lock: a batch `send` closes next cannot
+        // overtake this one.
+        let mut acc = lock(acc);
+        if let Some(b) = acc.close_if(e.id) {
             topic.sticky.batch_closed(e.partition, topic.count());
             inner.dispatch(&topic, e.partition, b);
         }
