@@ -39,9 +39,17 @@ start_node() { # id
   PID[$n]=$!
 }
 strata() { "$BIN/strata" --brokers "$BROKERS" "${CLI_TLS[@]}" "$@"; }
+HTTP_ADDRS="127.0.0.1:19621 127.0.0.1:19622 127.0.0.1:19623"
+# Every broker answers /ready (caught up with the controller, replicas
+# open), and the cluster reports every partition led and in sync: a broker
+# that restarted is back in its groups before the next fault.
+all_ready() {
+  local a
+  for a in $HTTP_ADDRS; do curl -sf -o /dev/null "http://$a/ready" || return 1; done
+}
 wait_ready() {
   for _ in $(seq 1 300); do
-    strata cluster status --output json 2>/dev/null |
+    all_ready && strata cluster status --output json 2>/dev/null |
       python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if all(b["alive"] for b in j["brokers"]) and len(j["brokers"])==3 and j["under_replicated_partitions"]==0 and j["leaderless_partitions"]==0 else 1)' 2>/dev/null &&
       return 0
     sleep 0.2
@@ -221,6 +229,7 @@ setup_netns
 trap teardown_netns EXIT
 IC="1=$NET.11:9293,2=$NET.12:9293,3=$NET.13:9293"
 BROKERS="$NET.11:9292,$NET.12:9292,$NET.13:9292"
+HTTP_ADDRS="$NET.11:9294 $NET.12:9294 $NET.13:9294"
 start_node() { # id
   local n=$1
   ip netns exec "$NS$n" "$BIN/stratad" --node-id "$n" --data-dir "$DATA/n$n" --listen "$NET.1$n:9292" \

@@ -40,6 +40,10 @@ struct Snapshot {
     /// The address that answered the last metadata request.
     last_good: Option<String>,
     controller: u64,
+    /// Brokers (normalized addresses) that left a hedged request waiting
+    /// or refused a connection, and when: asked last until they answer
+    /// again or `SLOW_FOR` passes.
+    slow: HashMap<String, std::time::Instant>,
 }
 
 /// Shared state behind producers, consumers and admins.
@@ -60,6 +64,8 @@ pub struct Cluster {
 const HEDGE_ROUND: std::time::Duration = std::time::Duration::from_secs(1);
 /// A hedged request unanswered this long is also sent to the next broker.
 const HEDGE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+/// How long a broker that did not answer in time is asked last.
+const SLOW_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Cluster {
     pub fn new(cfg: ClientConfig) -> Result<Arc<Self>> {
@@ -120,7 +126,27 @@ impl Cluster {
         self.read(|s| out.extend(s.brokers.values().cloned()));
         let mut seen = std::collections::HashSet::new();
         out.retain(|a| seen.insert(crate::conn::normalize_addr(a, false)));
-        out
+        // Brokers that lately failed to answer go last (stable order).
+        let slow: Vec<bool> = out.iter().map(|a| self.is_slow(a)).collect();
+        let (mut fast, slow): (Vec<_>, Vec<_>) =
+            out.into_iter().zip(slow).partition(|(_, slow)| !slow);
+        fast.extend(slow);
+        fast.into_iter().map(|(a, _)| a).collect()
+    }
+
+    fn is_slow(&self, addr: &str) -> bool {
+        let key = crate::conn::normalize_addr(addr, false);
+        self.read(|s| s.slow.get(&key).is_some_and(|t| t.elapsed() < SLOW_FOR))
+    }
+
+    /// Records that `addr` left a request waiting (`true`) or answered.
+    fn mark_slow(&self, addr: &str, slow: bool) {
+        let key = crate::conn::normalize_addr(addr, false);
+        if slow {
+            self.write(|s| s.slow.insert(key, std::time::Instant::now()));
+        } else if self.read(|s| s.slow.contains_key(&key)) {
+            self.write(|s| s.slow.remove(&key));
+        }
     }
 
     /// Cached topic info without any request.
@@ -245,18 +271,22 @@ impl Cluster {
             let round = self
                 .rounds
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if !cands.is_empty() {
-                let n = cands.len();
-                cands.rotate_left(round as usize % n);
+            // Rotate among the brokers that answer; slow ones stay last.
+            let n = cands.iter().take_while(|a| !self.is_slow(a)).count();
+            if n > 0 {
+                cands[..n].rotate_left(round as usize % n);
             }
             let mut next = cands.into_iter();
             let ask = |addr: String| {
                 let fut = f(addr.clone());
-                async move { fut.await.map_err(|e| e.at(&addr)) }
+                async move { (fut.await.map_err(|e| e.at(&addr)), addr) }
             };
             let mut running = futures::stream::FuturesUnordered::new();
+            // Addresses asked and not answered yet.
+            let mut pending: Vec<String> = Vec::new();
             let mut last = ClientError::Connection("no broker address".into());
             if let Some(a) = next.next() {
+                pending.push(a.clone());
                 running.push(ask(a));
             }
             // Once every candidate was asked, requests still unanswered
@@ -271,25 +301,43 @@ impl Cluster {
                     None => HEDGE_AFTER,
                 };
                 tokio::select! {
-                    Some(r) = running.next() => match r {
-                        Ok(v) => return Ok(v),
-                        Err(e) if matches!(e, ClientError::Connection(_)) || e.is_retriable() => {
-                            last = e;
-                            match next.next() {
-                                Some(a) => running.push(ask(a)),
-                                // The rest are stalled: next round.
-                                None => break,
+                    Some((r, addr)) = running.next() => {
+                        pending.retain(|a| *a != addr);
+                        let refused = matches!(r, Err(ClientError::Connection(_)));
+                        self.mark_slow(&addr, refused);
+                        match r {
+                            Ok(v) => return Ok(v),
+                            Err(e) if refused || e.is_retriable() => {
+                                last = e;
+                                match next.next() {
+                                    Some(a) => {
+                                        pending.push(a.clone());
+                                        running.push(ask(a));
+                                    }
+                                    // The rest are stalled: next round.
+                                    None => break,
+                                }
                             }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) => return Err(e),
                     },
-                    () = tokio::time::sleep(wait) => match next.next() {
-                        Some(a) => running.push(ask(a)),
-                        None if exhausted_at.is_some() => {
-                            last = ClientError::Timeout;
-                            break;
+                    () = tokio::time::sleep(wait) => {
+                        // Whoever has not answered yet is asked last from
+                        // now on (a paused or cut-off broker).
+                        for a in &pending {
+                            self.mark_slow(a, true);
                         }
-                        None => exhausted_at = Some(tokio::time::Instant::now()),
+                        match next.next() {
+                            Some(a) => {
+                                pending.push(a.clone());
+                                running.push(ask(a));
+                            }
+                            None if exhausted_at.is_some() => {
+                                last = ClientError::Timeout;
+                                break;
+                            }
+                            None => exhausted_at = Some(tokio::time::Instant::now()),
+                        }
                     }
                 }
             }
@@ -343,7 +391,12 @@ impl Cluster {
             let cands = self.candidates();
             let mut last = ClientError::Connection("no broker address".into());
             for addr in &cands {
-                match f(addr.clone()).await.map_err(|e| e.at(addr)) {
+                let r = f(addr.clone()).await.map_err(|e| e.at(addr));
+                self.mark_slow(
+                    addr,
+                    matches!(r, Err(ClientError::Connection(_) | ClientError::Timeout)),
+                );
+                match r {
                     Ok(v) => return Ok(v),
                     // Unreachable, or not able to answer now (still
                     // catching up, shutting down, no controller leader in
@@ -424,5 +477,60 @@ impl Cluster {
             with_deadline(&self.cfg, std::time::Duration::ZERO, c.list_offsets(req)).await
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn brokers_that_left_a_request_waiting_are_asked_last() {
+        let cfg = ClientConfig::new(["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+        let c = Cluster::new(cfg).expect("cluster");
+        assert_eq!(c.candidates()[0], "127.0.0.1:1");
+        c.mark_slow("127.0.0.1:1", true);
+        assert_eq!(
+            c.candidates(),
+            ["127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:1"],
+            "a slow broker goes last"
+        );
+        c.mark_slow("http://127.0.0.1:1", false);
+        assert_eq!(c.candidates()[0], "127.0.0.1:1", "answering clears it");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_broker_does_not_hold_up_later_requests() {
+        // The first broker never answers (paused or cut off).
+        let addr = "127.0.0.1:8".to_string();
+        let c =
+            Cluster::new(ClientConfig::new([addr.clone(), "127.0.0.1:9".into()])).expect("cluster");
+        let asked = std::sync::Mutex::new(Vec::new());
+        let r: Result<()> = c
+            .any_hedged(|a| {
+                asked.lock().expect("lock").push(a.clone());
+                let silent = a == addr;
+                async move {
+                    if silent {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+        assert!(r.is_ok());
+        assert_eq!(
+            c.candidates().last(),
+            Some(&addr),
+            "the silent one is now last"
+        );
+        asked.lock().expect("lock").clear();
+        let _: Result<()> = c
+            .any_hedged(|a| {
+                asked.lock().expect("lock").push(a);
+                async { Ok(()) }
+            })
+            .await;
+        assert_eq!(*asked.lock().expect("lock"), ["127.0.0.1:9"]);
     }
 }

@@ -31,6 +31,14 @@ pub struct ClientConfig {
     /// Bearer token sent with every request (a broker's token file maps it
     /// to a principal). Best used over TLS.
     pub token: Option<String>,
+    /// HTTP/2 PING sent on every connection after this long without
+    /// traffic, even with no request open.
+    pub keepalive_interval: Duration,
+    /// A connection whose PING is unanswered this long is closed: requests
+    /// and streams on it fail (and are retried elsewhere). This is how a
+    /// subscription to a paused or cut-off broker ends, since such a broker
+    /// cannot say it lost leadership.
+    pub keepalive_timeout: Duration,
 }
 
 /// TLS material of a client, as PEM bytes.
@@ -83,6 +91,8 @@ impl Default for ClientConfig {
             window_size: 32 << 20,
             tls: None,
             token: None,
+            keepalive_interval: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -173,6 +183,13 @@ impl ClientConfigBuilder {
     }
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.cfg.token = Some(token.into());
+        self
+    }
+    /// PING after `interval` without traffic; close the connection when a
+    /// PING is unanswered for `timeout`.
+    pub fn keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.cfg.keepalive_interval = interval;
+        self.cfg.keepalive_timeout = timeout;
         self
     }
     pub fn build(self) -> ClientConfig {

@@ -55,7 +55,8 @@ impl Pool {
             .max_frame_size((1u32 << 24) - 1)
             .initial_stream_window_size(self.cfg.window_size)
             .initial_connection_window_size(self.cfg.window_size)
-            .http2_keep_alive_interval(std::time::Duration::from_secs(30))
+            .http2_keep_alive_interval(self.cfg.keepalive_interval)
+            .keep_alive_timeout(self.cfg.keepalive_timeout)
             .keep_alive_while_idle(true);
         let ep = match &self.cfg.tls {
             None => ep,

@@ -500,6 +500,24 @@ impl BrokerProc {
         }
     }
 
+    /// SIGSTOP: the process keeps its sockets but answers nothing.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        let c = self.child.as_ref().expect("broker is running");
+        let pid = libc::pid_t::try_from(c.id()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on the pid of our own, not yet reaped child.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "signal {sig} to pid {pid}");
+    }
+
     /// Sends SIGKILL without waiting; [`kill`](Self::kill) reaps it.
     pub fn signal_kill(&mut self) {
         if let Some(c) = self.child.as_mut() {
@@ -509,11 +527,8 @@ impl BrokerProc {
 
     /// SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
         let mut c = self.child.take().expect("broker is running");
-        // SAFETY: sending a signal to our own child process by pid.
-        unsafe {
-            libc::kill(c.id() as i32, libc::SIGTERM);
-        }
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(s)) = c.try_wait() {

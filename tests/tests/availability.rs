@@ -2,11 +2,14 @@
 //! gone, a restarting broker never calls an existing topic unknown, and an
 //! idempotent producer with batches in flight across a leader kill delivers
 //! every record exactly once; a producer starting as the controller dies
-//! still gets its producer id.
+//! still gets its producer id; a consumer of a paused leader moves on.
 
 use std::time::{Duration, Instant};
 
-use strata_client::{Producer, ProducerConfig, ProducerRecord};
+use futures::StreamExt;
+use strata_client::{
+    Consumer, ConsumerConfig, Producer, ProducerConfig, ProducerRecord, StartOffset,
+};
 use strata_proto::v1::*;
 use strata_tests::{Cluster, ClusterOpts, batch_of, describe_status, error_code, read_partition};
 
@@ -330,5 +333,80 @@ async fn producer_id_is_handed_out_across_the_controllers_death() {
     ack.await.expect("acknowledged");
     eprintln!("acknowledged {:?} after the kill", t0.elapsed());
     c.restart(controller).await;
+    c.assert_not_broken();
+}
+
+/// A consumer reading a partition whose leader's process is paused
+/// (SIGSTOP: its sockets stay open, it answers nothing and cannot step
+/// down) moves to the new leader once its connection's keep-alive fails,
+/// and reads on without a gap or a repeat. Before client keep-alives the
+/// subscription stayed silent until the broker resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_moves_off_a_paused_leader() {
+    let c = Cluster::start(3, ClusterOpts::default()).await;
+    c.create_in_sync("paused", 1, 3).await;
+    let producer = Producer::new(c.client_config(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    let send = |from: usize, to: usize| {
+        let producer = &producer;
+        async move {
+            let mut acks = Vec::new();
+            for i in from..to {
+                let rec = ProducerRecord::new("paused", format!("r{i:05}")).partition(0);
+                acks.push(producer.send(rec).await.expect("send"));
+            }
+            producer.flush().await.expect("flush");
+            for (i, a) in acks.into_iter().enumerate() {
+                let m = a
+                    .await
+                    .unwrap_or_else(|e| panic!("record {}: {e}", from + i));
+                assert_eq!(m.offset, (from + i) as i64, "acknowledged offset");
+            }
+        }
+    };
+    send(0, 100).await;
+    let mut consumer =
+        Consumer::new(c.client_config(), ConsumerConfig::default()).expect("consumer");
+    consumer
+        .assign_topic("paused", StartOffset::Earliest)
+        .await
+        .expect("assign");
+    let mut records = consumer.records();
+    let expect_record =
+        |i: i64, r: Option<strata_client::Result<strata_client::ConsumerRecord>>| {
+            let r = r.expect("stream open").expect("record");
+            assert_eq!(
+                (r.offset, r.value.as_deref()),
+                (i, Some(format!("r{i:05}").as_bytes()))
+            );
+        };
+    for i in 0..100 {
+        let r = tokio::time::timeout(Duration::from_secs(30), records.next()).await;
+        expect_record(i, r.expect("a record within 30 s"));
+    }
+
+    let leader = c.wait_leader("paused", 0, Duration::from_secs(10)).await;
+    c.get(leader).pause();
+    let t0 = Instant::now();
+    send(100, 200).await;
+    eprintln!(
+        "produced past the paused leader {leader} in {:?}",
+        t0.elapsed()
+    );
+    for i in 100..200 {
+        let r = tokio::time::timeout(Duration::from_secs(25), records.next()).await;
+        expect_record(i, r.expect("a record within 25 s of the pause"));
+    }
+    let took = t0.elapsed();
+    eprintln!("consumer read past the paused leader {leader} in {took:?}");
+    // Keep-alive (1 s + 3 s) plus an election; the old 30 s keep-alive
+    // cannot pass this.
+    assert!(
+        took < Duration::from_secs(15),
+        "consumer stalled for {took:?}"
+    );
+    c.get(leader).resume();
+    c.wait_all_in_sync("paused", SYNC).await;
     c.assert_not_broken();
 }

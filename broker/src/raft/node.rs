@@ -28,7 +28,7 @@ use strata_proto::v1::{LeaderNotice, RaftEnvelope};
 pub use super::command::{Cmd, Proposal, RaftHandle};
 use super::directory::Directory;
 use super::hardstate::HardStates;
-use super::quiesce::{WAKE_AFTER, can_quiesce, end_lease};
+use super::quiesce::{WAKE_AFTER, can_quiesce, end_lease, lost_quorum};
 use super::ready::{apply, persist, queue, records_in};
 use super::replica::{Admission, Replica, ReplicaCore, Role};
 use super::storage::LogStorage;
@@ -201,6 +201,17 @@ impl RaftLoop {
                 // The background flusher's fsync failed.
                 failed.push(k.clone());
                 continue;
+            }
+            if lost_quorum(g, me, &silent) {
+                // Cut off (or its peers gone): a quiesced leader would not
+                // tick, and check-quorum takes up to two election timeouts;
+                // stepping down now answers its waiting requests while the
+                // followers elect a new leader.
+                tracing::info!(topic = %k.0, partition = k.1, term = g.node.raft.term,
+                    "no quorum of peers heard from; stepping down");
+                let term = g.node.raft.term;
+                g.node.raft.become_follower(term, raft::INVALID_ID);
+                g.quiesced = false;
             }
             let leader = g.node.raft.leader_id;
             let leader_silent = leader != me && silent.contains(&leader);

@@ -1,7 +1,10 @@
 //! Quiescing and the leader lease: when an idle led group stops ticking
 //! ([`can_quiesce`]), how long a leader's broker may stay silent before its
-//! followers wake and campaign, and a follower giving up its view of the
-//! leader's lease ([`end_lease`]).
+//! followers wake and campaign, a follower giving up its view of the
+//! leader's lease ([`end_lease`]), and a leader giving up its own when it
+//! hears no quorum ([`lost_quorum`]).
+
+use std::collections::HashSet;
 
 use raft::StateRole;
 
@@ -35,6 +38,27 @@ pub(super) fn end_lease(r: &mut raft::Raft<LogStorage>) {
     if r.election_elapsed < et {
         r.election_elapsed = et;
     }
+}
+
+/// A led group whose voters, apart from this broker, are silent (not
+/// heard within [`WAKE_AFTER`], or their link just broke) in such numbers
+/// that the rest is no quorum: the leader cannot commit anything, and its
+/// followers are about to campaign.
+pub(super) fn lost_quorum(g: &Group, me: u64, silent: &HashSet<u64>) -> bool {
+    let r = &g.node.raft;
+    if r.state != StateRole::Leader {
+        return false;
+    }
+    // The set type is raft-rs's own (its hasher is private): inferred.
+    let heard = r
+        .prs()
+        .conf()
+        .voters()
+        .ids()
+        .iter()
+        .filter(|id| *id == me || !silent.contains(id))
+        .collect();
+    !r.prs().has_quorum(&heard)
 }
 
 /// An idle led group whose followers all hold and know the whole log.

@@ -74,6 +74,10 @@ const STALL_CHECK_EVERY: Duration = Duration::from_millis(250);
 /// Slack past the request timeout before an unanswered request is re-sent
 /// (the broker answers TIMEOUT itself at the request timeout).
 const ANSWER_SLACK: Duration = Duration::from_secs(2);
+/// Retries of a partition whose leader is changing made at the first
+/// backoff (50 ms by default, so about a second) before backing off as for
+/// any other failure.
+const LEADER_POLLS: u32 = 20;
 
 #[derive(Debug)]
 pub(super) struct Sendable {
@@ -598,7 +602,15 @@ impl Sender {
             self.fail(key, b, err);
             return;
         }
-        let delay = self.cluster.config().backoff(part.failures);
+        // A partition between leaders (not the leader, gone, not ready) is
+        // polled at the shortest backoff: an election ends within a second,
+        // and the next metadata answer after it names the winner.
+        let between_leaders = err.invalidates_metadata() && part.failures < LEADER_POLLS;
+        let delay = if between_leaders {
+            self.cluster.config().retry_backoff
+        } else {
+            self.cluster.config().backoff(part.failures)
+        };
         part.failures += 1;
         part.retry_at = Some(Instant::now() + delay);
         if let Some(b) = part.queue.front_mut() {
