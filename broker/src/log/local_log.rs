@@ -30,6 +30,8 @@ pub const RAFT_STATE_FILE: &str = "raft-state";
 pub const COMMIT_HINT_FILE: &str = "raft-commit";
 /// Written by the broker to tie a partition directory to its topic.
 pub const OWNER_FILE: &str = "partition.meta";
+/// The partition's idempotent-producer state, written at a clean stop.
+pub const PRODUCER_STATE_FILE: &str = "producer-state";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -97,6 +99,9 @@ pub struct RecoveryReport {
     pub segments: usize,
     pub recovered_segments: usize,
     pub truncated_bytes: usize,
+    /// Bytes of batches read and CRC-checked (the rest was trusted: synced
+    /// before the recovery point was recorded).
+    pub checked_bytes: usize,
     pub dropped_segments: usize,
     pub ignored_files: Vec<String>,
 }

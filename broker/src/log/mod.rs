@@ -13,8 +13,8 @@ use std::time::Duration;
 
 pub use config::{FsyncPolicy, LogConfig};
 pub use local_log::{
-    AppendInfo, COMMIT_HINT_FILE, Log, LogError, OWNER_FILE, RAFT_STATE_FILE, RaftBase, ReadInfo,
-    RecoveryReport, SealedSlice, SyncPlan,
+    AppendInfo, COMMIT_HINT_FILE, Log, LogError, OWNER_FILE, PRODUCER_STATE_FILE, RAFT_STATE_FILE,
+    RaftBase, ReadInfo, RecoveryReport, SealedSlice, SyncPlan,
 };
 
 /// Milliseconds since the Unix epoch (record and segment timestamps).

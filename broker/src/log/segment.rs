@@ -52,6 +52,8 @@ pub struct ScanResult {
     pub valid_bytes: usize,
     /// Bytes dropped after them (torn or corrupt tail).
     pub truncated_bytes: usize,
+    /// Bytes of batches read and checked (the rest was trusted).
+    pub checked_bytes: usize,
 }
 
 pub struct Segment {

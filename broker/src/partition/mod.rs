@@ -28,7 +28,7 @@ use strata_proto::batch::BatchHeader;
 use tokio::sync::{Notify, watch};
 
 use crate::error::{BrokerError, Result};
-use crate::log::{FsyncPolicy, Log, LogConfig, ReadInfo, now_ms};
+use crate::log::{FsyncPolicy, Log, LogConfig, PRODUCER_STATE_FILE, ReadInfo, checkpoint, now_ms};
 use crate::raft::directory::Directory;
 use crate::raft::node::{Cmd, Proposal, RaftHandle};
 pub use crate::raft::replica::Role;
@@ -90,8 +90,7 @@ impl Partition {
         raft: RaftHandle,
         directory: std::sync::Arc<Directory>,
     ) -> Arc<Self> {
-        let mut producers = ProducerTable::default();
-        log.scan_headers(|h| producers.record(h));
+        let producers = Self::load_producers(&log);
         let p = Arc::new(Self {
             topic: topic.to_owned(),
             id,
@@ -504,14 +503,35 @@ impl Partition {
         g.log.scan_batches(from, f).map_err(|e| self.map_log(e))
     }
 
-    /// Stops the flusher, syncs everything and records the recovery point
-    /// and the Raft state.
+    /// The producer table: the snapshot a clean stop wrote when it
+    /// describes this log's end, else rebuilt from every batch header (which
+    /// reads the whole log from disk).
+    fn load_producers(log: &Log) -> ProducerTable {
+        let (term, index) = log.last_raft();
+        let end = (log.next_offset(), term, index);
+        let path = log.dir().join(PRODUCER_STATE_FILE);
+        if let Ok(Some(buf)) = checkpoint::read(&path)
+            && let Some(t) = ProducerTable::decode(&buf, end)
+        {
+            return t;
+        }
+        let mut producers = ProducerTable::default();
+        log.scan_headers(|h| producers.record(h));
+        producers
+    }
+
+    /// Stops the flusher, syncs everything and records the recovery point,
+    /// the Raft state and the producer table.
     pub fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         self.flush.notify_one();
         let mut g = self.lock();
         g.log.close().map_err(|e| self.map_log(e))?;
         let dir = g.log.dir().to_owned();
+        let (term, index) = g.log.last_raft();
+        let snapshot = self.producers().encode((g.log.next_offset(), term, index));
+        checkpoint::write(&dir.join(PRODUCER_STATE_FILE), &snapshot)
+            .map_err(|e| BrokerError::Storage(format!("{}: {e}", dir.display())))?;
         g.meta
             .store(&dir)
             .map_err(|e| BrokerError::Storage(format!("{}: {e}", dir.display())))

@@ -1,7 +1,9 @@
 //! Idempotent-producer bookkeeping of one partition: per producer id, the
 //! current epoch and the last few appended batches, so that a retried batch
 //! is answered with its original offsets instead of being appended twice,
-//! and a gap in sequences is refused. Rebuilt from batch headers at start.
+//! and a gap in sequences is refused. Rebuilt from batch headers at start,
+//! or read back from the snapshot a clean stop wrote ([`ProducerTable::encode`]),
+//! which names the log end it describes.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -140,6 +142,85 @@ impl ProducerTable {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    /// The table as of a log ending at `end` (next offset, last Raft term
+    /// and index): by Raft's log matching, a log with the same last entry
+    /// holds the same batches, so [`decode`](Self::decode) checks it.
+    pub fn encode(&self, end: (i64, u64, u64)) -> Vec<u8> {
+        let mut out = Vec::with_capacity(28 + self.map.len() * (15 + RECENT * 24));
+        out.extend_from_slice(&end.0.to_be_bytes());
+        out.extend_from_slice(&end.1.to_be_bytes());
+        out.extend_from_slice(&end.2.to_be_bytes());
+        out.extend_from_slice(&(self.map.len() as u32).to_be_bytes());
+        let mut pids: Vec<&i64> = self.map.keys().collect();
+        pids.sort_unstable();
+        for pid in pids {
+            let e = &self.map[pid];
+            out.extend_from_slice(&pid.to_be_bytes());
+            out.extend_from_slice(&e.epoch.to_be_bytes());
+            out.push(e.recent.len() as u8);
+            for c in &e.recent {
+                out.extend_from_slice(&c.first_seq.to_be_bytes());
+                out.extend_from_slice(&c.last_seq.to_be_bytes());
+                out.extend_from_slice(&c.base_offset.to_be_bytes());
+                out.extend_from_slice(&c.last_offset.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// A table [`encode`](Self::encode)d for a log ending at `end`; `None`
+    /// when it was written for another log end or is malformed.
+    pub fn decode(buf: &[u8], end: (i64, u64, u64)) -> Option<Self> {
+        let mut r = Reader(buf);
+        if (r.i64()?, r.u64()?, r.u64()?) != end {
+            return None;
+        }
+        let n = r.u32()? as usize;
+        let mut map = HashMap::with_capacity(n.min(buf.len() / 15));
+        for _ in 0..n {
+            let pid = r.i64()?;
+            let epoch = i16::from_be_bytes(r.take::<2>()?);
+            let count = usize::from(r.take::<1>()?[0]);
+            if count == 0 || count > RECENT {
+                return None;
+            }
+            let mut recent = VecDeque::with_capacity(count);
+            for _ in 0..count {
+                recent.push_back(Cached {
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
+                    base_offset: r.i64()?,
+                    last_offset: r.i64()?,
+                });
+            }
+            map.insert(pid, Entry { epoch, recent });
+        }
+        r.0.is_empty().then_some(Self { map })
+    }
+}
+
+/// Big-endian fields off the front of a snapshot.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let (head, rest) = self.0.split_first_chunk::<N>()?;
+        self.0 = rest;
+        Some(*head)
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take().map(i32::from_be_bytes)
+    }
+    fn u32(&mut self) -> Option<u32> {
+        self.take().map(u32::from_be_bytes)
+    }
+    fn i64(&mut self) -> Option<i64> {
+        self.take().map(i64::from_be_bytes)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        self.take().map(u64::from_be_bytes)
+    }
 }
 
 #[cfg(test)]
@@ -163,6 +244,46 @@ mod tests {
             base_sequence: seq,
             records_count: n,
         }
+    }
+
+    #[test]
+    fn snapshot_round_trips_only_for_its_log_end() {
+        let mut t = ProducerTable::default();
+        for i in 0..7 {
+            t.record(&h(7, 0, i * 5, 5, 100 + i64::from(i) * 5));
+        }
+        t.record(&h(9, 3, 0, 1, 200));
+        let end = (201, 4, 57);
+        let buf = t.encode(end);
+        let back = ProducerTable::decode(&buf, end).expect("decodes");
+        assert_eq!(back.encode(end), buf);
+        assert_eq!(
+            back.check(&h(7, 0, 30, 5, 0)).unwrap(),
+            SeqCheck::Duplicate {
+                base_offset: 130,
+                last_offset: 134
+            }
+        );
+        assert!(
+            ProducerTable::decode(&buf, (201, 5, 57)).is_none(),
+            "another term"
+        );
+        assert!(
+            ProducerTable::decode(&buf, (200, 4, 57)).is_none(),
+            "another end"
+        );
+        for cut in 0..buf.len() {
+            assert!(
+                ProducerTable::decode(&buf[..cut], end).is_none(),
+                "cut at {cut}"
+            );
+        }
+        let mut long = buf.clone();
+        long.push(0);
+        assert!(
+            ProducerTable::decode(&long, end).is_none(),
+            "trailing bytes"
+        );
     }
 
     #[test]

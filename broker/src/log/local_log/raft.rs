@@ -8,7 +8,10 @@ use std::path::Path;
 use bytes::Bytes;
 use strata_proto::batch::{self, BatchError, BatchHeader};
 
-use super::{AppendInfo, IoContext, LOG_START_FILE, Log, LogError, RAFT_BASE_FILE, RaftBase};
+use super::{
+    AppendInfo, IoContext, LOG_START_FILE, Log, LogError, RAFT_BASE_FILE, RECOVERY_POINT_FILE,
+    RaftBase,
+};
 use crate::log::checkpoint;
 use crate::log::segment::Segment;
 
@@ -225,6 +228,9 @@ impl Log {
                 .unwrap_or((self.raft_base.term, self.raft_base.index))
         };
         self.flushed = self.flushed.min(self.next_offset);
+        // Durably, before anything is appended over the cut: a recovery
+        // point past the cut would let a restart trust unsynced bytes.
+        checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), self.flushed).at(&self.dir)?;
         let _ = now_ms;
         Ok(())
     }
@@ -252,6 +258,7 @@ impl Log {
         self.next_offset = base.next_offset;
         self.last_raft = (base.term, base.index);
         self.flushed = base.next_offset;
-        self.checkpoint_recovery_point()
+        // Durably: the old recovery point may lie inside the new segment.
+        checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), self.flushed).at(&self.dir)
     }
 }

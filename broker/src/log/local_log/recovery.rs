@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{
-    COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE, RAFT_BASE_FILE,
-    RAFT_STATE_FILE, RECOVERY_POINT_FILE, RecoveryReport, raft,
+    COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE, PRODUCER_STATE_FILE,
+    RAFT_BASE_FILE, RAFT_STATE_FILE, RECOVERY_POINT_FILE, RecoveryReport, raft,
 };
 use crate::log::checkpoint;
 use crate::log::config::LogConfig;
@@ -15,9 +15,11 @@ use crate::log::segment::{self, Segment};
 
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering after a crash: every
-    /// segment from the recovery point on is checked batch by batch and cut
-    /// at the first torn or corrupt batch; later segments are dropped; bad
-    /// or missing indexes are rebuilt. Unknown files are left alone.
+    /// segment from the recovery point on is checked batch by batch (in the
+    /// one holding the recovery point, from the last indexed batch at or
+    /// below it) and cut at the first torn or corrupt batch; later segments
+    /// are dropped; bad or missing indexes are rebuilt. Unknown files are
+    /// left alone.
     pub fn open(
         dir: &Path,
         config: LogConfig,
@@ -49,7 +51,8 @@ impl Log {
                 || name == RAFT_BASE_FILE
                 || name == RAFT_STATE_FILE
                 || name == COMMIT_HINT_FILE
-                || name == OWNER_FILE)
+                || name == OWNER_FILE
+                || name == PRODUCER_STATE_FILE)
             {
                 report.ignored_files.push(name);
             }
@@ -71,17 +74,19 @@ impl Log {
             if broken || expected.is_some_and(|e| e != base) {
                 // A gap or an earlier cut: nothing after it can be trusted.
                 broken = true;
-                let (seg, _) = Segment::open(dir, base, sizes, false).at(dir)?;
+                let (seg, _) = Segment::open(dir, base, sizes, None).at(dir)?;
                 seg.delete().at(dir)?;
                 report.dropped_segments += 1;
                 continue;
             }
             let recover = base >= first_suspect || i + 1 == n;
-            let (seg, scan) = Segment::open(dir, base, sizes, recover).at(dir)?;
+            let check = recover.then_some(recovery_point);
+            let (seg, scan) = Segment::open(dir, base, sizes, check).at(dir)?;
             if recover {
                 report.recovered_segments += 1;
             }
             report.truncated_bytes += scan.truncated_bytes;
+            report.checked_bytes += scan.checked_bytes;
             let cut = scan.truncated_bytes > 0;
             if seg.is_empty() && i + 1 != n {
                 seg.delete().at(dir)?;

@@ -393,3 +393,159 @@ fn the_record_with_the_largest_timestamp() {
         Some((7 * 3 + 2, 5_001))
     );
 }
+
+/// Copies every file of a partition directory.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// Index files of every segment, after a clean close (sealed, trimmed).
+fn index_bytes(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    seg_files(dir)
+        .into_iter()
+        .map(|(_, p)| {
+            (
+                std::fs::read(p.with_extension("index")).unwrap(),
+                std::fs::read(p.with_extension("timeindex")).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A restart after the data was synced reads only the active segment's
+/// tail after its last indexed batch, not the whole segment, and ends in
+/// the same state (indexes byte for byte, timestamps, Raft position,
+/// appends) as a restart that scans everything.
+#[test]
+fn restart_checks_only_what_follows_the_recovery_point() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    let stored = fill(&mut log, &[(4, 150); 60]);
+    let total: usize = stored.iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(log.segment_count(), 1, "one active segment");
+    log.close().unwrap();
+    let end = (
+        log.next_offset(),
+        log.last_raft(),
+        log.max_timestamp_offset().unwrap(),
+    );
+    drop(log);
+    let full = tempfile::tempdir().unwrap();
+    copy_dir(d.path(), full.path());
+    std::fs::remove_file(full.path().join(RECOVERY_POINT_FILE)).unwrap();
+
+    let (mut log, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    let (mut scanned, full_rep) = Log::open(full.path(), cfg(1 << 20), 0).unwrap();
+    assert_eq!(full_rep.checked_bytes, total, "without a recovery point");
+    assert!(
+        rep.checked_bytes > 0 && rep.checked_bytes <= 2 * 128 + stored[59].1.len(),
+        "checked {} of {total} bytes",
+        rep.checked_bytes
+    );
+    for l in [&log, &scanned] {
+        assert_eq!(
+            (
+                l.next_offset(),
+                l.last_raft(),
+                l.max_timestamp_offset().unwrap()
+            ),
+            end
+        );
+        assert_eq!(
+            l.offset_for_timestamp(1_000 + 30 * 10).unwrap(),
+            Some((120, 1_300))
+        );
+        for (base, bytes) in &stored {
+            let r = l.read(*base + 1, 1, i64::MAX).unwrap();
+            assert_eq!(&r.records[..bytes.len()], &bytes[..]);
+        }
+    }
+    for l in [&mut log, &mut scanned] {
+        let info = l.append(&make_batch(2, 10, 9_000), 2, 0).unwrap();
+        assert_eq!(info.base_offset, end.0);
+        l.close().unwrap();
+    }
+    assert_eq!(index_bytes(d.path()), index_bytes(full.path()));
+}
+
+/// Index pages lost in a machine crash (the indexes are not synced with
+/// the data) read as zeros: the scan then starts earlier, never later, and
+/// the log comes back whole.
+#[test]
+fn lost_index_pages_make_the_scan_start_earlier() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    let stored = fill(&mut log, &[(4, 150); 60]);
+    log.close().unwrap();
+    let end = (
+        log.next_offset(),
+        log.last_raft(),
+        log.max_timestamp_offset().unwrap(),
+    );
+    drop(log);
+    let (_, seg) = seg_files(d.path()).remove(0);
+    for (ext, zero_from) in [("index", 12 * 10), ("timeindex", 12 * 20)] {
+        let p = seg.with_extension(ext);
+        let len = std::fs::metadata(&p).unwrap().len() as usize;
+        let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.write_all_at(&vec![0; len - zero_from], zero_from as u64)
+            .unwrap();
+    }
+    let (log, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    let total: usize = stored.iter().map(|(_, b)| b.len()).sum();
+    assert!(
+        rep.checked_bytes > total / 2,
+        "checked {}",
+        rep.checked_bytes
+    );
+    assert_eq!(
+        (
+            log.next_offset(),
+            log.last_raft(),
+            log.max_timestamp_offset().unwrap()
+        ),
+        end
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1_000 + 50 * 10).unwrap(),
+        Some((200, 1_500))
+    );
+    for (base, bytes) in &stored {
+        let r = log.read(*base, 1, i64::MAX).unwrap();
+        assert_eq!(&r.records[..bytes.len()], &bytes[..]);
+    }
+}
+
+/// What was appended after the last sync is still checked: a torn tail
+/// past the recovery point is cut, the synced part is kept.
+#[test]
+fn unsynced_tail_past_the_recovery_point_is_still_checked() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    let synced = fill(&mut log, &[(4, 150); 30]);
+    let plan = log.sync_plan();
+    plan.run().unwrap();
+    log.mark_synced(plan.up_to);
+    log.checkpoint_recovery_point().unwrap();
+    let synced_end = log.next_offset();
+    let later = fill(&mut log, &[(4, 150); 5]);
+    let size = log.segments.values().next_back().unwrap().size();
+    drop(log); // crash
+    let (_, seg) = seg_files(d.path()).remove(0);
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    // Tear the third unsynced batch.
+    let torn = size - later[2..].iter().map(|(_, b)| b.len()).sum::<usize>() + 40;
+    f.write_all_at(&[0xA5; 16], torn as u64).unwrap();
+    let (log, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    assert!(rep.truncated_bytes > 0);
+    assert_eq!(log.next_offset(), later[2].0);
+    assert!(log.next_offset() > synced_end);
+    for (base, bytes) in synced.iter().chain(&later[..2]) {
+        let r = log.read(*base, 1, i64::MAX).unwrap();
+        assert_eq!(&r.records[..bytes.len()], &bytes[..]);
+    }
+}

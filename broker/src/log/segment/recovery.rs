@@ -1,6 +1,9 @@
 //! Opening a segment found on disk: trusting its indexes when their shape
 //! is sane, or scanning its batches (length, CRC, offset and Raft index
-//! continuity) to find the valid end and rebuild both indexes.
+//! continuity) to find the valid end and rebuild both indexes. A scan
+//! starts where the data is known synced (the recovery point), found
+//! through the on-disk indexes, so that a restart reads the unsynced tail
+//! of the active segment rather than all of it.
 
 use std::fs::OpenOptions;
 use std::io;
@@ -10,22 +13,36 @@ use std::sync::Arc;
 use strata_proto::batch;
 
 use super::{ScanResult, Segment, SegmentSizes};
-use crate::log::index::{IndexFile, OffsetEntry};
+use crate::log::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::log::mmap::{self, SharedMap};
 
 /// Bytes after a segment's valid end checked for torn-write garbage.
 const TAIL_CHECK_BYTES: usize = 1 << 20;
 
+/// A scan's starting point inside a segment: the batch at `position` and
+/// the index entries and state of everything before it.
+struct Resume {
+    position: usize,
+    next_offset: i64,
+    /// Raft index and max timestamp of the segment's first batch.
+    first: (u64, i64),
+    max_timestamp: i64,
+    offsets: Vec<OffsetEntry>,
+    times: Vec<TimeEntry>,
+}
+
 impl Segment {
-    /// Opens a segment found on disk. With `recover`, every batch is checked
-    /// and the file is cut after the last good one; otherwise the file and
-    /// its indexes are trusted if their shape is sane (and the indexes are
-    /// rebuilt if not). The segment comes back sealed.
+    /// Opens a segment found on disk. With `recover` (the recovery point:
+    /// every batch below it was synced), the batches from the last indexed
+    /// one at or below the recovery point on are checked and the file is
+    /// cut after the last good one; otherwise the file and its indexes are
+    /// trusted if their shape is sane (and the indexes are rebuilt if not).
+    /// The segment comes back sealed.
     pub fn open(
         dir: &Path,
         base_offset: i64,
         sizes: SegmentSizes,
-        recover: bool,
+        recover: Option<i64>,
     ) -> io::Result<(Self, ScanResult)> {
         let (log, idx, tidx) = Self::paths(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).open(&log)?;
@@ -56,18 +73,19 @@ impl Segment {
         };
         let mut scan = ScanResult {
             valid_bytes: len,
-            truncated_bytes: 0,
+            ..ScanResult::default()
         };
-        if !recover {
+        if recover.is_none() {
             seg.load_tail_state();
         }
-        let sane = !recover && seg.indexes_look_sane();
+        let sane = recover.is_none() && seg.indexes_look_sane();
         if sane {
             if let Some(t) = seg.time_index.last() {
                 seg.max_timestamp = seg.max_timestamp.max(t.timestamp);
             }
         } else {
-            scan = seg.rebuild(recover)?;
+            let resume = recover.and_then(|synced_below| seg.resume_point(synced_below));
+            scan = seg.rebuild(recover.is_some(), resume)?;
             if scan.truncated_bytes > 0 {
                 // No map is shared yet: shrink and remap to the valid prefix.
                 seg.map = None;
@@ -126,9 +144,88 @@ impl Segment {
         }
     }
 
-    /// Rebuilds both indexes by scanning. With `check_crc`, stops at the
-    /// first batch failing its CRC or continuity checks.
-    fn rebuild(&mut self, check_crc: bool) -> io::Result<ScanResult> {
+    /// Where a scan of this segment may start when every batch below
+    /// offset `synced_below` is known to be on disk: at the last batch the
+    /// offset index points to that starts at or below it. Only the indexes
+    /// and two batch headers are read (not the data before that batch).
+    ///
+    /// The indexes are not synced with the data, so after a machine crash
+    /// their tails may be lost: a lost page reads as zeros, which breaks
+    /// the strict order every entry keeps and ends the trusted prefix, and
+    /// the time index is only trusted below its last entry (entries after
+    /// it may have been lost without a trace). `None`: scan from the start.
+    fn resume_point(&self, synced_below: i64) -> Option<Resume> {
+        let first = self.header_at(0)?;
+        if first.base_offset != self.base_offset {
+            return None;
+        }
+        let offsets: Vec<OffsetEntry> = (0..self.offset_index.len())
+            .map_while(|i| self.offset_index.get(i))
+            .enumerate()
+            .scan(None::<OffsetEntry>, |prev, (i, e)| {
+                let ordered = match prev {
+                    None => i == 0 && e.position == 0 && e.rel_offset == 0,
+                    Some(p) => e.rel_offset > p.rel_offset && e.position > p.position,
+                };
+                *prev = Some(e);
+                ordered.then_some(e)
+            })
+            .collect();
+        let times: Vec<TimeEntry> = (0..self.time_index.len())
+            .map_while(|i| self.time_index.get(i))
+            .scan(None::<TimeEntry>, |prev, t| {
+                let ordered =
+                    prev.is_none_or(|p| t.rel_offset > p.rel_offset && t.timestamp > p.timestamp);
+                *prev = Some(t);
+                ordered.then_some(t)
+            })
+            .collect();
+        // The first entries describe the first batch (a lost first page
+        // reads as an all-zero entry, which the order checks accept).
+        let first_time_ok = match times.first() {
+            Some(t) if t.rel_offset == 0 => t.timestamp == first.max_timestamp,
+            _ => first.records_count <= 0 || first.max_timestamp <= -1,
+        };
+        if !first_time_ok || offsets.first().is_none_or(|e| e.rel_raft_index != 0) {
+            return None;
+        }
+        // Time entries below the last one are complete; the resume batch
+        // must lie below it too (or at it).
+        let time_limit = times.last().map_or(0, |t| t.rel_offset);
+        let k = offsets.iter().rposition(|e| {
+            e.rel_offset <= time_limit
+                && self.base_offset + i64::from(e.rel_offset) <= synced_below
+                && (e.position as usize) < self.size
+        })?;
+        if k == 0 {
+            return None;
+        }
+        let e = offsets[k];
+        let h = self.header_at(e.position as usize)?;
+        if h.base_offset != self.base_offset + i64::from(e.rel_offset)
+            || h.raft_index != first.raft_index + u64::from(e.rel_raft_index)
+        {
+            return None;
+        }
+        let times: Vec<TimeEntry> = times
+            .into_iter()
+            .take_while(|t| t.rel_offset < e.rel_offset)
+            .collect();
+        Some(Resume {
+            position: e.position as usize,
+            next_offset: h.base_offset,
+            first: (first.raft_index, first.max_timestamp),
+            max_timestamp: times.last().map_or(-1, |t| t.timestamp),
+            offsets: offsets[..k].to_vec(),
+            times,
+        })
+    }
+
+    /// Rebuilds both indexes by scanning (from `resume` when given: its
+    /// entries are kept and the batches before it are not read). With
+    /// `check_crc`, stops at the first batch failing its CRC or continuity
+    /// checks.
+    fn rebuild(&mut self, check_crc: bool, resume: Option<Resume>) -> io::Result<ScanResult> {
         let (_, idx, tidx) = Self::paths(&self.dir, self.base_offset);
         self.offset_index = IndexFile::create(&idx, self.sizes.index_max_bytes)?;
         self.time_index = IndexFile::create(&tidx, self.sizes.index_max_bytes)?;
@@ -138,6 +235,21 @@ impl Segment {
         self.max_timestamp = -1;
         let total = self.size;
         let mut pos = 0usize;
+        if let Some(r) = resume {
+            let kept = r.offsets.iter().all(|e| self.offset_index.push(*e))
+                && r.times.iter().all(|t| self.time_index.push(*t));
+            if !kept {
+                return Err(io::Error::other("index entries do not fit a rebuilt index"));
+            }
+            pos = r.position;
+            self.next_offset = r.next_offset;
+            self.first_raft_index = Some(r.first.0);
+            self.first_timestamp = Some(r.first.1);
+            self.max_timestamp = r.max_timestamp;
+            // The batch at the resume point gets its entry again.
+            self.bytes_since_index = self.sizes.index_interval_bytes;
+        }
+        let start = pos;
         let mut prev_index: Option<u64> = None;
         while let Some(h) = self.header_at(pos) {
             if check_crc {
@@ -177,6 +289,7 @@ impl Segment {
         Ok(ScanResult {
             valid_bytes: pos,
             truncated_bytes: garbage,
+            checked_bytes: pos - start,
         })
     }
 }

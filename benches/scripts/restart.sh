@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Broker restart time (issue: restart under 10 s at 10 GB in 1,000
+# partitions): one broker is filled, then restarted after a clean stop
+# (SIGTERM) and after a crash (SIGKILL), each with the page cache dropped
+# first, so that what is timed is reading the data directory from disk.
+#
+#   benches/scripts/restart.sh [OUT_DIR]
+#   BYTES=2GB PARTITIONS=100 benches/scripts/restart.sh    # smaller
+#   STRATAD=/tmp/stratad-old benches/scripts/restart.sh    # another broker build
+#
+# Needs release binaries (cargo build --release -p strata-broker -p strata-cli),
+# fio, and root (drop_caches). Time is from starting `stratad` to its
+# `/ready` answering 200: every replica open and led, its whole log applied.
+# Records are 1 KiB in 16 KiB batches (Kafka's default batch size), so the
+# log holds about 650,000 batches per 10 GB.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-target/bench-results}
+DATA=${STRATA_BENCH_DIR:-target/bench-data}
+BYTES=${BYTES:-10GB}
+PARTITIONS=${PARTITIONS:-1000}
+RUNS=${RUNS:-3}
+PORT=19700
+HTTP=127.0.0.1:19702
+BIN=target/release
+mkdir -p "$OUT"
+
+STRATAD=${STRATAD:-$BIN/stratad}   # another build to compare with
+start_broker() {
+  "$STRATAD" --data-dir "$DATA/node" --listen 127.0.0.1:$PORT --http-listen $HTTP \
+    --peer-listen 127.0.0.1:19701 --kafka-listen off --fsync never --log-level warn \
+    >>"$OUT/stratad-restart.log" 2>&1 &
+  BROKER=$!
+}
+# Seconds from now until /ready answers.
+wait_ready() {
+  python3 - "$HTTP" <<'PY'
+import sys, time, urllib.request
+t0 = time.monotonic()
+while time.monotonic() - t0 < 600:
+    try:
+        with urllib.request.urlopen(f"http://{sys.argv[1]}/ready", timeout=1) as r:
+            if r.status == 200:
+                print(round(time.monotonic() - t0, 3))
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.02)
+sys.exit("broker not ready after 600 s")
+PY
+}
+strata() { "$BIN/strata" --brokers 127.0.0.1:$PORT "$@"; }
+cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+echo "== limits"
+fio --name=r --filename="$DATA.fio" --rw=read --bs=1M --size=1G --ioengine=psync --direct=1 \
+  --output-format=json >"$OUT/fio-read.json"
+rm -f "$DATA.fio"
+python3 -c "import json;j=json.load(open('$OUT/fio-read.json'));print('fio seq read 1MiB direct MB/s', round(j['jobs'][0]['read']['bw_bytes']/1e6,1))"
+
+echo "== fill: $BYTES in $PARTITIONS partitions"
+rm -rf "$DATA" && mkdir -p "$DATA"
+start_broker
+wait_ready >/dev/null
+strata topic create restart --partitions "$PARTITIONS" --replication-factor 1 >/dev/null
+strata bench produce restart --bytes "$BYTES" --record-size 1024 --batch-size 16384 --acks all \
+  --output json >"$OUT/restart-fill.json"
+echo "fill: $(cat "$OUT/restart-fill.json")"
+du -sh "$DATA/node" | sed 's/^/data: /'
+
+# A crash right after the fill: the recovery checkpoints lag the data.
+kill -KILL "$BROKER"; wait "$BROKER" 2>/dev/null || true
+cold; start_broker
+echo "crash after fill: $(wait_ready) s"
+for i in $(seq 1 "$RUNS"); do
+  kill -TERM "$BROKER"; wait "$BROKER" || true
+  cold; start_broker
+  echo "clean #$i: $(wait_ready) s"
+  kill -KILL "$BROKER"; wait "$BROKER" 2>/dev/null || true
+  cold; start_broker
+  echo "crash (idle) #$i: $(wait_ready) s"
+done
+kill -TERM "$BROKER"; wait "$BROKER" || true
+rm -rf "$DATA"
