@@ -6,13 +6,14 @@
 #
 #   benches/scripts/restart.sh [OUT_DIR]
 #   BYTES=2GB PARTITIONS=100 benches/scripts/restart.sh    # smaller
-#   STRATAD=/tmp/stratad-old benches/scripts/restart.sh    # another broker build
+#   COMPARE=/tmp/stratad-old benches/scripts/restart.sh    # and another build
 #
 # Needs release binaries (cargo build --release -p strata-broker -p strata-cli),
 # fio, and root (drop_caches). Time is from starting `stratad` to its
 # `/ready` answering 200: every replica open and led, its whole log applied.
-# Records are 1 KiB in 16 KiB batches (Kafka's default batch size), so the
-# log holds about 650,000 batches per 10 GB.
+# Records are 1 KiB in batches of BATCH bytes (default 1 MiB: the client
+# spends more CPU per batch with 1,000 partitions than the broker does, so
+# smaller batches make the fill, not the restart, the slow part).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-target/bench-results}
@@ -20,14 +21,18 @@ DATA=${STRATA_BENCH_DIR:-target/bench-data}
 BYTES=${BYTES:-10GB}
 PARTITIONS=${PARTITIONS:-1000}
 RUNS=${RUNS:-3}
+BATCH=${BATCH:-1048576}
 PORT=19700
 HTTP=127.0.0.1:19702
 BIN=target/release
 mkdir -p "$OUT"
 
-STRATAD=${STRATAD:-$BIN/stratad}   # another build to compare with
-start_broker() {
-  "$STRATAD" --data-dir "$DATA/node" --listen 127.0.0.1:$PORT --http-listen $HTTP \
+STRATAD=${STRATAD:-$BIN/stratad}
+# COMPARE=/path/to/another/stratad: each round restarts the same data with
+# both builds, alternating.
+BUILDS=("$STRATAD" ${COMPARE:+"$COMPARE"})
+start_broker() { # [binary]
+  "${1:-$STRATAD}" --data-dir "$DATA/node" --listen 127.0.0.1:$PORT --http-listen $HTTP \
     --peer-listen 127.0.0.1:19701 --kafka-listen off --fsync never --log-level warn \
     >>"$OUT/stratad-restart.log" 2>&1 &
   BROKER=$!
@@ -63,7 +68,7 @@ rm -rf "$DATA" && mkdir -p "$DATA"
 start_broker
 wait_ready >/dev/null
 strata topic create restart --partitions "$PARTITIONS" --replication-factor 1 >/dev/null
-strata bench produce restart --bytes "$BYTES" --record-size 1024 --batch-size 16384 --acks all \
+strata bench produce restart --bytes "$BYTES" --record-size 1024 --batch-size "$BATCH" --acks all \
   --output json >"$OUT/restart-fill.json"
 echo "fill: $(cat "$OUT/restart-fill.json")"
 du -sh "$DATA/node" | sed 's/^/data: /'
@@ -73,12 +78,14 @@ kill -KILL "$BROKER"; wait "$BROKER" 2>/dev/null || true
 cold; start_broker
 echo "crash after fill: $(wait_ready) s"
 for i in $(seq 1 "$RUNS"); do
-  kill -TERM "$BROKER"; wait "$BROKER" || true
-  cold; start_broker
-  echo "clean #$i: $(wait_ready) s"
-  kill -KILL "$BROKER"; wait "$BROKER" 2>/dev/null || true
-  cold; start_broker
-  echo "crash (idle) #$i: $(wait_ready) s"
+  for b in "${BUILDS[@]}"; do
+    kill -TERM "$BROKER"; wait "$BROKER" || true
+    cold; start_broker "$b"
+    echo "clean #$i $b: $(wait_ready) s"
+    kill -KILL "$BROKER"; wait "$BROKER" 2>/dev/null || true
+    cold; start_broker "$b"
+    echo "crash (idle) #$i $b: $(wait_ready) s"
+  done
 done
 kill -TERM "$BROKER"; wait "$BROKER" || true
 rm -rf "$DATA"

@@ -1,5 +1,7 @@
 //! Every memory map of the broker lives here, with the reasoning that makes it
-//! sound. Maps are shared file mappings of files this process owns.
+//! sound (and the one other system call `log/` makes unsafely, a probe of
+//! a file's extents). Maps are shared file mappings of files this process
+//! owns.
 //!
 //! Invariants the rest of `log/` keeps so that these maps stay sound:
 //! - a file is never shrunk while a map of it may be read past the new end
@@ -15,6 +17,30 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
+
+/// Whether `file` holds data (not a hole) at or after byte `pos`. The
+/// preallocated, never written tail of an active segment is a hole, so
+/// recovery need not read (and fault in) it. Filesystems that cannot tell
+/// report everything before the end as data.
+pub fn has_data_from(file: &File, pos: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let Ok(off) = libc::off_t::try_from(pos) else {
+        return Ok(false);
+    };
+    // SAFETY: lseek(2) on a descriptor `file` owns and keeps open for the
+    // call; it only looks up the file's extents (and moves the descriptor's
+    // offset, which no segment I/O uses: all of it is positioned).
+    let r = unsafe { libc::lseek(file.as_raw_fd(), off, libc::SEEK_DATA) };
+    if r >= 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::ENXIO) => Ok(false),
+        Some(libc::EINVAL) => Ok(true),
+        _ => Err(e),
+    }
+}
 
 /// A read-only shared mapping of the first `len` bytes of `file`.
 pub fn map_read(file: &File, len: usize) -> io::Result<Mmap> {
@@ -63,6 +89,15 @@ impl SharedMap {
     /// The mapped bytes.
     pub fn as_slice(&self) -> &[u8] {
         &self.0
+    }
+
+    /// Tells the kernel to read only the pages touched (`true`, for
+    /// recovery's few header reads in a mostly sparse active segment, where
+    /// read-around would zero-fill megabytes of holes per partition) or to
+    /// read ahead as usual (`false`).
+    pub fn read_only_touched(&self, yes: bool) -> io::Result<()> {
+        self.0
+            .advise(if yes { Advice::Random } else { Advice::Normal })
     }
 
     /// A zero-copy `Bytes` view of `range`; the map lives as long as it does.

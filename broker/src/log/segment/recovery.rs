@@ -18,6 +18,8 @@ use crate::log::mmap::{self, SharedMap};
 
 /// Bytes after a segment's valid end checked for torn-write garbage.
 const TAIL_CHECK_BYTES: usize = 1 << 20;
+/// The unit in which a file's data and holes are told apart.
+const PAGE: usize = 4096;
 
 /// A scan's starting point inside a segment: the batch at `position` and
 /// the index entries and state of everything before it.
@@ -84,8 +86,28 @@ impl Segment {
                 seg.max_timestamp = seg.max_timestamp.max(t.timestamp);
             }
         } else {
-            let resume = recover.and_then(|synced_below| seg.resume_point(synced_below));
+            if !mmap::has_data_from(&seg.file, 0)? {
+                // Preallocated and never written: nothing to read.
+                seg.size = 0;
+            }
+            let resume = match (recover, &seg.map) {
+                (Some(synced_below), Some(m)) => {
+                    // A few pages are read to find the resume point, and
+                    // from it only a short tail: no read-around. A scan of
+                    // the whole segment reads ahead as usual.
+                    m.read_only_touched(true)?;
+                    let r = seg.resume_point(synced_below);
+                    if r.is_none() {
+                        m.read_only_touched(false)?;
+                    }
+                    r
+                }
+                _ => None,
+            };
             scan = seg.rebuild(recover.is_some(), resume)?;
+            if let Some(m) = &seg.map {
+                m.read_only_touched(false)?;
+            }
             if scan.truncated_bytes > 0 {
                 // No map is shared yet: shrink and remap to the valid prefix.
                 seg.map = None;
@@ -100,21 +122,34 @@ impl Segment {
         Ok((seg, scan))
     }
 
+    /// Whether a sealed segment's indexes can be used as they are: entries
+    /// in strict order, inside the file, and the first and last pointing at
+    /// the batches they name. Only the indexes and two batch headers are
+    /// read: checking every entry against its batch would read the whole
+    /// segment from disk at every start.
     fn indexes_look_sane(&self) -> bool {
         let mut prev: Option<OffsetEntry> = None;
         for i in 0..self.offset_index.len() {
             let Some(e) = self.offset_index.get(i) else {
                 return false;
             };
-            if let Some(p) = prev
-                && (e.rel_offset < p.rel_offset || e.position <= p.position)
-            {
-                return false;
-            }
-            if e.position as usize >= self.size || self.header_at(e.position as usize).is_none() {
+            let ordered = match prev {
+                None => e.position == 0,
+                // Empty batches (Raft no-ops) share the next batch's offset.
+                Some(p) => e.rel_offset >= p.rel_offset && e.position > p.position,
+            };
+            if !ordered || e.position as usize >= self.size {
                 return false;
             }
             prev = Some(e);
+        }
+        for e in [self.offset_index.get(0), prev].into_iter().flatten() {
+            let names_its_batch = self
+                .header_at(e.position as usize)
+                .is_some_and(|h| h.base_offset == self.base_offset + i64::from(e.rel_offset));
+            if !names_its_batch {
+                return false;
+            }
         }
         let mut prev_ts = i64::MIN;
         let span = self.next_offset - self.base_offset;
@@ -165,7 +200,8 @@ impl Segment {
             .scan(None::<OffsetEntry>, |prev, (i, e)| {
                 let ordered = match prev {
                     None => i == 0 && e.position == 0 && e.rel_offset == 0,
-                    Some(p) => e.rel_offset > p.rel_offset && e.position > p.position,
+                    // Empty batches (Raft no-ops) share the next offset.
+                    Some(p) => e.rel_offset >= p.rel_offset && e.position > p.position,
                 };
                 *prev = Some(e);
                 ordered.then_some(e)
@@ -280,9 +316,16 @@ impl Segment {
         // Only a window after the valid end is inspected: a torn write
         // leaves its garbage there, and the rest of a preallocated file is
         // zeros that would take long to scan (appends overwrite it anyway).
-        let window_end = total.min(pos.saturating_add(TAIL_CHECK_BYTES));
+        // Past the page holding the end, a hole (the usual preallocated
+        // tail) holds no garbage and is not read at all.
+        let page_end = total.min(pos.next_multiple_of(PAGE));
+        let window_end = if mmap::has_data_from(&self.file, page_end as u64)? {
+            total.min(pos.saturating_add(TAIL_CHECK_BYTES))
+        } else {
+            page_end
+        };
         let tail = match &self.map {
-            Some(m) => &m.as_slice()[pos..window_end],
+            Some(m) => &m.as_slice()[pos..window_end.max(pos)],
             None => &[],
         };
         let garbage = tail.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
