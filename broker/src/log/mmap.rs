@@ -27,9 +27,9 @@ pub fn has_data_from(file: &File, pos: u64) -> io::Result<bool> {
     let Ok(off) = libc::off_t::try_from(pos) else {
         return Ok(false);
     };
-    // SAFETY: lseek(2) on a descriptor `file` owns and keeps open for the
-    // call; it only looks up the file's extents (and moves the descriptor's
+    // lseek(2) only looks up the file's extents (and moves the descriptor's
     // offset, which no segment I/O uses: all of it is positioned).
+    // SAFETY: the descriptor is owned by `file`, open for the whole call.
     let r = unsafe { libc::lseek(file.as_raw_fd(), off, libc::SEEK_DATA) };
     if r >= 0 {
         return Ok(true);

@@ -416,6 +416,25 @@ fn index_bytes(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Where a log ends: next offset, last Raft entry, largest timestamp.
+type End = (i64, (u64, u64), Option<(i64, i64)>);
+
+fn end_of(log: &Log) -> End {
+    (
+        log.next_offset(),
+        log.last_raft(),
+        log.max_timestamp_offset().unwrap(),
+    )
+}
+
+/// Every stored batch reads back byte for byte.
+fn assert_holds(log: &Log, stored: &[(i64, Bytes)]) {
+    for (base, bytes) in stored {
+        let r = log.read(*base, 1, i64::MAX).unwrap();
+        assert_eq!(&r.records[..bytes.len()], &bytes[..], "batch at {base}");
+    }
+}
+
 /// A restart after the data was synced reads only the active segment's
 /// tail after its last indexed batch, not the whole segment, and ends in
 /// the same state (indexes byte for byte, timestamps, Raft position,
@@ -428,11 +447,7 @@ fn restart_checks_only_what_follows_the_recovery_point() {
     let total: usize = stored.iter().map(|(_, b)| b.len()).sum();
     assert_eq!(log.segment_count(), 1, "one active segment");
     log.close().unwrap();
-    let end = (
-        log.next_offset(),
-        log.last_raft(),
-        log.max_timestamp_offset().unwrap(),
-    );
+    let end = end_of(&log);
     drop(log);
     let full = tempfile::tempdir().unwrap();
     copy_dir(d.path(), full.path());
@@ -447,22 +462,12 @@ fn restart_checks_only_what_follows_the_recovery_point() {
         rep.checked_bytes
     );
     for l in [&log, &scanned] {
-        assert_eq!(
-            (
-                l.next_offset(),
-                l.last_raft(),
-                l.max_timestamp_offset().unwrap()
-            ),
-            end
-        );
+        assert_eq!(end_of(l), end);
         assert_eq!(
             l.offset_for_timestamp(1_000 + 30 * 10).unwrap(),
             Some((120, 1_300))
         );
-        for (base, bytes) in &stored {
-            let r = l.read(*base + 1, 1, i64::MAX).unwrap();
-            assert_eq!(&r.records[..bytes.len()], &bytes[..]);
-        }
+        assert_holds(l, &stored);
     }
     for l in [&mut log, &mut scanned] {
         let info = l.append(&make_batch(2, 10, 9_000), 2, 0).unwrap();
@@ -481,11 +486,7 @@ fn lost_index_pages_make_the_scan_start_earlier() {
     let (mut log, _) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
     let stored = fill(&mut log, &[(4, 150); 60]);
     log.close().unwrap();
-    let end = (
-        log.next_offset(),
-        log.last_raft(),
-        log.max_timestamp_offset().unwrap(),
-    );
+    let end = end_of(&log);
     drop(log);
     let (_, seg) = seg_files(d.path()).remove(0);
     for (ext, zero_from) in [("index", 12 * 10), ("timeindex", 12 * 20)] {
@@ -502,22 +503,12 @@ fn lost_index_pages_make_the_scan_start_earlier() {
         "checked {}",
         rep.checked_bytes
     );
-    assert_eq!(
-        (
-            log.next_offset(),
-            log.last_raft(),
-            log.max_timestamp_offset().unwrap()
-        ),
-        end
-    );
+    assert_eq!(end_of(&log), end);
     assert_eq!(
         log.offset_for_timestamp(1_000 + 50 * 10).unwrap(),
         Some((200, 1_500))
     );
-    for (base, bytes) in &stored {
-        let r = log.read(*base, 1, i64::MAX).unwrap();
-        assert_eq!(&r.records[..bytes.len()], &bytes[..]);
-    }
+    assert_holds(&log, &stored);
 }
 
 /// What was appended after the last sync is still checked: a torn tail
@@ -544,8 +535,6 @@ fn unsynced_tail_past_the_recovery_point_is_still_checked() {
     assert!(rep.truncated_bytes > 0);
     assert_eq!(log.next_offset(), later[2].0);
     assert!(log.next_offset() > synced_end);
-    for (base, bytes) in synced.iter().chain(&later[..2]) {
-        let r = log.read(*base, 1, i64::MAX).unwrap();
-        assert_eq!(&r.records[..bytes.len()], &bytes[..]);
-    }
+    assert_holds(&log, &synced);
+    assert_holds(&log, &later[..2]);
 }
