@@ -20,7 +20,7 @@
 //!   out: after a failover it means an earlier batch has not reached the
 //!   new leader yet, not that the record cannot be delivered.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -66,6 +66,9 @@ pub(crate) struct SenderConfig {
 }
 
 type Key = (Arc<str>, u32);
+/// Index of a partition in [`Sender::parts`]: partitions are looked up by
+/// name once, when a batch arrives, and by index everywhere else.
+type PartId = usize;
 
 /// An unanswered request this old makes the sender check the leadership.
 const STALL_AFTER: Duration = Duration::from_millis(300);
@@ -93,8 +96,9 @@ pub(super) struct Sendable {
     pub(super) last_error: Option<ClientError>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PartState {
+    key: Key,
     queue: VecDeque<Sendable>,
     in_flight: Vec<u64>,
     next_seq: i32,
@@ -105,11 +109,29 @@ struct PartState {
     last_addr: Option<String>,
     retry_at: Option<Instant>,
     failures: u32,
+    /// Whether the partition is on the `ready` list.
+    listed: bool,
+}
+
+impl PartState {
+    fn new(key: Key) -> Self {
+        Self {
+            key,
+            queue: VecDeque::new(),
+            in_flight: Vec::new(),
+            next_seq: 0,
+            epoch: None,
+            last_addr: None,
+            retry_at: None,
+            failures: 0,
+            listed: false,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct InFlight {
-    key: Key,
+    part: PartId,
     batch: Sendable,
     conn: u64,
     addr: String,
@@ -122,14 +144,23 @@ struct Conn {
     tx: mpsc::UnboundedSender<ProduceRequest>,
 }
 
+/// The sender's state. Work per event is bounded by what the event touches,
+/// not by the number of partitions: with thousands of partitions a loop
+/// over all of them on every answer costs more than sending.
 struct Sender {
     cluster: Arc<Cluster>,
     cfg: SenderConfig,
     memory: Arc<Semaphore>,
-    parts: HashMap<Key, PartState>,
-    /// Partitions with queued batches.
-    ready: HashSet<Key>,
-    in_flight: HashMap<u64, InFlight>,
+    parts: Vec<PartState>,
+    index: HashMap<Key, PartId>,
+    /// Partitions that may have a batch to send now (queued, and neither
+    /// at `max_in_flight` nor backing off when listed).
+    ready: VecDeque<PartId>,
+    /// Partitions waiting for their `retry_at`.
+    backing_off: HashSet<PartId>,
+    /// Unanswered requests by correlation id. Ids grow with the send
+    /// time, so the first entry is the oldest request.
+    in_flight: BTreeMap<u64, InFlight>,
     conns: HashMap<String, Conn>,
     next_conn: u64,
     next_cid: u64,
@@ -155,9 +186,11 @@ pub(crate) async fn run(
         cluster,
         cfg,
         memory,
-        parts: HashMap::new(),
-        ready: HashSet::new(),
-        in_flight: HashMap::new(),
+        parts: Vec::new(),
+        index: HashMap::new(),
+        ready: VecDeque::new(),
+        backing_off: HashSet::new(),
+        in_flight: BTreeMap::new(),
         conns: HashMap::new(),
         next_conn: 0,
         next_cid: 0,
@@ -191,6 +224,9 @@ pub(crate) async fn run(
                 Err(mpsc::error::TryRecvError::Disconnected) => open = false,
             }
         }
+        while let Ok(ev) = ev_rx.try_recv() {
+            s.event(ev);
+        }
         s.check_stalls();
         s.pump();
         s.notify_flushes();
@@ -215,25 +251,39 @@ impl Sender {
                 self.arrivals += 1;
                 self.incomplete.insert(self.arrivals);
                 let key = (topic, partition);
-                self.parts
-                    .entry(key.clone())
-                    .or_default()
-                    .queue
-                    .push_back(Sendable {
-                        builder: Some(batch.builder),
-                        bytes: Bytes::new(),
-                        shared: batch.shared,
-                        count: batch.count,
-                        reserved: batch.reserved,
-                        created: batch.created,
-                        arrival: self.arrivals,
-                        base_seq: -1,
-                        attempts: 0,
-                        last_error: None,
-                    });
-                self.ready.insert(key);
+                let id = match self.index.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.parts.len();
+                        self.parts.push(PartState::new(key.clone()));
+                        self.index.insert(key, id);
+                        id
+                    }
+                };
+                self.parts[id].queue.push_back(Sendable {
+                    builder: Some(batch.builder),
+                    bytes: Bytes::new(),
+                    shared: batch.shared,
+                    count: batch.count,
+                    reserved: batch.reserved,
+                    created: batch.created,
+                    arrival: self.arrivals,
+                    base_seq: -1,
+                    attempts: 0,
+                    last_error: None,
+                });
+                self.list(id);
             }
             Command::Flush(tx) => self.flush_waiters.push((self.arrivals, tx)),
+        }
+    }
+
+    /// Puts a partition with queued batches on the `ready` list (once).
+    fn list(&mut self, id: PartId) {
+        let part = &mut self.parts[id];
+        if !part.listed && !part.queue.is_empty() {
+            part.listed = true;
+            self.ready.push_back(id);
         }
     }
 
@@ -251,13 +301,13 @@ impl Sender {
 
     fn next_wakeup(&self) -> Option<Instant> {
         let retry = self
-            .ready
+            .backing_off
             .iter()
-            .filter_map(|k| self.parts.get(k).and_then(|p| p.retry_at))
+            .filter_map(|&id| self.parts[id].retry_at)
             .min();
         // The oldest unanswered request is looked at again when it stalls.
-        let stall = self.in_flight.values().map(|f| f.sent).min().map(|sent| {
-            let at = sent + STALL_AFTER;
+        let stall = self.in_flight.values().next().map(|f| {
+            let at = f.sent + STALL_AFTER;
             match self.last_stall_check {
                 Some(t) => at.max(t + STALL_CHECK_EVERY),
                 None => at,
@@ -269,29 +319,34 @@ impl Sender {
         }
     }
 
+    /// Partitions of the requests sent at least `age` ago, oldest first,
+    /// each once.
+    fn sent_before(&self, now: Instant, age: Duration) -> Vec<PartId> {
+        let mut seen = HashSet::new();
+        self.in_flight
+            .values()
+            .take_while(|f| now.duration_since(f.sent) >= age)
+            .filter(|f| seen.insert(f.part))
+            .map(|f| f.part)
+            .collect()
+    }
+
     /// Unanswered requests: refresh the metadata (at most every
     /// `STALL_CHECK_EVERY`) to learn of a new leader, and re-send what
     /// waited past the request timeout.
     fn check_stalls(&mut self) {
         let now = Instant::now();
-        let stalled: HashSet<Key> = self
+        let stalled = self
             .in_flight
             .values()
-            .filter(|f| now.duration_since(f.sent) >= STALL_AFTER)
-            .map(|f| f.key.clone())
-            .collect();
-        if stalled.is_empty() {
+            .next()
+            .is_some_and(|f| now.duration_since(f.sent) >= STALL_AFTER);
+        if !stalled {
             return;
         }
-        let overdue: HashSet<Key> = self
-            .in_flight
-            .values()
-            .filter(|f| now.duration_since(f.sent) >= self.cfg.request_timeout + ANSWER_SLACK)
-            .map(|f| f.key.clone())
-            .collect();
-        for key in overdue {
-            self.requeue(&key, Vec::new());
-            self.backoff_partition(&key, ClientError::Timeout);
+        for id in self.sent_before(now, self.cfg.request_timeout + ANSWER_SLACK) {
+            self.requeue(id, Vec::new());
+            self.backoff_partition(id, ClientError::Timeout);
         }
         if self
             .last_stall_check
@@ -300,7 +355,9 @@ impl Sender {
             return;
         }
         self.last_stall_check = Some(now);
-        self.refresh_topics(topics_of(stalled.iter()));
+        let parts = self.sent_before(now, STALL_AFTER);
+        let topics = topics_of(parts.iter().map(|&id| &self.parts[id].key));
+        self.refresh_topics(topics);
     }
 
     /// After a refresh: partitions whose requests went to a broker that no
@@ -308,28 +365,37 @@ impl Sender {
     /// a batch that did reach the old one a duplicate, answered with its
     /// offsets).
     fn reroute(&mut self) {
-        let moved: HashSet<Key> = self
-            .in_flight
-            .values()
-            .filter(|f| {
-                self.cluster
-                    .leader_addr(&f.key.0, f.key.1)
-                    .is_some_and(|a| a != f.addr)
-            })
-            .map(|f| f.key.clone())
-            .collect();
-        for key in moved {
+        let mut moved: HashSet<PartId> = HashSet::new();
+        let mut checked = HashSet::new();
+        for f in self.in_flight.values() {
+            if moved.contains(&f.part) || !checked.insert((f.part, f.addr.as_str())) {
+                continue;
+            }
+            let key = &self.parts[f.part].key;
+            if self
+                .cluster
+                .leader_addr(&key.0, key.1)
+                .is_some_and(|a| a != f.addr)
+            {
+                moved.insert(f.part);
+            }
+        }
+        for id in moved {
+            let key = &self.parts[id].key;
             tracing::debug!(topic = %key.0, partition = key.1, "leader moved; re-sending in-flight batches");
-            self.requeue(&key, Vec::new());
+            self.requeue(id, Vec::new());
         }
         // Partitions backing off after a failure at their old leader go to
         // a new one at once.
-        for (key, part) in &mut self.parts {
-            if part.retry_at.is_some()
-                && let Some(addr) = self.cluster.leader_addr(&key.0, key.1)
+        let waiting: Vec<PartId> = self.backing_off.iter().copied().collect();
+        for id in waiting {
+            let part = &mut self.parts[id];
+            if let Some(addr) = self.cluster.leader_addr(&part.key.0, part.key.1)
                 && part.last_addr.as_ref().is_some_and(|a| *a != addr)
             {
                 part.retry_at = None;
+                self.backing_off.remove(&id);
+                self.list(id);
             }
         }
     }
@@ -343,86 +409,108 @@ impl Sender {
     /// Sends what may be sent now.
     fn pump(&mut self) {
         let now = Instant::now();
-        let keys: Vec<Key> = self.ready.iter().cloned().collect();
+        if !self.backing_off.is_empty() {
+            let due: Vec<PartId> = self
+                .backing_off
+                .iter()
+                .copied()
+                .filter(|&id| self.parts[id].retry_at.is_none_or(|t| t <= now))
+                .collect();
+            for id in due {
+                self.backing_off.remove(&id);
+                self.parts[id].retry_at = None;
+                self.list(id);
+            }
+        }
         let mut need_refresh = false;
-        for key in keys {
-            let Some(part) = self.parts.get(&key) else {
-                self.ready.remove(&key);
-                continue;
-            };
-            if part.retry_at.is_some_and(|t| t > now) {
+        while let Some(id) = self.ready.pop_front() {
+            let part = &mut self.parts[id];
+            part.listed = false;
+            if part.queue.is_empty() || part.in_flight.len() >= self.cfg.max_in_flight {
+                // An answer lists it again.
                 continue;
             }
-            let addr = self.cluster.leader_addr(&key.0, key.1);
-            let Some(addr) = addr else {
+            if part.retry_at.is_some_and(|t| t > now) {
+                self.backing_off.insert(id);
+                continue;
+            }
+            let Some(addr) = self.cluster.leader_addr(&part.key.0, part.key.1) else {
                 need_refresh = true;
                 let err = ClientError::broker(
                     strata_proto::v1::ErrorCode::NotLeader,
-                    format!("no leader known for {}/{}", key.0, key.1),
+                    format!("no leader known for {}/{}", part.key.0, part.key.1),
                 );
-                self.backoff_partition(&key, err);
+                self.backoff_partition(id, err);
                 continue;
             };
             let conn = self.conn(&addr);
-            if let Some(part) = self.parts.get_mut(&key) {
-                part.last_addr = Some(addr.clone());
-            }
-            while let Some(part) = self.parts.get_mut(&key) {
-                if part.in_flight.len() >= self.cfg.max_in_flight {
-                    break;
-                }
-                let Some(mut b) = part.queue.pop_front() else {
-                    self.ready.remove(&key);
-                    break;
-                };
-                if b.attempts > 0 && b.created.elapsed() > self.cfg.delivery_timeout {
-                    let err = b.last_error.take().unwrap_or(ClientError::Timeout);
-                    self.fail(&key, b, err);
-                    continue;
-                }
-                if let Some(mut builder) = b.builder.take() {
-                    if let Some((pid, epoch)) = self.cfg.producer {
-                        let epoch = *part.epoch.get_or_insert(epoch);
-                        b.base_seq = part.next_seq;
-                        builder.0.set_producer(pid, epoch, part.next_seq);
-                        part.next_seq = advance_seq(part.next_seq, b.count);
-                    }
-                    b.bytes = builder.0.finish();
-                }
-                b.attempts += 1;
-                self.next_cid += 1;
-                let cid = self.next_cid;
-                let req = ProduceRequest {
-                    topic: key.0.to_string(),
-                    partition: key.1,
-                    acks: self.cfg.acks as i32,
-                    records: b.bytes.clone(),
-                    timeout_ms: self
-                        .cfg
-                        .request_timeout
-                        .as_millis()
-                        .min(u128::from(u32::MAX)) as u32,
-                    correlation_id: cid,
-                };
-                part.in_flight.push(cid);
-                self.in_flight.insert(
-                    cid,
-                    InFlight {
-                        key: key.clone(),
-                        batch: b,
-                        conn: conn.0,
-                        addr: addr.clone(),
-                        sent: Instant::now(),
-                    },
-                );
-                if conn.1.send(req).is_err() {
-                    // The stream task is gone; its Closed event requeues.
-                    break;
-                }
-            }
+            self.parts[id].last_addr = Some(addr.clone());
+            self.send_queued(id, &addr, conn);
         }
         if need_refresh {
             self.refresh();
+        }
+    }
+
+    /// Sends a partition's queued batches to `addr` up to `max_in_flight`.
+    fn send_queued(
+        &mut self,
+        id: PartId,
+        addr: &str,
+        conn: (u64, mpsc::UnboundedSender<ProduceRequest>),
+    ) {
+        loop {
+            let part = &mut self.parts[id];
+            if part.in_flight.len() >= self.cfg.max_in_flight {
+                return;
+            }
+            let Some(mut b) = part.queue.pop_front() else {
+                return;
+            };
+            if b.attempts > 0 && b.created.elapsed() > self.cfg.delivery_timeout {
+                let err = b.last_error.take().unwrap_or(ClientError::Timeout);
+                self.fail(id, b, err);
+                continue;
+            }
+            if let Some(mut builder) = b.builder.take() {
+                if let Some((pid, epoch)) = self.cfg.producer {
+                    let epoch = *part.epoch.get_or_insert(epoch);
+                    b.base_seq = part.next_seq;
+                    builder.0.set_producer(pid, epoch, part.next_seq);
+                    part.next_seq = advance_seq(part.next_seq, b.count);
+                }
+                b.bytes = builder.0.finish();
+            }
+            b.attempts += 1;
+            self.next_cid += 1;
+            let cid = self.next_cid;
+            let req = ProduceRequest {
+                topic: part.key.0.to_string(),
+                partition: part.key.1,
+                acks: self.cfg.acks as i32,
+                records: b.bytes.clone(),
+                timeout_ms: self
+                    .cfg
+                    .request_timeout
+                    .as_millis()
+                    .min(u128::from(u32::MAX)) as u32,
+                correlation_id: cid,
+            };
+            part.in_flight.push(cid);
+            self.in_flight.insert(
+                cid,
+                InFlight {
+                    part: id,
+                    batch: b,
+                    conn: conn.0,
+                    addr: addr.to_owned(),
+                    sent: Instant::now(),
+                },
+            );
+            if conn.1.send(req).is_err() {
+                // The stream task is gone; its Closed event requeues.
+                return;
+            }
         }
     }
 
@@ -445,8 +533,18 @@ impl Sender {
         (id, tx)
     }
 
+    /// Refreshes the metadata of every topic with unfinished batches.
     fn refresh(&mut self) {
-        self.refresh_topics(topics_of(self.ready.iter()));
+        if self.refreshing {
+            return;
+        }
+        let topics = topics_of(
+            self.parts
+                .iter()
+                .filter(|p| !p.queue.is_empty() || !p.in_flight.is_empty())
+                .map(|p| &p.key),
+        );
+        self.refresh_topics(topics);
     }
 
     fn refresh_topics(&mut self, topics: Vec<String>) {
@@ -473,19 +571,21 @@ impl Sender {
             Event::Response(resp) => self.response(resp),
             Event::Closed { conn, err } => {
                 self.conns.retain(|_, c| c.id != conn);
-                let keys: HashSet<Key> = self
+                let mut parts: Vec<PartId> = self
                     .in_flight
                     .values()
                     .filter(|f| f.conn == conn)
-                    .map(|f| f.key.clone())
+                    .map(|f| f.part)
                     .collect();
-                if !keys.is_empty() {
+                parts.sort_unstable();
+                parts.dedup();
+                if !parts.is_empty() {
                     tracing::debug!(error = %err, "produce stream broke; re-sending in flight batches");
                     self.refresh();
                 }
-                for key in keys {
-                    self.requeue(&key, Vec::new());
-                    self.backoff_partition(&key, err.clone());
+                for id in parts {
+                    self.requeue(id, Vec::new());
+                    self.backoff_partition(id, err.clone());
                 }
             }
         }
@@ -495,15 +595,14 @@ impl Sender {
         let Some(f) = self.in_flight.remove(&resp.correlation_id) else {
             return; // abandoned by a retry
         };
-        let key = f.key;
-        if let Some(part) = self.parts.get_mut(&key) {
-            part.in_flight.retain(|c| *c != resp.correlation_id);
-        }
+        let id = f.part;
+        self.parts[id]
+            .in_flight
+            .retain(|c| *c != resp.correlation_id);
         if !is_error(resp.error.as_ref()) {
-            if let Some(part) = self.parts.get_mut(&key) {
-                part.failures = 0;
-            }
+            self.parts[id].failures = 0;
             self.finish(f.batch, Ok(resp.base_offset));
+            self.list(id);
             return;
         }
         let err = resp
@@ -522,15 +621,17 @@ impl Sender {
             && b.created.elapsed() < self.cfg.delivery_timeout
         {
             if let Some(l) = err.leader() {
+                let key = &self.parts[id].key;
                 self.cluster.set_leader(&key.0, key.1, l.id, &l.addr);
             } else if err.invalidates_metadata() {
                 self.refresh();
             }
             b.last_error = Some(err.clone());
-            self.requeue(&key, vec![b]);
-            self.backoff_partition(&key, err);
+            self.requeue(id, vec![b]);
+            self.backoff_partition(id, err);
         } else {
-            self.fail(&key, b, err);
+            self.fail(id, b, err);
+            self.list(id);
         }
     }
 
@@ -541,7 +642,7 @@ impl Sender {
     /// failures (the delivery timeout), it may have been appended or not:
     /// the partition's sequence cannot be recovered, so the epoch is bumped
     /// and the unfinished batches start again from sequence 0.
-    fn fail(&mut self, key: &Key, b: Sendable, err: ClientError) {
+    fn fail(&mut self, id: PartId, b: Sendable, err: ClientError) {
         let (seq, arrival) = (b.base_seq, b.arrival);
         let unknowable =
             b.attempts > 0 && (err.is_retriable() || matches!(err, ClientError::Timeout));
@@ -552,14 +653,12 @@ impl Sender {
         if seq < 0 {
             return;
         }
-        self.requeue(key, Vec::new());
-        let Some(part) = self.parts.get_mut(key) else {
-            return;
-        };
+        self.requeue(id, Vec::new());
+        let part = &mut self.parts[id];
         let current = *part.epoch.get_or_insert(epoch);
         match current.checked_add(1).filter(|_| unknowable) {
             Some(bumped) => {
-                tracing::warn!(topic = %key.0, partition = key.1, epoch = bumped,
+                tracing::warn!(topic = %part.key.0, partition = part.key.1, epoch = bumped,
                     "a batch failed with its outcome unknown; bumping the producer epoch");
                 part.epoch = Some(bumped);
                 part.next_seq = restart_epoch(&mut part.queue, bumped);
@@ -570,10 +669,8 @@ impl Sender {
 
     /// Abandons the partition's in-flight batches and queues them (plus
     /// `extra`) again, in their original order, ahead of newer batches.
-    fn requeue(&mut self, key: &Key, mut extra: Vec<Sendable>) {
-        let Some(part) = self.parts.get_mut(key) else {
-            return;
-        };
+    fn requeue(&mut self, id: PartId, mut extra: Vec<Sendable>) {
+        let part = &mut self.parts[id];
         for cid in part.in_flight.drain(..) {
             if let Some(f) = self.in_flight.remove(&cid) {
                 extra.push(f.batch);
@@ -583,23 +680,20 @@ impl Sender {
         for b in extra.into_iter().rev() {
             part.queue.push_front(b);
         }
-        if !part.queue.is_empty() {
-            self.ready.insert(key.clone());
-        }
+        self.list(id);
     }
 
     /// Delays the partition; gives up on its head batch after too many tries.
-    fn backoff_partition(&mut self, key: &Key, err: ClientError) {
-        let Some(part) = self.parts.get_mut(key) else {
-            return;
-        };
+    fn backoff_partition(&mut self, id: PartId, err: ClientError) {
+        let part = &mut self.parts[id];
         let give_up = part.queue.front().is_some_and(|b| {
             b.attempts > self.cfg.retries || b.created.elapsed() > self.cfg.delivery_timeout
         }) || part.failures > self.cfg.retries.saturating_add(1);
         if give_up && let Some(b) = part.queue.pop_front() {
             part.failures = 0;
             part.retry_at = None;
-            self.fail(key, b, err);
+            self.fail(id, b, err);
+            self.list(id);
             return;
         }
         // A partition between leaders (not the leader, gone, not ready) is
@@ -616,6 +710,7 @@ impl Sender {
         if let Some(b) = part.queue.front_mut() {
             b.last_error = Some(err);
         }
+        self.backing_off.insert(id);
     }
 }
 
