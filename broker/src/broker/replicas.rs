@@ -25,6 +25,11 @@ use crate::raft::storage::RaftMeta;
 /// File in each partition directory naming the topic id it belongs to.
 const PARTITION_META: &str = crate::log::OWNER_FILE;
 
+/// Threads that open replicas at start-up (and when many are assigned at
+/// once). Opening waits on the disk far more than it computes, so more
+/// threads than cores pay off; past the disk's queue depth they do not.
+const OPEN_THREADS: usize = 8;
+
 pub(super) fn partition_dir(data: &Path, topic: &str, p: u32) -> PathBuf {
     data.join(format!("{topic}-{p}"))
 }
@@ -99,6 +104,61 @@ impl Broker {
             self.groups.register(p, Arc::clone(&part));
         }
         Ok(part)
+    }
+
+    /// Opens replicas on `OPEN_THREADS` threads and adds each to the
+    /// hosted set as it opens; returns how many opened. Opening is mostly
+    /// waiting for the disk (index pages, the tail of the active segment,
+    /// small state files), so a restart with thousands of replicas is
+    /// bounded by the disk's parallelism, not by one read after another.
+    /// After a failure no further replica is started; the error of the
+    /// first failure is returned.
+    fn open_partitions(&self, todo: &[(&str, &TopicMeta, u32)]) -> Result<usize> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let opened = AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let first_error = std::sync::Mutex::new(None);
+        // Partition start-up may spawn tasks: workers run inside the runtime.
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let work = || {
+            let _entered = runtime.as_ref().map(|h| h.enter());
+            while !stop.load(Ordering::Acquire) {
+                let Some(&(name, meta, p)) = todo.get(next.fetch_add(1, Ordering::AcqRel)) else {
+                    return;
+                };
+                match self.open_partition(name, meta, p) {
+                    Ok(part) => {
+                        self.partitions
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert((name.to_owned(), p), part);
+                        opened.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::Release);
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .get_or_insert(e);
+                    }
+                }
+            }
+        };
+        let threads = OPEN_THREADS.min(todo.len());
+        if threads <= 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(work);
+                }
+            });
+        }
+        match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(opened.into_inner()),
+        }
     }
 
     /// Makes `dir` belong to topic `id`: a leftover directory of an older
@@ -182,7 +242,6 @@ impl Broker {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         let started = std::time::Instant::now();
-        let mut opened = 0usize;
         let state = self.controller.state();
         let me = self.config.node_id;
         for b in state.brokers.values() {
@@ -201,24 +260,19 @@ impl Broker {
             .keys()
             .cloned()
             .collect();
+        let mut todo = Vec::new();
         for (name, meta) in &state.topics {
             for p in 0..meta.partitions {
                 let hosted = meta
                     .assignments
                     .get(p as usize)
                     .is_some_and(|r| r.contains(&me));
-                let key = (name.clone(), p);
-                if !hosted || have.contains(&key) {
-                    continue;
+                if hosted && !have.contains(&(name.clone(), p)) {
+                    todo.push((name.as_str(), meta, p));
                 }
-                let part = self.open_partition(name, meta, p)?;
-                self.partitions
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(key, part);
-                opened += 1;
             }
         }
+        let opened = self.open_partitions(&todo)?;
         if opened > 0 {
             tracing::info!(
                 partitions = opened,

@@ -32,6 +32,9 @@ pub const COMMIT_HINT_FILE: &str = "raft-commit";
 pub const OWNER_FILE: &str = "partition.meta";
 /// The partition's idempotent-producer state, written at a clean stop.
 pub const PRODUCER_STATE_FILE: &str = "producer-state";
+/// Written by a clean stop once the data and the indexes are synced (it
+/// holds the log end); removed, durably, when the log is opened again.
+pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -484,19 +487,39 @@ impl Log {
     }
 
     /// Flushes everything and records the recovery point (clean shutdown).
+    /// The active segment's indexes are synced too and a `clean-shutdown`
+    /// marker written: the next open then trusts them and reads only the
+    /// batches after the last index entry, without checking CRCs.
     pub fn close(&mut self) -> Result<(), LogError> {
         let plan = self.sync_plan();
         plan.run().at(&self.dir)?;
         self.mark_synced(plan.up_to);
-        self.checkpoint_recovery_point()
+        self.checkpoint_recovery_point()?;
+        if let Some(seg) = self.segments.values().next_back() {
+            seg.sync_indexes().at(&self.dir)?;
+        }
+        checkpoint::write_i64(&self.dir.join(CLEAN_SHUTDOWN_FILE), self.next_offset).at(&self.dir)
     }
 
     /// Visits the header of every batch from the log start on, without
     /// reading record data (used to rebuild producer state).
-    pub fn scan_headers(&self, mut f: impl FnMut(&BatchHeader)) {
+    pub fn scan_headers(&self, f: impl FnMut(&BatchHeader)) {
+        self.scan_headers_from(i64::MIN, f);
+    }
+
+    /// Calls `f` with the header of every batch from offset `from` on (a
+    /// batch boundary), in order: only the segments holding them are read.
+    pub fn scan_headers_from(&self, from: i64, mut f: impl FnMut(&BatchHeader)) {
         for seg in self.segments.values() {
-            seg.for_each_header(&mut f);
+            if seg.next_offset() > from || seg.base_offset() >= from {
+                seg.for_each_header_from(from, &mut f);
+            }
         }
+    }
+
+    /// Base offset of the active segment: it changes when the log rolls.
+    pub fn active_base(&self) -> i64 {
+        self.segments.keys().next_back().copied().unwrap_or(0)
     }
 
     /// Whether sealed segments wait for an fsync.

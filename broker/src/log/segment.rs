@@ -21,6 +21,7 @@ use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::mmap::{self, SharedMap};
 
 mod recovery;
+pub use recovery::Recover;
 
 /// Sizes a new or reopened segment uses.
 #[derive(Clone, Copy, Debug)]
@@ -228,6 +229,21 @@ impl Segment {
         Ok(())
     }
 
+    /// Makes the index entries written so far durable.
+    pub fn sync_indexes(&self) -> io::Result<()> {
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// For the active segment after a restart: one whose batches carry no
+    /// timestamp yet counts as created now, not in 1970 (which would make
+    /// every restart roll it at the first append).
+    pub fn created_no_later_than(&mut self, now_ms: i64) {
+        if self.created_ms <= 0 {
+            self.created_ms = now_ms;
+        }
+    }
+
     pub fn base_offset(&self) -> i64 {
         self.base_offset
     }
@@ -312,9 +328,25 @@ impl Segment {
 
     /// Visits every batch header in file order.
     pub fn for_each_header(&self, f: &mut impl FnMut(&BatchHeader)) {
-        let mut pos = 0usize;
+        self.for_each_header_from(i64::MIN, f);
+    }
+
+    /// Like [`Self::for_each_header`] for the batches from offset `from`
+    /// on, starting at the last indexed batch below it (empty batches
+    /// share the offset of the batch after them).
+    pub fn for_each_header_from(&self, from: i64, f: &mut impl FnMut(&BatchHeader)) {
+        let mut pos = if from > self.base_offset {
+            let rel = (from - self.base_offset - 1).min(i64::from(u32::MAX)) as u32;
+            self.offset_index
+                .floor_by(&rel, |e| e.rel_offset)
+                .map_or(0, |e| e.position as usize)
+        } else {
+            0
+        };
         while let Some(h) = self.header_at(pos) {
-            f(&h);
+            if h.base_offset >= from {
+                f(&h);
+            }
             pos += h.total_len();
         }
     }

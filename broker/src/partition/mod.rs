@@ -511,13 +511,39 @@ impl Partition {
         let end = (log.next_offset(), term, index);
         let path = log.dir().join(PRODUCER_STATE_FILE);
         if let Ok(Some(buf)) = checkpoint::read(&path)
-            && let Some(t) = ProducerTable::decode(&buf, end)
+            && let Some((mut t, (offset, term, index))) = ProducerTable::decode_stamped(&buf)
         {
-            return t;
+            // Raft's log matching: an entry of the same index and term means
+            // the same log up to it. The table may hold proposals that never
+            // reached the log, so what it says from its stamp on is dropped
+            // and read again from the log.
+            let matches = (offset, term, index) == end
+                || (index <= end.2
+                    && log.raft_term(index) == Some(term)
+                    && log.offset_after_index(index) == Some(offset));
+            if matches {
+                t.truncate_from(offset);
+                log.scan_headers_from(offset, |h| t.record(h));
+                return t;
+            }
         }
         let mut producers = ProducerTable::default();
         log.scan_headers(|h| producers.record(h));
         producers
+    }
+
+    /// Writes the producer table stamped with the log's end, so that a
+    /// restart (after a crash as well) reads only the batches after it.
+    /// Called when the log rolls a segment: a restart then reads at most
+    /// the active segment's headers. Not synced: a table lost or torn in a
+    /// crash fails to decode and the whole log is read instead.
+    fn snapshot_producers(&self, log: &Log) {
+        let (term, index) = log.last_raft();
+        let snapshot = self.producers().encode((log.next_offset(), term, index));
+        let path = log.dir().join(PRODUCER_STATE_FILE);
+        if let Err(e) = checkpoint::write_relaxed(&path, &snapshot) {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the producer table");
+        }
     }
 
     /// Stops the flusher, syncs everything and records the recovery point,
@@ -660,6 +686,10 @@ impl Replica for Partition {
 
     fn truncated(&self, offset: i64) {
         self.producers().truncate_from(offset);
+    }
+
+    fn rolled(&self, log: &Log) {
+        self.snapshot_producers(log);
     }
 
     fn restored(&self) {

@@ -172,10 +172,14 @@ impl ProducerTable {
     /// A table [`encode`](Self::encode)d for a log ending at `end`; `None`
     /// when it was written for another log end or is malformed.
     pub fn decode(buf: &[u8], end: (i64, u64, u64)) -> Option<Self> {
+        Self::decode_stamped(buf).and_then(|(t, at)| (at == end).then_some(t))
+    }
+
+    /// A table and the log end `(next offset, last Raft term, last Raft
+    /// index)` it was encoded at; `None` when malformed.
+    pub fn decode_stamped(buf: &[u8]) -> Option<(Self, (i64, u64, u64))> {
         let mut r = Reader(buf);
-        if (r.i64()?, r.u64()?, r.u64()?) != end {
-            return None;
-        }
+        let at = (r.i64()?, r.u64()?, r.u64()?);
         let n = r.u32()? as usize;
         let mut map = HashMap::with_capacity(n.min(buf.len() / 15));
         for _ in 0..n {
@@ -196,7 +200,7 @@ impl ProducerTable {
             }
             map.insert(pid, Entry { epoch, recent });
         }
-        r.0.is_empty().then_some(Self { map })
+        r.0.is_empty().then_some((Self { map }, at))
     }
 }
 

@@ -637,3 +637,57 @@ async fn quiesced_group_keeps_its_leader_and_wakes() {
     assert_same_logs(&c);
     c.stop().await;
 }
+
+/// The producer table written at a segment roll: a restart reads only the
+/// batches after its stamp, drops what it says past the stamp (proposals
+/// that never reached the log), and refuses a stamp the log no longer has.
+#[test]
+fn producer_table_resumes_from_its_stamp() {
+    use crate::log::{PRODUCER_STATE_FILE, checkpoint};
+    use crate::partition::producer_state::ProducerTable;
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), test_config(), now_ms()).unwrap();
+    let mut index = 0u64;
+    let mut append = |log: &mut Log, pid: i64, seq: i32| {
+        let mut b = BatchBuilder::new(now_ms());
+        for i in 0..3 {
+            b.push(now_ms(), Some(b"k"), Some(format!("v{i}").as_bytes()), &[]);
+        }
+        b.set_producer(pid, 0, seq);
+        index += 1;
+        log.append_entry(&b.finish(), 1, index, now_ms()).unwrap();
+    };
+    let full = |log: &Log| {
+        let mut t = ProducerTable::default();
+        log.scan_headers(|h| t.record(h));
+        t
+    };
+    for seq in 0..4 {
+        append(&mut log, 7, seq * 3);
+    }
+    // Stamped here, but holding a proposal past the stamp that never
+    // reached the log.
+    let (term, last) = log.last_raft();
+    let stamp = (log.next_offset(), term, last);
+    let mut snap = full(&log);
+    let mut phantom = BatchBuilder::new(now_ms());
+    phantom.push(now_ms(), Some(b"k"), Some(b"lost"), &[]);
+    phantom.set_producer(9, 0, 0);
+    let ph = batch::parse_header(&phantom.finish()).unwrap();
+    snap.record(&BatchHeader {
+        base_offset: stamp.0,
+        ..ph
+    });
+    let path = d.path().join(PRODUCER_STATE_FILE);
+    checkpoint::write(&path, &snap.encode(stamp)).unwrap();
+    for seq in 4..8 {
+        append(&mut log, 7, seq * 3);
+    }
+    append(&mut log, 8, 0);
+    let expected = full(&log).encode(stamp);
+    assert_eq!(Partition::load_producers(&log).encode(stamp), expected);
+
+    // A stamp naming an entry of another term: the whole log is read.
+    checkpoint::write(&path, &snap.encode((stamp.0, term + 1, last))).unwrap();
+    assert_eq!(Partition::load_producers(&log).encode(stamp), expected);
+}

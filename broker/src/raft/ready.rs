@@ -93,6 +93,7 @@ pub(super) fn persist(
             let from = from.unwrap_or_else(|| inner.log.next_offset());
             g.replica.truncated(from);
         }
+        let active = inner.log.active_base();
         for e in &entries {
             let b = entry_to_batch(e);
             let info = inner
@@ -108,6 +109,9 @@ pub(super) fn persist(
                     ..h
                 });
             }
+        }
+        if inner.log.active_base() != active {
+            g.replica.rolled(&inner.log);
         }
         core.mark_written(inner.log.next_offset());
         if inner.log.config().fsync == FsyncPolicy::Always {

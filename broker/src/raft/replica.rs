@@ -77,6 +77,10 @@ pub trait Replica: Send + Sync + 'static {
     /// (a suffix a new leader replaced, or an old leader's proposals).
     fn truncated(&self, _offset: i64) {}
 
+    /// The log started a new segment while entries were written (every
+    /// recorded batch up to its end is in it).
+    fn rolled(&self, _log: &Log) {}
+
     /// A snapshot from the leader replaced the whole log.
     fn restored(&self) {}
 

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{
-    COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE, PRODUCER_STATE_FILE,
+    CLEAN_SHUTDOWN_FILE, COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE, PRODUCER_STATE_FILE,
     RAFT_BASE_FILE, RAFT_STATE_FILE, RECOVERY_POINT_FILE, RecoveryReport, raft,
 };
 use crate::log::checkpoint;
 use crate::log::config::LogConfig;
-use crate::log::segment::{self, Segment};
+use crate::log::segment::{self, Recover, Segment};
 
 impl Log {
     /// Opens (or creates) the log in `dir`, recovering after a crash: every
@@ -31,6 +31,16 @@ impl Log {
         let recovery_point = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))
             .unwrap_or(None)
             .unwrap_or(0);
+        // After a clean stop everything up to the marked end, indexes
+        // included, is on disk. The marker goes before anything is
+        // appended: a crash from here on is recovered as one.
+        let clean_path = dir.join(CLEAN_SHUTDOWN_FILE);
+        let clean_end = checkpoint::read_i64(&clean_path).unwrap_or(None);
+        if clean_end.is_some() || clean_path.exists() {
+            std::fs::remove_file(&clean_path).at(dir)?;
+            checkpoint::sync_dir(dir).at(dir)?;
+        }
+        let recovery_point = recovery_point.max(clean_end.unwrap_or(0));
         let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))
             .unwrap_or(None)
             .unwrap_or(0);
@@ -52,7 +62,8 @@ impl Log {
                 || name == RAFT_STATE_FILE
                 || name == COMMIT_HINT_FILE
                 || name == OWNER_FILE
-                || name == PRODUCER_STATE_FILE)
+                || name == PRODUCER_STATE_FILE
+                || name == CLEAN_SHUTDOWN_FILE)
             {
                 report.ignored_files.push(name);
             }
@@ -80,7 +91,10 @@ impl Log {
                 continue;
             }
             let recover = base >= first_suspect || i + 1 == n;
-            let check = recover.then_some(recovery_point);
+            let check = recover.then_some(Recover {
+                synced_below: recovery_point,
+                clean: clean_end.is_some(),
+            });
             let (seg, scan) = Segment::open(dir, base, sizes, check).at(dir)?;
             if recover {
                 report.recovered_segments += 1;
@@ -122,6 +136,7 @@ impl Log {
         }
         if let Some((_, last)) = segments.iter_mut().next_back() {
             last.reactivate().at(dir)?;
+            last.created_no_later_than(now_ms);
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
         let (next_offset, last_raft) = segments

@@ -449,19 +449,34 @@ fn restart_checks_only_what_follows_the_recovery_point() {
     log.close().unwrap();
     let end = end_of(&log);
     drop(log);
-    let full = tempfile::tempdir().unwrap();
+    let (full, clean) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     copy_dir(d.path(), full.path());
+    copy_dir(d.path(), clean.path());
+    // As after a crash: no clean-stop marker (and for `full` no recovery
+    // point either).
+    std::fs::remove_file(d.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
+    std::fs::remove_file(full.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
     std::fs::remove_file(full.path().join(RECOVERY_POINT_FILE)).unwrap();
 
     let (mut log, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
     let (mut scanned, full_rep) = Log::open(full.path(), cfg(1 << 20), 0).unwrap();
+    let (after_stop, clean_rep) = Log::open(clean.path(), cfg(1 << 20), 0).unwrap();
     assert_eq!(full_rep.checked_bytes, total, "without a recovery point");
     assert!(
         rep.checked_bytes > 0 && rep.checked_bytes <= 2 * 128 + stored[59].1.len(),
         "checked {} of {total} bytes",
         rep.checked_bytes
     );
-    for l in [&log, &scanned] {
+    assert!(
+        clean_rep.checked_bytes <= stored[59].1.len(),
+        "after a clean stop only the last indexed batch is read, not {}",
+        clean_rep.checked_bytes
+    );
+    assert!(
+        !clean.path().join(CLEAN_SHUTDOWN_FILE).exists(),
+        "the marker is gone once the log is open"
+    );
+    for l in [&log, &scanned, &after_stop] {
         assert_eq!(end_of(l), end);
         assert_eq!(
             l.offset_for_timestamp(1_000 + 30 * 10).unwrap(),
@@ -537,4 +552,59 @@ fn unsynced_tail_past_the_recovery_point_is_still_checked() {
     assert!(log.next_offset() > synced_end);
     assert_holds(&log, &synced);
     assert_holds(&log, &later[..2]);
+}
+
+#[test]
+fn a_restart_keeps_appending_to_the_active_segment() {
+    let d = tempfile::tempdir().unwrap();
+    let c = LogConfig {
+        segment_bytes: 1 << 20,
+        ..cfg(1 << 20)
+    };
+    // Wall-clock times: Raft no-ops are stamped 0, which must not read as
+    // a segment created in 1970 (a time roll at every restart).
+    let now = 1_800_000_000_000;
+    for round in 0..3u64 {
+        let (mut log, _) = Log::open(d.path(), c.clone(), now).unwrap();
+        assert!(!log.roll_due(now), "round {round}");
+        log.append_entry(&empty_entry(), round + 1, round * 2 + 1, now)
+            .unwrap();
+        log.append_entry(&make_batch(3, 100, now), round + 1, round * 2 + 2, now)
+            .unwrap();
+        log.close().unwrap();
+    }
+    let (log, _) = Log::open(d.path(), c, now).unwrap();
+    assert!(!log.roll_due(now));
+    assert_eq!(log.segment_count(), 1, "{:?}", seg_files(d.path()));
+    assert_eq!(log.next_offset(), 9);
+}
+
+/// A segment that starts with a new leader's empty batch (no records, no
+/// timestamp) is resumed like any other: its first time entry belongs to
+/// the first batch with records.
+#[test]
+fn restart_resumes_a_segment_that_starts_with_an_empty_batch() {
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    log.append_entry(&empty_entry(), 1, 1, 0).unwrap();
+    let mut total = 0;
+    for i in 0..60u64 {
+        let b = make_batch(4, 150, 1_000 + i as i64 * 10);
+        total += b.len();
+        log.append_entry(&b, 1, i + 2, 0).unwrap();
+    }
+    log.close().unwrap();
+    let end = end_of(&log);
+    drop(log);
+    let (log, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    assert_eq!(end_of(&log), end);
+    assert!(
+        rep.checked_bytes > 0 && rep.checked_bytes < total / 4,
+        "checked {} of {total} bytes",
+        rep.checked_bytes
+    );
+    assert_eq!(
+        log.offset_for_timestamp(1_000 + 30 * 10).unwrap(),
+        Some((120, 1_300))
+    );
 }

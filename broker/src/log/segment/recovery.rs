@@ -10,7 +10,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use strata_proto::batch;
+use strata_proto::batch::{self, BatchHeader};
 
 use super::{ScanResult, Segment, SegmentSizes};
 use crate::log::index::{IndexFile, OffsetEntry, TimeEntry};
@@ -20,6 +20,16 @@ use crate::log::mmap::{self, SharedMap};
 const TAIL_CHECK_BYTES: usize = 1 << 20;
 /// The unit in which a file's data and holes are told apart.
 const PAGE: usize = 4096;
+
+/// What is known of a segment found on disk that may have been torn.
+#[derive(Debug, Clone, Copy)]
+pub struct Recover {
+    /// Every batch below this offset was synced.
+    pub synced_below: i64,
+    /// A clean stop synced the data and the indexes: every index entry is
+    /// trusted and batches are not CRC-checked.
+    pub clean: bool,
+}
 
 /// A scan's starting point inside a segment: the batch at `position` and
 /// the index entries and state of everything before it.
@@ -44,7 +54,7 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         sizes: SegmentSizes,
-        recover: Option<i64>,
+        recover: Option<Recover>,
     ) -> io::Result<(Self, ScanResult)> {
         let (log, idx, tidx) = Self::paths(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).open(&log)?;
@@ -77,6 +87,12 @@ impl Segment {
             valid_bytes: len,
             ..ScanResult::default()
         };
+        // Opening reads a few headers and index pages: no read-around (it
+        // would read, or zero-fill in sparse files, megabytes per segment).
+        // A scan of the whole segment reads ahead as usual.
+        if let Some(m) = &seg.map {
+            m.read_only_touched(true)?;
+        }
         if recover.is_none() {
             seg.load_tail_state();
         }
@@ -90,24 +106,15 @@ impl Segment {
                 // Preallocated and never written: nothing to read.
                 seg.size = 0;
             }
-            let resume = match (recover, &seg.map) {
-                (Some(synced_below), Some(m)) => {
-                    // A few pages are read to find the resume point, and
-                    // from it only a short tail: no read-around. A scan of
-                    // the whole segment reads ahead as usual.
-                    m.read_only_touched(true)?;
-                    let r = seg.resume_point(synced_below);
-                    if r.is_none() {
-                        m.read_only_touched(false)?;
-                    }
-                    r
-                }
-                _ => None,
-            };
-            scan = seg.rebuild(recover.is_some(), resume)?;
+            // The resume point is found from a few pages, and from it only
+            // a short tail is read.
+            let resume = recover.and_then(|r| seg.resume_point(r));
+            // The scan from there on reads sequentially.
             if let Some(m) = &seg.map {
                 m.read_only_touched(false)?;
             }
+            let check_crc = recover.is_some_and(|r| !r.clean);
+            scan = seg.rebuild(check_crc, resume)?;
             if scan.truncated_bytes > 0 {
                 // No map is shared yet: shrink and remap to the valid prefix.
                 seg.map = None;
@@ -118,7 +125,22 @@ impl Segment {
                 }
             }
         }
-        seg.created_ms = seg.first_timestamp.unwrap_or(0);
+        if let Some(m) = &seg.map {
+            m.read_only_touched(false)?;
+        }
+        // Raft no-ops are stamped 0 (every replica stores the same bytes),
+        // so the first batch's timestamp may say nothing: the first
+        // indexed time that is set stands for the segment's creation.
+        seg.created_ms = seg
+            .first_timestamp
+            .filter(|t| *t > 0)
+            .or_else(|| {
+                (0..seg.time_index.len())
+                    .map_while(|i| seg.time_index.get(i))
+                    .map(|t| t.timestamp)
+                    .find(|t| *t > 0)
+            })
+            .unwrap_or(0);
         Ok((seg, scan))
     }
 
@@ -189,7 +211,8 @@ impl Segment {
     /// the strict order every entry keeps and ends the trusted prefix, and
     /// the time index is only trusted below its last entry (entries after
     /// it may have been lost without a trace). `None`: scan from the start.
-    fn resume_point(&self, synced_below: i64) -> Option<Resume> {
+    fn resume_point(&self, recover: Recover) -> Option<Resume> {
+        let synced_below = recover.synced_below;
         let first = self.header_at(0)?;
         if first.base_offset != self.base_offset {
             return None;
@@ -217,17 +240,26 @@ impl Segment {
             })
             .collect();
         // The first entries describe the first batch (a lost first page
-        // reads as an all-zero entry, which the order checks accept).
-        let first_time_ok = match times.first() {
-            Some(t) if t.rel_offset == 0 => t.timestamp == first.max_timestamp,
-            _ => first.records_count <= 0 || first.max_timestamp <= -1,
+        // reads as an all-zero entry, which the order checks accept); the
+        // first time entry is that of the first batch with records (a
+        // segment often starts with a new leader's empty batch).
+        let first_time_ok = match self.first_batch_with_records() {
+            Some(d) if d.max_timestamp > -1 => times.first().is_some_and(|t| {
+                self.base_offset + i64::from(t.rel_offset) == d.base_offset
+                    && t.timestamp == d.max_timestamp
+            }),
+            _ => true,
         };
         if !first_time_ok || offsets.first().is_none_or(|e| e.rel_raft_index != 0) {
             return None;
         }
         // Time entries below the last one are complete; the resume batch
         // must lie below it too (or at it).
-        let time_limit = times.last().map_or(0, |t| t.rel_offset);
+        let time_limit = if recover.clean {
+            u32::MAX
+        } else {
+            times.last().map_or(0, |t| t.rel_offset)
+        };
         let k = offsets.iter().rposition(|e| {
             e.rel_offset <= time_limit
                 && self.base_offset + i64::from(e.rel_offset) <= synced_below
@@ -255,6 +287,20 @@ impl Segment {
             offsets: offsets[..k].to_vec(),
             times,
         })
+    }
+
+    /// The header of the first batch holding records, looked for among the
+    /// first few batches (Raft no-ops come one per new leader).
+    fn first_batch_with_records(&self) -> Option<BatchHeader> {
+        let mut pos = 0usize;
+        for _ in 0..64 {
+            let h = self.header_at(pos)?;
+            if h.records_count > 0 {
+                return Some(h);
+            }
+            pos += h.total_len();
+        }
+        None
     }
 
     /// Rebuilds both indexes by scanning (from `resume` when given: its
