@@ -48,7 +48,16 @@ static int produce(jsCtx *js, const char *stream, int replicas, int64_t bytes, i
     cfg.SubjectsLen = 1;
     cfg.Storage = js_FileStorage;
     cfg.Replicas = replicas;
-    check(js_AddStream(&si, js, &cfg, NULL, &jerr), "add stream");
+    /* A new cluster answers once its JetStream meta leader is elected. */
+    natsStatus s = NATS_ERR;
+    for (int tries = 0; tries < 60; tries++) {
+        s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+        if (s == NATS_OK) {
+            break;
+        }
+        nats_Sleep(500);
+    }
+    check(s, "add stream");
     jsStreamInfo_Destroy(si);
 
     char *value = malloc((size_t)size);

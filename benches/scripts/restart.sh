@@ -31,11 +31,29 @@ STRATAD=${STRATAD:-$BIN/stratad}
 # COMPARE=/path/to/another/stratad: each round restarts the same data with
 # both builds, alternating.
 BUILDS=("$STRATAD" ${COMPARE:+"$COMPARE"})
+LOG="$OUT/stratad-restart.log"
+touch "$LOG"
+opened_lines() { grep -c "opened replicas" "$LOG" || true; }
 start_broker() { # [binary]
+  OPENED_BEFORE=$(opened_lines)
   "${1:-$STRATAD}" --data-dir "$DATA/node" --listen 127.0.0.1:$PORT --http-listen $HTTP \
-    --peer-listen 127.0.0.1:19701 --kafka-listen off --fsync never --log-level warn \
-    >>"$OUT/stratad-restart.log" 2>&1 &
+    --peer-listen 127.0.0.1:19701 --kafka-listen off --fsync never \
+    --log-level warn,strata_broker::broker::replicas=info >>"$LOG" 2>&1 &
   BROKER=$!
+}
+# `/ready` answers after 10 s even while replicas are still opening (the
+# broker then serves what is open), so the broker's own report of opening
+# every replica is waited for too: "ready X s, replicas opened in Y s".
+restart_time() {
+  local ready
+  ready=$(wait_ready)
+  for _ in $(seq 1 6000); do
+    [ "$(opened_lines)" -gt "$OPENED_BEFORE" ] && break
+    sleep 0.1
+  done
+  echo "ready $ready s, replicas opened in $(grep "opened replicas" "$LOG" | tail -1 |
+    sed 's/\x1b\[[0-9;]*m//g' | sed -E 's/.*elapsed_ms=([0-9]+).*/\1/' |
+    awk '{printf "%.3f", $1/1000}') s"
 }
 # Seconds from now until /ready answers.
 wait_ready() {
@@ -76,15 +94,15 @@ du -sh "$DATA/node" | sed 's/^/data: /'
 # A crash right after the fill: the recovery checkpoints lag the data.
 kill -KILL "$BROKER"; wait "$BROKER" 2>/dev/null || true
 cold; start_broker
-echo "crash after fill: $(wait_ready) s"
+echo "crash after fill: $(restart_time)"
 for i in $(seq 1 "$RUNS"); do
   for b in "${BUILDS[@]}"; do
     kill -TERM "$BROKER"; wait "$BROKER" || true
     cold; start_broker "$b"
-    echo "clean #$i $b: $(wait_ready) s"
+    echo "clean #$i $b: $(restart_time)"
     kill -KILL "$BROKER"; wait "$BROKER" 2>/dev/null || true
     cold; start_broker "$b"
-    echo "crash (idle) #$i $b: $(wait_ready) s"
+    echo "crash (idle) #$i $b: $(restart_time)"
   done
 done
 kill -TERM "$BROKER"; wait "$BROKER" || true
