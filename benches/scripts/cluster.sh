@@ -9,6 +9,8 @@
 #                                             # has each fault's times to match)
 #   ONLY=w8 benches/scripts/cluster.sh        # 10,000 idle partitions
 #   ONLY=tls benches/scripts/cluster.sh       # W5 with and without TLS
+#   ONLY=stages benches/scripts/cluster.sh    # produce latency per stage at
+#                                             # 20k and 100k records/s
 #
 # Needs release binaries (cargo build --release -p strata-broker -p strata-cli),
 # fio and iperf3. Brokers and load generator share the machine and talk over
@@ -112,6 +114,70 @@ if [ "${ONLY:-}" = w8 ]; then
   for i in 1 2 3; do
     C1=$(cpu_ticks "${PID[$i]}")
     python3 -c "print('w8 broker $i idle CPU: %.1f%% of a core' % (100.0*($C1-${C0[$i]})/$HZ/${W8_SECS:-30}))"
+  done
+  stop_cluster
+  exit 0
+fi
+
+if [ "${ONLY:-}" = stages ]; then
+  # Where the time of a replicated produce goes: RF3 acks=all, 6 partitions,
+  # default client settings, at fixed rates (STAGE_RATES, records/s of
+  # 1 KiB); the brokers' strata_produce_stage_seconds histograms are
+  # scraped before and after each run and their difference summarized.
+  start_cluster
+  strata topic create bench --partitions 6 --replication-factor 3 >/dev/null
+  scrape() { for a in $HTTP_ADDRS; do curl -sf "http://$a/metrics"; done >"$1"; }
+  # Each run also with --idle-send (a partition with nothing in flight
+  # sends at once), alternating.
+  for rate in ${STAGE_RATES:-20000 100000}; do
+    for i in $(seq 1 "$RUNS"); do
+     for mode in linger idle-send; do
+      flags=()
+      [ "$mode" = idle-send ] && flags=(--idle-send)
+      base="$OUT/stages-$rate-$mode-$i"
+      scrape "$base.before"
+      strata bench produce bench --duration "${STAGE_SECS:-30}" --rate "$rate" --record-size 1024 \
+        --acks all "${flags[@]}" --output json >"$base.json"
+      scrape "$base.after"
+      printf '%s %s #%s: ' "$rate" "$mode" "$i"
+      python3 - "$base" <<'PY'
+import json, re, sys
+base = sys.argv[1]
+def buckets(path):
+    out = {}
+    for m in re.finditer(r'strata_produce_stage_seconds_bucket\{le="([^"]+)",stage="([^"]+)"\} (\S+)|'
+                         r'strata_produce_stage_seconds_bucket\{stage="([^"]+)",le="([^"]+)"\} (\S+)',
+                         open(path).read()):
+        le, stage, v = (m[1], m[2], m[3]) if m[1] else (m[5], m[4], m[6])
+        le = float("inf") if le == "+Inf" else float(le)
+        out.setdefault(stage, {}).setdefault(le, 0.0)
+        out[stage][le] += float(v)
+    return out
+before, after = buckets(base + ".before"), buckets(base + ".after")
+def quantile(cum, q):
+    total = cum[-1][1]
+    prev_le, prev_n = 0.0, 0.0
+    for le, n in cum:
+        if n >= q * total:
+            if le == float("inf"):
+                return prev_le
+            frac = (q * total - prev_n) / max(n - prev_n, 1e-9)
+            return prev_le + (le - prev_le) * frac
+        prev_le, prev_n = le, n
+    return prev_le
+j = json.load(open(base + ".json"))
+l = j["latency_ms"]
+line = [f"{j['mb_per_sec']} MB/s; send->ack p50/p99/p99.9/max {l['p50']}/{l['p99']}/{l['p999']}/{l['max']} ms; broker stages p50/p99 ms:"]
+for stage in ("check", "queue", "append", "replicate", "respond"):
+    a, b = after.get(stage, {}), before.get(stage, {})
+    cum = sorted((le, a[le] - b.get(le, 0.0)) for le in a)
+    if not cum or cum[-1][1] <= 0:
+        continue
+    line.append(f"{stage} {quantile(cum, 0.5) * 1e3:.2f}/{quantile(cum, 0.99) * 1e3:.2f}")
+print(" ".join(line))
+PY
+     done
+    done
   done
   stop_cluster
   exit 0

@@ -71,6 +71,8 @@ pub struct BenchConfig {
     pub linger: Duration,
     pub max_in_flight: usize,
     pub idempotent: bool,
+    /// Send at once on idle partitions (`ProducerConfig::idle_send`).
+    pub idle_send: bool,
     /// Distinct keys (0 = keyless records).
     pub keys: u64,
     /// Time run before measuring.
@@ -100,6 +102,7 @@ impl BenchConfig {
             linger: Duration::from_millis(5),
             max_in_flight: 5,
             idempotent: true,
+            idle_send: false,
             keys: 0,
             warmup: Duration::ZERO,
             progress: false,

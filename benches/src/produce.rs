@@ -150,6 +150,7 @@ pub(crate) async fn task(
         acks: cfg.acks,
         max_in_flight: cfg.max_in_flight,
         idempotent: cfg.idempotent,
+        idle_send: cfg.idle_send,
         buffer_memory: (64usize << 20).max(cfg.batch_size * 8),
         ..ProducerConfig::default()
     };

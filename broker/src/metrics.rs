@@ -44,11 +44,22 @@ pub struct Metrics {
     kafka_request_seconds: HistogramFamily,
     kafka_connections: prometheus_client::metrics::gauge::Gauge,
     rebalance_seconds: Family<ProtocolLabel, Histogram, fn() -> Histogram>,
+    produce_stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    pub stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProtocolLabel {
     pub protocol: String,
+}
+
+/// 10 µs to ~0.65 s: stages are short.
+fn stage_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.00001, 2.0, 17))
 }
 
 /// 10 ms to ~3 min.
@@ -158,6 +169,13 @@ impl Metrics {
         );
         let rebalance_seconds: Family<ProtocolLabel, Histogram, fn() -> Histogram> =
             Family::new_with_constructor(rebalance_histogram as fn() -> Histogram);
+        let produce_stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(stage_histogram as fn() -> Histogram);
+        registry.register(
+            "produce_stage_seconds",
+            "Time produce requests spent per stage: check, queue (to the Raft proposal), append (to the local log), replicate (to the high watermark), respond",
+            produce_stage_seconds.clone(),
+        );
         registry.register(
             "group_rebalance_duration_seconds",
             "Time from the start of a rebalance to a stable group (every partition with its target owner), by group protocol",
@@ -184,6 +202,7 @@ impl Metrics {
             kafka_request_seconds,
             kafka_connections,
             rebalance_seconds,
+            produce_stage_seconds,
         }
     }
 
@@ -255,6 +274,13 @@ impl Metrics {
                 group: group.to_owned(),
             })
             .inc();
+    }
+
+    /// Time a produce spent in one stage (`broker::produce`).
+    pub fn produce_stage(&self, stage: &'static str, took: Duration) {
+        self.produce_stage_seconds
+            .get_or_create(&StageLabel { stage })
+            .observe(took.as_secs_f64());
     }
 
     pub fn fsync(&self, took: Duration) {

@@ -72,6 +72,10 @@ pub struct BenchArgs {
     /// Disable idempotent produce.
     #[arg(long)]
     pub no_idempotence: bool,
+    /// Send at once on a partition with nothing at the sender instead of
+    /// lingering (the producer's `idle_send`).
+    #[arg(long)]
+    pub idle_send: bool,
 }
 
 /// Seconds: `10`, `1.5` or a humantime duration (`90s`, `2m`).
@@ -143,6 +147,7 @@ fn config(ctx: &Ctx, workload: Workload, a: BenchArgs) -> anyhow::Result<BenchCo
     c.linger = a.linger;
     c.max_in_flight = a.max_in_flight;
     c.idempotent = !a.no_idempotence;
+    c.idle_send = a.idle_send;
     c.keys = a.keys;
     c.warmup = a.warmup;
     c.progress = ctx.output == Format::Table && std::io::stderr().is_terminal();

@@ -215,3 +215,58 @@ async fn linger_and_full_batches_keep_send_order() {
     }
     producer.close().await.unwrap();
 }
+
+/// With `idle_send`, a record on a partition with nothing in flight leaves
+/// at once (a 30 s linger never runs out here), later records follow as
+/// earlier batches complete, and send order holds.
+#[tokio::test]
+async fn idle_send_does_not_wait_for_the_linger() {
+    const RECORDS: usize = 2_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = BrokerProc::start(&tmp.path().join("data"), &[]).await;
+    let admin = Admin::new(cfg(&broker)).unwrap();
+    admin
+        .create_topic("idle", 2, 1, Default::default())
+        .await
+        .unwrap();
+    let producer = Producer::new(
+        cfg(&broker),
+        ProducerConfig {
+            linger: Duration::from_secs(30),
+            idle_send: true,
+            ..ProducerConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let first = producer
+        .send(ProducerRecord::new("idle", "alone").partition(1))
+        .await
+        .unwrap();
+    let acked = tokio::time::timeout(Duration::from_secs(10), first)
+        .await
+        .expect("acknowledged without waiting for the linger")
+        .unwrap();
+    assert_eq!(acked.offset, 0);
+    let mut futures = Vec::with_capacity(RECORDS);
+    for i in 0..RECORDS {
+        futures.push(
+            producer
+                .send(ProducerRecord::new("idle", format!("{i:08}")).partition(0))
+                .await
+                .unwrap(),
+        );
+        if i % 16 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // No flush: every batch leaves because the one before it completed.
+    for (i, f) in futures.into_iter().enumerate() {
+        let r = tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .unwrap_or_else(|_| panic!("record {i} waited for the linger"))
+            .unwrap();
+        assert_eq!(r.offset, i as i64, "record {i}");
+    }
+    producer.close().await.unwrap();
+}

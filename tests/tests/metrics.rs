@@ -122,6 +122,16 @@ async fn metrics_follow_the_traffic() {
         value(&body, "strata_fsync_duration_seconds_count").is_some_and(|n| n >= 1.0),
         "fsync=always syncs"
     );
+    // Every acknowledged produce passed every stage (one leader: the local
+    // log holds a batch before it commits).
+    let produces = value(
+        &body,
+        r#"strata_request_duration_seconds_count{api="produce"}"#,
+    );
+    for stage in ["check", "queue", "append", "replicate", "respond"] {
+        let series = format!(r#"strata_produce_stage_seconds_count{{stage="{stage}"}}"#);
+        assert_eq!(value(&body, &series), produces, "{series}");
+    }
     assert_eq!(
         value(
             &body,

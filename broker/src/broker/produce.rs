@@ -47,6 +47,8 @@ pub struct Produced {
 pub struct Prepared {
     part: Arc<Partition>,
     started: Instant,
+    /// When the checks were done.
+    checked: Instant,
     acks: Acks,
     batches: Vec<(BatchHeader, Bytes)>,
     timeout: Duration,
@@ -56,6 +58,7 @@ pub struct Prepared {
 pub struct Pending {
     part: Arc<Partition>,
     started: Instant,
+    checked: Instant,
     records: u64,
     bytes: u64,
     acks: Acks,
@@ -106,6 +109,7 @@ impl Broker {
         Ok(Prepared {
             part,
             started,
+            checked: Instant::now(),
             acks: req.acks,
             batches,
             timeout,
@@ -130,6 +134,7 @@ impl Prepared {
         Ok(Pending {
             part: self.part,
             started,
+            checked: self.checked,
             records,
             bytes,
             acks: self.acks,
@@ -139,6 +144,9 @@ impl Prepared {
     }
 }
 
+/// A produce slower than this is logged (at debug) with its stages.
+const SLOW_PRODUCE: Duration = Duration::from_millis(50);
+
 impl Pending {
     /// Waits for the acks the request asked for.
     pub async fn finish(self) -> Result<Produced> {
@@ -147,9 +155,17 @@ impl Pending {
             .complete_produce(self.rx, self.acks, self.timeout)
             .await;
         let m = crate::metrics::global();
-        m.request("produce", self.started.elapsed(), done.is_ok());
+        let took = self.started.elapsed();
+        m.request("produce", took, done.is_ok());
         let a = done?;
         m.produced(self.part.topic(), self.records, self.bytes);
+        observe_stages(
+            &self.part,
+            self.bytes,
+            (self.started, self.checked),
+            &a.stages,
+            took,
+        );
         let (base_offset, last_offset) = if self.acks == Acks::None {
             (-1, -1)
         } else {
@@ -160,5 +176,48 @@ impl Pending {
             last_offset,
             log_start_offset: a.log_start_offset,
         })
+    }
+}
+
+/// Feeds the per-stage histograms: `check` (ACL, framing, CRC), `queue`
+/// (until the Raft loop proposed), `append` (until the local log held
+/// the batches), `replicate` (until the high watermark passed them);
+/// `respond`, the rest, is the wake-up after the acks.
+fn observe_stages(
+    part: &Partition,
+    bytes: u64,
+    (started, checked): (Instant, Instant),
+    st: &crate::partition::ProduceStages,
+    took: Duration,
+) {
+    let m = crate::metrics::global();
+    let since = |a: Instant, b: Option<Instant>| b.map(|b| b.saturating_duration_since(a));
+    let check = checked.saturating_duration_since(started);
+    let queue = since(checked, st.proposed);
+    let append = st.proposed.and_then(|p| since(p, st.written));
+    let replicate = st
+        .written
+        .or(st.proposed)
+        .and_then(|w| since(w, st.committed));
+    let last = st.committed.or(st.written).or(st.proposed);
+    let respond = last.map(|l| (started + took).saturating_duration_since(l));
+    let stages = [
+        ("check", Some(check)),
+        ("queue", queue),
+        ("append", append),
+        ("replicate", replicate),
+        ("respond", respond),
+    ];
+    for (stage, d) in stages {
+        if let Some(d) = d {
+            m.produce_stage(stage, d);
+        }
+    }
+    if took >= SLOW_PRODUCE {
+        let ms = |d: Option<Duration>| d.map_or(-1.0, |d| d.as_secs_f64() * 1e3);
+        tracing::debug!(topic = %part.topic(), partition = part.id(),
+            bytes = bytes, total_ms = took.as_secs_f64() * 1e3,
+            check_ms = ms(Some(check)), queue_ms = ms(queue), append_ms = ms(append),
+            replicate_ms = ms(replicate), respond_ms = ms(respond), "slow produce");
     }
 }

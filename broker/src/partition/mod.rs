@@ -55,6 +55,21 @@ pub struct Appended {
     pub log_start_offset: i64,
     /// The log end after this append (what must become durable/committed).
     pub end_offset: i64,
+    /// When the produce passed each stage.
+    pub stages: ProduceStages,
+}
+
+/// When a produce passed the stages after its checks, as the waiting
+/// request saw them (for the per-stage latency metrics and the slow
+/// request log). A stage the acks did not wait for stays `None`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProduceStages {
+    /// The Raft loop proposed the batches (the end of the proposal queue).
+    pub proposed: Option<Instant>,
+    /// The batches were in the local log.
+    pub written: Option<Instant>,
+    /// The high watermark passed them.
+    pub committed: Option<Instant>,
 }
 
 /// A snapshot of a partition's offsets.
@@ -249,11 +264,15 @@ impl Partition {
         timeout: Duration,
     ) -> Result<Appended> {
         let p = rx.await.map_err(|_| BrokerError::ShuttingDown)??;
-        let appended = Appended {
+        let mut appended = Appended {
             base_offset: p.base_offset,
             last_offset: p.last_offset,
             log_start_offset: self.lock().log.log_start_offset(),
             end_offset: p.end_offset,
+            stages: ProduceStages {
+                proposed: Some(Instant::now()),
+                ..ProduceStages::default()
+            },
         };
         match acks {
             Acks::None => return Ok(appended),
@@ -274,8 +293,14 @@ impl Partition {
                     },
                     () = self.leadership_lost(p.term) => return Err(self.not_leader()),
                 }
+                appended.stages.written = Some(Instant::now());
             }
-            Acks::All => self.wait_committed(p.end_offset, p.term, timeout).await?,
+            Acks::All => {
+                appended.stages.written = self
+                    .wait_committed_timed(p.end_offset, p.term, timeout)
+                    .await?;
+                appended.stages.committed = Some(Instant::now());
+            }
         }
         // The entry now holding our index must be ours (same term).
         if p.index > 0 {
@@ -297,12 +322,41 @@ impl Partition {
     /// under it, so the answer is retriable and an idempotent retry gets the
     /// original offsets.
     pub async fn wait_committed(&self, end: i64, term: u64, timeout: Duration) -> Result<()> {
-        let mut rx = self.core.subscribe_hw();
-        let fut = rx.wait_for(|hw| *hw >= end);
+        self.wait_committed_timed(end, term, timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// [`Self::wait_committed`], noting when the local log held `end` on
+    /// the way (`None` if it committed first: followers may persist an
+    /// entry before its leader does).
+    async fn wait_committed_timed(
+        &self,
+        end: i64,
+        term: u64,
+        timeout: Duration,
+    ) -> Result<Option<Instant>> {
+        let mut hw = self.core.subscribe_hw();
+        let mut written = self.core.subscribe_written();
+        let fut = async {
+            let mut written_at = None;
+            loop {
+                if written_at.is_none() && *written.borrow_and_update() >= end {
+                    written_at = Some(Instant::now());
+                }
+                if *hw.borrow_and_update() >= end {
+                    return Ok::<_, tokio::sync::watch::error::RecvError>(written_at);
+                }
+                tokio::select! {
+                    r = hw.changed() => r?,
+                    r = written.changed(), if written_at.is_none() => r?,
+                }
+            }
+        };
         tokio::select! {
             biased;
             r = tokio::time::timeout(timeout, fut) => match r {
-                Ok(Ok(_)) => Ok(()),
+                Ok(Ok(at)) => Ok(at),
                 Ok(Err(_)) => Err(BrokerError::ShuttingDown),
                 Err(_) => {
                     if self.unwritable() {

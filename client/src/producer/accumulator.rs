@@ -10,6 +10,7 @@
 //! accumulator in a mutex), so batch boundaries are unit-testable.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
 use strata_proto::batch::{BatchBuilder, Codec, HEADER_LEN, record_size};
@@ -38,6 +39,9 @@ pub(crate) struct ClosedBatch {
     /// Buffer-memory permits to give back once the batch is done.
     pub reserved: usize,
     pub created: Instant,
+    /// The partition's count of batches at the sender, which this batch is
+    /// part of from dispatch to completion.
+    pub busy: Option<Arc<AtomicUsize>>,
 }
 
 #[derive(Debug)]
@@ -59,6 +63,7 @@ impl OpenBatch {
             count: self.count,
             reserved: self.reserved,
             created: self.created,
+            busy: None,
         }
     }
 }

@@ -11,7 +11,7 @@ mod sender;
 mod sequence;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -55,6 +55,16 @@ pub struct ProducerConfig {
     pub buffer_memory: usize,
     /// Codec compressing each batch's records (default none).
     pub compression: Compression,
+    /// Send without lingering while a partition is idle (default off): a
+    /// partition with no batch at the sender sends the batch a record
+    /// opens at once, and the batch open when its last batch completes
+    /// leaves then, so batch size follows the round trip instead of the
+    /// timer. It cuts send-to-ack latency at low rates (RF3 at 20 MB/s:
+    /// p50 6.0 → 1.7 ms), but near saturation the extra small requests
+    /// lengthen the tail (100 MB/s on a 2-core host: p99 about 80 → 300+
+    /// ms), hence off by default. Off: every batch waits for `linger` or
+    /// `batch_size` (Kafka's behaviour).
+    pub idle_send: bool,
 }
 
 impl Default for ProducerConfig {
@@ -69,6 +79,7 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             buffer_memory: 64 << 20,
             compression: Compression::None,
+            idle_send: false,
         }
     }
 }
@@ -125,6 +136,8 @@ pub fn now_ms() -> i64 {
 struct TopicState {
     name: Arc<str>,
     partitions: Vec<Mutex<PartitionAccumulator>>,
+    /// Per partition, its batches at the sender (queued or in flight).
+    busy: Vec<Arc<AtomicUsize>>,
     sticky: Sticky,
 }
 
@@ -207,6 +220,7 @@ impl Producer {
             cfg.buffer_memory.min(Semaphore::MAX_PERMITS),
         ));
         let (tx, rx) = mpsc::unbounded_channel();
+        let (idle_tx, idle_rx) = mpsc::unbounded_channel();
         let scfg = SenderConfig {
             acks: cfg.acks,
             max_in_flight: cfg.max_in_flight,
@@ -220,6 +234,7 @@ impl Producer {
             scfg,
             Arc::clone(&memory),
             rx,
+            cfg.idle_send.then_some(idle_tx),
         ));
         let (ltx, lrx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -232,6 +247,7 @@ impl Producer {
             closed: AtomicBool::new(false),
         });
         tokio::spawn(linger_task(Arc::downgrade(&inner), lrx));
+        tokio::spawn(idle_task(Arc::downgrade(&inner), idle_rx));
         Ok(Self { inner })
     }
 
@@ -258,6 +274,9 @@ impl Producer {
                             .with_compression(self.inner.cfg.compression.codec()),
                     )
                 })
+                .collect(),
+            busy: (0..info.partitions())
+                .map(|_| Arc::new(AtomicUsize::new(0)))
                 .collect(),
             sticky: Sticky::default(),
         });
@@ -347,6 +366,18 @@ impl Producer {
                 }
                 self.dispatch(&topic, partition, batch);
             }
+            // Nothing of this partition at the sender: no reason to wait.
+            if appended.opened.is_some()
+                && self.inner.cfg.idle_send
+                && topic.busy[partition as usize].load(Ordering::Acquire) == 0
+                && let Some(batch) = acc.close()
+            {
+                appended.opened = None;
+                if sticky {
+                    topic.sticky.batch_closed(partition, n);
+                }
+                self.dispatch(&topic, partition, batch);
+            }
             appended
         };
         if let Some(id) = appended.opened {
@@ -386,7 +417,11 @@ impl Producer {
 }
 
 impl Inner {
-    fn dispatch(&self, topic: &TopicState, partition: u32, batch: ClosedBatch) {
+    fn dispatch(&self, topic: &TopicState, partition: u32, mut batch: ClosedBatch) {
+        if let Some(busy) = topic.busy.get(partition as usize) {
+            busy.fetch_add(1, Ordering::AcqRel);
+            batch.busy = Some(Arc::clone(busy));
+        }
         if let Err(mpsc::error::SendError(Command::Batch { batch, .. })) =
             self.sender.send(Command::Batch {
                 topic: Arc::clone(&topic.name),
@@ -394,10 +429,36 @@ impl Inner {
                 batch,
             })
         {
+            if let Some(busy) = &batch.busy {
+                busy.fetch_sub(1, Ordering::AcqRel);
+            }
             batch
                 .shared
                 .complete(Err(ClientError::Closed("producer sender stopped".into())));
             self.memory.add_permits(batch.reserved);
+        }
+    }
+
+    /// Sends the open batch of a partition whose last batch at the sender
+    /// just completed (see [`ProducerConfig::idle_send`]).
+    fn partition_idle(&self, topic: &str, partition: u32) {
+        let state = match self.topics.read() {
+            Ok(t) => t.get(topic).cloned(),
+            Err(p) => p.into_inner().get(topic).cloned(),
+        };
+        let Some(t) = state else { return };
+        let (Some(acc), Some(busy)) = (
+            t.partitions.get(partition as usize),
+            t.busy.get(partition as usize),
+        ) else {
+            return;
+        };
+        let mut acc = lock(acc);
+        if busy.load(Ordering::Acquire) == 0
+            && let Some(b) = acc.close()
+        {
+            t.sticky.batch_closed(partition, t.count());
+            self.dispatch(&t, partition, b);
         }
     }
 
@@ -442,5 +503,13 @@ async fn linger_task(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<LingerE
             topic.sticky.batch_closed(e.partition, topic.count());
             inner.dispatch(&topic, e.partition, b);
         }
+    }
+}
+
+/// Sends the open batches of partitions the sender reports idle.
+async fn idle_task(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<sender::Key>) {
+    while let Some((topic, partition)) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { return };
+        inner.partition_idle(&topic, partition);
     }
 }

@@ -22,6 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -65,7 +66,7 @@ pub(crate) struct SenderConfig {
     pub producer: Option<(i64, i16)>,
 }
 
-type Key = (Arc<str>, u32);
+pub(crate) type Key = (Arc<str>, u32);
 /// Index of a partition in [`Sender::parts`]: partitions are looked up by
 /// name once, when a batch arrives, and by index everywhere else.
 type PartId = usize;
@@ -94,6 +95,7 @@ pub(super) struct Sendable {
     pub(super) base_seq: i32,
     pub(super) attempts: u32,
     pub(super) last_error: Option<ClientError>,
+    pub(super) busy: Option<Arc<AtomicUsize>>,
 }
 
 #[derive(Debug)]
@@ -171,6 +173,8 @@ struct Sender {
     /// When unanswered requests last made the sender refresh metadata.
     last_stall_check: Option<Instant>,
     ev_tx: mpsc::UnboundedSender<Event>,
+    /// Partitions that have no batch at the sender any more.
+    idle: Option<mpsc::UnboundedSender<Key>>,
 }
 
 /// Runs the sender until every producer handle is gone and all batches
@@ -180,6 +184,7 @@ pub(crate) async fn run(
     cfg: SenderConfig,
     memory: Arc<Semaphore>,
     mut rx: mpsc::UnboundedReceiver<Command>,
+    idle: Option<mpsc::UnboundedSender<Key>>,
 ) {
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
     let mut s = Sender {
@@ -200,6 +205,7 @@ pub(crate) async fn run(
         refreshing: false,
         last_stall_check: None,
         ev_tx,
+        idle,
     };
     let mut open = true;
     loop {
@@ -271,6 +277,7 @@ impl Sender {
                     base_seq: -1,
                     attempts: 0,
                     last_error: None,
+                    busy: batch.busy,
                 });
                 self.list(id);
             }
@@ -404,6 +411,14 @@ impl Sender {
         b.shared.complete(r);
         self.memory.add_permits(b.reserved);
         self.incomplete.remove(&b.arrival);
+        // The partition's last batch at the sender is done: the batch now
+        // open (if any) need not linger.
+        if let Some(busy) = b.busy
+            && busy.fetch_sub(1, Ordering::AcqRel) == 1
+            && let Some(idle) = &self.idle
+        {
+            let _ = idle.send((Arc::clone(&b.shared.topic), b.shared.partition));
+        }
     }
 
     /// Sends what may be sent now.

@@ -94,6 +94,7 @@ mod tests {
             base_seq: seq,
             attempts: 1,
             last_error: None,
+            busy: None,
         }
     }
 

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{
-    CLEAN_SHUTDOWN_FILE, COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE, PRODUCER_STATE_FILE,
-    RAFT_BASE_FILE, RAFT_STATE_FILE, RECOVERY_POINT_FILE, RecoveryReport, raft,
+    CLEAN_SHUTDOWN_FILE, COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE,
+    PRODUCER_STATE_FILE, RAFT_BASE_FILE, RAFT_STATE_FILE, RECOVERY_POINT_FILE, RecoveryReport,
+    raft,
 };
 use crate::log::checkpoint;
 use crate::log::config::LogConfig;
