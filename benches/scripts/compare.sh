@@ -10,14 +10,14 @@
 # copy of target/release from each commit). Needs fio and iperf3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/lib.sh
 A=$1
 B=$2
 OUT=${3:-target/bench-compare}
 DATA=${STRATA_BENCH_DIR:-target/bench-data}
 RUNS=${RUNS:-3}
 mkdir -p "$OUT"
-IC="1=127.0.0.1:19611,2=127.0.0.1:19612,3=127.0.0.1:19613"
-BROKERS=127.0.0.1:19601,127.0.0.1:19602,127.0.0.1:19603
+BROKERS=$STRATA_CLUSTER_BROKERS
 PIDS=()
 
 stop_all() {
@@ -46,23 +46,7 @@ w1() { # bin_dir out_json
 }
 
 w5() { # bin_dir out_json
-  local n
-  rm -rf "$DATA" && mkdir -p "$DATA"
-  for n in 1 2 3; do
-    "$1/stratad" --node-id $n --data-dir "$DATA/n$n" --listen "127.0.0.1:1960$n" \
-      --peer-listen "127.0.0.1:1961$n" --http-listen "127.0.0.1:1962$n" --kafka-listen off --initial-cluster "$IC" \
-      --fsync never --log-level warn \
-      >>"$OUT/stratad.log" 2>&1 &
-    PIDS+=($!)
-  done
-  local ok=0
-  for _ in $(seq 1 300); do
-    "$1/strata" --brokers "$BROKERS" cluster status --output json 2>/dev/null |
-      python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if len(j["brokers"])==3 and all(b["alive"] for b in j["brokers"]) and j["leaderless_partitions"]==0 else 1)' 2>/dev/null &&
-      { ok=1; break; }
-    sleep 0.2
-  done
-  [ "$ok" = 1 ] || { echo "cluster did not become healthy (see $OUT/stratad.log)" >&2; exit 1; }
+  start_strata_cluster "$1" "$DATA" "$OUT/stratad.log"
   "$1/strata" --brokers "$BROKERS" topic create bench --partitions 6 --replication-factor 3 >/dev/null
   "$1/strata" --brokers "$BROKERS" bench produce bench --bytes 1GB --record-size 1024 --acks all \
     --output json >"$2"

@@ -25,6 +25,7 @@
 # end gives the median and range per system and the ratio to strata.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/lib.sh
 OUT=${1:-target/bench-peers}
 DATA=${STRATA_BENCH_DIR:-target/bench-data}
 RUNS=${RUNS:-3}
@@ -96,23 +97,8 @@ strata_w3() { # run
   stop_all
 }
 strata_rf3() { # run
-  local n ic="1=127.0.0.1:19611,2=127.0.0.1:19612,3=127.0.0.1:19613"
-  local brokers=127.0.0.1:19601,127.0.0.1:19602,127.0.0.1:19603
-  rm -rf "$DATA" && mkdir -p "$DATA"
-  for n in 1 2 3; do
-    "$BIN/stratad" --node-id $n --data-dir "$DATA/n$n" --listen "127.0.0.1:1960$n" \
-      --peer-listen "127.0.0.1:1961$n" --http-listen "127.0.0.1:1962$n" --kafka-listen off \
-      --initial-cluster "$ic" --fsync never --log-level warn >>"$OUT/stratad.log" 2>&1 &
-    PIDS+=($!)
-  done
-  local ok=0
-  for _ in $(seq 1 300); do
-    "$BIN/strata" --brokers "$brokers" cluster status --output json 2>/dev/null |
-      python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if len(j["brokers"])==3 and all(b["alive"] for b in j["brokers"]) and j["leaderless_partitions"]==0 else 1)' 2>/dev/null &&
-      { ok=1; break; }
-    sleep 0.2
-  done
-  [ "$ok" = 1 ] || { echo "strata cluster did not become healthy (see $OUT/stratad.log)" >&2; exit 1; }
+  local brokers=$STRATA_CLUSTER_BROKERS
+  start_strata_cluster "$BIN" "$DATA" "$OUT/stratad.log"
   "$BIN/strata" --brokers "$brokers" topic create bench --partitions 1 --replication-factor 3 >/dev/null
   record strata rf3 "$1" "$("$BIN/strata" --brokers "$brokers" bench produce bench --bytes "$BYTES" \
     --record-size 1024 --acks all --output json)"

@@ -35,6 +35,9 @@ pub const PRODUCER_STATE_FILE: &str = "producer-state";
 /// Written by a clean stop once the data and the indexes are synced (it
 /// holds the log end); removed, durably, when the log is opened again.
 pub const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
+/// The boot id of the machine the log was last opened on: a restart in the
+/// same boot (a process crash) finds everything written in the page cache.
+pub const BOOT_FILE: &str = "boot-id";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

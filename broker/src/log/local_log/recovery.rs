@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{
-    CLEAN_SHUTDOWN_FILE, COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError, OWNER_FILE,
-    PRODUCER_STATE_FILE, RAFT_BASE_FILE, RAFT_STATE_FILE, RECOVERY_POINT_FILE, RecoveryReport,
-    raft,
+    BOOT_FILE, CLEAN_SHUTDOWN_FILE, COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError,
+    OWNER_FILE, PRODUCER_STATE_FILE, RAFT_BASE_FILE, RAFT_STATE_FILE, RECOVERY_POINT_FILE,
+    RecoveryReport, raft,
 };
 use crate::log::checkpoint;
 use crate::log::config::LogConfig;
@@ -42,6 +42,14 @@ impl Log {
             checkpoint::sync_dir(dir).at(dir)?;
         }
         let recovery_point = recovery_point.max(clean_end.unwrap_or(0));
+        // Written since this machine booted: a process crash loses nothing
+        // that reached the page cache, so only the tail after the last
+        // index entry (a write cut short) needs checking. Never raises the
+        // recovery point: that stays what is on disk.
+        let boot = current_boot();
+        let same_boot =
+            boot.is_some() && checkpoint::read(&dir.join(BOOT_FILE)).ok().flatten() == boot;
+        let trusted_below = if same_boot { i64::MAX } else { recovery_point };
         let mut log_start = checkpoint::read_i64(&dir.join(LOG_START_FILE))
             .unwrap_or(None)
             .unwrap_or(0);
@@ -64,7 +72,8 @@ impl Log {
                 || name == COMMIT_HINT_FILE
                 || name == OWNER_FILE
                 || name == PRODUCER_STATE_FILE
-                || name == CLEAN_SHUTDOWN_FILE)
+                || name == CLEAN_SHUTDOWN_FILE
+                || name == BOOT_FILE)
             {
                 report.ignored_files.push(name);
             }
@@ -74,7 +83,7 @@ impl Log {
         let first_suspect = bases
             .iter()
             .rev()
-            .find(|b| **b <= recovery_point)
+            .find(|b| **b <= trusted_below)
             .copied()
             .unwrap_or(0);
 
@@ -93,8 +102,9 @@ impl Log {
             }
             let recover = base >= first_suspect || i + 1 == n;
             let check = recover.then_some(Recover {
-                synced_below: recovery_point,
-                clean: clean_end.is_some(),
+                synced_below: trusted_below,
+                indexes_intact: clean_end.is_some() || same_boot,
+                check_crc: clean_end.is_none(),
             });
             let (seg, scan) = Segment::open(dir, base, sizes, check).at(dir)?;
             if recover {
@@ -170,6 +180,17 @@ impl Log {
             dir_unsynced: true,
             raft_base,
         };
+        if let Some(b) = boot {
+            // Rebuilt (as "another boot") if lost: never needs a sync.
+            checkpoint::write_relaxed(&dir.join(BOOT_FILE), &b).at(dir)?;
+        }
         Ok((log, report))
     }
+}
+
+/// The running kernel's boot id (Linux), which changes at every boot.
+fn current_boot() -> Option<Vec<u8>> {
+    std::fs::read("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .filter(|b| !b.is_empty())
 }

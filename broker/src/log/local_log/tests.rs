@@ -452,10 +452,12 @@ fn restart_checks_only_what_follows_the_recovery_point() {
     let (full, clean) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     copy_dir(d.path(), full.path());
     copy_dir(d.path(), clean.path());
-    // As after a crash: no clean-stop marker (and for `full` no recovery
-    // point either).
-    std::fs::remove_file(d.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
-    std::fs::remove_file(full.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
+    // As after a machine crash: no clean-stop marker, another boot (and
+    // for `full` no recovery point either).
+    for dir in [d.path(), full.path()] {
+        std::fs::remove_file(dir.join(CLEAN_SHUTDOWN_FILE)).unwrap();
+        let _ = std::fs::remove_file(dir.join(BOOT_FILE));
+    }
     std::fs::remove_file(full.path().join(RECOVERY_POINT_FILE)).unwrap();
 
     let (mut log, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
@@ -540,7 +542,8 @@ fn unsynced_tail_past_the_recovery_point_is_still_checked() {
     let synced_end = log.next_offset();
     let later = fill(&mut log, &[(4, 150); 5]);
     let size = log.segments.values().next_back().unwrap().size();
-    drop(log); // crash
+    drop(log); // a machine crash: the next open is in another boot
+    let _ = std::fs::remove_file(d.path().join(BOOT_FILE));
     let (_, seg) = seg_files(d.path()).remove(0);
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
     // Tear the third unsynced batch.
@@ -606,5 +609,49 @@ fn restart_resumes_a_segment_that_starts_with_an_empty_batch() {
     assert_eq!(
         log.offset_for_timestamp(1_000 + 30 * 10).unwrap(),
         Some((120, 1_300))
+    );
+}
+
+/// A process crash (same boot): whatever was written is in the page cache,
+/// so only the batches after the last index entry are checked, even with
+/// nothing synced; a write cut short at the end is still cut.
+#[test]
+fn a_process_crash_checks_only_the_tail() {
+    if !Path::new("/proc/sys/kernel/random/boot_id").exists() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let (mut log, _) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    let stored = fill(&mut log, &[(4, 150); 40]);
+    let total: usize = stored.iter().map(|(_, b)| b.len()).sum();
+    let size = log.segments.values().next_back().unwrap().size();
+    drop(log); // SIGKILL: no sync, no recovery point, no marker
+    assert!(!d.path().join(RECOVERY_POINT_FILE).exists());
+    let (_, seg) = seg_files(d.path()).remove(0);
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    // The last batch's write was cut short.
+    let last = &stored[39];
+    f.write_all_at(
+        &vec![0; last.1.len() - 30],
+        (size - last.1.len() + 30) as u64,
+    )
+    .unwrap();
+    let (log, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    assert!(rep.truncated_bytes > 0, "the torn batch is cut");
+    assert!(
+        rep.checked_bytes <= 3 * last.1.len(),
+        "checked {} of {total} bytes",
+        rep.checked_bytes
+    );
+    assert_eq!(log.next_offset(), last.0);
+    assert_holds(&log, &stored[..39]);
+    drop(log);
+    // In another boot the same log is checked from the start.
+    std::fs::remove_file(d.path().join(BOOT_FILE)).unwrap();
+    let (_, rep) = Log::open(d.path(), cfg(1 << 20), 0).unwrap();
+    assert!(
+        rep.checked_bytes >= total - last.1.len(),
+        "checked {}",
+        rep.checked_bytes
     );
 }

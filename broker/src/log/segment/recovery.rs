@@ -24,11 +24,16 @@ const PAGE: usize = 4096;
 /// What is known of a segment found on disk that may have been torn.
 #[derive(Debug, Clone, Copy)]
 pub struct Recover {
-    /// Every batch below this offset was synced.
+    /// Every batch below this offset is known intact (synced, or written
+    /// in this boot).
     pub synced_below: i64,
-    /// A clean stop synced the data and the indexes: every index entry is
-    /// trusted and batches are not CRC-checked.
-    pub clean: bool,
+    /// The indexes are as written (synced at a clean stop, or in the page
+    /// cache of this boot): every entry is trusted, not only those below
+    /// the last time entry.
+    pub indexes_intact: bool,
+    /// Whether the batches after the resume point are CRC-checked (not
+    /// after a clean stop, which synced them).
+    pub check_crc: bool,
 }
 
 /// A scan's starting point inside a segment: the batch at `position` and
@@ -113,7 +118,7 @@ impl Segment {
             if let Some(m) = &seg.map {
                 m.read_only_touched(false)?;
             }
-            let check_crc = recover.is_some_and(|r| !r.clean);
+            let check_crc = recover.is_some_and(|r| r.check_crc);
             scan = seg.rebuild(check_crc, resume)?;
             if scan.truncated_bytes > 0 {
                 // No map is shared yet: shrink and remap to the valid prefix.
@@ -255,7 +260,7 @@ impl Segment {
         }
         // Time entries below the last one are complete; the resume batch
         // must lie below it too (or at it).
-        let time_limit = if recover.clean {
+        let time_limit = if recover.indexes_intact {
             u32::MAX
         } else {
             times.last().map_or(0, |t| t.rel_offset)
