@@ -23,3 +23,16 @@ start_strata_cluster() {
   done
   [ "$ok" = 1 ] || { echo "strata cluster did not become healthy (see $log)" >&2; exit 1; }
 }
+
+# measure_limits OUT_DIR: the disk (fio, 1 MiB writes with an fdatasync
+# each) and loopback (iperf3) limits of this run, printed and kept as JSON.
+measure_limits() {
+  local out=$1
+  fio --name=w --filename="$out/fio.tmp" --rw=write --bs=1M --size=1G --ioengine=psync --fdatasync=1 \
+    --output-format=json >"$out/fio.json" 2>/dev/null && rm -f "$out/fio.tmp"
+  python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('fio 1MiB writes+fdatasync MB/s', round(j['jobs'][0]['write']['bw_bytes']/1e6,1))" "$out/fio.json"
+  iperf3 -s -1 -p 19699 >/dev/null 2>&1 &
+  sleep 0.5
+  iperf3 -c 127.0.0.1 -p 19699 -t 5 -J >"$out/iperf3.json"
+  python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bits_per_second']/8e6,1))" "$out/iperf3.json"
+}

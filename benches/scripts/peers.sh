@@ -175,13 +175,7 @@ for tool in fio iperf3 nats-server cc; do
   command -v $tool >/dev/null || { echo "needs $tool (apt-get install -y fio iperf3 nats-server libnats-dev gcc)" >&2; exit 1; }
 done
 cc -O2 -o "$NATS_LOAD" benches/scripts/nats_load.c -lnats
-fio --name=w --filename="$OUT/fio.tmp" --rw=write --bs=1M --size=1G --ioengine=psync --fdatasync=1 \
-  --output-format=json >"$OUT/fio.json" 2>/dev/null && rm -f "$OUT/fio.tmp"
-python3 -c "import json;j=json.load(open('$OUT/fio.json'));print('fio 1MiB writes+fdatasync MB/s', round(j['jobs'][0]['write']['bw_bytes']/1e6,1))"
-iperf3 -s -1 -p 19699 >/dev/null 2>&1 &
-sleep 0.5
-iperf3 -c 127.0.0.1 -p 19699 -t 5 -J >"$OUT/iperf3.json"
-python3 -c "import json;j=json.load(open('$OUT/iperf3.json'));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bits_per_second']/8e6,1))"
+measure_limits "$OUT"
 [ -n "${IGGY_DIR:-}" ] || echo "(IGGY_DIR not set: Apache Iggy is left out)"
 
 for i in $(seq 1 "$RUNS"); do

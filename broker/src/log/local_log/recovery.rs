@@ -188,9 +188,14 @@ impl Log {
     }
 }
 
-/// The running kernel's boot id (Linux), which changes at every boot.
+/// The running kernel's boot id (Linux), which changes at every boot;
+/// read once per process.
 fn current_boot() -> Option<Vec<u8>> {
-    std::fs::read("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .filter(|b| !b.is_empty())
+    static BOOT: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .filter(|b| !b.is_empty())
+    })
+    .clone()
 }
