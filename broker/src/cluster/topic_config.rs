@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::BrokerError;
-use crate::log::{FsyncPolicy, LogConfig};
+use crate::log::{CleanupPolicy, FsyncPolicy, LogConfig};
 
 /// Upper bound of `max.message.bytes` (requests and responses stay below
 /// the gRPC message limit).
@@ -24,6 +24,10 @@ pub const KEYS: &[&str] = &[
     "remote.storage.enable",
     "retention.local.ms",
     "retention.local.bytes",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
 ];
 
 fn int(key: &str, v: &str, min: i64, max: i64) -> Result<i64, BrokerError> {
@@ -42,19 +46,26 @@ fn int(key: &str, v: &str, min: i64, max: i64) -> Result<i64, BrokerError> {
 /// Applies one override to `cfg`, validating it.
 fn apply(cfg: &mut LogConfig, key: &str, v: &str) -> Result<(), BrokerError> {
     match key {
-        "cleanup.policy" => match v {
-            "delete" => {}
-            "compact" | "compact,delete" | "delete,compact" => {
+        "cleanup.policy" => {
+            cfg.cleanup = v
+                .parse::<CleanupPolicy>()
+                .map_err(BrokerError::InvalidConfig)?
+        }
+        "min.cleanable.dirty.ratio" => {
+            let r: f64 = v
+                .trim()
+                .parse()
+                .map_err(|_| BrokerError::InvalidConfig(format!("{key}={v}: expected a number")))?;
+            if !(0.0..=1.0).contains(&r) {
                 return Err(BrokerError::InvalidConfig(format!(
-                    "cleanup.policy={v}: log compaction is not supported yet; use delete"
+                    "{key}={v}: must be between 0 and 1"
                 )));
             }
-            _ => {
-                return Err(BrokerError::InvalidConfig(format!(
-                    "cleanup.policy={v}: expected delete"
-                )));
-            }
-        },
+            cfg.compaction.min_dirty_ratio = r;
+        }
+        "min.compaction.lag.ms" => cfg.compaction.min_lag_ms = int(key, v, 0, i64::MAX)?,
+        "max.compaction.lag.ms" => cfg.compaction.max_lag_ms = int(key, v, 1, i64::MAX)?,
+        "delete.retention.ms" => cfg.compaction.delete_retention_ms = int(key, v, 0, i64::MAX)?,
         "retention.ms" => {
             let n = int(key, v, -1, i64::MAX)?;
             cfg.retention_ms = (n >= 0).then_some(n);
@@ -110,6 +121,17 @@ pub fn effective(
     for (k, v) in overrides {
         apply(&mut cfg, k, v)?;
     }
+    if cfg.compaction.min_lag_ms > cfg.compaction.max_lag_ms {
+        return Err(BrokerError::InvalidConfig(format!(
+            "min.compaction.lag.ms={} exceeds max.compaction.lag.ms={}",
+            cfg.compaction.min_lag_ms, cfg.compaction.max_lag_ms
+        )));
+    }
+    if cfg.cleanup.compact && cfg.remote_storage {
+        return Err(BrokerError::InvalidConfig(
+            "cleanup.policy=compact with remote.storage.enable=true: compaction of tiered topics is not supported yet".into(),
+        ));
+    }
     // Local retention keeps a tail of what the whole log retains.
     let (local_ms, local_bytes) = cfg.local_limits();
     if cfg.remote_storage {
@@ -135,7 +157,23 @@ pub fn effective(
 pub fn render(cfg: &LogConfig) -> BTreeMap<String, String> {
     let opt = |v: Option<i64>| v.map_or("-1".to_string(), |n| n.to_string());
     let mut m = BTreeMap::new();
-    m.insert("cleanup.policy".into(), "delete".into());
+    m.insert("cleanup.policy".into(), cfg.cleanup.to_string());
+    m.insert(
+        "min.cleanable.dirty.ratio".into(),
+        cfg.compaction.min_dirty_ratio.to_string(),
+    );
+    m.insert(
+        "min.compaction.lag.ms".into(),
+        cfg.compaction.min_lag_ms.to_string(),
+    );
+    m.insert(
+        "max.compaction.lag.ms".into(),
+        cfg.compaction.max_lag_ms.to_string(),
+    );
+    m.insert(
+        "delete.retention.ms".into(),
+        cfg.compaction.delete_retention_ms.to_string(),
+    );
     m.insert("retention.ms".into(), opt(cfg.retention_ms));
     m.insert(
         "retention.bytes".into(),
@@ -219,7 +257,13 @@ mod tests {
             ("segment.bytes", "1"),
             ("fsync", "maybe"),
             ("nope", "1"),
-            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "shred"),
+            ("cleanup.policy", ""),
+            ("min.cleanable.dirty.ratio", "1.5"),
+            ("min.cleanable.dirty.ratio", "half"),
+            ("min.compaction.lag.ms", "-1"),
+            ("max.compaction.lag.ms", "0"),
+            ("delete.retention.ms", "-5"),
             ("remote.storage.enable", "yes"),
             ("retention.local.ms", "-3"),
         ] {
@@ -229,6 +273,50 @@ mod tests {
                 matches!(effective(&d, &o), Err(BrokerError::InvalidConfig(_))),
                 "{k}={v}"
             );
+        }
+    }
+
+    #[test]
+    fn compaction_settings() {
+        let d = LogConfig::default();
+        let o = |kv: &[(&str, &str)]| -> BTreeMap<String, String> {
+            kv.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let c = effective(
+            &d,
+            &o(&[
+                ("cleanup.policy", "compact"),
+                ("min.cleanable.dirty.ratio", "0.1"),
+                ("min.compaction.lag.ms", "5"),
+                ("delete.retention.ms", "100"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.cleanup.compact && !c.cleanup.delete);
+        assert_eq!(c.compaction.min_dirty_ratio, 0.1);
+        assert_eq!(c.compaction.min_lag_ms, 5);
+        assert_eq!(c.compaction.delete_retention_ms, 100);
+        // A compacted topic without delete keeps everything: no retention.
+        assert_eq!(c.local_limits(), (None, None));
+        assert_eq!(render(&c)["cleanup.policy"], "compact");
+        let both = effective(&d, &o(&[("cleanup.policy", "compact,delete")])).unwrap();
+        assert_eq!(both.local_limits().0, d.retention_ms);
+        for bad in [
+            &[
+                ("min.compaction.lag.ms", "10"),
+                ("max.compaction.lag.ms", "5"),
+            ][..],
+            &[
+                ("cleanup.policy", "compact"),
+                ("remote.storage.enable", "true"),
+            ][..],
+        ] {
+            assert!(matches!(
+                effective(&d, &o(bad)),
+                Err(BrokerError::InvalidConfig(_))
+            ));
         }
     }
 

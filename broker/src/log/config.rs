@@ -49,9 +49,85 @@ impl fmt::Display for FsyncPolicy {
     }
 }
 
+/// What happens to old data (`cleanup.policy`): segments past retention
+/// are deleted, and/or the log is compacted to the latest record per key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    pub delete: bool,
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub const DELETE: Self = Self {
+        delete: true,
+        compact: false,
+    };
+}
+
+impl FromStr for CleanupPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut p = Self {
+            delete: false,
+            compact: false,
+        };
+        for part in s.split(',').map(str::trim) {
+            match part {
+                "delete" if !p.delete => p.delete = true,
+                "compact" if !p.compact => p.compact = true,
+                _ => {
+                    return Err(format!(
+                        "invalid cleanup.policy '{s}': expected delete, compact or compact,delete"
+                    ));
+                }
+            }
+        }
+        Ok(p)
+    }
+}
+
+impl fmt::Display for CleanupPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.compact, self.delete) {
+            (true, true) => f.write_str("compact,delete"),
+            (true, false) => f.write_str("compact"),
+            _ => f.write_str("delete"),
+        }
+    }
+}
+
+/// When a compacted log is cleaned and what a pass may remove.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CompactionConfig {
+    /// `min.cleanable.dirty.ratio`: clean once this share of the cleanable
+    /// bytes has not been cleaned yet.
+    pub min_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`: records younger than this stay as written.
+    pub min_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record older than this is cleaned
+    /// whatever the dirty ratio.
+    pub max_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone (a null value) is kept
+    /// once written, so that readers see the delete.
+    pub delete_retention_ms: i64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            min_dirty_ratio: 0.5,
+            min_lag_ms: 0,
+            max_lag_ms: i64::MAX,
+            delete_retention_ms: 24 * 3600 * 1000,
+        }
+    }
+}
+
 /// Storage settings of one partition log.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogConfig {
+    pub cleanup: CleanupPolicy,
+    pub compaction: CompactionConfig,
     pub segment_bytes: u64,
     /// Roll a non-empty active segment this old.
     pub segment_ms: Option<i64>,
@@ -74,7 +150,11 @@ pub struct LogConfig {
 impl LogConfig {
     /// The retention that applies to local segments: the local one under
     /// tiered storage (segments then go only once they are remote).
+    /// Without `delete` in the cleanup policy nothing is retention-limited.
     pub fn local_limits(&self) -> (Option<i64>, Option<u64>) {
+        if !self.cleanup.delete {
+            return (None, None);
+        }
         if !self.remote_storage {
             return (self.retention_ms, self.retention_bytes);
         }
@@ -93,6 +173,8 @@ impl LogConfig {
 impl Default for LogConfig {
     fn default() -> Self {
         Self {
+            cleanup: CleanupPolicy::DELETE,
+            compaction: CompactionConfig::default(),
             segment_bytes: 1 << 30,
             segment_ms: Some(7 * 24 * 3600 * 1000),
             retention_ms: Some(7 * 24 * 3600 * 1000),
@@ -128,5 +210,22 @@ mod tests {
             FsyncPolicy::Interval(Duration::from_millis(5)).to_string(),
             "interval:5"
         );
+    }
+
+    #[test]
+    fn cleanup_policy_parse() {
+        for (s, delete, compact, shown) in [
+            ("delete", true, false, "delete"),
+            ("compact", false, true, "compact"),
+            ("compact,delete", true, true, "compact,delete"),
+            ("delete, compact", true, true, "compact,delete"),
+        ] {
+            let p: CleanupPolicy = s.parse().unwrap();
+            assert_eq!((p.delete, p.compact), (delete, compact), "{s}");
+            assert_eq!(p.to_string(), shown);
+        }
+        for bad in ["", "compact,", "shred", "delete,delete"] {
+            assert!(bad.parse::<CleanupPolicy>().is_err(), "{bad}");
+        }
     }
 }

@@ -155,6 +155,10 @@ pub struct Log {
     /// The Raft entry before the first stored batch (index, term) and the
     /// offset right after it.
     raft_base: RaftBase,
+    /// Compaction: everything below this offset has been cleaned.
+    cleaned_offset: i64,
+    /// Compaction: bytes reclaimed and passes installed since the open.
+    cleaner_totals: (u64, u64),
 }
 
 /// The Raft position the log starts after (the last compacted entry).
@@ -570,6 +574,8 @@ impl Log {
     }
 }
 
+mod compaction;
+pub use compaction::CleanerState;
 mod raft;
 mod recovery;
 mod retention;

@@ -2,6 +2,7 @@
 //! recovery and retention. Knows nothing of the network, Raft or topics.
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod config;
 pub mod index;
 mod local_log;
@@ -11,10 +12,10 @@ pub mod segment;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-pub use config::{FsyncPolicy, LogConfig};
+pub use config::{CleanupPolicy, CompactionConfig, FsyncPolicy, LogConfig};
 pub use local_log::{
-    AppendInfo, COMMIT_HINT_FILE, Log, LogError, OWNER_FILE, PRODUCER_STATE_FILE, RAFT_STATE_FILE,
-    RaftBase, ReadInfo, RecoveryReport, SealedSlice, SyncPlan,
+    AppendInfo, COMMIT_HINT_FILE, CleanerState, Log, LogError, OWNER_FILE, PRODUCER_STATE_FILE,
+    RAFT_STATE_FILE, RaftBase, ReadInfo, RecoveryReport, SealedSlice, SyncPlan,
 };
 
 /// Milliseconds since the Unix epoch (record and segment timestamps).

@@ -472,6 +472,14 @@ impl Segment {
         None
     }
 
+    /// Every batch of the segment: a zero-copy view of its map.
+    pub fn all_batches(&self) -> Bytes {
+        match &self.map {
+            Some(m) => m.slice(0, self.size),
+            None => Bytes::new(),
+        }
+    }
+
     /// The bytes of one batch at `pos` (as found by `find*`).
     pub fn batch_at(&self, pos: usize, h: &BatchHeader) -> Bytes {
         match &self.map {

@@ -344,7 +344,7 @@ impl RaftLoop {
                     g.replica.record(&stamped);
                     index = g.node.raft.raft_log.last_index();
                     let b = next;
-                    next += i64::from(h.records_count);
+                    next = stamped.next_offset();
                     (b, stamped.last_offset())
                 }
             };

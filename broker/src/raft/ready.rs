@@ -20,9 +20,9 @@ use super::node::Group;
 use super::storage::{delete_records_target, entry_to_batch, snapshot_base};
 use crate::log::{FsyncPolicy, SyncPlan, now_ms};
 
-/// Records a batch would take (0 for empty entries).
+/// Offsets a batch would take (0 for empty entries).
 pub(super) fn records_in(data: &[u8]) -> i64 {
-    strata_proto::batch::parse_header(data).map_or(0, |h| i64::from(h.records_count.max(0)))
+    strata_proto::batch::parse_header(data).map_or(0, |h| (h.next_offset() - h.base_offset).max(0))
 }
 
 pub(super) fn queue(

@@ -30,7 +30,12 @@
 //! When the codec bits are set, the bytes after the header are the
 //! compressed records, exactly as in Kafka (see `compression`);
 //! `records_count` still counts the records, and the CRC covers the bytes
-//! as stored (compressed). Batches are stored as sent, never recompressed.
+//! as stored (compressed). Batches are stored as sent; only log compaction
+//! rewrites one (`retain`), keeping its header and offset range.
+//!
+//! A batch spans offsets `base_offset ..= base_offset + last_offset_delta`.
+//! As produced, it holds a record at each of them; after compaction some
+//! (or all) of them are gone, so `records_count` may be smaller.
 //!
 //! Everything here is pure: no I/O, and decoders never panic on any input.
 //!
@@ -45,6 +50,7 @@ mod compression;
 mod compression_tests;
 pub mod kafka;
 mod records;
+mod retain;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +59,7 @@ use bytes::Bytes;
 pub use builder::{BatchBuilder, record_size};
 pub use compression::{Codec, MAX_DECOMPRESSED, compress, decompress};
 pub use records::{BatchIter, Record, RecordIter, records};
+pub use retain::{RecordView, retain};
 
 /// Size of the fixed header.
 pub const HEADER_LEN: usize = 73;
@@ -83,7 +90,7 @@ const OFF_COUNT: usize = 69;
 
 /// Attribute bit: the batch is a control batch (no user records).
 pub const ATTR_CONTROL: i16 = 1 << 5;
-const ATTR_CODEC_MASK: i16 = 0x7;
+pub(crate) const ATTR_CODEC_MASK: i16 = 0x7;
 
 /// Why bytes are not a valid batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -134,9 +141,10 @@ impl BatchHeader {
     pub fn last_offset(&self) -> i64 {
         self.base_offset + i64::from(self.last_offset_delta)
     }
-    /// Offset the next batch starts at.
+    /// Offset the next batch starts at: after the last offset the batch
+    /// spans. A compacted batch spans more offsets than it holds records.
     pub fn next_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.records_count)
+        self.base_offset + i64::from(self.last_offset_delta) + 1
     }
     /// Compression codec id (0 = none).
     pub fn codec(&self) -> u8 {

@@ -62,9 +62,9 @@ pub struct Record {
 /// Positions of a record's parts within the records area.
 pub(super) struct RawRecord {
     pub(super) offset_delta: i32,
-    timestamp_delta: i64,
-    key: Option<(usize, usize)>,
-    value: Option<(usize, usize)>,
+    pub(super) timestamp_delta: i64,
+    pub(super) key: Option<(usize, usize)>,
+    pub(super) value: Option<(usize, usize)>,
     headers: Vec<(String, Option<(usize, usize)>)>,
 }
 
@@ -81,6 +81,11 @@ impl Cursor {
             pos: 0,
             left: records_count.max(0),
         }
+    }
+
+    /// Where the next record starts (after the last one: the area's end).
+    pub(super) fn pos(&self) -> usize {
+        self.pos
     }
 
     fn span(

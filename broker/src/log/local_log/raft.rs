@@ -228,6 +228,7 @@ impl Log {
                 .unwrap_or((self.raft_base.term, self.raft_base.index))
         };
         self.flushed = self.flushed.min(self.next_offset);
+        self.cleaned_offset = self.cleaned_offset.min(self.next_offset);
         // Durably, before anything is appended over the cut: a recovery
         // point past the cut would let a restart trust unsynced bytes.
         checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), self.flushed).at(&self.dir)?;
@@ -258,6 +259,7 @@ impl Log {
         self.next_offset = base.next_offset;
         self.last_raft = (base.term, base.index);
         self.flushed = base.next_offset;
+        self.cleaned_offset = base.next_offset;
         // Durably: the old recovery point may lie inside the new segment.
         checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), self.flushed).at(&self.dir)
     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::{
     BOOT_FILE, CLEAN_SHUTDOWN_FILE, COMMIT_HINT_FILE, IoContext, LOG_START_FILE, Log, LogError,
     OWNER_FILE, PRODUCER_STATE_FILE, RAFT_BASE_FILE, RAFT_STATE_FILE, RECOVERY_POINT_FILE,
-    RecoveryReport, raft,
+    RecoveryReport, compaction, raft,
 };
 use crate::log::checkpoint;
 use crate::log::config::LogConfig;
@@ -27,6 +27,7 @@ impl Log {
         now_ms: i64,
     ) -> Result<(Self, RecoveryReport), LogError> {
         std::fs::create_dir_all(dir).at(dir)?;
+        compaction::finish_interrupted(dir)?;
         let sizes = Self::sizes(&config);
         let mut report = RecoveryReport::default();
         let recovery_point = checkpoint::read_i64(&dir.join(RECOVERY_POINT_FILE))
@@ -73,6 +74,7 @@ impl Log {
                 || name == OWNER_FILE
                 || name == PRODUCER_STATE_FILE
                 || name == CLEAN_SHUTDOWN_FILE
+                || name == compaction::CLEANER_OFFSET_FILE
                 || name == BOOT_FILE)
             {
                 report.ignored_files.push(name);
@@ -179,6 +181,8 @@ impl Log {
             unsynced_sealed: Vec::new(),
             dir_unsynced: true,
             raft_base,
+            cleaned_offset: compaction::read_cleaned_offset(dir).clamp(first_base, next_offset),
+            cleaner_totals: (0, 0),
         };
         if let Some(b) = boot {
             // Rebuilt (as "another boot") if lost: never needs a sync.

@@ -347,7 +347,7 @@ impl Segment {
             }
             let continuous = h.base_offset == self.next_offset
                 && h.records_count >= 0
-                && h.last_offset_delta == h.records_count - 1
+                && h.last_offset_delta >= h.records_count - 1
                 && prev_index.is_none_or(|p| h.raft_index == p + 1)
                 && h.next_offset() - self.base_offset <= i64::from(u32::MAX);
             if !continuous {
