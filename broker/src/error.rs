@@ -39,6 +39,8 @@ pub enum BrokerError {
     InvalidConfig(String),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     #[error("timed out: {0}")]
@@ -141,6 +143,7 @@ impl BrokerError {
             InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
             InvalidConfig(_) => ErrorCode::InvalidConfig,
             InvalidRequest(_) => ErrorCode::InvalidRequest,
+            InvalidRecord(_) => ErrorCode::InvalidRecord,
             Unauthorized(_) => ErrorCode::Unauthorized,
             Timeout(_) => ErrorCode::Timeout,
             Storage(_) => ErrorCode::StorageError,

@@ -45,6 +45,54 @@ pub struct Metrics {
     kafka_connections: prometheus_client::metrics::gauge::Gauge,
     rebalance_seconds: Family<ProtocolLabel, Histogram, fn() -> Histogram>,
     produce_stage_seconds: Family<StageLabel, Histogram, fn() -> Histogram>,
+    cleaner: CleanerMetrics,
+}
+
+/// The log cleaner's counters (all partitions of the broker).
+struct CleanerMetrics {
+    bytes_read: Counter,
+    bytes_written: Counter,
+    bytes_reclaimed: Counter,
+    passes: Counter,
+    pass_seconds: Histogram,
+}
+
+impl CleanerMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = Self {
+            bytes_read: Counter::default(),
+            bytes_written: Counter::default(),
+            bytes_reclaimed: Counter::default(),
+            passes: Counter::default(),
+            pass_seconds: rebalance_histogram(),
+        };
+        registry.register(
+            "cleaner_read_bytes",
+            "Bytes of log the cleaner read",
+            m.bytes_read.clone(),
+        );
+        registry.register(
+            "cleaner_written_bytes",
+            "Bytes of cleaned segments the cleaner wrote",
+            m.bytes_written.clone(),
+        );
+        registry.register(
+            "cleaner_reclaimed_bytes",
+            "Bytes of log compaction removed",
+            m.bytes_reclaimed.clone(),
+        );
+        registry.register(
+            "cleaner_passes",
+            "Compaction passes installed",
+            m.passes.clone(),
+        );
+        registry.register(
+            "cleaner_pass_duration_seconds",
+            "Time one compaction pass took, from its plan to its swap",
+            m.pass_seconds.clone(),
+        );
+        m
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -181,6 +229,7 @@ impl Metrics {
             "Time from the start of a rebalance to a stable group (every partition with its target owner), by group protocol",
             rebalance_seconds.clone(),
         );
+        let cleaner = CleanerMetrics::register(&mut registry);
         // Zeros rather than absent series for the APIs with latency figures.
         for api in ["produce", "fetch"] {
             let l = Self::api(api);
@@ -203,7 +252,18 @@ impl Metrics {
             kafka_connections,
             rebalance_seconds,
             produce_stage_seconds,
+            cleaner,
         }
+    }
+
+    /// A compaction pass was installed.
+    pub fn cleaner_pass(&self, read: u64, written: u64, reclaimed: u64, took: Duration) {
+        let c = &self.cleaner;
+        c.bytes_read.inc_by(read);
+        c.bytes_written.inc_by(written);
+        c.bytes_reclaimed.inc_by(reclaimed);
+        c.passes.inc();
+        c.pass_seconds.observe(took.as_secs_f64());
     }
 
     /// A rebalance of a group of `protocol` ended in a stable group.

@@ -101,6 +101,18 @@ pub struct PartitionJson {
     pub remote_bytes: u64,
     pub remote_segments: u32,
     pub upload_lag_bytes: u64,
+    /// Compacted topics: the leader's cleaner state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cleaner: Option<CleanerJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CleanerJson {
+    pub dirty_ratio: f64,
+    pub cleaned_offset: i64,
+    pub bytes_reclaimed: u64,
+    pub passes: u64,
+    pub cleanable_bytes: u64,
 }
 
 impl From<&TopicDescription> for TopicJson {
@@ -126,6 +138,13 @@ impl From<&TopicDescription> for TopicJson {
                     remote_bytes: p.remote_bytes,
                     remote_segments: p.remote_segments,
                     upload_lag_bytes: p.upload_lag_bytes,
+                    cleaner: p.cleaner.as_ref().map(|c| CleanerJson {
+                        dirty_ratio: c.dirty_ratio,
+                        cleaned_offset: c.cleaned_offset,
+                        bytes_reclaimed: c.bytes_reclaimed,
+                        passes: c.passes,
+                        cleanable_bytes: c.cleanable_bytes,
+                    }),
                 })
                 .collect(),
             config: t
@@ -171,6 +190,10 @@ fn print_description(ctx: &Ctx, t: &TopicDescription) -> anyhow::Result<()> {
     if tiered {
         head.extend(["LOCAL_START", "REMOTE_START", "REMOTE_SIZE", "UPLOAD_LAG"]);
     }
+    let compacted = j.partitions.iter().any(|p| p.cleaner.is_some());
+    if compacted {
+        head.extend(["DIRTY", "CLEANED_TO", "RECLAIMED"]);
+    }
     let mut tbl = Table::new(head);
     for p in &j.partitions {
         let mut row = vec![
@@ -196,6 +219,16 @@ fn print_description(ctx: &Ctx, t: &TopicDescription) -> anyhow::Result<()> {
                 ),
                 human_bytes(p.upload_lag_bytes),
             ]);
+        }
+        if compacted {
+            match &p.cleaner {
+                Some(c) => row.extend([
+                    format!("{:.0}%", c.dirty_ratio * 100.0),
+                    c.cleaned_offset.to_string(),
+                    human_bytes(c.bytes_reclaimed),
+                ]),
+                None => row.extend(["-".into(), "-".into(), "-".into()]),
+            }
         }
         tbl.row(row);
     }

@@ -9,6 +9,7 @@
 //!   changes (`reconcile`), and following the metadata log;
 //! - `maintenance`: housekeeping (registration, cluster id, the offsets
 //!   topic), retention and leadership hand-off;
+//! - `cleaner`: the log cleaner pool (compaction of compacted topics);
 //! - `topics`: the client-facing cluster operations, each run by the
 //!   controller (`cluster::operations`) and awaited here;
 //! - `status`: replica states for the status RPCs;
@@ -17,6 +18,7 @@
 //! - `groups`: the group operations (offsets, heartbeats);
 //! - `users`: access: SASL users and their credentials, ACL changes.
 
+mod cleaner;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
@@ -189,6 +191,7 @@ impl Broker {
         tokio::spawn(Self::maintenance(Arc::downgrade(&broker)));
         tokio::spawn(Self::group_sessions(Arc::downgrade(&broker)));
         tokio::spawn(crate::tier::uploader::run(Arc::downgrade(&broker)));
+        cleaner::start(&broker);
         Ok(broker)
     }
 
@@ -427,6 +430,14 @@ impl Broker {
             Some(n) if p < n => Ok(()),
             Some(_) => Err(self.unknown_partition(topic, p)),
         }
+    }
+
+    /// Whether `shutdown` has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.loop_thread
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none()
     }
 
     /// Stops the Raft loop, then flushes and closes every partition and the

@@ -91,7 +91,8 @@ impl Broker {
         }
         let part = self.leader_partition(&req.topic, req.partition)?;
         let batches = batch::split_validated(&req.records)?;
-        let max = part.config().max_message_bytes;
+        let config = part.config();
+        let max = config.max_message_bytes;
         if let Some((h, _)) = batches.iter().find(|(h, _)| h.total_len() > max as usize) {
             return Err(BrokerError::BatchTooLarge {
                 size: h.total_len(),
@@ -102,6 +103,9 @@ impl Broker {
             return Err(BrokerError::InvalidRequest(
                 "control batches are written by the broker only".into(),
             ));
+        }
+        if config.cleanup.compact {
+            check_keyed(&req.topic, &batches)?;
         }
         let timeout = req
             .timeout
@@ -115,6 +119,21 @@ impl Broker {
             timeout,
         })
     }
+}
+
+/// A compacted topic keeps the latest record per key: a record without a
+/// key could never be compacted, so it is refused (Kafka's INVALID_RECORD).
+fn check_keyed(topic: &str, batches: &[(BatchHeader, Bytes)]) -> Result<()> {
+    for (_, b) in batches {
+        for r in batch::records(b)? {
+            if r?.key.is_none() {
+                return Err(BrokerError::InvalidRecord(format!(
+                    "topic '{topic}' is compacted: every record needs a key"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 impl Prepared {

@@ -57,6 +57,15 @@ impl Broker {
                 size_bytes: o.size_bytes,
                 segments: o.segments as u32,
                 upload_lag_bytes,
+                cleaner: part
+                    .cleaner_state()
+                    .map(|c| strata_proto::v1::CleanerStatus {
+                        dirty_ratio: c.dirty_ratio,
+                        cleaned_offset: c.cleaned_offset,
+                        bytes_reclaimed: c.bytes_reclaimed,
+                        passes: c.passes,
+                        cleanable_bytes: c.cleanable_bytes,
+                    }),
             });
         }
         out

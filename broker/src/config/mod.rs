@@ -49,6 +49,20 @@ pub struct BrokerConfig {
     /// Principals and ACL enforcement.
     pub auth: crate::security::auth::Authorizer,
     pub tier: crate::tier::TierSettings,
+    pub cleaner: CleanerSettings,
+}
+
+/// The log cleaner's pool (compaction of compacted topics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CleanerSettings {
+    /// 0: compaction is off.
+    pub threads: usize,
+    /// Combined read and write rate of the pool (`None`: unlimited).
+    pub io_bytes_per_sec: Option<u64>,
+    /// Memory of the key maps, split between the threads.
+    pub dedupe_buffer_bytes: u64,
+    /// Wait of an idle cleaner before it looks for work again.
+    pub backoff: Duration,
 }
 
 /// The Kafka-protocol listener and the broker settings Kafka clients

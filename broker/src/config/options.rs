@@ -158,6 +158,18 @@ pub struct Args {
     /// How often leaders look for sealed segments to upload, e.g. 1s.
     #[arg(long, env = "STRATA_TIER_UPLOAD_INTERVAL")]
     pub tier_upload_interval: Option<String>,
+    /// Threads compacting the partitions of compacted topics (0 = off).
+    #[arg(long, env = "STRATA_LOG_CLEANER_THREADS")]
+    pub log_cleaner_threads: Option<usize>,
+    /// The cleaners' combined read and write rate cap in bytes/s (0 = unlimited).
+    #[arg(long, env = "STRATA_LOG_CLEANER_IO_BYTES_PER_SEC")]
+    pub log_cleaner_io_bytes_per_sec: Option<u64>,
+    /// Memory of the cleaners' key maps in bytes, shared by the threads.
+    #[arg(long, env = "STRATA_LOG_CLEANER_DEDUPE_BUFFER_BYTES")]
+    pub log_cleaner_dedupe_buffer_bytes: Option<u64>,
+    /// How long a cleaner with nothing to clean waits before looking again, e.g. 5s.
+    #[arg(long, env = "STRATA_LOG_CLEANER_BACKOFF")]
+    pub log_cleaner_backoff: Option<String>,
 }
 
 /// The config file: the same settings as the flags.
@@ -208,6 +220,10 @@ pub(super) struct FileConfig {
     pub(super) tier_upload_interval: Option<String>,
     pub(super) tier_chunk_bytes: Option<u64>,
     pub(super) tier_upload_bytes_per_sec: Option<u64>,
+    pub(super) log_cleaner_threads: Option<usize>,
+    pub(super) log_cleaner_io_bytes_per_sec: Option<u64>,
+    pub(super) log_cleaner_dedupe_buffer_bytes: Option<u64>,
+    pub(super) log_cleaner_backoff: Option<String>,
 }
 
 pub(super) fn read_file(p: &Path) -> Result<FileConfig, ConfigError> {

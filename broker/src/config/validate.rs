@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::options::{FileConfig, read_file};
-use super::{Args, BrokerConfig, ConfigError, KafkaSettings, LogFormat, SaslMode};
+use super::{Args, BrokerConfig, CleanerSettings, ConfigError, KafkaSettings, LogFormat, SaslMode};
 use crate::log::{FsyncPolicy, LogConfig};
 
 /// Principal mapping, tokens, enforcement and superusers. The principal of
@@ -139,6 +139,7 @@ impl BrokerConfig {
             None => FileConfig::default(),
         };
         let kafka = kafka_settings(&mut args, &mut file)?;
+        let cleaner = cleaner_settings(&mut args, &mut file)?;
         let node_id = args.node_id.or(file.node_id).unwrap_or(1);
         if node_id == 0 {
             return err("node-id must be >= 1");
@@ -334,6 +335,7 @@ impl BrokerConfig {
             ));
         }
         Ok(Self {
+            cleaner,
             tier,
             auth,
             tls,
@@ -354,6 +356,51 @@ impl BrokerConfig {
         })
     }
 }
+
+/// The log cleaner's pool.
+fn cleaner_settings(
+    args: &mut Args,
+    file: &mut FileConfig,
+) -> Result<CleanerSettings, ConfigError> {
+    let threads = args
+        .log_cleaner_threads
+        .or(file.log_cleaner_threads)
+        .unwrap_or(1);
+    if threads > 16 {
+        return err("log-cleaner-threads must be between 0 and 16");
+    }
+    let io = args
+        .log_cleaner_io_bytes_per_sec
+        .or(file.log_cleaner_io_bytes_per_sec)
+        .unwrap_or(DEFAULT_CLEANER_IO_BYTES_PER_SEC);
+    let dedupe = args
+        .log_cleaner_dedupe_buffer_bytes
+        .or(file.log_cleaner_dedupe_buffer_bytes)
+        .unwrap_or(128 << 20);
+    if !((1 << 20)..=(64 << 30)).contains(&dedupe) {
+        return err("log-cleaner-dedupe-buffer-bytes must be between 1 MiB and 64 GiB");
+    }
+    let backoff_s = args
+        .log_cleaner_backoff
+        .take()
+        .or(file.log_cleaner_backoff.take())
+        .unwrap_or_else(|| "5s".into());
+    let backoff = humantime::parse_duration(&backoff_s)
+        .map_err(|e| ConfigError(format!("log-cleaner-backoff '{backoff_s}': {e}")))?;
+    if backoff < Duration::from_millis(10) {
+        return err("log-cleaner-backoff must be at least 10ms");
+    }
+    Ok(CleanerSettings {
+        threads,
+        io_bytes_per_sec: (io > 0).then_some(io),
+        dedupe_buffer_bytes: dedupe,
+        backoff,
+    })
+}
+
+/// Default I/O cap of the cleaner pool: cleaning stays in the background
+/// of produce and fetch traffic.
+const DEFAULT_CLEANER_IO_BYTES_PER_SEC: u64 = 64 << 20;
 
 /// The Kafka listener's settings.
 fn kafka_settings(args: &mut Args, file: &mut FileConfig) -> Result<KafkaSettings, ConfigError> {

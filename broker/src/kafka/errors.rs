@@ -55,6 +55,7 @@ pub const UNSUPPORTED_COMPRESSION_TYPE: i16 = 76;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
+pub const INVALID_RECORD: i16 = 87;
 pub const RESOURCE_NOT_FOUND: i16 = 91;
 pub const DUPLICATE_RESOURCE: i16 = 92;
 pub const UNACCEPTABLE_CREDENTIAL: i16 = 93;
@@ -124,6 +125,7 @@ pub fn code_of(c: ErrorCode, refused: Refused) -> i16 {
         E::InvalidSessionTimeout => INVALID_SESSION_TIMEOUT,
         E::InvalidReplicaAssignment => INVALID_REPLICA_ASSIGNMENT,
         E::GroupSubscribedToTopic => GROUP_SUBSCRIBED_TO_TOPIC,
+        E::InvalidRecord => INVALID_RECORD,
         _ => UNKNOWN_SERVER_ERROR,
     }
 }

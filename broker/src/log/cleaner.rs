@@ -86,6 +86,9 @@ pub struct PassOutcome {
     pub bytes_written: u64,
     pub records_removed: u64,
     pub keys: usize,
+    /// When the first tombstone the pass kept becomes removable (a pass
+    /// is due then, dirty or not).
+    pub tombstones_expire_ms: Option<i64>,
 }
 
 /// A key's fingerprint: two independent 64-bit hashes (a collision, which
@@ -249,7 +252,12 @@ fn keeps(plan: &CompactionPlan, map: &OffsetMap, map_end: i64, r: &batch::Record
     if map.latest(key).is_some_and(|latest| r.offset < latest) {
         return false;
     }
-    !(r.tombstone && r.timestamp < plan.now_ms.saturating_sub(plan.delete_retention_ms))
+    !(r.tombstone && tombstone_expiry(plan, r) <= plan.now_ms)
+}
+
+/// When a tombstone may go: `delete.retention.ms` after its timestamp.
+fn tombstone_expiry(plan: &CompactionPlan, r: &batch::RecordView<'_>) -> i64 {
+    r.timestamp.saturating_add(plan.delete_retention_ms)
 }
 
 /// One cleaned file being written.
@@ -355,11 +363,17 @@ fn write_cleaned(
                 None
             } else {
                 let mut removed = 0u64;
+                let mut expiry = outcome.tombstones_expire_ms;
                 let r = batch::retain(&b, |r| {
                     let keep = keeps(plan, map, map_end, r);
                     removed += u64::from(!keep);
+                    if keep && r.tombstone && r.offset < map_end {
+                        let at = tombstone_expiry(plan, r);
+                        expiry = Some(expiry.map_or(at, |e| e.min(at)));
+                    }
                     keep
                 });
+                outcome.tombstones_expire_ms = expiry;
                 // Records that do not decode stay as they are.
                 let r = r.ok().flatten();
                 if r.is_some() {

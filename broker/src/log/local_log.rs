@@ -159,6 +159,8 @@ pub struct Log {
     cleaned_offset: i64,
     /// Compaction: bytes reclaimed and passes installed since the open.
     cleaner_totals: (u64, u64),
+    /// Compaction: when the earliest tombstone kept by the last pass may go.
+    tombstones_expire_ms: Option<i64>,
 }
 
 /// The Raft position the log starts after (the last compacted entry).

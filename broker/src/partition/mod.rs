@@ -15,6 +15,7 @@
 //! held across an `.await`. Watchers of the high watermark (long-polling
 //! fetches, subscriptions, acks=all produces) wait on `watch` channels.
 
+mod compaction;
 pub mod producer_state;
 #[cfg(test)]
 mod raft_tests;

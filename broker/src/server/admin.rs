@@ -76,6 +76,7 @@ impl AdminService {
                     remote_bytes: 0,
                     remote_segments: 0,
                     upload_lag_bytes: 0,
+                    cleaner: None,
                 };
                 if let Some(st) = states.get(&(name.to_owned(), p)) {
                     d.leader = st.leader;
@@ -87,6 +88,7 @@ impl AdminService {
                     d.size_bytes = st.size_bytes;
                     d.segments = st.segments;
                     d.upload_lag_bytes = st.upload_lag_bytes;
+                    d.cleaner = st.cleaner;
                 }
                 if let Some(m) = remote.get(&p).filter(|m| !m.segments.is_empty()) {
                     d.remote_start_offset = Some(m.start);

@@ -30,6 +30,7 @@ fn grpc_code(code: ErrorCode) -> Code {
         | E::UnsupportedAssignor
         | E::InvalidSessionTimeout
         | E::InvalidReplicaAssignment
+        | E::InvalidRecord
         | E::UnsupportedCompression => Code::InvalidArgument,
         E::NotLeader
         | E::NotController

@@ -165,6 +165,12 @@ fn tombstones_stay_for_delete_retention_then_go() {
     let tombstones = |log: &Log| read_all(log).iter().filter(|r| r.2.is_none()).count();
     assert_eq!(tombstones(&log), 10);
     assert_eq!(read_all(&log).len(), 60);
+    // Nothing new is written, yet a pass is due once they expire.
+    assert!(log.compaction_plan(NOW + 500, log.next_offset()).is_none());
+    assert!(
+        log.compaction_plan(NOW + 1_000, log.next_offset())
+            .is_some()
+    );
     // Once older than delete.retention.ms, the next pass removes them.
     let more = write(&mut log, &updates(10, 60, "b"), 10, NOW);
     expect.extend(more);

@@ -25,8 +25,9 @@ use crate::log::cleaner::{
 };
 use crate::log::segment::{self, Segment};
 
-/// The offset below which the log was cleaned (no fsync: a lost value only
-/// makes the next pass clean more).
+/// The offset below which the log was cleaned, and when the tombstones a
+/// pass kept expire (`offset expiry`, -1 = none). No fsync: a lost file
+/// only makes the next pass clean more.
 pub(super) const CLEANER_OFFSET_FILE: &str = "cleaner-offset";
 
 /// What the cleaner reports of a compacted log.
@@ -127,12 +128,19 @@ pub(super) fn finish_interrupted(dir: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
-/// Reads the cleaner's offset of a log directory.
-pub(super) fn read_cleaned_offset(dir: &Path) -> i64 {
-    checkpoint::read_i64(&dir.join(CLEANER_OFFSET_FILE))
-        .ok()
-        .flatten()
-        .unwrap_or(0)
+/// Reads the cleaner's checkpoint of a log directory: the cleaned offset
+/// and the tombstones' expiry.
+pub(super) fn read_cleaner_checkpoint(dir: &Path) -> (i64, Option<i64>) {
+    let Ok(Some(b)) = checkpoint::read(&dir.join(CLEANER_OFFSET_FILE)) else {
+        return (0, None);
+    };
+    let text = String::from_utf8_lossy(&b);
+    let mut it = text.split_whitespace().map(str::parse::<i64>);
+    match (it.next(), it.next()) {
+        (Some(Ok(o)), Some(Ok(e))) => (o, (e >= 0).then_some(e)),
+        (Some(Ok(o)), None) => (o, None),
+        _ => (0, None),
+    }
 }
 
 impl Log {
@@ -181,17 +189,19 @@ impl Log {
         let end = segments.last()?.next_offset();
         let first_dirty = self
             .cleaned_offset
-            .max(segments.first().map_or(0, |s| s.base_offset()));
-        if first_dirty >= end {
-            return None;
-        }
+            .max(segments.first().map_or(0, |s| s.base_offset()))
+            .min(end);
         let state = self.cleaner_state(now_ms, limit);
         let overdue = cfg.max_lag_ms != i64::MAX
             && segments
                 .iter()
                 .find(|s| s.next_offset() > first_dirty)
                 .is_some_and(|s| s.created_ms() < now_ms.saturating_sub(cfg.max_lag_ms));
-        if state.dirty_ratio < cfg.min_dirty_ratio && !overdue {
+        let tombstones_due = self.tombstones_expire_ms.is_some_and(|t| t <= now_ms);
+        if first_dirty >= end && !tombstones_due {
+            return None;
+        }
+        if state.dirty_ratio < cfg.min_dirty_ratio && !overdue && !tombstones_due {
             return None;
         }
         Some(CompactionPlan {
@@ -231,14 +241,15 @@ impl Log {
             self.swap_in(c)?;
             reclaimed += before.saturating_sub(c.size) as u64;
         }
-        if outcome.cleaned_to > self.cleaned_offset {
-            self.cleaned_offset = outcome.cleaned_to;
-            checkpoint::overwrite_i64_relaxed(
-                &self.dir.join(CLEANER_OFFSET_FILE),
-                self.cleaned_offset,
-            )
+        self.cleaned_offset = self.cleaned_offset.max(outcome.cleaned_to);
+        self.tombstones_expire_ms = outcome.tombstones_expire_ms;
+        let text = format!(
+            "{} {}",
+            self.cleaned_offset,
+            self.tombstones_expire_ms.unwrap_or(-1)
+        );
+        checkpoint::write_relaxed(&self.dir.join(CLEANER_OFFSET_FILE), text.as_bytes())
             .at(&self.dir)?;
-        }
         self.cleaner_totals.0 += reclaimed;
         self.cleaner_totals.1 += 1;
         Ok(reclaimed)

@@ -260,6 +260,7 @@ impl Log {
         self.last_raft = (base.term, base.index);
         self.flushed = base.next_offset;
         self.cleaned_offset = base.next_offset;
+        self.tombstones_expire_ms = None;
         // Durably: the old recovery point may lie inside the new segment.
         checkpoint::write_i64(&self.dir.join(RECOVERY_POINT_FILE), self.flushed).at(&self.dir)
     }

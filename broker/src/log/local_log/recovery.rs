@@ -170,6 +170,7 @@ impl Log {
         };
         log_start = log_start.clamp(first_base, next_offset);
         report.segments = segments.len();
+        let cleaner = compaction::read_cleaner_checkpoint(dir);
         let log = Self {
             dir: dir.to_owned(),
             config,
@@ -181,8 +182,9 @@ impl Log {
             unsynced_sealed: Vec::new(),
             dir_unsynced: true,
             raft_base,
-            cleaned_offset: compaction::read_cleaned_offset(dir).clamp(first_base, next_offset),
+            cleaned_offset: cleaner.0.clamp(first_base, next_offset),
             cleaner_totals: (0, 0),
+            tombstones_expire_ms: cleaner.1,
         };
         if let Some(b) = boot {
             // Rebuilt (as "another boot") if lost: never needs a sync.
