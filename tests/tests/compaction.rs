@@ -628,3 +628,102 @@ async fn kafka_clients_use_a_compacted_topic() {
     let distinct: std::collections::BTreeSet<&String> = keys.iter().collect();
     assert_eq!((keys.len(), distinct.len()), (450, 450));
 }
+
+/// Bytes of a partition directory's segment files.
+fn segment_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offsets_topic_stays_the_size_of_the_live_offsets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let mut flags = PROMPT.to_vec();
+    flags.extend([
+        "--offsets-partitions",
+        "1",
+        "--offsets-segment-bytes",
+        "65536",
+        "--log-cleaner-io-bytes-per-sec",
+        "0",
+    ]);
+    let mut broker = BrokerProc::start(&data, &flags).await;
+    let d = wait_for("the offsets topic", Duration::from_secs(30), async || {
+        broker.describe("__consumer_offsets").await.ok()
+    })
+    .await;
+    assert!(
+        d.config["cleanup.policy"].contains("compact"),
+        "{:?}",
+        d.config
+    );
+    broker
+        .admin()
+        .await
+        .create_topic(CreateTopicRequest {
+            name: "events".into(),
+            partitions: 20,
+            replication_factor: 1,
+            configs: Default::default(),
+        })
+        .await
+        .expect("create");
+    // 2,000 commits of 20 partitions each: some 2 MB of commit records
+    // for 20 live offsets.
+    let mut groups = broker.groups().await;
+    for round in 0..2_000i64 {
+        groups
+            .offset_commit(OffsetCommitRequest {
+                group: "readers".into(),
+                offsets: (0..20)
+                    .map(|p| TopicPartitionOffset {
+                        topic: "events".into(),
+                        partition: p,
+                        offset: round * 100 + i64::from(p),
+                        metadata: format!("round {round}"),
+                    })
+                    .collect(),
+                member_id: String::new(),
+                member_epoch: 0,
+            })
+            .await
+            .expect("commit");
+    }
+    let dir = data.join("__consumer_offsets-0");
+    wait_for(
+        "a compacted offsets log",
+        Duration::from_secs(60),
+        async || (segment_bytes(&dir) < 512 << 10).then_some(()),
+    )
+    .await;
+    // A restart replays the compacted log to the latest commits.
+    broker.kill();
+    broker.restart().await;
+    let mut groups = broker.groups().await;
+    let got = groups
+        .offset_fetch(OffsetFetchRequest {
+            group: "readers".into(),
+            topics: vec![],
+        })
+        .await
+        .expect("fetch")
+        .into_inner();
+    let mut offsets: Vec<(u32, i64, String)> = got
+        .offsets
+        .into_iter()
+        .map(|o| (o.partition, o.offset, o.metadata))
+        .collect();
+    offsets.sort();
+    let want: Vec<(u32, i64, String)> = (0..20)
+        .map(|p| (p, 1_999 * 100 + i64::from(p), "round 1999".to_string()))
+        .collect();
+    assert_eq!(offsets, want);
+}

@@ -16,11 +16,14 @@ use crate::groups::offsets::OFFSETS_TOPIC;
 use crate::log::now_ms;
 use crate::raft::node::Cmd;
 
-pub(super) fn offsets_topic_config() -> BTreeMap<String, String> {
+/// The offsets topic: durable at every commit, and compacted (the latest
+/// commit per group and partition, the latest state per group).
+pub(super) fn offsets_topic_config(segment_bytes: u64) -> BTreeMap<String, String> {
     [
         ("fsync".to_string(), "always".to_string()),
+        ("cleanup.policy".to_string(), "compact".to_string()),
         ("retention.ms".to_string(), "-1".to_string()),
-        ("segment.bytes".to_string(), (64u64 << 20).to_string()),
+        ("segment.bytes".to_string(), segment_bytes.to_string()),
     ]
     .into()
 }
@@ -78,6 +81,9 @@ impl Broker {
                 tracing::debug!(error = %e, "cluster id not set yet");
             }
         }
+        if self.controller.is_leader() {
+            self.compact_offsets_topic().await;
+        }
         if self.controller.is_leader() && !self.with_state(|s| s.topics.contains_key(OFFSETS_TOPIC))
         {
             let brokers = self.with_state(|s| s.brokers.len());
@@ -90,8 +96,40 @@ impl Broker {
         }
     }
 
+    /// An offsets topic created before it was compacted becomes compacted.
+    async fn compact_offsets_topic(&self) {
+        let compacted = self.with_state(|s| {
+            s.topics.get(OFFSETS_TOPIC).is_none_or(|t| {
+                t.configs
+                    .get("cleanup.policy")
+                    .is_some_and(|p| p.contains("compact"))
+            })
+        });
+        if compacted {
+            return;
+        }
+        let r = self
+            .controller
+            .propose(|_| {
+                let set = [("cleanup.policy".to_string(), "compact".to_string())].into();
+                Ok((
+                    vec![MetadataCommand::AlterTopicConfig {
+                        name: OFFSETS_TOPIC.into(),
+                        set,
+                    }],
+                    (),
+                ))
+            })
+            .await;
+        match r {
+            Ok(()) => tracing::info!("the offsets topic is compacted from now on"),
+            Err(e) => tracing::debug!(error = %e, "offsets topic not switched to compaction yet"),
+        }
+    }
+
     pub(super) async fn create_offsets_topic(&self) -> Result<()> {
         let parts = self.config.offsets_partitions;
+        let segment_bytes = self.config.offsets_segment_bytes;
         self.controller
             .propose(|s| {
                 if s.topics.contains_key(OFFSETS_TOPIC) {
@@ -107,7 +145,7 @@ impl Broker {
                             partitions: parts,
                             replication_factor: rf,
                             assignments: assign(&ids, parts, rf, 0),
-                            configs: offsets_topic_config(),
+                            configs: offsets_topic_config(segment_bytes),
                             internal: true,
                             created_ms: now_ms(),
                         },

@@ -34,6 +34,7 @@ pub struct BrokerConfig {
     pub log_defaults: LogConfig,
     pub retention_check_interval: Duration,
     pub offsets_partitions: u32,
+    pub offsets_segment_bytes: u64,
     pub log_format: LogFormat,
     pub log_level: String,
     pub peer_listen: SocketAddr,

@@ -51,6 +51,9 @@ pub struct Args {
     /// Partitions of the internal consumer-offsets topic (fixed at first start).
     #[arg(long, env = "STRATA_OFFSETS_PARTITIONS")]
     pub offsets_partitions: Option<u32>,
+    /// Segment size of the (compacted) consumer-offsets topic, at its creation.
+    #[arg(long, env = "STRATA_OFFSETS_SEGMENT_BYTES")]
+    pub offsets_segment_bytes: Option<u64>,
     /// Log format: text | json.
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -187,6 +190,7 @@ pub(super) struct FileConfig {
     pub(super) max_message_bytes: Option<u32>,
     pub(super) retention_check_interval: Option<String>,
     pub(super) offsets_partitions: Option<u32>,
+    pub(super) offsets_segment_bytes: Option<u64>,
     pub(super) log_format: Option<String>,
     pub(super) log_level: Option<String>,
     pub(super) peer_listen: Option<String>,

@@ -221,6 +221,13 @@ impl BrokerConfig {
         if !(1..=1000).contains(&offsets_partitions) {
             return err("offsets-partitions must be between 1 and 1000");
         }
+        let offsets_segment_bytes = args
+            .offsets_segment_bytes
+            .or(file.offsets_segment_bytes)
+            .unwrap_or(16 << 20);
+        if !(16384..=(1u64 << 30)).contains(&offsets_segment_bytes) {
+            return err("offsets-segment-bytes must be between 16384 and 1073741824");
+        }
         let log_format = match args.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -351,6 +358,7 @@ impl BrokerConfig {
             log_defaults: log,
             retention_check_interval,
             offsets_partitions,
+            offsets_segment_bytes,
             log_format,
             log_level,
         })

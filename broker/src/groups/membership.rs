@@ -12,9 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use super::consumer::{GroupState, Heartbeat, HeartbeatReply, Outcome};
-use super::offsets::{
-    GroupCoordinator, Shard, classic_key, shard_for, state_key, to_json, validate_group,
-};
+use super::offsets::{GroupCoordinator, Shard, shard_for, state_key, to_json, validate_group};
 use crate::error::{BrokerError, Result};
 
 /// A record to write: key, and value (`None` deletes).
@@ -78,32 +76,6 @@ impl GroupCoordinator {
             .filter(|(g, _)| led.contains(&(shard_for(g, self.count) as u32)))
             .map(|(g, s)| (g.clone(), s.state_name(), s.members.len() as u32))
             .collect()
-    }
-
-    /// State records of every group of offsets partition `idx` (for its
-    /// compaction).
-    pub(super) fn live_states(&self, idx: u32) -> Result<Vec<Record>> {
-        let mut out: Vec<Record> = {
-            let c = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
-            c.iter()
-                .filter(|(g, _)| shard_for(g, self.count) == idx as usize)
-                .map(|(g, s)| Ok((state_key(g)?, Some(to_json(s)?))))
-                .collect::<Result<_>>()?
-        };
-        let classics: Vec<String> = self
-            .classics
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .filter(|g| shard_for(g, self.count) == idx as usize)
-            .cloned()
-            .collect();
-        for g in classics {
-            if let Some(state) = self.classic_state(&g) {
-                out.push((classic_key(&g)?, Some(to_json(&state)?)));
-            }
-        }
-        Ok(out)
     }
 
     /// Whether `member_id` at `epoch` may commit offsets of `tps` (see

@@ -3,9 +3,10 @@
 //! group/topic/partition; a null value deletes), replicated like any
 //! partition. A group always maps to the same offsets partition, whose
 //! leader takes its commits. Every replica applies committed entries to its
-//! in-memory view (the Raft loop replays the log at start). When a
-//! partition's log grows, the leader rewrites its live entries at the end
-//! and moves the log start past the old ones.
+//! in-memory view (the Raft loop replays the log at start). The topic is
+//! compacted (`cleanup.policy=compact`): every replica's cleaner keeps the
+//! latest record per key, so a replay reads what is live, and the log stays
+//! the size of the live state.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -23,9 +24,6 @@ use crate::partition::Partition;
 use crate::raft::replica::{GroupLog, Replica, ReplicaCore};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Rewrite an offsets partition once it holds this many bytes more than its
-/// live entries need.
-const COMPACT_AFTER_BYTES: u64 = 16 << 20;
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -64,8 +62,6 @@ pub(super) struct Shard {
     /// Serializes commits of this shard so that the in-memory view follows
     /// log order.
     pub(super) write: tokio::sync::Mutex<()>,
-    /// Log size right after the last compaction.
-    base_bytes: Mutex<u64>,
 }
 
 pub struct GroupCoordinator {
@@ -122,7 +118,6 @@ impl GroupCoordinator {
 
     /// Makes an offsets partition hosted here known.
     pub fn register(&self, p: u32, partition: Arc<Partition>) {
-        let size = partition.offsets().size_bytes;
         self.shards
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -131,7 +126,6 @@ impl GroupCoordinator {
                 Arc::new(Shard {
                     partition,
                     write: tokio::sync::Mutex::new(()),
-                    base_bytes: Mutex::new(size),
                 }),
             );
     }
@@ -295,51 +289,7 @@ impl GroupCoordinator {
             })
             .collect();
         // Committed entries reach the in-memory view through `apply_entry`.
-        self.write(&shard, &entries).await?;
-        self.maybe_compact(&shard, self.shard_of(group)).await
-    }
-
-    /// Rewrites the live entries of a shard and drops what precedes them.
-    async fn maybe_compact(&self, shard: &Shard, idx: u32) -> Result<()> {
-        let size = shard.partition.offsets().size_bytes;
-        let base = *shard.base_bytes.lock().unwrap_or_else(|e| e.into_inner());
-        if size < base + COMPACT_AFTER_BYTES {
-            return Ok(());
-        }
-        let states = self.live_states(idx)?;
-        let live: Vec<(Key, Option<Committed>)> = {
-            let g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            g.iter()
-                .filter(|(name, _)| shard_for(name, self.count) == idx as usize)
-                .flat_map(|(name, offs)| {
-                    offs.iter().map(|((t, p), c)| {
-                        (
-                            Key {
-                                g: name.clone(),
-                                t: t.clone(),
-                                p: *p,
-                            },
-                            Some(c.clone()),
-                        )
-                    })
-                })
-                .collect()
-        };
-        let start = shard.partition.offsets().high_watermark;
-        if !live.is_empty() {
-            self.write(shard, &live).await?;
-        }
-        if !states.is_empty() {
-            self.write_raw(shard, &states).await?;
-        }
-        shard
-            .partition
-            .delete_records(start, COMMIT_TIMEOUT)
-            .await?;
-        let _ = shard.partition.maintain(None)?;
-        *shard.base_bytes.lock().unwrap_or_else(|e| e.into_inner()) =
-            shard.partition.offsets().size_bytes;
-        Ok(())
+        self.write(&shard, &entries).await
     }
 
     /// Committed offsets of a group, optionally only for some topics.
