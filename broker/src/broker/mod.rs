@@ -51,6 +51,7 @@ use crate::raft::RaftTiming;
 use crate::raft::directory::Directory;
 use crate::raft::hardstate::HardStates;
 use crate::raft::node::{Cmd, RaftHandle, RaftLoop, Views};
+use crate::raft::snapshot::StateSnapshot;
 use crate::raft::storage::RaftMeta;
 use crate::raft::transport::Transport;
 use startup::{bootstrap_meta, io_err, lock_dir, peer_connector};
@@ -129,8 +130,26 @@ impl Broker {
             .map_err(|e| BrokerError::Storage(format!("cannot start the Raft loop: {e}")))?;
         // The controller group over the metadata log.
         let mdir = dir.join(METADATA_DIR);
-        let (log, _) = Log::open(&mdir, crate::cluster::controller::log_config(), now_ms())
+        let (mut log, _) = Log::open(&mdir, crate::cluster::controller::log_config(), now_ms())
             .map_err(|e| BrokerError::Storage(format!("metadata log: {e}")))?;
+        // The metadata state as of its last snapshot; the log replays the rest.
+        let shared = Arc::new(ControllerState::default());
+        let snapshot = StateSnapshot::load(&mdir).map_err(|e| io_err("cannot read", &mdir, e))?;
+        if let Some(s) = &snapshot {
+            shared
+                .restore(s.index, &s.data)
+                .map_err(BrokerError::Storage)?;
+            if log.raft_last_index() < s.index {
+                // Installed from a leader, and the log not reset yet.
+                let base = crate::log::RaftBase {
+                    index: s.index,
+                    term: s.term,
+                    next_offset: log.next_offset(),
+                };
+                log.reset_to(base, now_ms())
+                    .map_err(|e| BrokerError::Storage(format!("metadata log: {e}")))?;
+            }
+        }
         let meta = match RaftMeta::load(&mdir).map_err(|e| io_err("cannot read", &mdir, e))? {
             Some(m) => m,
             None => {
@@ -149,11 +168,14 @@ impl Broker {
             raft.clone(),
             Arc::clone(&directory),
         );
-        let shared = Arc::new(ControllerState::default());
+        if let Some(s) = snapshot {
+            cpart.core().set_state_snapshot(s);
+        }
         raft.send(Cmd::AddGroup {
             replica: Arc::new(ControllerReplica {
                 part: Arc::clone(&cpart),
                 state: Arc::clone(&shared),
+                snapshot_every: config.metadata_snapshot_entries,
             }),
             campaign: false,
         })?;

@@ -45,6 +45,8 @@ pub fn log_config() -> LogConfig {
 pub struct ControllerReplica {
     pub part: Arc<Partition>,
     pub state: Arc<ControllerState>,
+    /// Applied entries between snapshots of the metadata state.
+    pub snapshot_every: u64,
 }
 
 impl Replica for ControllerReplica {
@@ -64,6 +66,20 @@ impl Replica for ControllerReplica {
 
     fn apply(&self, index: u64, data: &Bytes) {
         self.state.apply_entry(index, data);
+    }
+
+    fn snapshot_every(&self) -> Option<u64> {
+        Some(self.snapshot_every)
+    }
+
+    fn snapshot_state(&self) -> Option<Bytes> {
+        self.state.encode()
+    }
+
+    fn restore_state(&self, index: u64, state: &Bytes) -> std::result::Result<(), String> {
+        self.state.restore(index, state)?;
+        tracing::info!(index, "installed the metadata state from a snapshot");
+        Ok(())
     }
 
     fn applied(&self, index: u64) {
@@ -125,6 +141,29 @@ impl ControllerState {
                 _ => tracing::error!(index, "undecodable metadata command"),
             }
         }
+    }
+
+    /// The whole state, encoded for a snapshot.
+    pub fn encode(&self) -> Option<Bytes> {
+        let st = self.state.read().unwrap_or_else(|e| e.into_inner());
+        match serde_json::to_vec(&*st) {
+            Ok(v) => Some(Bytes::from(v)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode the metadata state");
+                None
+            }
+        }
+    }
+
+    /// Replaces the state with a snapshot's, taken at entry `index`.
+    pub fn restore(&self, index: u64, data: &[u8]) -> std::result::Result<(), String> {
+        let st: ClusterState = serde_json::from_slice(data)
+            .map_err(|e| format!("undecodable metadata snapshot: {e}"))?;
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = st;
+        self.topology
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+        self.set_applied(index);
+        Ok(())
     }
 
     pub fn set_applied(&self, index: u64) {

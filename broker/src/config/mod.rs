@@ -35,6 +35,7 @@ pub struct BrokerConfig {
     pub retention_check_interval: Duration,
     pub offsets_partitions: u32,
     pub offsets_segment_bytes: u64,
+    pub metadata_snapshot_entries: u64,
     pub log_format: LogFormat,
     pub log_level: String,
     pub peer_listen: SocketAddr,

@@ -54,6 +54,10 @@ pub struct Args {
     /// Segment size of the (compacted) consumer-offsets topic, at its creation.
     #[arg(long, env = "STRATA_OFFSETS_SEGMENT_BYTES")]
     pub offsets_segment_bytes: Option<u64>,
+    /// Metadata entries between snapshots of the metadata state (the log
+    /// before a snapshot is dropped).
+    #[arg(long, env = "STRATA_METADATA_SNAPSHOT_ENTRIES")]
+    pub metadata_snapshot_entries: Option<u64>,
     /// Log format: text | json.
     #[arg(long, env = "STRATA_LOG_FORMAT")]
     pub log_format: Option<String>,
@@ -191,6 +195,7 @@ pub(super) struct FileConfig {
     pub(super) retention_check_interval: Option<String>,
     pub(super) offsets_partitions: Option<u32>,
     pub(super) offsets_segment_bytes: Option<u64>,
+    pub(super) metadata_snapshot_entries: Option<u64>,
     pub(super) log_format: Option<String>,
     pub(super) log_level: Option<String>,
     pub(super) peer_listen: Option<String>,

@@ -228,6 +228,13 @@ impl BrokerConfig {
         if !(16384..=(1u64 << 30)).contains(&offsets_segment_bytes) {
             return err("offsets-segment-bytes must be between 16384 and 1073741824");
         }
+        let metadata_snapshot_entries = args
+            .metadata_snapshot_entries
+            .or(file.metadata_snapshot_entries)
+            .unwrap_or(20_000);
+        if !(100..=100_000_000).contains(&metadata_snapshot_entries) {
+            return err("metadata-snapshot-entries must be between 100 and 100000000");
+        }
         let log_format = match args.log_format.or(file.log_format).as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -359,6 +366,7 @@ impl BrokerConfig {
             retention_check_interval,
             offsets_partitions,
             offsets_segment_bytes,
+            metadata_snapshot_entries,
             log_format,
             log_level,
         })

@@ -4,7 +4,8 @@
 //! leader lease in `quiesce`, replicas held out after a storage failure in
 //! `suspend` and the views it publishes in `view`), what a replica is to
 //! that loop (`replica`: its storage and the hooks of its state machine),
-//! the peer transport (`transport`) and what this broker knows of its peers
+//! snapshots of state machines that are not their log (`snapshot`), the
+//! peer transport (`transport`) and what this broker knows of its peers
 //! (`directory`). Nothing here knows what a group replicates: partitions,
 //! the controller and the coordinators implement [`replica::Replica`].
 
@@ -15,6 +16,7 @@ pub mod node;
 mod quiesce;
 mod ready;
 pub mod replica;
+pub mod snapshot;
 pub mod storage;
 mod suspend;
 pub mod transport;

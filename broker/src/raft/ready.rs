@@ -17,7 +17,8 @@ use strata_proto::v1::RaftEnvelope;
 use super::GroupKey;
 use super::hardstate::HardStates;
 use super::node::Group;
-use super::storage::{delete_records_target, entry_to_batch, snapshot_base};
+use super::snapshot::StateSnapshot;
+use super::storage::{delete_records_target, entry_to_batch, snapshot_parts};
 use crate::log::{FsyncPolicy, SyncPlan, now_ms};
 
 /// Offsets a batch would take (0 for empty entries).
@@ -64,7 +65,21 @@ pub(super) fn persist(
     let mut meta_dirty = false;
     if !rd.snapshot().is_empty() {
         let s = rd.snapshot();
-        let base = snapshot_base(s)?;
+        let (base, state) = snapshot_parts(s)?;
+        if let Some(state) = state {
+            // The state first, durably: the log it replaces goes next.
+            let cs = s.get_metadata().get_conf_state();
+            let snap = StateSnapshot {
+                index: base.index,
+                term: base.term,
+                voters: cs.voters.clone(),
+                learners: cs.learners.clone(),
+                data: state,
+            };
+            snap.store(&dir).map_err(|e| e.to_string())?;
+            g.replica.restore_state(base.index, &snap.data)?;
+            core.set_state_snapshot(snap);
+        }
         inner.log.reset_to(base, now).map_err(|e| e.to_string())?;
         g.replica.restored();
         inner.meta.set_conf(s.get_metadata().get_conf_state());
@@ -184,4 +199,49 @@ pub(super) fn apply(g: &mut Group, committed: Vec<Entry>) {
         g.core().advance_hw(hw);
     }
     g.replica.applied(last_index);
+    snapshot_if_due(g, last_index);
+}
+
+/// Snapshots a state machine that takes snapshots once `snapshot_every`
+/// entries were applied since the last one, then drops the log before it.
+fn snapshot_if_due(g: &mut Group, applied: u64) {
+    let Some(every) = g.replica.snapshot_every() else {
+        return;
+    };
+    let core = Arc::clone(g.replica.core());
+    let last = match core.state_snapshot() {
+        Some(s) => s.index,
+        None => core.with_log(|log, _| log.raft_base().index),
+    };
+    if applied < last.saturating_add(every) {
+        return;
+    }
+    let Some(state) = g.replica.snapshot_state() else {
+        return;
+    };
+    let mut inner = core.lock();
+    let Some(term) = inner.log.raft_term(applied) else {
+        return;
+    };
+    let cs = inner.meta.conf_state();
+    let snap = StateSnapshot {
+        index: applied,
+        term,
+        voters: cs.voters,
+        learners: cs.learners,
+        data: state,
+    };
+    let dir = inner.log.dir().to_owned();
+    if let Err(e) = snap.store(&dir) {
+        tracing::warn!(topic = %core.topic(), error = %e, "cannot store a state snapshot");
+        return;
+    }
+    let size = snap.data.len();
+    core.set_state_snapshot(snap);
+    match inner.log.compact_through_index(applied, now_ms()) {
+        Ok(dropped) => tracing::info!(topic = %core.topic(), index = applied, bytes = size,
+            segments_dropped = dropped, "took a state snapshot"),
+        Err(e) => tracing::warn!(topic = %core.topic(), error = %e,
+            "cannot drop the log a snapshot covers"),
+    }
 }

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use super::GroupKey;
 use super::directory::Directory;
+use super::snapshot::StateSnapshot;
 use super::storage::RaftMeta;
 use crate::error::{BrokerError, Result};
 use crate::log::Log;
@@ -84,6 +85,23 @@ pub trait Replica: Send + Sync + 'static {
     /// A snapshot from the leader replaced the whole log.
     fn restored(&self) {}
 
+    /// Applied entries between snapshots of the state machine (`None`: the
+    /// log is the state; the group is never snapshotted this way).
+    fn snapshot_every(&self) -> Option<u64> {
+        None
+    }
+
+    /// The state machine as of the last applied entry (for a snapshot).
+    fn snapshot_state(&self) -> Option<Bytes> {
+        None
+    }
+
+    /// Replaces the state machine with a snapshot's: its state as of entry
+    /// `index`. Refusing it refuses the snapshot.
+    fn restore_state(&self, _index: u64, _state: &Bytes) -> std::result::Result<(), String> {
+        Ok(())
+    }
+
     /// A committed normal entry with data, in index order.
     fn apply(&self, _index: u64, _data: &Bytes) {}
 
@@ -118,6 +136,8 @@ pub struct ReplicaCore {
     /// Set while the loop holds the replica out after a write failed (a
     /// full disk): it leads nothing until the disk has room again.
     suspended: AtomicBool,
+    /// The state machine's latest snapshot (groups that take them).
+    snapshot: Mutex<Option<Arc<StateSnapshot>>>,
 }
 
 fn raise(tx: &watch::Sender<i64>, v: i64) {
@@ -159,7 +179,20 @@ impl ReplicaCore {
             directory,
             failed: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
+            snapshot: Mutex::new(None),
         }
+    }
+
+    /// The state machine's latest snapshot, if one was taken or installed.
+    pub fn state_snapshot(&self) -> Option<Arc<StateSnapshot>> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_state_snapshot(&self, s: StateSnapshot) {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
     }
 
     pub fn topic(&self) -> &str {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use strata_proto::batch::{self, BatchBuilder, BatchHeader};
 
 use super::replica::ReplicaCore;
+use super::snapshot::{split_wire_data, wire_data};
 use crate::log::{COMMIT_HINT_FILE, RAFT_STATE_FILE, RaftBase, checkpoint};
 
 const CONF_CHANGE_KEY: &[u8] = b"strata.raft.conf_change";
@@ -224,11 +225,14 @@ fn unavailable() -> raft::Error {
 
 impl Storage for LogStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
+        // What a state machine's snapshot covers is committed.
+        let snapshot = self.core.state_snapshot().map_or(0, |s| s.index);
         self.core.with_log(|log, meta| {
             let mut hs = meta.hard_state();
             // A torn tail (fsync=never) can leave the commit beyond the log.
             hs.commit = hs
                 .commit
+                .max(snapshot)
                 .min(log.raft_last_index())
                 .max(log.raft_base().index);
             Ok(RaftState::new(hs, meta.conf_state()))
@@ -279,8 +283,26 @@ impl Storage for LogStorage {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let state = self.core.state_snapshot();
         self.core.with_log(|log, meta| {
             let base = log.raft_base();
+            // A state machine's snapshot covers the log before it.
+            if let Some(st) = state.filter(|s| s.index >= base.index && s.index >= request_index) {
+                let next = log.offset_after_index(st.index).unwrap_or(base.next_offset);
+                let mut s = Snapshot {
+                    data: wire_data(next, &st.data),
+                    ..Default::default()
+                };
+                let md = s.mut_metadata();
+                md.index = st.index;
+                md.term = st.term;
+                md.set_conf_state(ConfState {
+                    voters: st.voters.clone(),
+                    learners: st.learners.clone(),
+                    ..Default::default()
+                });
+                return Ok(s);
+            }
             if base.index == 0 || base.index < request_index {
                 return Err(raft::Error::Store(
                     StorageError::SnapshotTemporarilyUnavailable,
@@ -300,17 +322,28 @@ impl Storage for LogStorage {
     }
 }
 
-/// The log position a received snapshot moves a follower to.
-pub fn snapshot_base(s: &Snapshot) -> Result<RaftBase, String> {
-    let d: SnapshotData = serde_json::from_slice(&s.data).map_err(|e| e.to_string())?;
-    if d.next_offset < 0 {
+/// The log position a received snapshot moves a follower to, and the
+/// state machine's snapshot when it carries one.
+pub fn snapshot_parts(s: &Snapshot) -> Result<(RaftBase, Option<Bytes>), String> {
+    let (next_offset, state) = match split_wire_data(&s.data) {
+        Some(parts) => {
+            let (next, state) = parts?;
+            (next, Some(state))
+        }
+        None => {
+            let d: SnapshotData = serde_json::from_slice(&s.data).map_err(|e| e.to_string())?;
+            (d.next_offset, None)
+        }
+    };
+    if next_offset < 0 {
         return Err("negative snapshot offset".into());
     }
-    Ok(RaftBase {
+    let base = RaftBase {
         index: s.get_metadata().index,
         term: s.get_metadata().term,
-        next_offset: d.next_offset,
-    })
+        next_offset,
+    };
+    Ok((base, state))
 }
 
 /// Encodes a Raft message for the wire.
@@ -325,7 +358,7 @@ pub fn decode_message(b: &Bytes) -> Result<raft::eraftpb::Message, String> {
         check_entry(e)?;
     }
     if !m.get_snapshot().data.is_empty() {
-        snapshot_base(m.get_snapshot())?;
+        snapshot_parts(m.get_snapshot())?;
     }
     Ok(m)
 }

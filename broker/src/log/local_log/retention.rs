@@ -28,6 +28,28 @@ impl Log {
         Ok(offset)
     }
 
+    /// Drops the log a state snapshot at Raft index `index` covers: the
+    /// active segment is sealed, then every sealed segment whose entries
+    /// are all at or below `index` goes (the Raft base moves past them).
+    pub fn compact_through_index(&mut self, index: u64, now_ms: i64) -> Result<usize, LogError> {
+        self.roll(now_ms)?;
+        let doomed: Vec<(i64, i64)> = self
+            .segments
+            .iter()
+            .take_while(|(_, s)| s.is_sealed() && s.last_raft().1 <= index)
+            .map(|(b, s)| (*b, s.next_offset()))
+            .collect();
+        let Some((_, next)) = doomed.last().copied() else {
+            return Ok(0);
+        };
+        if next > self.log_start_offset {
+            checkpoint::write_i64(&self.dir.join(LOG_START_FILE), next).at(&self.dir)?;
+            self.log_start_offset = next;
+        }
+        let bases: Vec<i64> = doomed.into_iter().map(|(b, _)| b).collect();
+        self.delete_segments(&bases)
+    }
+
     fn delete_segments_below_start(&mut self) -> Result<usize, LogError> {
         let doomed: Vec<i64> = self
             .segments
