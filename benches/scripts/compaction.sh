@@ -111,11 +111,10 @@ for round in 1 2; do
       start_broker
       sleep 1
     fi
-    read0=$(metric strata_cleaner_read_bytes_total)
     run_produce "$mode-max-$round"
     run_produce "$mode-rate-$round" --rate "$RATE"
-    read1=$(metric strata_cleaner_read_bytes_total)
-    echo "  cleaner read $(((read1 - read0) / 1000000)) MB meanwhile"
+    # Still dirty at the end: the pass ran through both produces.
+    echo "  dirty ratio after: $(dirty)"
     stop_broker
   done
 done
