@@ -219,11 +219,12 @@ fn snapshot_if_due(g: &mut Group, applied: u64) {
     let Some(state) = g.replica.snapshot_state() else {
         return;
     };
-    let mut inner = core.lock();
-    let Some(term) = inner.log.raft_term(applied) else {
+    let Some((term, cs, dir)) = core.with_log(|log, meta| {
+        let term = log.raft_term(applied)?;
+        Some((term, meta.conf_state(), log.dir().to_owned()))
+    }) else {
         return;
     };
-    let cs = inner.meta.conf_state();
     let snap = StateSnapshot {
         index: applied,
         term,
@@ -231,14 +232,15 @@ fn snapshot_if_due(g: &mut Group, applied: u64) {
         learners: cs.learners,
         data: state,
     };
-    let dir = inner.log.dir().to_owned();
+    // Written without the log's lock (an fsync): readers of the log go on.
     if let Err(e) = snap.store(&dir) {
         tracing::warn!(topic = %core.topic(), error = %e, "cannot store a state snapshot");
         return;
     }
     let size = snap.data.len();
     core.set_state_snapshot(snap);
-    match inner.log.compact_through_index(applied, now_ms()) {
+    let dropped = core.lock().log.compact_through_index(applied, now_ms());
+    match dropped {
         Ok(dropped) => tracing::info!(topic = %core.topic(), index = applied, bytes = size,
             segments_dropped = dropped, "took a state snapshot"),
         Err(e) => tracing::warn!(topic = %core.topic(), error = %e,
