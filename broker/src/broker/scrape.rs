@@ -246,6 +246,16 @@ pub fn render(broker: &Broker) -> String {
             &m.deleted_segments,
         ),
         (
+            "tier_compaction_passes",
+            "Remote compaction passes swapped into a manifest",
+            &m.compaction_passes,
+        ),
+        (
+            "tier_compaction_reclaimed_bytes",
+            "Remote bytes removed by compaction",
+            &m.compaction_reclaimed_bytes,
+        ),
+        (
             "tier_cache_hits",
             "Remote chunk reads served by the cache",
             &t.cache().hits,

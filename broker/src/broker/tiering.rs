@@ -9,11 +9,17 @@ use crate::cluster::controller::{ControllerOp, ControllerReply};
 use crate::error::Result;
 use crate::partition::Partition;
 use crate::tier::host::TierHost;
-use crate::tier::{RemoteLoc, RemoteManifest, RemoteSegment, Tier};
+use crate::tier::{RemoteLoc, RemoteManifest, RemoteReplacement, RemoteSegment, Tier};
 
 impl TierHost for Broker {
     fn tier(&self) -> &Arc<Tier> {
         Broker::tier(self)
+    }
+
+    fn compaction_map_bytes(&self) -> Option<usize> {
+        let c = &self.config.cleaner;
+        let share = c.dedupe_buffer_bytes / c.threads.max(1) as u64;
+        (c.threads > 0).then(|| usize::try_from(share).unwrap_or(usize::MAX))
     }
 
     fn hosted_partitions(&self) -> Vec<Arc<Partition>> {
@@ -40,6 +46,20 @@ impl TierHost for Broker {
             topic_id: loc.topic_id.clone(),
             partition: loc.partition,
             segment,
+        })
+        .await
+    }
+
+    async fn replace_remote(
+        &self,
+        loc: &RemoteLoc,
+        replacement: RemoteReplacement,
+    ) -> Result<bool> {
+        self.changes_manifest(ControllerOp::ReplaceRemoteSegments {
+            topic: loc.topic.clone(),
+            topic_id: loc.topic_id.clone(),
+            partition: loc.partition,
+            replacement,
         })
         .await
     }

@@ -132,6 +132,7 @@ impl ControllerState {
                         cmd,
                         MetadataCommand::AddRemoteSegment { .. }
                             | MetadataCommand::TrimRemote { .. }
+                            | MetadataCommand::ReplaceRemoteSegments { .. }
                     ) {
                         self.topology
                             .fetch_add(1, std::sync::atomic::Ordering::Release);
@@ -253,6 +254,14 @@ pub enum ControllerOp {
         topic_id: String,
         partition: u32,
         start: i64,
+    },
+    /// Swaps a remote compaction pass's cleaned segments in; answers 1, or
+    /// 0 when the manifest moved on meanwhile.
+    ReplaceRemoteSegments {
+        topic: String,
+        topic_id: String,
+        partition: u32,
+        replacement: crate::tier::RemoteReplacement,
     },
     /// Adds (`add`) or removes ACLs; answers how many changed.
     ChangeAcls {

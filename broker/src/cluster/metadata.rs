@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::tier::{RemoteManifest, RemoteSegment};
+use crate::tier::{RemoteManifest, RemoteReplacement, RemoteSegment};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TopicMeta {
@@ -145,6 +145,14 @@ pub enum MetadataCommand {
         partition: u32,
         start: i64,
     },
+    /// Swaps cleaned segments in for the ones a remote compaction pass
+    /// read (ignored unless they are all still there, as they were).
+    ReplaceRemoteSegments {
+        topic: String,
+        topic_id: String,
+        partition: u32,
+        replacement: RemoteReplacement,
+    },
     /// Replaces the whole state (written when the metadata log is compacted).
     Snapshot {
         state: ClusterState,
@@ -257,6 +265,17 @@ impl ClusterState {
                 if self.topic_is(&topic, &topic_id) {
                     let m = self.remote.entry(topic).or_default().entry(partition);
                     m.or_default().trim(start);
+                }
+            }
+            MetadataCommand::ReplaceRemoteSegments {
+                topic,
+                topic_id,
+                partition,
+                replacement,
+            } => {
+                if self.topic_is(&topic, &topic_id) {
+                    let m = self.remote.entry(topic).or_default().entry(partition);
+                    m.or_default().replace(&replacement);
                 }
             }
             MetadataCommand::Snapshot { state } => *self = state,

@@ -360,6 +360,23 @@ impl Controller {
                 })
                 .await
             }
+            ControllerOp::ReplaceRemoteSegments {
+                topic,
+                topic_id,
+                partition,
+                replacement,
+            } => {
+                let cmd = MetadataCommand::ReplaceRemoteSegments {
+                    topic: topic.clone(),
+                    topic_id: topic_id.clone(),
+                    partition,
+                    replacement: replacement.clone(),
+                };
+                self.propose_manifest_change(&topic, &topic_id, partition, cmd, |m| {
+                    m.replace(&replacement)
+                })
+                .await
+            }
             ControllerOp::AllocateProducerIds { count } => {
                 let start = self
                     .propose(|s| {

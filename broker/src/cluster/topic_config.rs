@@ -127,22 +127,18 @@ pub fn effective(
             cfg.compaction.min_lag_ms, cfg.compaction.max_lag_ms
         )));
     }
-    if cfg.cleanup.compact && cfg.remote_storage {
-        return Err(BrokerError::InvalidConfig(
-            "cleanup.policy=compact with remote.storage.enable=true: compaction of tiered topics is not supported yet".into(),
-        ));
-    }
     // Local retention keeps a tail of what the whole log retains.
     let (local_ms, local_bytes) = cfg.local_limits();
+    let (total_ms, total_bytes) = cfg.total_limits();
     if cfg.remote_storage {
-        if let (Some(l), Some(t)) = (local_ms, cfg.retention_ms)
+        if let (Some(l), Some(t)) = (local_ms, total_ms)
             && l > t
         {
             return Err(BrokerError::InvalidConfig(format!(
                 "retention.local.ms={l} exceeds retention.ms={t}"
             )));
         }
-        if let (Some(l), Some(t)) = (local_bytes, cfg.retention_bytes)
+        if let (Some(l), Some(t)) = (local_bytes, total_bytes)
             && l > t
         {
             return Err(BrokerError::InvalidConfig(format!(
@@ -303,21 +299,30 @@ mod tests {
         assert_eq!(render(&c)["cleanup.policy"], "compact");
         let both = effective(&d, &o(&[("cleanup.policy", "compact,delete")])).unwrap();
         assert_eq!(both.local_limits().0, d.retention_ms);
-        for bad in [
-            &[
-                ("min.compaction.lag.ms", "10"),
-                ("max.compaction.lag.ms", "5"),
-            ][..],
-            &[
+        assert!(matches!(
+            effective(
+                &d,
+                &o(&[
+                    ("min.compaction.lag.ms", "10"),
+                    ("max.compaction.lag.ms", "5"),
+                ])
+            ),
+            Err(BrokerError::InvalidConfig(_))
+        ));
+        // Tiered and compacted: the whole log is unlimited, the local part
+        // is a tail (any local limit is below an unlimited total).
+        let tiered = effective(
+            &d,
+            &o(&[
                 ("cleanup.policy", "compact"),
                 ("remote.storage.enable", "true"),
-            ][..],
-        ] {
-            assert!(matches!(
-                effective(&d, &o(bad)),
-                Err(BrokerError::InvalidConfig(_))
-            ));
-        }
+                ("retention.local.bytes", "1"),
+                ("retention.ms", "10"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(tiered.total_limits(), (None, None));
+        assert_eq!(tiered.local_limits(), (Some(10), Some(1)));
     }
 
     #[test]

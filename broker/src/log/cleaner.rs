@@ -219,6 +219,21 @@ fn map_batches(map: &mut OffsetMap, data: &Bytes, from: i64, until: i64) -> i64 
     until
 }
 
+/// Maps the keyed records of one dirty segment from `first_dirty` on and
+/// below `end`. Returns the offset the map covers up to and whether the
+/// whole segment fitted (so that the next one may be mapped too).
+pub fn map_segment(
+    map: &mut OffsetMap,
+    seg: &SegmentView,
+    first_dirty: i64,
+    end: i64,
+) -> (i64, bool) {
+    let whole = record_count(&seg.data) <= map.room();
+    let reached = map_batches(map, &seg.data, first_dirty, end);
+    let covered = if whole { seg.next } else { reached };
+    (covered.min(end), whole && covered >= seg.next)
+}
+
 /// Builds the map over the dirty part of the plan: whole segments while
 /// they surely fit, then as much of the next one as fits. Returns the
 /// offset the map covers up to (the pass's end).
@@ -231,33 +246,85 @@ pub fn build_map(
     let mut covered = plan.first_dirty;
     for seg in plan.segments.iter().filter(|s| s.next > plan.first_dirty) {
         throttle(seg.data.len());
-        let whole = record_count(&seg.data) <= map.room();
-        let reached = map_batches(map, &seg.data, plan.first_dirty, plan.end);
-        covered = if whole { seg.next } else { reached };
-        if !whole || covered < seg.next {
+        let (reached, go_on) = map_segment(map, seg, plan.first_dirty, plan.end);
+        covered = reached;
+        if !go_on {
             break;
         }
     }
     covered.min(plan.end)
 }
 
-/// Whether the record stays, given the map over `[first_dirty, map_end)`.
-fn keeps(plan: &CompactionPlan, map: &OffsetMap, map_end: i64, r: &batch::RecordView<'_>) -> bool {
-    if r.offset >= map_end {
-        return true;
-    }
-    let Some(key) = r.key else {
-        return true;
-    };
-    if map.latest(key).is_some_and(|latest| r.offset < latest) {
-        return false;
-    }
-    !(r.tombstone && tombstone_expiry(plan, r) <= plan.now_ms)
+/// What a pass keeps, given the map over its dirty part.
+pub struct CleanRules<'a> {
+    pub map: &'a OffsetMap,
+    /// The map covers `[first_dirty, map_end)`: records from here on stay.
+    pub map_end: i64,
+    pub now_ms: i64,
+    pub delete_retention_ms: i64,
 }
 
-/// When a tombstone may go: `delete.retention.ms` after its timestamp.
-fn tombstone_expiry(plan: &CompactionPlan, r: &batch::RecordView<'_>) -> i64 {
-    r.timestamp.saturating_add(plan.delete_retention_ms)
+impl CleanRules<'_> {
+    /// Whether the record stays.
+    fn keeps(&self, r: &batch::RecordView<'_>) -> bool {
+        if r.offset >= self.map_end {
+            return true;
+        }
+        let Some(key) = r.key else {
+            return true;
+        };
+        if self.map.latest(key).is_some_and(|latest| r.offset < latest) {
+            return false;
+        }
+        !(r.tombstone && self.tombstone_expiry(r) <= self.now_ms)
+    }
+
+    /// When a tombstone may go: `delete.retention.ms` after its timestamp.
+    fn tombstone_expiry(&self, r: &batch::RecordView<'_>) -> i64 {
+        r.timestamp.saturating_add(self.delete_retention_ms)
+    }
+
+    /// Writes the batches of `data` (a segment's), each cleaned, to `out`;
+    /// adds what went and the earliest expiry of a kept tombstone to
+    /// `outcome`. Returns the bytes written and whether any batch changed.
+    pub fn clean_segment(
+        &self,
+        data: &Bytes,
+        out: &mut impl Write,
+        outcome: &mut PassOutcome,
+    ) -> io::Result<(usize, bool)> {
+        let (mut written, mut changed) = (0usize, false);
+        for item in BatchIter::new(data.clone()) {
+            let (h, b) = item.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let cleaned = if h.is_control() {
+                None
+            } else {
+                let mut removed = 0u64;
+                let mut expiry = outcome.tombstones_expire_ms;
+                let r = batch::retain(&b, |r| {
+                    let keep = self.keeps(r);
+                    removed += u64::from(!keep);
+                    if keep && r.tombstone && r.offset < self.map_end {
+                        let at = self.tombstone_expiry(r);
+                        expiry = Some(expiry.map_or(at, |e| e.min(at)));
+                    }
+                    keep
+                });
+                outcome.tombstones_expire_ms = expiry;
+                // Records that do not decode stay as they are.
+                let r = r.ok().flatten();
+                if r.is_some() {
+                    outcome.records_removed += removed;
+                }
+                r
+            };
+            let bytes = cleaned.as_ref().unwrap_or(&b);
+            changed |= cleaned.is_some();
+            out.write_all(bytes)?;
+            written += bytes.len();
+        }
+        Ok((written, changed))
+    }
 }
 
 /// One cleaned file being written.
@@ -342,6 +409,12 @@ fn write_cleaned(
     throttle: &mut dyn FnMut(usize),
     outcome: &mut PassOutcome,
 ) -> io::Result<()> {
+    let rules = CleanRules {
+        map,
+        map_end,
+        now_ms: plan.now_ms,
+        delete_retention_ms: plan.delete_retention_ms,
+    };
     let mut current: Option<Output> = None;
     for seg in plan.segments.iter().filter(|s| s.base < map_end) {
         let fits = current.as_ref().is_some_and(|o| {
@@ -357,35 +430,9 @@ fn write_cleaned(
         };
         o.replaces.push((seg.base, seg.data.len()));
         throttle(seg.data.len());
-        for item in BatchIter::new(seg.data.clone()) {
-            let (h, b) = item.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            let cleaned = if h.is_control() {
-                None
-            } else {
-                let mut removed = 0u64;
-                let mut expiry = outcome.tombstones_expire_ms;
-                let r = batch::retain(&b, |r| {
-                    let keep = keeps(plan, map, map_end, r);
-                    removed += u64::from(!keep);
-                    if keep && r.tombstone && r.offset < map_end {
-                        let at = tombstone_expiry(plan, r);
-                        expiry = Some(expiry.map_or(at, |e| e.min(at)));
-                    }
-                    keep
-                });
-                outcome.tombstones_expire_ms = expiry;
-                // Records that do not decode stay as they are.
-                let r = r.ok().flatten();
-                if r.is_some() {
-                    outcome.records_removed += removed;
-                }
-                r
-            };
-            let bytes = cleaned.as_ref().unwrap_or(&b);
-            o.changed |= cleaned.is_some();
-            o.out.write_all(bytes)?;
-            o.size += bytes.len();
-        }
+        let (written, changed) = rules.clean_segment(&seg.data, &mut o.out, outcome)?;
+        o.size += written;
+        o.changed |= changed;
     }
     if let Some(done) = current.take() {
         outcome.cleaned.extend(done.finish()?);

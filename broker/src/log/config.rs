@@ -148,15 +148,22 @@ pub struct LogConfig {
 }
 
 impl LogConfig {
-    /// The retention that applies to local segments: the local one under
-    /// tiered storage (segments then go only once they are remote).
-    /// Without `delete` in the cleanup policy nothing is retention-limited.
-    pub fn local_limits(&self) -> (Option<i64>, Option<u64>) {
+    /// The retention of the whole log (local and remote): none without
+    /// `delete` in the cleanup policy.
+    pub fn total_limits(&self) -> (Option<i64>, Option<u64>) {
         if !self.cleanup.delete {
             return (None, None);
         }
+        (self.retention_ms, self.retention_bytes)
+    }
+
+    /// The retention that applies to local segments: the local one under
+    /// tiered storage (segments then go only once they are remote, so a
+    /// compacted tiered topic keeps only a local tail too). Without tiered
+    /// storage it is the whole log's.
+    pub fn local_limits(&self) -> (Option<i64>, Option<u64>) {
         if !self.remote_storage {
-            return (self.retention_ms, self.retention_bytes);
+            return self.total_limits();
         }
         let ms = match self.local_retention_ms {
             -2 => self.retention_ms,

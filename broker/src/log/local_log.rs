@@ -189,6 +189,11 @@ impl Log {
     pub fn set_config(&mut self, config: LogConfig) {
         self.config = config;
     }
+    /// Compacted logs: everything below this was cleaned.
+    pub fn cleaned_offset(&self) -> i64 {
+        self.cleaned_offset
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
     }

@@ -6,13 +6,17 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::{RemoteLoc, RemoteManifest, RemoteSegment, Tier};
+use super::{RemoteLoc, RemoteManifest, RemoteReplacement, RemoteSegment, Tier};
 use crate::error::Result;
 use crate::partition::Partition;
 
 pub trait TierHost: Send + Sync + 'static {
     /// The object store and its upload slots, cache and metrics.
     fn tier(&self) -> &Arc<Tier>;
+
+    /// Memory for the key map of a remote compaction pass; `None` when
+    /// compaction is off on this broker (`--log-cleaner-threads 0`).
+    fn compaction_map_bytes(&self) -> Option<usize>;
 
     /// The partitions this broker hosts.
     fn hosted_partitions(&self) -> Vec<Arc<Partition>>;
@@ -33,6 +37,14 @@ pub trait TierHost: Send + Sync + 'static {
         &self,
         loc: &RemoteLoc,
         segment: RemoteSegment,
+    ) -> impl Future<Output = Result<bool>> + Send;
+
+    /// Asks the controller to swap a remote compaction pass's segments in;
+    /// `false` when the manifest moved on meanwhile (nothing changed).
+    fn replace_remote(
+        &self,
+        loc: &RemoteLoc,
+        replacement: RemoteReplacement,
     ) -> impl Future<Output = Result<bool>> + Send;
 
     /// Asks the controller to move the manifest's start to `start`;

@@ -23,6 +23,28 @@ pub struct RemoteSegment {
 pub struct RemoteManifest {
     pub start: i64,
     pub segments: Vec<RemoteSegment>,
+    /// Compacted topics: the remote log below this offset was cleaned by a
+    /// remote pass; its dirty part starts here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cleaned_to: i64,
+    /// When the first tombstone a remote pass kept may be removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tombstones_expire_ms: Option<i64>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+/// A remote compaction pass's result: runs of segments, each replaced by
+/// one cleaned segment over the same offsets, and where the dirty part now
+/// starts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RemoteReplacement {
+    /// Each run: the upload ids of adjacent segments, and what replaces them.
+    pub runs: Vec<(Vec<String>, RemoteSegment)>,
+    pub cleaned_to: i64,
+    pub tombstones_expire_ms: Option<i64>,
 }
 
 impl RemoteManifest {
@@ -76,6 +98,42 @@ impl RemoteManifest {
         self.start = start;
         let keep = self.segments.partition_point(|s| s.next <= start);
         self.segments.drain(..keep).collect()
+    }
+
+    /// Applies a remote compaction pass: every run (in offset order) must
+    /// still be adjacent segments of the manifest, spanning exactly its replacement's offsets;
+    /// otherwise (retention or DeleteRecords moved on meanwhile) nothing
+    /// changes and false is returned.
+    pub fn replace(&mut self, r: &RemoteReplacement) -> bool {
+        let mut at = Vec::with_capacity(r.runs.len());
+        for (ids, new) in &r.runs {
+            let Some(first) = ids
+                .first()
+                .and_then(|id| self.segments.iter().position(|s| &s.upload_id == id))
+            else {
+                return false;
+            };
+            let run = self.segments.get(first..first + ids.len());
+            let fits = run.is_some_and(|run| {
+                run.iter().zip(ids).all(|(s, id)| &s.upload_id == id)
+                    && run.first().map(|s| s.base) == Some(new.base)
+                    && run.last().map(|s| s.next) == Some(new.next)
+            });
+            let after_previous = at
+                .last()
+                .is_none_or(|(f, len, _): &(usize, usize, RemoteSegment)| first >= f + len);
+            if !fits || !after_previous {
+                return false;
+            }
+            at.push((first, ids.len(), new.clone()));
+        }
+        // From the back, so that the earlier positions stay valid.
+        for (first, len, new) in at.into_iter().rev() {
+            self.segments.splice(first..first + len, [new]);
+        }
+        self.cleaned_to = self.cleaned_to.max(r.cleaned_to);
+        self.tombstones_expire_ms = r.tombstones_expire_ms;
+        true
     }
 }
 
@@ -213,6 +271,54 @@ mod tests {
         assert_eq!(m.end(), 20, "an emptied manifest ends at its start");
         assert!(!m.append(seg(5, 20)), "a range already deleted");
         assert!(m.append(seg(20, 30)));
+    }
+
+    #[test]
+    fn replacement_swaps_runs_or_nothing() {
+        let mut m = RemoteManifest::default();
+        for b in [0, 10, 20, 30] {
+            assert!(m.append(seg(b, b + 10)));
+        }
+        let cleaned = |base: i64, next: i64| RemoteSegment {
+            upload_id: format!("c{base}"),
+            ..seg(base, next)
+        };
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let before = m.clone();
+        let wrong_span = RemoteReplacement {
+            runs: vec![(ids(&["u0", "u10"]), cleaned(0, 30))],
+            cleaned_to: 30,
+            tombstones_expire_ms: None,
+        };
+        assert!(!m.replace(&wrong_span));
+        let gone = RemoteReplacement {
+            runs: vec![
+                (ids(&["u0"]), cleaned(0, 10)),
+                (ids(&["u5"]), cleaned(5, 10)),
+            ],
+            cleaned_to: 30,
+            tombstones_expire_ms: None,
+        };
+        assert!(!m.replace(&gone), "one run no longer there: no change");
+        assert_eq!(m, before);
+        let ok = RemoteReplacement {
+            runs: vec![
+                (ids(&["u0", "u10"]), cleaned(0, 20)),
+                (ids(&["u30"]), cleaned(30, 40)),
+            ],
+            cleaned_to: 35,
+            tombstones_expire_ms: Some(7),
+        };
+        assert!(m.replace(&ok));
+        let spans: Vec<_> = m.segments.iter().map(|s| (s.base, s.next)).collect();
+        assert_eq!(spans, [(0, 20), (20, 30), (30, 40)]);
+        assert_eq!((m.cleaned_to, m.tombstones_expire_ms), (35, Some(7)));
+        assert!(!m.replace(&ok), "applied twice");
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<RemoteManifest>(&json).unwrap(), m);
+        // Manifests written before compaction existed still read.
+        let old: RemoteManifest = serde_json::from_str(r#"{"start":0,"segments":[]}"#).unwrap();
+        assert_eq!(old.cleaned_to, 0);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! `TOPIC/TOPIC_ID/PARTITION/manifest.json`.
 
 pub mod cache;
+mod compactor;
 pub mod host;
 pub mod manifest;
 mod read;
@@ -29,7 +30,7 @@ use strata_proto::batch;
 
 use crate::log::SealedSlice;
 use cache::ChunkCache;
-pub use manifest::{IndexEntry, RemoteIndex, RemoteManifest, RemoteSegment};
+pub use manifest::{IndexEntry, RemoteIndex, RemoteManifest, RemoteReplacement, RemoteSegment};
 use store::{link_object, open_store};
 
 /// Bytes fetched ahead of a sequential reader.
@@ -111,6 +112,10 @@ pub struct TierMetrics {
     pub download_errors: AtomicU64,
     pub corrupt_reads: AtomicU64,
     pub deleted_segments: AtomicU64,
+    /// Remote compaction passes swapped into a manifest.
+    pub compaction_passes: AtomicU64,
+    /// Remote bytes those passes removed.
+    pub compaction_reclaimed_bytes: AtomicU64,
     /// Committed bytes of led partitions not yet uploaded (a gauge).
     pub backlog_bytes: AtomicU64,
 }

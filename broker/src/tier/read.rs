@@ -231,6 +231,36 @@ impl Tier {
         Ok((out.freeze(), next))
     }
 
+    /// All of `seg`'s data, every batch checked (for a compaction pass;
+    /// not through the chunk cache).
+    pub async fn download(&self, loc: &RemoteLoc, seg: &RemoteSegment) -> Result<Bytes, TierError> {
+        let key = self.data_key(loc, seg);
+        let got = async {
+            let r = self.store.get(&key).await.map_err(|e| store_err(&key, e))?;
+            r.bytes().await.map_err(|e| store_err(&key, e))
+        }
+        .await
+        .inspect_err(|_| {
+            self.metrics.download_errors.fetch_add(1, Ordering::Relaxed);
+        })?;
+        self.metrics
+            .downloaded_bytes
+            .fetch_add(got.len() as u64, Ordering::Relaxed);
+        if got.len() as u64 != seg.size {
+            return Err(self.corrupt(
+                &key,
+                format!("{} bytes where {} were expected", got.len(), seg.size),
+            ));
+        }
+        let data = got.clone();
+        let base = seg.base;
+        tokio::task::spawn_blocking(move || super::build_index(&data, base))
+            .await
+            .map_err(|e| TierError::Unavailable(format!("check task: {e}")))?
+            .map_err(|e| self.corrupt(&key, e))?;
+        Ok(got)
+    }
+
     /// The first record of `seg` with a timestamp >= `ts` at or after
     /// `start`: (offset, timestamp).
     pub async fn offset_for_timestamp(

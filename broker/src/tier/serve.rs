@@ -85,32 +85,49 @@ pub async fn read(
         Err(e) => return Err(e),
     }
     let offs = offsets(broker, part);
-    let Some((loc, seg)) = remote_segment(broker, part, offset) else {
-        return Err(BrokerError::OffsetOutOfRange {
-            topic: part.topic().to_owned(),
-            partition: part.id(),
-            offset,
-            start: offs.log_start,
-            end: offs.high_watermark,
-        });
+    let out_of_range = || BrokerError::OffsetOutOfRange {
+        topic: part.topic().to_owned(),
+        partition: part.id(),
+        offset,
+        start: offs.log_start,
+        end: offs.high_watermark,
     };
-    let (records, next) = broker
-        .tier()
-        .read(
-            &loc,
-            &seg,
-            offset,
-            max_bytes,
-            offs.high_watermark,
-            first_whole,
-        )
-        .await
-        .map_err(|e| {
-            let e = BrokerError::from(e);
-            tracing::warn!(topic = %loc.topic, partition = loc.partition, offset,
-                segment_base = seg.base, error = %e, "remote read failed");
-            e
-        })?;
+    let Some((loc, seg)) = remote_segment(broker, part, offset) else {
+        return Err(out_of_range());
+    };
+    let read = |seg: RemoteSegment| {
+        let loc = loc.clone();
+        async move {
+            broker
+                .tier()
+                .read(
+                    &loc,
+                    &seg,
+                    offset,
+                    max_bytes,
+                    offs.high_watermark,
+                    first_whole,
+                )
+                .await
+        }
+    };
+    let (records, next) = match read(seg.clone()).await {
+        Ok(got) => Ok(got),
+        // Compaction replaced the segment meanwhile: read its successor.
+        Err(_) if remote_segment(broker, part, offset).is_some_and(|(_, s)| s != seg) => {
+            let Some((_, now)) = remote_segment(broker, part, offset) else {
+                return Err(out_of_range());
+            };
+            read(now).await
+        }
+        Err(e) => Err(e),
+    }
+    .map_err(|e| {
+        let e = BrokerError::from(e);
+        tracing::warn!(topic = %loc.topic, partition = loc.partition, offset,
+            segment_base = seg.base, error = %e, "remote read failed");
+        e
+    })?;
     Ok((
         ReadInfo {
             records,

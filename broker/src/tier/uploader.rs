@@ -5,6 +5,9 @@
 //! uploads run at once per broker. A failed pass is retried with
 //! backoff (1 s doubling to 30 s) and logged; produces never wait for it.
 //!
+//! Compacted topics upload only what the local cleaner has cleaned, and
+//! then clean the remote part (the `compactor` module).
+//!
 //! The manifest in the controller state decides: a segment is recorded
 //! only if it starts where the manifest ends, so a new leader continues
 //! where the old one stopped and two uploads of one range never both
@@ -120,13 +123,11 @@ fn note_outcome(backoff: &Mutex<HashMap<Key, Backoff>>, key: &Key, r: Result<()>
 fn retention_start(cfg: &LogConfig, m: &RemoteManifest, local_bytes: u64, now: i64) -> Option<i64> {
     let mut total = m.bytes() + local_bytes;
     let mut start = None;
+    let (retention_ms, retention_bytes) = cfg.total_limits();
     for seg in &m.segments {
-        let too_old = cfg
-            .retention_ms
-            .is_some_and(|ms| seg.max_ts >= 0 && now - seg.max_ts > ms);
-        let too_big = cfg
-            .retention_bytes
-            .is_some_and(|limit| total > limit && total - seg.size >= limit);
+        let too_old = retention_ms.is_some_and(|ms| seg.max_ts >= 0 && now - seg.max_ts > ms);
+        let too_big =
+            retention_bytes.is_some_and(|limit| total > limit && total - seg.size >= limit);
         if !(too_old || too_big) {
             break;
         }
@@ -157,7 +158,11 @@ pub(crate) async fn trim(
 
 /// Waits (up to 10 s) until this broker applied the manifest change that
 /// `done` recognizes: the controller answered, the local copy may lag.
-async fn wait_manifest(b: &impl TierHost, loc: &RemoteLoc, done: impl Fn(&RemoteManifest) -> bool) {
+pub(super) async fn wait_manifest(
+    b: &impl TierHost,
+    loc: &RemoteLoc,
+    done: impl Fn(&RemoteManifest) -> bool,
+) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         let applied = b.with_manifest(&loc.topic, loc.partition, |m, _| m.is_some_and(&done));
@@ -168,7 +173,7 @@ async fn wait_manifest(b: &impl TierHost, loc: &RemoteLoc, done: impl Fn(&Remote
     }
 }
 
-async fn mirror_manifest(b: &impl TierHost, loc: &RemoteLoc) {
+pub(super) async fn mirror_manifest(b: &impl TierHost, loc: &RemoteLoc) {
     let m = b.with_manifest(&loc.topic, loc.partition, |m, _| m.cloned());
     if let Some(m) = m
         && let Err(e) = b.tier().write_manifest(loc, &m).await
@@ -211,7 +216,18 @@ async fn pass(b: &impl TierHost, part: &Arc<Partition>, cfg: LogConfig) -> Resul
             continue;
         }
         let from = if started { m.end() } else { local_start };
-        let Some(slice) = part.with_log(|log, _| log.sealed_slice(from, hw)) else {
+        // A compacted topic's segments leave cleaned (unless compaction
+        // is off here).
+        let compacted = cfg.cleanup.compact && b.compaction_map_bytes().is_some();
+        let limit = if compacted {
+            part.with_log(|log, _| hw.min(log.cleaned_offset()))
+        } else {
+            hw
+        };
+        let Some(slice) = part.with_log(|log, _| log.sealed_slice(from, limit)) else {
+            if compacted && super::compactor::pass(b, &loc, &m, &cfg).await? {
+                continue;
+            }
             return Ok(());
         };
         if started && slice.base != from {
@@ -265,6 +281,7 @@ mod tests {
         let m = RemoteManifest {
             start: 0,
             segments: vec![seg(0, 10, 1_000), seg(10, 20, 2_000), seg(20, 30, 3_000)],
+            ..RemoteManifest::default()
         };
         let mut cfg = LogConfig {
             retention_ms: Some(1_500),
