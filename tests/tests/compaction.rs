@@ -725,3 +725,194 @@ async fn the_offsets_topic_stays_the_size_of_the_live_offsets() {
         .collect();
     assert_eq!(offsets, want);
 }
+
+/// Bytes of the data objects under `dir` (a store's partition prefix).
+fn object_bytes(dir: &Path) -> u64 {
+    strata_tests::files_under(dir)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".log"))
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// The manifest copy next to a partition's objects: (cleaned_to, end).
+fn manifest_copy(objects: &Path) -> Option<(i64, i64)> {
+    let path = strata_tests::files_under(objects)
+        .into_iter()
+        .find(|p| p.ends_with("manifest.json"))?;
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let end = m["segments"].as_array()?.last()?["next"].as_i64()?;
+    Some((m["cleaned_to"].as_i64().unwrap_or(0), end))
+}
+
+/// Waits until everything of partition 0 is remote, the remote part is cleaned to its end, and the replaced
+/// objects are gone. Returns the bytes of the objects.
+async fn wait_remote_settled(broker: &BrokerProc, topic: &str, objects: &Path) -> u64 {
+    wait_for(
+        "a settled remote log",
+        Duration::from_secs(120),
+        async || {
+            let d = broker.describe(topic).await.ok()?;
+            let p = d.partitions.first()?;
+            let (cleaned_to, end) = manifest_copy(objects)?;
+            let all_remote = p.remote_end_offset == Some(p.high_watermark);
+            let bytes = object_bytes(objects);
+            (all_remote && cleaned_to == end && bytes == p.remote_bytes).then_some(bytes)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiered_compacted_topic_keeps_the_store_to_the_live_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s3 = strata_tests::s3::S3Server::start(&tmp.path().join("s3"), "tiered").await;
+    let http = format!("127.0.0.1:{}", free_port());
+    let kafka = format!("127.0.0.1:{}", free_port());
+    let mut flags: Vec<String> = PROMPT.iter().map(|s| s.to_string()).collect();
+    flags.extend(s3.broker_flags("tiered", "state"));
+    flags.extend(
+        [
+            "--tier-upload-interval",
+            "100ms",
+            "--http-listen",
+            &http,
+            "--kafka-listen",
+            &kafka,
+        ]
+        .map(String::from),
+    );
+    let flag_refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut broker = BrokerProc::start(&tmp.path().join("data"), &flag_refs).await;
+    create(
+        &broker,
+        "tables",
+        compacted(&[
+            ("remote.storage.enable", "true"),
+            ("retention.local.bytes", "1"),
+            ("segment.bytes", "65536"),
+            ("segment.ms", "1000"),
+            ("min.cleanable.dirty.ratio", "0"),
+        ]),
+    )
+    .await;
+    let objects = tmp.path().join("s3").join("tiered").join("state");
+    const KEYS: usize = 500;
+    let cfg = || strata_client::ClientConfig::new(vec![broker.endpoint()]);
+    let key = |i: usize| format!("row-{:04}", i % KEYS);
+
+    // Ten versions of every key, then the store settles.
+    let updates = (0..10 * KEYS).map(|i| (key(i), Some(value_of(i))));
+    let mut acked = produce(cfg(), "tables", updates, true).await;
+    let first = wait_remote_settled(&broker, "tables", &objects).await;
+
+    // Twenty more versions and a fifth of the keys deleted: the history
+    // triples, the store does not grow.
+    let updates = (10 * KEYS..30 * KEYS).map(|i| (key(i), Some(value_of(i))));
+    acked.extend(produce(cfg(), "tables", updates, true).await);
+    let deletes = (0..KEYS / 5).map(|i| (key(i), None));
+    acked.extend(produce(cfg(), "tables", deletes, true).await);
+    let expect = latest(&acked);
+    let live = KEYS - KEYS / 5;
+    let mut api = broker.data().await;
+    // The tombstones go after delete.retention.ms, from the remote part.
+    let reads = wait_for(
+        "one record per live key",
+        Duration::from_secs(120),
+        async || {
+            let reads = read_from_start(&mut api, "tables").await;
+            (reads.len() == live).then_some(reads)
+        },
+    )
+    .await;
+    let last = check_reads(&reads, &expect);
+    for (k, v) in &expect {
+        assert_eq!(last.get(k).cloned().flatten(), v.clone(), "key {k}");
+    }
+    let settled = wait_remote_settled(&broker, "tables", &objects).await;
+    let d = broker.describe("tables").await.expect("describe");
+    let p = &d.partitions[0];
+    assert_eq!(p.remote_start_offset, Some(0), "{p:?}");
+    assert!(
+        p.local_start_offset > 0,
+        "the records below the local start were read from the store: {p:?}"
+    );
+    let produced: usize = acked
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, String::len))
+        .sum();
+    let live_bytes: usize = reads
+        .iter()
+        .map(|r| r.1.len() + r.2.as_ref().map_or(0, String::len))
+        .sum();
+    assert!(
+        settled <= first + first / 4,
+        "the store grew from {first} to {settled} bytes with the history"
+    );
+    assert!(
+        settled < 3 * live_bytes as u64 && settled < produced as u64 / 5,
+        "{settled} bytes in the store for {live_bytes} live bytes ({produced} produced)"
+    );
+    let (_, metrics) = http_get(&http, "/metrics").await.expect("metrics");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("strata_tier_compaction_passes_total") >= 2.0,
+        "{metrics}"
+    );
+    assert!(value("strata_tier_compaction_reclaimed_bytes_total") > 0.0);
+
+    // After a SIGKILL the remote part reads the same.
+    broker.kill();
+    broker.restart().await;
+    let mut api = broker.data().await;
+    let again = read_from_start(&mut api, "tables").await;
+    assert_eq!(again, reads, "the log reads the same after a restart");
+
+    // A Kafka client reads the same from the beginning, through the
+    // empty batches compaction left in the remote segments.
+    if !strata_tests::tools::have_kcat() {
+        return;
+    }
+    let out = strata_tests::tools::run_with_input(
+        "kcat",
+        &[
+            "-C",
+            "-b",
+            &kafka,
+            "-t",
+            "tables",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%o %k %s\n",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Vec<String> = reads
+        .iter()
+        .map(|(o, k, v)| format!("{o} {k} {}", v.as_deref().unwrap_or("")))
+        .collect();
+    let got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        got == want,
+        "kcat read {} records, {} expected",
+        got.len(),
+        want.len()
+    );
+}

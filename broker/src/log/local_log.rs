@@ -425,7 +425,9 @@ impl Log {
         if !seg.is_sealed() || seg.next_offset() > limit || seg.next_offset() <= from {
             return None;
         }
-        let (pos, h) = seg.find(from.max(seg.base_offset()))?;
+        // From the batch spanning `from`, empty or not: the remote log
+        // continues exactly where the local one is.
+        let (pos, h) = seg.find_spanning(from.max(seg.base_offset()))?;
         let (data, _) = seg.read_at(pos, usize::MAX, i64::MAX, true);
         if data.is_empty() {
             return None;

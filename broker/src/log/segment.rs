@@ -363,8 +363,19 @@ impl Segment {
         }
     }
 
-    /// Position and header of the batch containing `offset`.
+    /// Position and header of the batch containing `offset`, or of the
+    /// first batch with records after it.
     pub fn find(&self, offset: i64) -> Option<(usize, BatchHeader)> {
+        self.find_batch(offset, true)
+    }
+
+    /// Position and header of the batch spanning `offset`, even an empty
+    /// one (compaction leaves them: they keep the offsets contiguous).
+    pub fn find_spanning(&self, offset: i64) -> Option<(usize, BatchHeader)> {
+        self.find_batch(offset, false)
+    }
+
+    fn find_batch(&self, offset: i64, with_records: bool) -> Option<(usize, BatchHeader)> {
         if offset < self.base_offset || offset >= self.next_offset {
             return None;
         }
@@ -374,7 +385,7 @@ impl Segment {
             .floor_by(&rel, |e| e.rel_offset)
             .map_or(0, |e| e.position as usize);
         while let Some(h) = self.header_at(pos) {
-            if h.next_offset() > offset && h.records_count > 0 {
+            if h.next_offset() > offset && (h.records_count > 0 || !with_records) {
                 return Some((pos, h));
             }
             pos += h.total_len();

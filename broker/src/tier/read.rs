@@ -127,7 +127,8 @@ impl Tier {
 
     /// Whole batches of `seg` from the one holding `offset`: up to
     /// `max_bytes` (the first whole when `first_whole`), below `limit`.
-    /// Returns the bytes and the offset after them.
+    /// Returns the bytes and the offset after them (after the segment's
+    /// last batch when only empty batches follow `offset`).
     pub async fn read(
         self: &Arc<Self>,
         loc: &RemoteLoc,
@@ -142,6 +143,9 @@ impl Tier {
         let mut pos = idx.floor(offset).map_or(0, |e| e.pos);
         let mut out = BytesMut::new();
         let mut next = offset;
+        // Where the batches skipped before the first one returned end
+        // (compaction leaves empty batches spanning offsets).
+        let mut skipped_to = offset.max(seg.base);
         let mut first_pos = pos;
         while pos < seg.size {
             // Once there is something to answer with, answer rather than
@@ -159,6 +163,7 @@ impl Tier {
                 break;
             }
             if h.next_offset() <= offset || h.records_count == 0 && out.is_empty() {
+                skipped_to = skipped_to.max(h.next_offset());
                 pos += len as u64;
                 continue;
             }
@@ -177,7 +182,7 @@ impl Tier {
             })?;
             // Offsets are not under the checksum: they must run on.
             let misplaced = if out.is_empty() {
-                h.base_offset > offset.max(seg.base)
+                h.base_offset > skipped_to
             } else {
                 h.base_offset != next
             };
@@ -187,7 +192,7 @@ impl Tier {
                     format!(
                         "batch at byte {pos} has offset {} where {} was expected",
                         h.base_offset,
-                        if out.is_empty() { offset } else { next }
+                        if out.is_empty() { skipped_to } else { next }
                     ),
                 ));
             }
@@ -227,6 +232,11 @@ impl Tier {
                     });
                 }
             }
+        }
+        if out.is_empty() && pos >= seg.size {
+            // Nothing but empty batches from `offset`: the read goes on
+            // after them.
+            next = skipped_to;
         }
         Ok((out.freeze(), next))
     }

@@ -51,8 +51,31 @@ pub fn offsets(broker: &impl TierHost, part: &Partition) -> Offsets {
 }
 
 /// Reads whole batches from `offset` (see `Partition::read_with`), from
-/// object storage when `offset` is below the local start.
+/// object storage when `offset` is below the local start. A remote
+/// segment that holds only empty batches from `offset` on (compaction
+/// left them) is read past, as the local log reads past such a segment.
 pub async fn read(
+    broker: &impl TierHost,
+    part: &Arc<Partition>,
+    offset: i64,
+    max_bytes: usize,
+    first_whole: bool,
+) -> Result<(ReadInfo, Offsets)> {
+    let mut at = offset;
+    loop {
+        let (info, offs) = read_once(broker, part, at, max_bytes, first_whole).await?;
+        let past_empty = info.records.is_empty()
+            && info.next_offset > at
+            && info.next_offset < offs.high_watermark
+            && at < part.local_start();
+        if !past_empty {
+            return Ok((info, offs));
+        }
+        at = info.next_offset;
+    }
+}
+
+async fn read_once(
     broker: &impl TierHost,
     part: &Arc<Partition>,
     offset: i64,
