@@ -85,7 +85,12 @@ async fn segment_ms(
 async fn many_metadata_changes_keep_the_metadata_log_bounded() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let mut broker = BrokerProc::start(&data, &["--metadata-snapshot-entries", "500"]).await;
+    let http = format!("127.0.0.1:{}", strata_tests::free_port());
+    let mut broker = BrokerProc::start(
+        &data,
+        &["--metadata-snapshot-entries", "500", "--http-listen", &http],
+    )
+    .await;
     broker
         .admin()
         .await
@@ -105,10 +110,25 @@ async fn many_metadata_changes_keep_the_metadata_log_bounded() {
     assert!(bytes < 400 << 10, "metadata log of {bytes} bytes");
     assert!(bytes > 0);
     assert!(broker.log().contains("took a state snapshot"));
+    // Metrics tell the snapshot's size, index and age, and the log's size.
+    let gauge = async |name: &str| -> i64 {
+        let (_, body) = strata_tests::http_get(&http, "/metrics")
+            .await
+            .expect("metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the metrics"))
+    };
+    assert!(gauge("strata_metadata_snapshot_bytes").await > 0);
+    assert!(gauge("strata_metadata_snapshot_index").await >= 5_500);
+    assert!((0..60).contains(&gauge("strata_metadata_snapshot_age_seconds").await));
+    let log_bytes = gauge("strata_metadata_log_bytes").await;
+    assert!(log_bytes > 0 && log_bytes < 400 << 10, "{log_bytes}");
     // A restart (crash) loads the snapshot and replays the rest.
     broker.kill();
     broker.restart().await;
     assert_eq!(segment_ms(&mut broker.admin().await, "t").await, "6999");
+    assert!((0..120).contains(&gauge("strata_metadata_snapshot_age_seconds").await));
     // The topic still works.
     let out = broker.cli(&["topic", "describe", "t"], None);
     assert!(out.status.success());

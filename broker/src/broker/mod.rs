@@ -169,7 +169,13 @@ impl Broker {
             Arc::clone(&directory),
         );
         if let Some(s) = snapshot {
-            cpart.core().set_state_snapshot(s);
+            // Taken when its file was written.
+            let taken_ms = std::fs::metadata(mdir.join(crate::raft::snapshot::SNAPSHOT_FILE))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or_else(now_ms, |d| d.as_millis() as i64);
+            cpart.core().set_state_snapshot(s, taken_ms);
         }
         raft.send(Cmd::AddGroup {
             replica: Arc::new(ControllerReplica {

@@ -143,6 +143,32 @@ pub fn render(broker: &Broker) -> String {
         "Replicas hosted here that know no leader",
         gauge(leaderless),
     );
+    // The controller's metadata log and the snapshot of its state.
+    let meta = broker.controller().part.core();
+    let snapshot = meta.state_snapshot();
+    r.register(
+        "metadata_log_bytes",
+        "Bytes of the metadata log kept (what follows the last snapshot)",
+        gauge(meta.with_log(|log, _| log.size_bytes()) as i64),
+    );
+    r.register(
+        "metadata_snapshot_bytes",
+        "Bytes of the latest metadata state snapshot (0: none)",
+        gauge(snapshot.as_ref().map_or(0, |s| s.data.len() as i64)),
+    );
+    r.register(
+        "metadata_snapshot_index",
+        "Raft index the latest metadata state snapshot covers (0: none)",
+        gauge(snapshot.as_ref().map_or(0, |s| s.index as i64)),
+    );
+    r.register(
+        "metadata_snapshot_age_seconds",
+        "Seconds since the latest metadata state snapshot was taken (-1: none)",
+        gauge(
+            meta.state_snapshot_taken_ms()
+                .map_or(-1, |t| (crate::log::now_ms() - t).max(0) / 1000),
+        ),
+    );
     r.register(
         "broker_ready",
         "1 when the broker is caught up and serving (as /ready)",

@@ -78,7 +78,7 @@ pub(super) fn persist(
             };
             snap.store(&dir).map_err(|e| e.to_string())?;
             g.replica.restore_state(base.index, &snap.data)?;
-            core.set_state_snapshot(snap);
+            core.set_state_snapshot(snap, now);
         }
         inner.log.reset_to(base, now).map_err(|e| e.to_string())?;
         g.replica.restored();
@@ -238,7 +238,7 @@ fn snapshot_if_due(g: &mut Group, applied: u64) {
         return;
     }
     let size = snap.data.len();
-    core.set_state_snapshot(snap);
+    core.set_state_snapshot(snap, now_ms());
     let dropped = core.lock().log.compact_through_index(applied, now_ms());
     match dropped {
         Ok(dropped) => tracing::info!(topic = %core.topic(), index = applied, bytes = size,

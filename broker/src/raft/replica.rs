@@ -138,6 +138,8 @@ pub struct ReplicaCore {
     suspended: AtomicBool,
     /// The state machine's latest snapshot (groups that take them).
     snapshot: Mutex<Option<Arc<StateSnapshot>>>,
+    /// When the latest snapshot was taken (ms since the epoch; 0: none).
+    snapshot_taken_ms: std::sync::atomic::AtomicI64,
 }
 
 fn raise(tx: &watch::Sender<i64>, v: i64) {
@@ -180,6 +182,7 @@ impl ReplicaCore {
             failed: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
             snapshot: Mutex::new(None),
+            snapshot_taken_ms: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -191,8 +194,19 @@ impl ReplicaCore {
             .clone()
     }
 
-    pub fn set_state_snapshot(&self, s: StateSnapshot) {
+    /// Records the latest snapshot, taken (or stored) at `taken_ms`.
+    pub fn set_state_snapshot(&self, s: StateSnapshot, taken_ms: i64) {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
+        self.snapshot_taken_ms
+            .store(taken_ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the latest snapshot was taken, if there is one.
+    pub fn state_snapshot_taken_ms(&self) -> Option<i64> {
+        let ms = self
+            .snapshot_taken_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (ms > 0).then_some(ms)
     }
 
     pub fn topic(&self) -> &str {
