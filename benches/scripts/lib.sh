@@ -36,3 +36,22 @@ measure_limits() {
   iperf3 -c 127.0.0.1 -p 19699 -t 5 -J >"$out/iperf3.json"
   python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print('iperf3 loopback MB/s', round(j['end']['sum_received']['bits_per_second']/8e6,1))" "$out/iperf3.json"
 }
+
+# seconds_until_ready HOST:PORT [TIMEOUT_S]: prints the seconds until the
+# broker's HTTP `/ready` answers 200 (fails after TIMEOUT_S, default 600).
+seconds_until_ready() {
+  python3 - "$1" "${2:-600}" <<'PY'
+import sys, time, urllib.request
+t0, limit = time.monotonic(), float(sys.argv[2])
+while time.monotonic() - t0 < limit:
+    try:
+        with urllib.request.urlopen(f"http://{sys.argv[1]}/ready", timeout=1) as r:
+            if r.status == 200:
+                print(round(time.monotonic() - t0, 3))
+                sys.exit(0)
+    except Exception:
+        pass
+    time.sleep(0.02)
+sys.exit(f"broker not ready after {sys.argv[2]} s")
+PY
+}

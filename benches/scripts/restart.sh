@@ -16,6 +16,7 @@
 # smaller batches make the fill, not the restart, the slow part).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/scripts/lib.sh
 OUT=${1:-target/bench-results}
 DATA=${STRATA_BENCH_DIR:-target/bench-data}
 BYTES=${BYTES:-10GB}
@@ -56,22 +57,7 @@ restart_time() {
     awk '{printf "%.3f", $1/1000}') s"
 }
 # Seconds from now until /ready answers.
-wait_ready() {
-  python3 - "$HTTP" <<'PY'
-import sys, time, urllib.request
-t0 = time.monotonic()
-while time.monotonic() - t0 < 600:
-    try:
-        with urllib.request.urlopen(f"http://{sys.argv[1]}/ready", timeout=1) as r:
-            if r.status == 200:
-                print(round(time.monotonic() - t0, 3))
-                sys.exit(0)
-    except Exception:
-        pass
-    time.sleep(0.02)
-sys.exit("broker not ready after 600 s")
-PY
-}
+wait_ready() { seconds_until_ready "$HTTP"; }
 strata() { "$BIN/strata" --brokers 127.0.0.1:$PORT "$@"; }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 

@@ -13,6 +13,22 @@ use strata_proto::batch::{self, HEADER_LEN};
 use super::{READ_AHEAD_BYTES, RemoteIndex, RemoteLoc, RemoteSegment, Tier, TierError, store_err};
 
 impl Tier {
+    /// All of object `key`, counted in the download metrics.
+    async fn get_whole(&self, key: &ObjPath) -> Result<Bytes, TierError> {
+        let got = async {
+            let r = self.store.get(key).await.map_err(|e| store_err(key, e))?;
+            r.bytes().await.map_err(|e| store_err(key, e))
+        }
+        .await
+        .inspect_err(|_| {
+            self.metrics.download_errors.fetch_add(1, Ordering::Relaxed);
+        })?;
+        self.metrics
+            .downloaded_bytes
+            .fetch_add(got.len() as u64, Ordering::Relaxed);
+        Ok(got)
+    }
+
     async fn index(
         &self,
         loc: &RemoteLoc,
@@ -27,17 +43,7 @@ impl Tier {
         {
             return Ok(Arc::clone(i));
         }
-        let got = async {
-            let r = self.store.get(&key).await.map_err(|e| store_err(&key, e))?;
-            r.bytes().await.map_err(|e| store_err(&key, e))
-        }
-        .await
-        .inspect_err(|_| {
-            self.metrics.download_errors.fetch_add(1, Ordering::Relaxed);
-        })?;
-        self.metrics
-            .downloaded_bytes
-            .fetch_add(got.len() as u64, Ordering::Relaxed);
+        let got = self.get_whole(&key).await?;
         let idx = RemoteIndex::decode(&got).map_err(|e| {
             self.metrics.corrupt_reads.fetch_add(1, Ordering::Relaxed);
             TierError::Corrupt(format!("{key}: {e}"))
@@ -245,17 +251,7 @@ impl Tier {
     /// not through the chunk cache).
     pub async fn download(&self, loc: &RemoteLoc, seg: &RemoteSegment) -> Result<Bytes, TierError> {
         let key = self.data_key(loc, seg);
-        let got = async {
-            let r = self.store.get(&key).await.map_err(|e| store_err(&key, e))?;
-            r.bytes().await.map_err(|e| store_err(&key, e))
-        }
-        .await
-        .inspect_err(|_| {
-            self.metrics.download_errors.fetch_add(1, Ordering::Relaxed);
-        })?;
-        self.metrics
-            .downloaded_bytes
-            .fetch_add(got.len() as u64, Ordering::Relaxed);
+        let got = self.get_whole(&key).await?;
         if got.len() as u64 != seg.size {
             return Err(self.corrupt(
                 &key,
