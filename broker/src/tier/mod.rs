@@ -17,6 +17,7 @@ pub mod manifest;
 mod read;
 pub mod serve;
 mod store;
+pub mod sweep;
 pub mod uploader;
 
 use std::collections::HashMap;
@@ -132,6 +133,7 @@ pub struct Tier {
     /// is sequential and gets read-ahead; random reads do not.
     read_ends: Mutex<HashMap<String, u64>>,
     uploads: tokio::sync::Semaphore,
+    sweeps: sweep::Sweeps,
     /// When the upload rate cap next lets bytes go.
     upload_clock: Mutex<std::time::Instant>,
     pub metrics: TierMetrics,
@@ -192,6 +194,7 @@ impl Tier {
             indexes: Mutex::new(HashMap::new()),
             read_ends: Mutex::new(HashMap::new()),
             uploads: tokio::sync::Semaphore::new(settings.max_uploads),
+            sweeps: sweep::Sweeps::default(),
             upload_clock: Mutex::new(std::time::Instant::now()),
             metrics: TierMetrics::default(),
             settings,

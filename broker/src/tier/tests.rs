@@ -322,3 +322,54 @@ async fn uploads_are_paced_at_the_cap() {
         "{took:?}"
     );
 }
+
+#[tokio::test]
+async fn sweeps_delete_old_objects_no_manifest_names() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tier(d.path());
+    let seg = t
+        .upload(
+            &loc(),
+            SealedSlice {
+                data: batches(0, 10),
+                base: 0,
+                next: 100,
+                max_ts: 1099,
+                file: None,
+            },
+        )
+        .await
+        .unwrap();
+    let m = RemoteManifest {
+        start: 0,
+        segments: vec![seg.clone()],
+        ..RemoteManifest::default()
+    };
+    // An upload whose manifest change a crash lost, long ago, and one
+    // just made (it may be on its way to the manifest).
+    let dir = d.path().join("t").join("id").join("0");
+    let old = dir.join("00000000000000000100-lost.log");
+    let fresh = dir.join("00000000000000000100-fresh.log");
+    for p in [&old, &fresh] {
+        std::fs::write(p, b"orphan").unwrap();
+    }
+    let long_ago = std::time::SystemTime::now() - sweep::MIN_AGE - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(long_ago)
+        .unwrap();
+    assert_eq!(
+        t.sweep(&loc(), &m).await.unwrap(),
+        0,
+        "first seen: suspected"
+    );
+    assert_eq!(t.sweep(&loc(), &m).await.unwrap(), 0, "not due again yet");
+    t.sweeps.forget_last_sweeps();
+    assert_eq!(t.sweep(&loc(), &m).await.unwrap(), 1);
+    assert!(!old.exists() && fresh.exists());
+    // The named segment's objects stay and read.
+    let (got, _) = t.read(&loc(), &seg, 0, 1 << 20, 100, true).await.unwrap();
+    assert_eq!(got, batches(0, 10));
+}

@@ -6,7 +6,8 @@
 //! backoff (1 s doubling to 30 s) and logged; produces never wait for it.
 //!
 //! Compacted topics upload only what the local cleaner has cleaned, and
-//! then clean the remote part (the `compactor` module).
+//! then clean the remote part (the `compactor` module). With nothing to
+//! upload, objects no manifest names are swept (the `sweep` module).
 //!
 //! The manifest in the controller state decides: a segment is recorded
 //! only if it starts where the manifest ends, so a new leader continues
@@ -227,6 +228,10 @@ async fn pass(b: &impl TierHost, part: &Arc<Partition>, cfg: LogConfig) -> Resul
         let Some(slice) = part.with_log(|log, _| log.sealed_slice(from, limit)) else {
             if compacted && super::compactor::pass(b, &loc, &m, &cfg).await? {
                 continue;
+            }
+            if let Err(e) = b.tier().sweep(&loc, &m).await {
+                tracing::debug!(topic = %loc.topic, partition = loc.partition, error = %e,
+                    "orphaned objects not swept");
             }
             return Ok(());
         };
