@@ -66,6 +66,9 @@ PY
 strata() { "$BIN/strata" --brokers 127.0.0.1:$PORT "$@"; }
 cold() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
+echo "== limits"
+measure_limits "$OUT"
+
 for mode in off on; do
   case $mode in
     off) FLAGS=(--metadata-snapshot-entries 100000000) ;;
