@@ -6,6 +6,7 @@
 #
 #   benches/scripts/compaction.sh [OUT_DIR]
 #   BYTES=1GB benches/scripts/compaction.sh        # a smaller dirty log
+#   ROUNDS=5 benches/scripts/compaction.sh         # more idle/cleaning rounds
 #
 # Needs release binaries (cargo build --release -p strata-broker -p
 # strata-cli) and fio. The dirty log is written with the cleaner off, then
@@ -22,6 +23,7 @@ DATA=${STRATA_BENCH_DIR:-target/bench-data}
 BYTES=${BYTES:-2GB}
 PRODUCE=${PRODUCE:-1GB}
 RATE=${RATE:-50000}
+ROUNDS=${ROUNDS:-2}
 BIN=target/release
 PORT=19800
 HTTP=127.0.0.1:19802
@@ -102,7 +104,7 @@ run_produce() { # label extra-bench-args
   python3 -c "import json;j=json.load(open('$OUT/compaction-$label.json'));l=j['latency_ms'];print(f\"$label: {j['mb_per_sec']:.0f} MB/s, p50 {l['p50']:.1f} p99 {l['p99']:.1f} p99.9 {l['p999']:.1f} ms\")"
 }
 echo "== produce beside the cleaner (default cap), $PRODUCE of 1 KiB records"
-for round in 1 2; do
+for round in $(seq 1 "$ROUNDS"); do
   for mode in idle cleaning; do
     fill_dirty
     if [ "$mode" = idle ]; then

@@ -866,6 +866,9 @@ async fn a_tiered_compacted_topic_keeps_the_store_to_the_live_keys() {
         "{metrics}"
     );
     assert!(value("strata_tier_compaction_reclaimed_bytes_total") > 0.0);
+    // The cleaner's lag: everything cleanable is clean by now.
+    assert!(metrics.contains("strata_cleaner_dirty_bytes "), "{metrics}");
+    assert_eq!(value("strata_cleaner_max_dirty_percent"), 0.0);
 
     // After a SIGKILL the remote part reads the same.
     broker.kill();

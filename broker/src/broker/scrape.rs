@@ -63,7 +63,13 @@ pub fn render(broker: &Broker) -> String {
     let lag = Family::<PartitionLabel, Gauge>::default();
     let size = Family::<PartitionLabel, Gauge>::default();
     let mut leaderless = 0i64;
+    // The cleaner's lag over the compacted replicas hosted here.
+    let (mut dirty_bytes, mut max_dirty) = (0u64, 0f64);
     for p in broker.all_partitions() {
+        if let Some(c) = p.cleaner_state() {
+            dirty_bytes += (c.cleanable_bytes as f64 * c.dirty_ratio) as u64;
+            max_dirty = max_dirty.max(c.dirty_ratio);
+        }
         if p.topic() == crate::cluster::controller::METADATA_TOPIC {
             continue;
         }
@@ -83,6 +89,16 @@ pub fn render(broker: &Broker) -> String {
             leaderless += 1;
         }
     }
+    r.register(
+        "cleaner_dirty_bytes",
+        "Cleanable bytes of compacted replicas hosted here that no pass has cleaned yet",
+        gauge(dirty_bytes as i64),
+    );
+    r.register(
+        "cleaner_max_dirty_percent",
+        "Largest dirty share of a compacted replica hosted here, in percent",
+        gauge((max_dirty * 100.0).round() as i64),
+    );
     r.register(
         "partition_raft_term",
         "Raft term of the replica's group",
