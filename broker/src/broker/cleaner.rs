@@ -82,8 +82,8 @@ pub(super) fn start(broker: &Arc<Broker>) {
 
 /// One thread: clean while there is work, else wait the backoff.
 fn run(me: &Weak<Broker>, pool: &Pool) {
-    let memory = pool.settings.dedupe_buffer_bytes / pool.settings.threads as u64;
-    let mut map = OffsetMap::with_memory(usize::try_from(memory).unwrap_or(usize::MAX));
+    let memory = pool.settings.map_bytes_per_pass().unwrap_or(0);
+    let mut map = OffsetMap::with_memory(memory);
     loop {
         let worked = match me.upgrade() {
             Some(b) if !b.is_stopping() => clean_one(&b, pool, &mut map),

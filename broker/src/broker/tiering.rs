@@ -17,9 +17,7 @@ impl TierHost for Broker {
     }
 
     fn compaction_map_bytes(&self) -> Option<usize> {
-        let c = &self.config.cleaner;
-        let share = c.dedupe_buffer_bytes / c.threads.max(1) as u64;
-        (c.threads > 0).then(|| usize::try_from(share).unwrap_or(usize::MAX))
+        self.config.cleaner.map_bytes_per_pass()
     }
 
     fn hosted_partitions(&self) -> Vec<Arc<Partition>> {

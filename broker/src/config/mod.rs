@@ -67,6 +67,15 @@ pub struct CleanerSettings {
     pub backoff: Duration,
 }
 
+impl CleanerSettings {
+    /// One thread's share of the key-map memory (what one pass, local or
+    /// remote, maps keys in); `None` when compaction is off.
+    pub fn map_bytes_per_pass(&self) -> Option<usize> {
+        let share = self.dedupe_buffer_bytes / self.threads.max(1) as u64;
+        (self.threads > 0).then(|| usize::try_from(share).unwrap_or(usize::MAX))
+    }
+}
+
 /// The Kafka-protocol listener and the broker settings Kafka clients
 /// expect (auto topic creation and its defaults).
 #[derive(Clone, Debug)]

@@ -136,10 +136,9 @@ pub struct ReplicaCore {
     /// Set while the loop holds the replica out after a write failed (a
     /// full disk): it leads nothing until the disk has room again.
     suspended: AtomicBool,
-    /// The state machine's latest snapshot (groups that take them).
-    snapshot: Mutex<Option<Arc<StateSnapshot>>>,
-    /// When the latest snapshot was taken (ms since the epoch; 0: none).
-    snapshot_taken_ms: std::sync::atomic::AtomicI64,
+    /// The state machine's latest snapshot (groups that take them), and
+    /// when it was taken (ms since the epoch).
+    snapshot: Mutex<Option<(Arc<StateSnapshot>, i64)>>,
 }
 
 fn raise(tx: &watch::Sender<i64>, v: i64) {
@@ -182,31 +181,24 @@ impl ReplicaCore {
             failed: AtomicBool::new(false),
             suspended: AtomicBool::new(false),
             snapshot: Mutex::new(None),
-            snapshot_taken_ms: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
     /// The state machine's latest snapshot, if one was taken or installed.
     pub fn state_snapshot(&self) -> Option<Arc<StateSnapshot>> {
-        self.snapshot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let g = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(|(s, _)| Arc::clone(s))
     }
 
     /// Records the latest snapshot, taken (or stored) at `taken_ms`.
     pub fn set_state_snapshot(&self, s: StateSnapshot, taken_ms: i64) {
-        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(s));
-        self.snapshot_taken_ms
-            .store(taken_ms, std::sync::atomic::Ordering::Relaxed);
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Some((Arc::new(s), taken_ms));
     }
 
     /// When the latest snapshot was taken, if there is one.
     pub fn state_snapshot_taken_ms(&self) -> Option<i64> {
-        let ms = self
-            .snapshot_taken_ms
-            .load(std::sync::atomic::Ordering::Relaxed);
-        (ms > 0).then_some(ms)
+        let g = self.snapshot.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_ref().map(|(_, t)| *t)
     }
 
     pub fn topic(&self) -> &str {

@@ -108,15 +108,14 @@ async fn read_once(
         Err(e) => return Err(e),
     }
     let offs = offsets(broker, part);
-    let out_of_range = || BrokerError::OffsetOutOfRange {
-        topic: part.topic().to_owned(),
-        partition: part.id(),
-        offset,
-        start: offs.log_start,
-        end: offs.high_watermark,
-    };
     let Some((loc, seg)) = remote_segment(broker, part, offset) else {
-        return Err(out_of_range());
+        return Err(BrokerError::OffsetOutOfRange {
+            topic: part.topic().to_owned(),
+            partition: part.id(),
+            offset,
+            start: offs.log_start,
+            end: offs.high_watermark,
+        });
     };
     let read = |seg: RemoteSegment| {
         let loc = loc.clone();
@@ -137,13 +136,10 @@ async fn read_once(
     let (records, next) = match read(seg.clone()).await {
         Ok(got) => Ok(got),
         // Compaction replaced the segment meanwhile: read its successor.
-        Err(_) if remote_segment(broker, part, offset).is_some_and(|(_, s)| s != seg) => {
-            let Some((_, now)) = remote_segment(broker, part, offset) else {
-                return Err(out_of_range());
-            };
-            read(now).await
-        }
-        Err(e) => Err(e),
+        Err(e) => match remote_segment(broker, part, offset) {
+            Some((_, now)) if now != seg => read(now).await,
+            _ => Err(e),
+        },
     }
     .map_err(|e| {
         let e = BrokerError::from(e);
