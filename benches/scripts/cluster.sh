@@ -35,7 +35,7 @@ CLI_TLS=()
 start_node() { # id
   local n=$1
   "$BIN/stratad" --node-id "$1" --data-dir "$DATA/n$1" --listen "127.0.0.1:1960$1" \
-    --peer-listen "127.0.0.1:1961$1" --http-listen "127.0.0.1:1962$1" --kafka-listen off --initial-cluster "$IC" --fsync "$FSYNC" --log-level warn \
+    --peer-listen "127.0.0.1:1961$1" --http-listen "127.0.0.1:1962$1" --kafka-listen off --initial-cluster "$IC" --fsync "$FSYNC" --log-level "${LOG_LEVEL:-warn}" \
     --retention-check-interval 2s "${NODE_TLS[@]}" \
     >>"$OUT/stratad-$1.log" 2>&1 &
   PID[$n]=$!
@@ -81,7 +81,13 @@ leader_of() { # topic partition
   echo "no leader for $1-$2" >&2; exit 1
 }
 
-ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+# A broker keeps a descriptor and three maps per hosted replica (the active
+# segment and its two indexes): 100,000 replicas need more than the
+# defaults (as Kafka's do). Raised where the caller may (root).
+ulimit -n 1048576 2>/dev/null || ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+if [ "$(id -u)" = 0 ] && [ "$(cat /proc/sys/vm/max_map_count)" -lt 1048576 ]; then
+  sysctl -qw vm.max_map_count=1048576 || true
+fi
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 
 if [ "${ONLY:-}" = w8 ]; then
@@ -93,7 +99,10 @@ if [ "${ONLY:-}" = w8 ]; then
   if [ "${W8_FRESH_FS:-1}" = 1 ] && [ "$(id -u)" = 0 ] && command -v mkfs.ext4 >/dev/null; then
     IMG=$(mktemp "${TMPDIR:-/var/tmp}/strata-w8.XXXXXX")
     MNT=$(mktemp -d)
-    truncate -s 8G "$IMG" && mkfs.ext4 -q -F "$IMG" && mount -o loop "$IMG" "$MNT"
+    # Three brokers' replicas, each a directory and up to 7 files.
+    W8_INODES=$(( ${W8_PARTITIONS:-10000} * 3 * 8 + 100000 ))
+    W8_GB=$(( 8 + ${W8_PARTITIONS:-10000} / 5000 ))
+    truncate -s "${W8_GB}G" "$IMG" && mkfs.ext4 -q -F -N "$W8_INODES" "$IMG" && mount -o loop "$IMG" "$MNT"
     trap 'umount "$MNT" 2>/dev/null; rm -f "$IMG"; rmdir "$MNT"' EXIT
     DATA="$MNT/data"
     echo "data on a fresh ext4 image ($IMG)"
@@ -114,6 +123,10 @@ if [ "${ONLY:-}" = w8 ]; then
   for i in 1 2 3; do
     C1=$(cpu_ticks "${PID[$i]}")
     python3 -c "print('w8 broker $i idle CPU: %.1f%% of a core' % (100.0*($C1-${C0[$i]})/$HZ/${W8_SECS:-30}))"
+  done
+  for i in 1 2 3; do
+    RSS=$(awk '/^VmRSS/{print $2}' "/proc/${PID[$i]}/status")
+    python3 -c "print('w8 broker $i resident memory: %.0f MiB, %.1f KiB per hosted replica' % ($RSS/1024, $RSS/${W8_PARTITIONS:-10000}))"
   done
   stop_cluster
   exit 0

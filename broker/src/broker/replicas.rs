@@ -17,7 +17,7 @@ use crate::error::{BrokerError, Result};
 use crate::groups::offsets::{OFFSETS_TOPIC, OffsetsReplica};
 use crate::log::{Log, LogConfig, checkpoint, now_ms};
 use crate::partition::Partition;
-use crate::raft::hardstate::HARD_STATE_FILE;
+use crate::raft::hardstate::{HARD_STATE_FILE, HARD_STATE_JOURNAL};
 use crate::raft::node::Cmd;
 use crate::raft::replica::Replica;
 use crate::raft::storage::RaftMeta;
@@ -204,6 +204,7 @@ impl Broker {
                 || name == NODE_META
                 || name == CLUSTER_META
                 || name == HARD_STATE_FILE
+                || name == HARD_STATE_JOURNAL
                 || name == ".lock"
             {
                 continue;

@@ -220,6 +220,7 @@ impl RaftLoop {
                     }
                     g.quiesced = false;
                     g.last_active = Instant::now();
+                    active.insert(k.clone());
                     let last = g.node.raft.raft_log.last_index();
                     let best = g
                         .node
@@ -234,7 +235,6 @@ impl RaftLoop {
                         && matched + 16 >= last
                     {
                         g.node.transfer_leader(to);
-                        active.insert(k.clone());
                     }
                 }
             }
@@ -262,11 +262,11 @@ impl RaftLoop {
                     }
                     let last = g.node.raft.raft_log.last_index();
                     g.quiesced = false;
+                    active.insert(k.clone());
                     if let Some(pr) = g.node.raft.mut_prs().get_mut(peer) {
                         pr.matched = 0;
                         pr.become_probe();
                         pr.next_idx = last + 1;
-                        active.insert(k.clone());
                     }
                 }
             }

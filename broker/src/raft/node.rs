@@ -43,6 +43,10 @@ use crate::log::{SyncPlan, now_ms};
 /// which keeps liveness known while groups are quiesced).
 const PEER_HEARTBEAT_TICKS: u64 = 2;
 
+/// Ticks between checks of quiesced groups for a failed background fsync
+/// (groups that tick are checked every tick).
+const FAILED_SWEEP_TICKS: u64 = 20;
+
 /// A cycle longer than this is reported (a tenth of the default
 /// election timeout's lower bound would be 50 ms; this flags real stalls).
 const SLOW_CYCLE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -71,6 +75,14 @@ pub struct RaftLoop {
     pub(super) hard_states: Arc<HardStates>,
     pub(super) suspended: HashMap<GroupKey, Suspended>,
     pub(super) next_probe: Instant,
+    /// Every group that is not quiesced (and perhaps some that quiesced
+    /// since): the ticks walk these, not every group hosted, so that idle
+    /// partitions cost nothing per tick. A group leaves quiescence only
+    /// through something that makes it active, which adds it here.
+    awake: HashSet<GroupKey>,
+    /// Peers silent at the last tick: a peer turning silent is the one
+    /// event that makes quiesced groups tick again without a message.
+    silent: HashSet<u64>,
 }
 
 impl Group {
@@ -104,6 +116,8 @@ impl RaftLoop {
                 hard_states,
                 suspended: HashMap::new(),
                 next_probe: Instant::now(),
+                awake: HashSet::new(),
+                silent: HashSet::new(),
             },
             RaftHandle { tx },
             views,
@@ -142,7 +156,7 @@ impl RaftLoop {
             }
             if Instant::now() >= next_tick {
                 ticks += 1;
-                self.tick(&mut active);
+                self.tick(&mut active, ticks.is_multiple_of(FAILED_SWEEP_TICKS));
                 self.probe_suspended(&mut active);
                 if ticks.is_multiple_of(PEER_HEARTBEAT_TICKS) {
                     for peer in self.transport.peer_ids() {
@@ -173,16 +187,20 @@ impl RaftLoop {
     }
 
     /// Ticks every group that is not quiesced; quiesces idle led groups and
-    /// wakes quiesced followers whose leader's broker went silent.
-    fn tick(&mut self, active: &mut HashSet<GroupKey>) {
+    /// wakes quiesced groups whose leader's broker (or quorum) went silent.
+    /// Walks every group only when a peer turns silent, a link breaks, or
+    /// (`sweep`) to find quiesced groups whose background fsync failed.
+    fn tick(&mut self, active: &mut HashSet<GroupKey>, sweep: bool) {
         let me = self.node_id;
         // A broken link: leaders stop streaming appends to that peer and
         // probe it again instead.
         let broken = self.transport.take_unreachable();
-        for &peer in &broken {
+        if !broken.is_empty() {
             for g in self.groups.values_mut() {
                 if g.node.raft.state == StateRole::Leader {
-                    g.node.report_unreachable(peer);
+                    for &peer in &broken {
+                        g.node.report_unreachable(peer);
+                    }
                 }
             }
         }
@@ -195,33 +213,50 @@ impl RaftLoop {
             .into_iter()
             .filter(|p| broken.contains(p) || !self.directory.heard_within(*p, WAKE_AFTER))
             .collect();
+        let newly_silent = silent.iter().any(|p| !self.silent.contains(p));
+        self.silent.clone_from(&silent);
         let mut failed = Vec::new();
-        for (k, g) in &mut self.groups {
-            if g.core().has_failed() {
-                // The background flusher's fsync failed.
-                failed.push(k.clone());
+        if newly_silent || sweep {
+            for (k, g) in &mut self.groups {
+                if !g.quiesced {
+                    continue;
+                }
+                if sweep && g.core().has_failed() {
+                    failed.push(k.clone());
+                    continue;
+                }
+                let leader = g.node.raft.leader_id;
+                if newly_silent
+                    && ((leader != me && silent.contains(&leader)) || lost_quorum(g, me, &silent))
+                {
+                    g.quiesced = false;
+                    self.awake.insert(k.clone());
+                }
+            }
+        }
+        for k in std::mem::take(&mut self.awake) {
+            let Some(g) = self.groups.get_mut(&k) else {
+                continue;
+            };
+            if g.quiesced {
                 continue;
             }
-            if lost_quorum(g, me, &silent) {
-                // Cut off (or its peers gone): a quiesced leader would not
-                // tick, and check-quorum takes up to two election timeouts;
-                // stepping down now answers its waiting requests while the
-                // followers elect a new leader.
+            if g.core().has_failed() {
+                // The background flusher's fsync failed.
+                failed.push(k);
+                continue;
+            }
+            if !silent.is_empty() && lost_quorum(g, me, &silent) {
+                // Cut off (or its peers gone): check-quorum takes up to two
+                // election timeouts; stepping down now answers its waiting
+                // requests while the followers elect a new leader.
                 tracing::info!(topic = %k.0, partition = k.1, term = g.node.raft.term,
                     "no quorum of peers heard from; stepping down");
                 let term = g.node.raft.term;
                 g.node.raft.become_follower(term, raft::INVALID_ID);
-                g.quiesced = false;
             }
             let leader = g.node.raft.leader_id;
-            let leader_silent = leader != me && silent.contains(&leader);
-            if g.quiesced {
-                if !leader_silent {
-                    continue;
-                }
-                g.quiesced = false;
-            }
-            if leader_silent {
+            if leader != me && silent.contains(&leader) {
                 end_lease(&mut g.node.raft);
             }
             g.node.tick();
@@ -248,7 +283,9 @@ impl RaftLoop {
                         ..Default::default()
                     });
                 }
+                continue;
             }
+            self.awake.insert(k);
         }
         for key in failed {
             self.suspend(&key);
@@ -371,6 +408,9 @@ impl RaftLoop {
             let Some(g) = self.groups.get_mut(&key) else {
                 continue;
             };
+            if !g.quiesced && !self.awake.contains(&key) {
+                self.awake.insert(key.clone());
+            }
             if !g.node.has_ready() {
                 continue;
             }
