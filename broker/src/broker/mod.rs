@@ -183,7 +183,7 @@ impl Broker {
                 state: Arc::clone(&shared),
                 snapshot_every: config.metadata_snapshot_entries,
             }),
-            campaign: false,
+            preferred: None,
         })?;
         let env = OperationsEnv {
             node_id: config.node_id,

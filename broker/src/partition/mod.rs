@@ -40,6 +40,12 @@ use producer_state::{ProducerTable, SeqCheck};
 /// How often the recovery point is persisted at most.
 const RECOVERY_CHECKPOINT_EVERY: Duration = Duration::from_secs(10);
 
+/// Background syncs (flushers of every partition) running at once: past the
+/// disk's queue depth more only add threads. Thousands of partitions due
+/// together (created at once, a restart, `fsync=interval`) then wait for a
+/// slot instead of each taking a thread of the blocking pool.
+static SYNC_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
 /// How long a produce waits for its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
@@ -645,7 +651,11 @@ impl Partition {
         let mut last_checkpoint = Instant::now()
             .checked_sub(RECOVERY_CHECKPOINT_EVERY.mul_f64(self.spread()))
             .unwrap_or_else(Instant::now);
-        let mut last_saved = (-1i64, u64::MAX);
+        // What the files hold already (read at open).
+        let mut last_saved = {
+            let g = self.lock();
+            (g.log.flushed_offset(), g.meta.commit)
+        };
         loop {
             let policy = self.lock().log.config().fsync;
             match policy {
@@ -682,18 +692,31 @@ impl Partition {
                 continue;
             }
             let sealed_only = !full;
-            let run = tokio::task::spawn_blocking(move || plan.run().map(|()| plan.up_to)).await;
+            let run = {
+                let _slot = SYNC_SLOTS.acquire().await;
+                tokio::task::spawn_blocking(move || plan.run().map(|()| plan.up_to)).await
+            };
             match run {
                 Ok(Ok(up_to)) => {
                     let mut g = self.lock();
                     g.log.mark_synced(up_to);
-                    if sealed_only || last_checkpoint.elapsed() >= RECOVERY_CHECKPOINT_EVERY {
+                    let state = (g.log.flushed_offset(), g.meta.commit);
+                    // After a roll at once (the recovery point moved past
+                    // the sealed segments); otherwise with the periodic
+                    // checkpoint, and only what changed.
+                    let due = if sealed_only {
+                        state.0 != last_saved.0
+                    } else {
+                        last_checkpoint.elapsed() >= RECOVERY_CHECKPOINT_EVERY
+                    };
+                    if due && state != last_saved {
                         if let Err(e) = g.log.checkpoint_recovery_point() {
                             tracing::warn!(topic = %self.topic, partition = self.id, error = %e, "recovery point not saved");
                         }
                         // The commit index, persisted lazily (term and vote
                         // are written at once by the event loop).
                         let _ = g.meta.store_commit_hint(g.log.dir());
+                        last_saved = state;
                         last_checkpoint = Instant::now();
                     }
                     drop(g);

@@ -145,7 +145,7 @@ impl Cluster {
             handle
                 .send(Cmd::AddGroup {
                     replica: Arc::clone(&part) as _,
-                    campaign: id == 1,
+                    preferred: Some(1),
                 })
                 .unwrap();
             nodes.push(Node {

@@ -2,7 +2,6 @@
 //! sends them ([`RaftHandle`]), where a proposal went ([`Proposal`]), and how
 //! the loop carries out each command (`RaftLoop::handle`).
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Instant;
@@ -13,6 +12,7 @@ use raft::eraftpb::{ConfChange, Message};
 use strata_proto::batch::BatchHeader;
 
 use super::GroupKey;
+use super::pending::Pending;
 use super::node::{Group, RaftLoop};
 use super::quiesce::{VOTE_LEASE_SILENCE, end_lease};
 use super::replica::Replica;
@@ -50,7 +50,12 @@ pub enum Cmd {
     },
     AddGroup {
         replica: Arc<dyn Replica>,
-        campaign: bool,
+        /// For a new group: the replica meant to lead it first. That replica
+        /// campaigns at once and the others hold their election timers while
+        /// its broker is alive (see `node::FRESH_HOLD`), so that thousands of
+        /// groups created together elect once each instead of racing.
+        /// `None` for a group that restarts (or the controller's).
+        preferred: Option<u64>,
     },
     RemoveGroup {
         key: GroupKey,
@@ -88,7 +93,7 @@ impl RaftHandle {
 }
 
 impl RaftLoop {
-    pub(super) fn handle(&mut self, cmd: Cmd, active: &mut HashSet<GroupKey>) -> bool {
+    pub(super) fn handle(&mut self, cmd: Cmd, active: &mut Pending) -> bool {
         match cmd {
             Cmd::Step(msgs) => {
                 for (key, mut m) in msgs {
@@ -121,13 +126,6 @@ impl RaftLoop {
                                 end_lease(&mut g.node.raft);
                             }
                         }
-                        if !matches!(
-                            m.get_msg_type(),
-                            raft::eraftpb::MessageType::MsgHeartbeat
-                                | raft::eraftpb::MessageType::MsgHeartbeatResponse
-                        ) {
-                            g.last_active = Instant::now();
-                        }
                         if let Err(e) = g.node.step(m) {
                             tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
                         }
@@ -148,7 +146,7 @@ impl RaftLoop {
                 let r = match self.groups.get_mut(&key) {
                     Some(g) if g.node.raft.state == StateRole::Leader => {
                         g.quiesced = false;
-                        g.last_active = Instant::now();
+                        g.last_proposal = Some(Instant::now());
                         match g.node.propose(vec![], data) {
                             Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
                             Err(_) => Err(refuse(g)),
@@ -164,7 +162,7 @@ impl RaftLoop {
                 let r = match self.groups.get_mut(&key) {
                     Some(g) if g.node.raft.state == StateRole::Leader => {
                         g.quiesced = false;
-                        g.last_active = Instant::now();
+                        g.last_proposal = Some(Instant::now());
                         match g.node.propose_conf_change(vec![], cc) {
                             Ok(()) => Ok((g.node.raft.raft_log.last_index(), g.node.raft.term)),
                             Err(e) => Err(BrokerError::InvalidRequest(format!(
@@ -178,12 +176,12 @@ impl RaftLoop {
                 let _ = reply.send(r);
                 active.insert(key);
             }
-            Cmd::AddGroup { replica, campaign } => {
+            Cmd::AddGroup { replica, preferred } => {
                 let key = replica.core().key();
                 if self.groups.contains_key(&key) || self.suspended.contains_key(&key) {
                     return true;
                 }
-                match self.new_group(replica, campaign) {
+                match self.new_group(replica, preferred) {
                     Ok(g) => {
                         self.groups.insert(key.clone(), g);
                         active.insert(key);
@@ -208,7 +206,7 @@ impl RaftLoop {
             Cmd::TransferLeader { key, to } => {
                 if let Some(g) = self.groups.get_mut(&key) {
                     g.quiesced = false;
-                    g.last_active = Instant::now();
+                    g.last_proposal = Some(Instant::now());
                     g.node.transfer_leader(to);
                     active.insert(key);
                 }
@@ -219,7 +217,7 @@ impl RaftLoop {
                         continue;
                     }
                     g.quiesced = false;
-                    g.last_active = Instant::now();
+                    g.last_proposal = Some(Instant::now());
                     active.insert(k.clone());
                     let last = g.node.raft.raft_log.last_index();
                     let best = g

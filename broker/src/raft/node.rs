@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use raft::{Config, RawNode, StateRole};
@@ -28,6 +28,7 @@ use strata_proto::v1::{LeaderNotice, RaftEnvelope};
 pub use super::command::{Cmd, Proposal, RaftHandle};
 use super::directory::Directory;
 use super::hardstate::HardStates;
+use super::pending::Pending;
 use super::quiesce::{WAKE_AFTER, can_quiesce, end_lease, lost_quorum};
 use super::ready::{apply, persist, queue, records_in};
 use super::replica::{Admission, Replica, ReplicaCore, Role};
@@ -49,7 +50,19 @@ const FAILED_SWEEP_TICKS: u64 = 20;
 
 /// A cycle longer than this is reported (a tenth of the default
 /// election timeout's lower bound would be 50 ms; this flags real stalls).
-const SLOW_CYCLE: std::time::Duration = std::time::Duration::from_millis(200);
+const SLOW_CYCLE: Duration = Duration::from_millis(200);
+
+/// A cycle takes due groups for about this long, then leaves the rest to
+/// the next one: commands (peer messages, proposals) and ticks are taken in
+/// between, so that thousands of groups due at once (a topic created, a
+/// broker back) never hold heartbeats and answers behind one long pass.
+const CYCLE_BUDGET: Duration = Duration::from_millis(10);
+
+/// How long the other replicas of a new group leave its election to the
+/// preferred replica while that replica's broker is heard from: they do not
+/// tick (so never campaign) until they hear a leader, that broker falls
+/// silent, or this much time passed.
+const FRESH_HOLD: Duration = Duration::from_secs(5);
 
 pub(super) struct Group {
     pub(super) node: RawNode<LogStorage>,
@@ -57,8 +70,15 @@ pub(super) struct Group {
     pub(super) role: Role,
     /// Not ticked until a message arrives (or the leader goes silent).
     pub(super) quiesced: bool,
-    /// Last proposal or replication traffic.
-    pub(super) last_active: Instant,
+    /// Last proposal (or leadership transfer) led here: a leader quiesces
+    /// a group that had none for a while. A leadership that was just won
+    /// has had none, so new groups go quiet as soon as their followers
+    /// hold the whole log.
+    pub(super) last_proposal: Option<Instant>,
+    /// A new group's replica that leaves the first election to the
+    /// preferred replica (its broker id) until the deadline; see
+    /// [`FRESH_HOLD`].
+    pub(super) held_for: Option<(u64, Instant)>,
 }
 
 pub struct RaftLoop {
@@ -83,6 +103,17 @@ pub struct RaftLoop {
     /// Peers silent at the last tick: a peer turning silent is the one
     /// event that makes quiesced groups tick again without a message.
     silent: HashSet<u64>,
+    /// How long the last cycle waited for the disk (term/vote and fsyncs).
+    last_sync: Duration,
+}
+
+/// Where one cycle's time went: writing the `Ready`s of `groups` groups,
+/// making them durable, then sending and applying.
+struct CycleTimes {
+    groups: usize,
+    write: Duration,
+    sync: Duration,
+    apply: Duration,
 }
 
 impl Group {
@@ -118,6 +149,7 @@ impl RaftLoop {
                 next_probe: Instant::now(),
                 awake: HashSet::new(),
                 silent: HashSet::new(),
+                last_sync: Duration::ZERO,
             },
             RaftHandle { tx },
             views,
@@ -133,28 +165,48 @@ impl RaftLoop {
 
     fn run(mut self) {
         let mut next_tick = Instant::now() + self.timing.tick;
-        let mut active: HashSet<GroupKey> = HashSet::new();
+        let mut active = Pending::default();
         let mut ticks: u64 = 0;
         loop {
-            let wait = next_tick.saturating_duration_since(Instant::now());
+            // Groups left over from a cycle's budget go on without waiting.
+            let wait = if active.is_empty() {
+                next_tick.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
             match self.rx.recv_timeout(wait) {
                 Ok(cmd) => {
+                    // Commands for about a cycle's budget, then the ticks
+                    // (and the peer heartbeats) and the due groups: a flood
+                    // of commands (thousands of groups added, a burst of
+                    // peer messages) never delays those for long.
+                    let started = Instant::now();
                     if !self.handle(cmd, &mut active) {
                         return;
                     }
-                    let mut n = 0;
-                    while n < 4096 {
+                    let mut n = 0u32;
+                    loop {
+                        n += 1;
+                        if n.is_multiple_of(64) && started.elapsed() >= CYCLE_BUDGET {
+                            break;
+                        }
                         let Ok(cmd) = self.rx.try_recv() else { break };
                         if !self.handle(cmd, &mut active) {
                             return;
                         }
-                        n += 1;
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
             }
             if Instant::now() >= next_tick {
+                let late = Instant::now() - next_tick;
+                if late > SLOW_CYCLE {
+                    tracing::warn!(
+                        late_ms = late.as_millis() as u64,
+                        "Raft ticks late: the loop was busy or starved of CPU"
+                    );
+                }
                 ticks += 1;
                 self.tick(&mut active, ticks.is_multiple_of(FAILED_SWEEP_TICKS));
                 self.probe_suspended(&mut active);
@@ -169,14 +221,15 @@ impl RaftLoop {
                 }
             }
             if !active.is_empty() {
-                let started = Instant::now();
-                let groups = active.len();
-                self.process(&mut active);
-                let took = started.elapsed();
-                if took > SLOW_CYCLE {
+                let due = active.len();
+                let c = self.process(&mut active);
+                if c.write + c.sync + c.apply > SLOW_CYCLE {
                     tracing::warn!(
-                        groups,
-                        elapsed_ms = took.as_millis() as u64,
+                        due,
+                        groups = c.groups,
+                        write_ms = c.write.as_millis() as u64,
+                        sync_ms = c.sync.as_millis() as u64,
+                        apply_ms = c.apply.as_millis() as u64,
                         "slow Raft cycle: elections may time out"
                     );
                 }
@@ -190,8 +243,9 @@ impl RaftLoop {
     /// wakes quiesced groups whose leader's broker (or quorum) went silent.
     /// Walks every group only when a peer turns silent, a link breaks, or
     /// (`sweep`) to find quiesced groups whose background fsync failed.
-    fn tick(&mut self, active: &mut HashSet<GroupKey>, sweep: bool) {
+    fn tick(&mut self, active: &mut Pending, sweep: bool) {
         let me = self.node_id;
+        let now = Instant::now();
         // A broken link: leaders stop streaming appends to that peer and
         // probe it again instead.
         let broken = self.transport.take_unreachable();
@@ -214,6 +268,14 @@ impl RaftLoop {
             .filter(|p| broken.contains(p) || !self.directory.heard_within(*p, WAKE_AFTER))
             .collect();
         let newly_silent = silent.iter().any(|p| !self.silent.contains(p));
+        if newly_silent {
+            let peers: Vec<u64> = silent
+                .iter()
+                .filter(|p| !self.silent.contains(p))
+                .copied()
+                .collect();
+            tracing::info!(?peers, "peers fell silent: waking the groups they lead");
+        }
         self.silent.clone_from(&silent);
         let mut failed = Vec::new();
         if newly_silent || sweep {
@@ -240,6 +302,17 @@ impl RaftLoop {
             };
             if g.quiesced {
                 continue;
+            }
+            if let Some((preferred, until)) = g.held_for {
+                if g.node.raft.leader_id == raft::INVALID_ID
+                    && !silent.contains(&preferred)
+                    && now < until
+                {
+                    // No election timer yet: the preferred replica campaigns.
+                    self.awake.insert(k);
+                    continue;
+                }
+                g.held_for = None;
             }
             if g.core().has_failed() {
                 // The background flusher's fsync failed.
@@ -292,7 +365,13 @@ impl RaftLoop {
         }
     }
 
-    pub(super) fn new_group(&self, replica: Arc<dyn Replica>, campaign: bool) -> Result<Group> {
+    /// A group for `replica`; `preferred` names the replica that campaigns
+    /// first in a new group (see `Cmd::AddGroup`).
+    pub(super) fn new_group(
+        &self,
+        replica: Arc<dyn Replica>,
+        preferred: Option<u64>,
+    ) -> Result<Group> {
         let core = Arc::clone(replica.core());
         let applied = replica.applied_at_start(&core.lock());
         let cfg = Config {
@@ -317,15 +396,28 @@ impl RaftLoop {
             .map_err(|e| BrokerError::Storage(format!("raft: {e}")))?;
         let voters: Vec<u64> = node.raft.prs().conf().voters().ids().iter().collect();
         let sole = voters == [self.node_id];
-        if (campaign || sole) && voters.contains(&self.node_id) {
-            let _ = node.campaign();
+        let mut held_for = None;
+        if voters.contains(&self.node_id) {
+            match preferred {
+                _ if sole => {
+                    let _ = node.campaign();
+                }
+                Some(p) if p == self.node_id => {
+                    let _ = node.campaign();
+                }
+                Some(p) if voters.contains(&p) => {
+                    held_for = Some((p, Instant::now() + FRESH_HOLD));
+                }
+                _ => {}
+            }
         }
         Ok(Group {
             node,
             replica,
             role: Role::default(),
             quiesced: false,
-            last_active: Instant::now(),
+            last_proposal: None,
+            held_for,
         })
     }
 
@@ -344,7 +436,7 @@ impl RaftLoop {
             return Err(g.replica.refuse(g.core().role().leader));
         }
         g.quiesced = false;
-        g.last_active = Instant::now();
+        g.last_proposal = Some(Instant::now());
         // Offsets are a function of the log prefix: what is written plus
         // what is proposed but not yet written.
         let pending: i64 = g
@@ -399,12 +491,25 @@ impl RaftLoop {
         })
     }
 
-    fn process(&mut self, active: &mut HashSet<GroupKey>) {
+    /// Works off due groups for about [`CYCLE_BUDGET`] (or as long as the
+    /// last cycle's sync took, so that a slow disk is waited on for no more
+    /// than half of the time): writes their `Ready`s, makes them durable
+    /// together, then sends and applies.
+    fn process(&mut self, active: &mut Pending) -> CycleTimes {
         let now = now_ms();
+        let started = Instant::now();
+        let budget = CYCLE_BUDGET.max(self.last_sync);
         let mut readies = Vec::new();
         let mut plans: Vec<(GroupKey, SyncPlan)> = Vec::new();
         let mut broken: Vec<GroupKey> = Vec::new();
-        for key in active.drain() {
+        let mut taken = 0usize;
+        let mut again = Vec::new();
+        while let Some(key) = active.pop() {
+            taken += 1;
+            if taken.is_multiple_of(32) && started.elapsed() >= budget {
+                again.push(key);
+                break;
+            }
             let Some(g) = self.groups.get_mut(&key) else {
                 continue;
             };
@@ -426,6 +531,7 @@ impl RaftLoop {
             }
             readies.push((key, rd));
         }
+        let write = started.elapsed();
         // Term and vote changes of every group, in one durable write.
         if let Err(e) = self.hard_states.flush() {
             tracing::error!(error = %e, "cannot persist Raft term/vote; suspending these replicas");
@@ -456,6 +562,9 @@ impl RaftLoop {
         for key in &broken {
             self.suspend(key);
         }
+        let sync = started.elapsed() - write;
+        self.last_sync = sync;
+        let groups = readies.len();
         for (key, mut rd) in readies {
             let Some(g) = self.groups.get_mut(&key) else {
                 continue;
@@ -480,7 +589,6 @@ impl RaftLoop {
                     forget_unwritten(&*g.replica);
                 }
                 g.role = role;
-                g.last_active = Instant::now();
                 g.core().set_role(role);
                 self.directory
                     .set_leader(&key.0, key.1, role.leader, role.term);
@@ -498,10 +606,19 @@ impl RaftLoop {
             }
             self.publish_view(&key);
             if g_needs_more(&self.groups, &key) {
-                active.insert(key);
+                again.push(key);
             }
         }
+        for key in again {
+            active.insert(key);
+        }
         self.flush_outbox();
+        CycleTimes {
+            groups,
+            write,
+            sync,
+            apply: started.elapsed() - write - sync,
+        }
     }
 
     fn flush_outbox(&mut self) {

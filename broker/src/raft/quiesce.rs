@@ -11,7 +11,8 @@ use raft::StateRole;
 use super::node::Group;
 use super::storage::LogStorage;
 
-/// A leader quiesces a group idle this long with every follower caught up.
+/// A leader quiesces a group with no proposal for this long (or none since
+/// it won the leadership) once every follower is caught up.
 pub(super) const QUIESCE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 /// A follower whose leader's broker was silent this long (several missed
 /// broker heartbeats) treats its leader as gone: a quiesced group wakes, and
@@ -27,16 +28,24 @@ pub(super) const WAKE_AFTER: std::time::Duration = std::time::Duration::from_mil
 /// keeps refusing, which is what the lease is for.
 pub(super) const VOTE_LEASE_SILENCE: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Ends a follower's view of its leader's lease: what is left before it
-/// campaigns is the randomized part of the election timeout (spreading the
-/// candidates), and it grants (pre-)votes at once.
+/// Ticks over which the followers of a leader that went silent spread
+/// their campaigns (so that one of them usually wins the first round).
+pub(super) const LEASE_END_SPREAD: usize = 6;
+
+/// Ends a follower's view of its leader's lease: it grants (pre-)votes at
+/// once, and campaigns within [`LEASE_END_SPREAD`] ticks, at a point taken
+/// from the randomized part of its election timeout (spreading the
+/// candidates) rather than after a whole timeout.
 pub(super) fn end_lease(r: &mut raft::Raft<LogStorage>) {
     if r.state != StateRole::Follower {
         return;
     }
-    let et = r.election_timeout();
-    if r.election_elapsed < et {
-        r.election_elapsed = et;
+    let et = r.election_timeout().max(1);
+    let randomized = r.randomized_election_timeout();
+    let left = (randomized.saturating_sub(et) * LEASE_END_SPREAD / et).min(randomized);
+    let at = et.max(randomized - left);
+    if r.election_elapsed < at {
+        r.election_elapsed = at;
     }
 }
 
@@ -66,7 +75,7 @@ pub(super) fn can_quiesce(g: &Group, me: u64) -> bool {
     let r = &g.node.raft;
     if r.state != StateRole::Leader
         || r.lead_transferee.is_some()
-        || g.last_active.elapsed() < QUIESCE_AFTER
+        || g.last_proposal.is_some_and(|t| t.elapsed() < QUIESCE_AFTER)
         || !r.raft_log.unstable.entries.is_empty()
     {
         return false;

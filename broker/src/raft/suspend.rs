@@ -2,11 +2,11 @@
 //! held out of leading and acknowledging, and rebuilt from disk once a
 //! probe write shows their disk has room again.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::GroupKey;
+use super::pending::Pending;
 use super::node::RaftLoop;
 use super::replica::Replica;
 
@@ -43,7 +43,7 @@ impl RaftLoop {
     /// Rebuilds suspended groups once a probe write next to their logs
     /// succeeds (checked every `PROBE_EVERY`). Groups whose fsync failed
     /// stay out until the broker restarts.
-    pub(super) fn probe_suspended(&mut self, active: &mut HashSet<GroupKey>) {
+    pub(super) fn probe_suspended(&mut self, active: &mut Pending) {
         if self.suspended.is_empty() || Instant::now() < self.next_probe {
             return;
         }
@@ -71,7 +71,7 @@ impl RaftLoop {
                 continue;
             };
             s.replica.core().resume();
-            match self.new_group(Arc::clone(&s.replica), false) {
+            match self.new_group(Arc::clone(&s.replica), None) {
                 Ok(g) => {
                     tracing::info!(topic = %key.0, partition = key.1, "disk has room again; replica resumed");
                     self.groups.insert(key.clone(), g);
