@@ -124,9 +124,11 @@ if [ "${ONLY:-}" = w8 ]; then
     C1=$(cpu_ticks "${PID[$i]}")
     python3 -c "print('w8 broker $i idle CPU: %.1f%% of a core' % (100.0*($C1-${C0[$i]})/$HZ/${W8_SECS:-30}))"
   done
+  # Resident memory split into the heap (anonymous) and the mapped pages of
+  # segment and index files (page cache the kernel can reclaim and share).
   for i in 1 2 3; do
-    RSS=$(awk '/^VmRSS/{print $2}' "/proc/${PID[$i]}/status")
-    python3 -c "print('w8 broker $i resident memory: %.0f MiB, %.1f KiB per hosted replica' % ($RSS/1024, $RSS/${W8_PARTITIONS:-10000}))"
+    read -r RSS ANON FILE <<<"$(awk '/^VmRSS/{r=$2} /^RssAnon/{a=$2} /^RssFile/{f+=$2} /^RssShmem/{f+=$2} END{print r, a, f}' "/proc/${PID[$i]}/status")"
+    python3 -c "n=${W8_PARTITIONS:-10000}; print('w8 broker $i resident memory: %.0f MiB, %.1f KiB per hosted replica (heap %.1f KiB, mapped files %.1f KiB)' % ($RSS/1024, $RSS/n, $ANON/n, $FILE/n))"
   done
   stop_cluster
   exit 0

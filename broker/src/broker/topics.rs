@@ -46,14 +46,20 @@ impl Broker {
         };
         self.wait_applied_here(|s| s.topics.contains_key(name))
             .await;
-        self.reconcile_off_runtime()?;
-        // Answer once every partition has elected a leader, so that a
-        // produce right after creation finds one.
+        // The metadata follower opens the replicas hosted here (the change
+        // wakes it). Answer once every partition has elected a leader, so
+        // that a produce right after creation finds one, or at the
+        // deadline: a topic of many thousands of partitions keeps electing
+        // after the answer.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while (0..meta.partitions).any(|p| self.directory.leader(name, p) == 0)
-            && tokio::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut led = 0;
+        while led < meta.partitions && tokio::time::Instant::now() < deadline {
+            while led < meta.partitions && self.directory.leader(name, led) != 0 {
+                led += 1;
+            }
+            if led < meta.partitions {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         Ok(meta)
     }
