@@ -50,7 +50,7 @@ all_ready() {
   for a in $HTTP_ADDRS; do curl -sf -o /dev/null "http://$a/ready" || return 1; done
 }
 wait_ready() {
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 "${READY_TRIES:-300}"); do
     all_ready && strata cluster status --output json 2>/dev/null |
       python3 -c 'import json,sys;j=json.load(sys.stdin);sys.exit(0 if all(b["alive"] for b in j["brokers"]) and len(j["brokers"])==3 and j["under_replicated_partitions"]==0 and j["leaderless_partitions"]==0 else 1)' 2>/dev/null &&
       return 0
@@ -108,6 +108,8 @@ if [ "${ONLY:-}" = w8 ]; then
     echo "data on a fresh ext4 image ($IMG)"
   fi
   echo "== W8: ${W8_PARTITIONS:-10000} RF3 partitions, idle"
+  # Creating 100,000 partitions takes longer than the other waits allow.
+  READY_TRIES=3000
   start_cluster
   T0=$(date +%s.%N)
   strata topic create scale --partitions "${W8_PARTITIONS:-10000}" --replication-factor 3 \

@@ -8,17 +8,15 @@
 //! lock is released.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_proto::batch::{self, BatchError, BatchHeader};
 
 use super::checkpoint;
 use super::config::LogConfig;
-use super::segment::{self, Segment, SegmentSizes};
+use super::segment::{self, Segment, SegmentFile, SegmentSizes};
 
 const LOG_START_FILE: &str = "log-start-offset";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -114,7 +112,7 @@ pub struct RecoveryReport {
 
 /// Files to fsync (outside the partition lock) to make `up_to` durable.
 pub struct SyncPlan {
-    pub files: Vec<Arc<File>>,
+    pub files: Vec<SegmentFile>,
     /// The partition directory, when segments were created since its last
     /// sync (a new file is only durable once its directory entry is).
     pub dir: Option<PathBuf>,
@@ -125,7 +123,12 @@ impl SyncPlan {
     pub fn run(&self) -> io::Result<()> {
         let started = std::time::Instant::now();
         for f in &self.files {
-            f.sync_data()?;
+            match f.get() {
+                Ok(f) => f.sync_data()?,
+                // Deleted since (retention, a truncation): nothing to sync.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         if let Some(dir) = &self.dir {
             checkpoint::sync_dir(dir)?;
@@ -149,7 +152,7 @@ pub struct Log {
     /// Offsets below this are on disk.
     flushed: i64,
     /// Sealed segments written since the last sync.
-    unsynced_sealed: Vec<Arc<File>>,
+    unsynced_sealed: Vec<SegmentFile>,
     /// A segment file was created since the directory was last synced.
     dir_unsynced: bool,
     /// The Raft entry before the first stored batch (index, term) and the

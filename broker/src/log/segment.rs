@@ -8,11 +8,9 @@
 //! contents. Recovery scans batches (length, CRC, offset continuity), stops
 //! at the first bad one and rebuilds the indexes (the `recovery` submodule).
 
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use bytes::Bytes;
 use strata_proto::batch::{self, BatchHeader, HEADER_LEN};
@@ -20,7 +18,9 @@ use strata_proto::batch::{self, BatchHeader, HEADER_LEN};
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::mmap::{self, SharedMap};
 
+mod file;
 mod recovery;
+pub use file::SegmentFile;
 pub use recovery::Recover;
 
 /// Sizes a new or reopened segment uses.
@@ -60,7 +60,7 @@ pub struct ScanResult {
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
-    file: Arc<File>,
+    file: SegmentFile,
     map: Option<SharedMap>,
     capacity: usize,
     size: usize,
@@ -109,18 +109,14 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<Self> {
         let (log, idx, tidx) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log)?;
-        file.set_len(sizes.capacity as u64)?;
-        let map = SharedMap::new(mmap::map_read(&file, sizes.capacity)?);
+        let file = SegmentFile::create(&log)?;
+        let f = file.get()?;
+        f.set_len(sizes.capacity as u64)?;
+        let map = SharedMap::new(mmap::map_read(&f, sizes.capacity)?);
         Ok(Self {
             base_offset,
             dir: dir.to_owned(),
-            file: Arc::new(file),
+            file,
             map: Some(map),
             capacity: sizes.capacity,
             size: 0,
@@ -218,8 +214,9 @@ impl Segment {
         }
         let cap = self.sizes.capacity.max(self.size);
         // Growing a file never invalidates existing maps.
-        self.file.set_len(cap as u64)?;
-        self.map = Some(SharedMap::new(mmap::map_read(&self.file, cap)?));
+        let f = self.file.get()?;
+        f.set_len(cap as u64)?;
+        self.map = Some(SharedMap::new(mmap::map_read(&f, cap)?));
         self.capacity = cap;
         self.offset_index.unseal(self.sizes.index_max_bytes)?;
         self.time_index.unseal(self.sizes.index_max_bytes)?;
@@ -271,7 +268,7 @@ impl Segment {
     pub fn is_sealed(&self) -> bool {
         self.sealed
     }
-    pub fn file(&self) -> &Arc<File> {
+    pub fn file(&self) -> &SegmentFile {
         &self.file
     }
 
@@ -304,15 +301,16 @@ impl Segment {
         // is written: a full disk fails the append here, cleanly.
         self.offset_index.reserve_next()?;
         self.time_index.reserve_next()?;
+        let f = self.file.get()?;
         if end > self.capacity {
             // Only an oversized first batch gets here: grow the file.
-            self.file.set_len(end as u64)?;
-            self.map = Some(SharedMap::new(mmap::map_read(&self.file, end)?));
+            f.set_len(end as u64)?;
+            self.map = Some(SharedMap::new(mmap::map_read(&f, end)?));
             self.capacity = end;
         }
         let mut at = self.size as u64;
         for p in parts {
-            self.file.write_all_at(p, at)?;
+            f.write_all_at(p, at)?;
             at += p.len() as u64;
         }
         if self.size == 0 {
@@ -510,7 +508,7 @@ impl Segment {
         let mut at = pos;
         while at < self.size {
             let n = zeros.len().min(self.size - at);
-            self.file.write_all_at(&zeros[..n], at as u64)?;
+            self.file.get()?.write_all_at(&zeros[..n], at as u64)?;
             at += n;
         }
         let keep = (0..self.offset_index.len())
@@ -559,7 +557,7 @@ impl Segment {
     /// Flushes written data to disk (data only; indexes are rebuilt after a
     /// crash).
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.get()?.sync_data()
     }
 
     /// Makes the segment read-only: trims the `.log` to its contents (the map
@@ -568,7 +566,7 @@ impl Segment {
         if self.sealed {
             return Ok(());
         }
-        self.file.set_len(self.size as u64)?;
+        self.file.get()?.set_len(self.size as u64)?;
         self.capacity = self.size;
         self.offset_index.seal()?;
         self.time_index.seal()?;

@@ -12,8 +12,8 @@ use raft::eraftpb::{ConfChange, Message};
 use strata_proto::batch::BatchHeader;
 
 use super::GroupKey;
-use super::pending::Pending;
 use super::node::{Group, RaftLoop};
+use super::pending::Pending;
 use super::quiesce::{VOTE_LEASE_SILENCE, end_lease};
 use super::replica::Replica;
 use crate::error::{BrokerError, Result};

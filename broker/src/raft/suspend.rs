@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::GroupKey;
-use super::pending::Pending;
 use super::node::RaftLoop;
+use super::pending::Pending;
 use super::replica::Replica;
 
 /// How often a replica suspended after a failed write checks for room.

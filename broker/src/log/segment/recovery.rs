@@ -5,14 +5,12 @@
 //! through the on-disk indexes, so that a restart reads the unsynced tail
 //! of the active segment rather than all of it.
 
-use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
-use std::sync::Arc;
 
 use strata_proto::batch::{self, BatchHeader};
 
-use super::{ScanResult, Segment, SegmentSizes};
+use super::{ScanResult, Segment, SegmentFile, SegmentSizes};
 use crate::log::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::log::mmap::{self, SharedMap};
 
@@ -62,17 +60,18 @@ impl Segment {
         recover: Option<Recover>,
     ) -> io::Result<(Self, ScanResult)> {
         let (log, idx, tidx) = Self::paths(dir, base_offset);
-        let file = OpenOptions::new().read(true).write(true).open(&log)?;
-        let len = file.metadata()?.len() as usize;
+        let file = SegmentFile::open(&log)?;
+        let f = file.get()?;
+        let len = f.metadata()?.len() as usize;
         let map = if len > 0 {
-            Some(SharedMap::new(mmap::map_read(&file, len)?))
+            Some(SharedMap::new(mmap::map_read(&f, len)?))
         } else {
             None
         };
         let mut seg = Self {
             base_offset,
             dir: dir.to_owned(),
-            file: Arc::new(file),
+            file,
             map,
             capacity: len,
             size: len,
@@ -107,7 +106,7 @@ impl Segment {
                 seg.max_timestamp = seg.max_timestamp.max(t.timestamp);
             }
         } else {
-            if !mmap::has_data_from(&seg.file, 0)? {
+            if !mmap::has_data_from(&f, 0)? {
                 // Preallocated and never written: nothing to read.
                 seg.size = 0;
             }
@@ -123,10 +122,10 @@ impl Segment {
             if scan.truncated_bytes > 0 {
                 // No map is shared yet: shrink and remap to the valid prefix.
                 seg.map = None;
-                seg.file.set_len(scan.valid_bytes as u64)?;
+                f.set_len(scan.valid_bytes as u64)?;
                 seg.capacity = scan.valid_bytes;
                 if scan.valid_bytes > 0 {
-                    seg.map = Some(SharedMap::new(mmap::map_read(&seg.file, scan.valid_bytes)?));
+                    seg.map = Some(SharedMap::new(mmap::map_read(&f, scan.valid_bytes)?));
                 }
             }
         }
@@ -370,7 +369,7 @@ impl Segment {
         // Past the page holding the end, a hole (the usual preallocated
         // tail) holds no garbage and is not read at all.
         let page_end = total.min(pos.next_multiple_of(PAGE));
-        let window_end = if mmap::has_data_from(&self.file, page_end as u64)? {
+        let window_end = if mmap::has_data_from(&*self.file.get()?, page_end as u64)? {
             total.min(pos.saturating_add(TAIL_CHECK_BYTES))
         } else {
             page_end
