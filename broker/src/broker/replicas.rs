@@ -30,9 +30,10 @@ const PARTITION_META: &str = crate::log::OWNER_FILE;
 /// threads than cores pay off; past the disk's queue depth they do not.
 const OPEN_THREADS: usize = 8;
 
-/// Niceness of the threads that open replicas: under CPU contention they
-/// get about a tenth of what the event loop and the network threads get.
-const OPEN_NICE: libc::c_int = 10;
+/// Niceness of the threads that open replicas: the lowest, so that under
+/// CPU contention all of them together get less than the event loop (each
+/// weighs 15 against its 1024).
+const OPEN_NICE: libc::c_int = 19;
 
 /// Lowers the calling thread's priority to [`OPEN_NICE`]: a burst of
 /// thousands of replicas to open (a topic created, a restart) then takes
