@@ -1,7 +1,7 @@
 //! Raft replication: raft-rs groups over logs (`storage`), the broker's
 //! single event loop that drives them all (`node`, with its commands in
-//! `command`, the groups due for a look in `pending`, the handling of one `Ready` in `ready`, quiescing and the
-//! leader lease in `quiesce`, replicas held out after a storage failure in
+//! `command`, the groups due for a look in `pending`, the handling of one
+//! `Ready` in `ready`, quiescing and the leader lease in `quiesce`, replicas held out after a storage failure in
 //! `suspend` and the views it publishes in `view`), what a replica is to
 //! that loop (`replica`: its storage and the hooks of its state machine),
 //! snapshots of state machines that are not their log (`snapshot`), the
@@ -58,14 +58,25 @@ impl Default for RaftTiming {
 /// record's own key-values appended to the message.
 pub struct SlogToTracing;
 
-/// Collects slog key-values as ` key=value` pairs.
-struct KvText(String);
+/// A record's key-values (the logger's, then its own) as ` key=value`
+/// pairs, formatted only when the record is logged.
+struct KvText<'a>(&'a slog::Record<'a>, &'a slog::OwnedKVList);
 
-impl slog::Serializer for KvText {
+/// Writes slog key-values into a formatter.
+struct KvWriter<'a, 'b>(&'a mut std::fmt::Formatter<'b>);
+
+impl slog::Serializer for KvWriter<'_, '_> {
     fn emit_arguments(&mut self, key: slog::Key, val: &std::fmt::Arguments<'_>) -> slog::Result {
-        use std::fmt::Write as _;
-        let _ = write!(self.0, " {key}={val}");
-        Ok(())
+        write!(self.0, " {key}={val}").map_err(|_| slog::Error::Other)
+    }
+}
+
+impl std::fmt::Display for KvText<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut w = KvWriter(f);
+        let ok = slog::KV::serialize(self.1, self.0, &mut w).is_ok()
+            && slog::KV::serialize(&self.0.kv(), self.0, &mut w).is_ok();
+        if ok { Ok(()) } else { Err(std::fmt::Error) }
     }
 }
 
@@ -78,28 +89,14 @@ impl slog::Drain for SlogToTracing {
         record: &slog::Record<'_>,
         values: &slog::OwnedKVList,
     ) -> Result<Self::Ok, Self::Err> {
-        let level = match record.level() {
-            slog::Level::Critical | slog::Level::Error => tracing::Level::ERROR,
-            slog::Level::Warning => tracing::Level::WARN,
-            slog::Level::Info => tracing::Level::DEBUG,
-            _ => return Ok(()),
-        };
-        let enabled = match level {
-            tracing::Level::ERROR => tracing::enabled!(target: "raft", tracing::Level::ERROR),
-            tracing::Level::WARN => tracing::enabled!(target: "raft", tracing::Level::WARN),
-            _ => tracing::enabled!(target: "raft", tracing::Level::DEBUG),
-        };
-        if !enabled {
-            return Ok(());
-        }
-        let mut kv = KvText(String::new());
-        let _ = slog::KV::serialize(values, record, &mut kv);
-        let _ = slog::KV::serialize(&record.kv(), record, &mut kv);
-        let text = kv.0;
-        match level {
-            tracing::Level::ERROR => tracing::error!(target: "raft", "{}{text}", record.msg()),
-            tracing::Level::WARN => tracing::warn!(target: "raft", "{}{text}", record.msg()),
-            _ => tracing::debug!(target: "raft", "{}{text}", record.msg()),
+        let (msg, kv) = (record.msg(), KvText(record, values));
+        match record.level() {
+            slog::Level::Critical | slog::Level::Error => {
+                tracing::error!(target: "raft", "{msg}{kv}")
+            }
+            slog::Level::Warning => tracing::warn!(target: "raft", "{msg}{kv}"),
+            slog::Level::Info => tracing::debug!(target: "raft", "{msg}{kv}"),
+            _ => {}
         }
         Ok(())
     }
@@ -107,4 +104,36 @@ impl slog::Drain for SlogToTracing {
 
 pub fn logger() -> slog::Logger {
     slog::Logger::root(SlogToTracing, slog::o!())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::KvText;
+
+    /// Formats every record as the broker's drain does.
+    struct Capture(Arc<Mutex<Vec<String>>>);
+
+    impl slog::Drain for Capture {
+        type Ok = ();
+        type Err = slog::Never;
+        fn log(&self, r: &slog::Record<'_>, v: &slog::OwnedKVList) -> Result<(), slog::Never> {
+            let line = format!("{}{}", r.msg(), KvText(r, v));
+            self.0.lock().unwrap().push(line);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn records_carry_their_group_and_their_own_values() {
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let root = slog::Logger::root(Capture(Arc::clone(&lines)), slog::o!());
+        let group = root.new(slog::o!("topic" => "t", "partition" => 3));
+        slog::warn!(group, "stepped down"; "term" => 7);
+        assert_eq!(
+            lines.lock().unwrap().as_slice(),
+            ["stepped down partition=3 topic=t term=7"]
+        );
+    }
 }

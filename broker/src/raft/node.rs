@@ -267,14 +267,14 @@ impl RaftLoop {
             .into_iter()
             .filter(|p| broken.contains(p) || !self.directory.heard_within(*p, WAKE_AFTER))
             .collect();
-        let newly_silent = silent.iter().any(|p| !self.silent.contains(p));
+        let newly: Vec<u64> = silent
+            .iter()
+            .filter(|p| !self.silent.contains(p))
+            .copied()
+            .collect();
+        let newly_silent = !newly.is_empty();
         if newly_silent {
-            let peers: Vec<u64> = silent
-                .iter()
-                .filter(|p| !self.silent.contains(p))
-                .copied()
-                .collect();
-            tracing::info!(?peers, "peers fell silent: waking the groups they lead");
+            tracing::info!(peers = ?newly, "peers fell silent: waking the groups they lead");
         }
         self.silent.clone_from(&silent);
         let mut failed = Vec::new();
@@ -303,6 +303,11 @@ impl RaftLoop {
             if g.quiesced {
                 continue;
             }
+            if g.core().has_failed() {
+                // The background flusher's fsync failed.
+                failed.push(k);
+                continue;
+            }
             if let Some((preferred, until)) = g.held_for {
                 if g.node.raft.leader_id == raft::INVALID_ID
                     && !silent.contains(&preferred)
@@ -313,11 +318,6 @@ impl RaftLoop {
                     continue;
                 }
                 g.held_for = None;
-            }
-            if g.core().has_failed() {
-                // The background flusher's fsync failed.
-                failed.push(k);
-                continue;
             }
             if !silent.is_empty() && lost_quorum(g, me, &silent) {
                 // Cut off (or its peers gone): check-quorum takes up to two
@@ -398,17 +398,10 @@ impl RaftLoop {
         let sole = voters == [self.node_id];
         let mut held_for = None;
         if voters.contains(&self.node_id) {
-            match preferred {
-                _ if sole => {
-                    let _ = node.campaign();
-                }
-                Some(p) if p == self.node_id => {
-                    let _ = node.campaign();
-                }
-                Some(p) if voters.contains(&p) => {
-                    held_for = Some((p, Instant::now() + FRESH_HOLD));
-                }
-                _ => {}
+            if sole || preferred == Some(self.node_id) {
+                let _ = node.campaign();
+            } else if let Some(p) = preferred.filter(|p| voters.contains(p)) {
+                held_for = Some((p, Instant::now() + FRESH_HOLD));
             }
         }
         Ok(Group {
@@ -503,13 +496,9 @@ impl RaftLoop {
         let mut plans: Vec<(GroupKey, SyncPlan)> = Vec::new();
         let mut broken: Vec<GroupKey> = Vec::new();
         let mut taken = 0usize;
-        let mut again = Vec::new();
-        while let Some(key) = active.pop() {
+        while !taken.is_multiple_of(32) || started.elapsed() < budget {
+            let Some(key) = active.pop() else { break };
             taken += 1;
-            if taken.is_multiple_of(32) && started.elapsed() >= budget {
-                again.push(key);
-                break;
-            }
             let Some(g) = self.groups.get_mut(&key) else {
                 continue;
             };
@@ -606,11 +595,8 @@ impl RaftLoop {
             }
             self.publish_view(&key);
             if g_needs_more(&self.groups, &key) {
-                again.push(key);
+                active.insert(key);
             }
-        }
-        for key in again {
-            active.insert(key);
         }
         self.flush_outbox();
         CycleTimes {
