@@ -335,11 +335,21 @@ async fn sigkill_during_cleaning_reads_as_before_or_after_a_pass() {
         seq += 60_000;
         let updates = (start..seq).map(|i| (format!("k-{:04}", i % 2_000), Some(value_of(i))));
         acked.extend(produce(cfg, "state", updates, true).await);
-        // Somewhere inside the passes this produce started.
-        let wait = 200 + (rounds as u64 * 7919) % 2_500;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        if rounds % 2 == 1 {
+            // Somewhere inside the passes this produce started.
+            let wait = 200 + (rounds as u64 * 7919) % 2_500;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        } else {
+            // As soon as a pass is seen writing: the pass may still end
+            // first, which the check below counts as a kill between passes.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while cleaning_files(&part_dir) == 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         broker.kill();
         mid_pass += usize::from(cleaning_files(&part_dir) > 0);
+        eprintln!("round {rounds}: {mid_pass} kills inside a pass so far");
         broker.restart().await;
         assert_eq!(
             cleaning_files(&part_dir),
