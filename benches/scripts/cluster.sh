@@ -144,13 +144,14 @@ if [ "${ONLY:-}" = stages ]; then
   start_cluster
   strata topic create bench --partitions 6 --replication-factor 3 >/dev/null
   scrape() { for a in $HTTP_ADDRS; do curl -sf "http://$a/metrics"; done >"$1"; }
-  # Each run also with --idle-send (a partition with nothing in flight
-  # sends at once), alternating.
+  # Client settings alternate within each round: STAGE_MODES lists
+  # name=flags entries (flags comma-separated), the default client first.
+  read -r -a MODES <<<"${STAGE_MODES:-default= idle-send=--idle-send}"
   for rate in ${STAGE_RATES:-20000 100000}; do
     for i in $(seq 1 "$RUNS"); do
-     for mode in linger idle-send; do
-      flags=()
-      [ "$mode" = idle-send ] && flags=(--idle-send)
+     for entry in "${MODES[@]}"; do
+      mode=${entry%%=*}
+      IFS=, read -r -a flags <<<"${entry#*=}"
       base="$OUT/stages-$rate-$mode-$i"
       scrape "$base.before"
       strata bench produce bench --duration "${STAGE_SECS:-30}" --rate "$rate" --record-size 1024 \

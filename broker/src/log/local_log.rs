@@ -16,7 +16,8 @@ use strata_proto::batch::{self, BatchError, BatchHeader};
 
 use super::checkpoint;
 use super::config::LogConfig;
-use super::segment::{self, Segment, SegmentFile, SegmentSizes};
+use super::file::PooledFile;
+use super::segment::{self, Segment, SegmentSizes};
 
 const LOG_START_FILE: &str = "log-start-offset";
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -112,7 +113,7 @@ pub struct RecoveryReport {
 
 /// Files to fsync (outside the partition lock) to make `up_to` durable.
 pub struct SyncPlan {
-    pub files: Vec<SegmentFile>,
+    pub files: Vec<PooledFile>,
     /// The partition directory, when segments were created since its last
     /// sync (a new file is only durable once its directory entry is).
     pub dir: Option<PathBuf>,
@@ -152,7 +153,7 @@ pub struct Log {
     /// Offsets below this are on disk.
     flushed: i64,
     /// Sealed segments written since the last sync.
-    unsynced_sealed: Vec<SegmentFile>,
+    unsynced_sealed: Vec<PooledFile>,
     /// A segment file was created since the directory was last synced.
     dir_unsynced: bool,
     /// The Raft entry before the first stored batch (index, term) and the

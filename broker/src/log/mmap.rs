@@ -16,7 +16,7 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use memmap2::{Advice, Mmap, MmapMut, MmapOptions};
+use memmap2::{Advice, Mmap, MmapOptions};
 
 /// Whether `file` holds data (not a hole) at or after byte `pos`. The
 /// preallocated, never written tail of an active segment is a hole, so
@@ -53,26 +53,12 @@ pub fn map_read(file: &File, len: usize) -> io::Result<Mmap> {
     unsafe { MmapOptions::new().len(len).map(file) }
 }
 
-/// A read-only mapping of an index file (see [`map_index_write`] for why
-/// the kernel is told to read only the page touched).
+/// A read-only mapping of a sealed index file. Index lookups are binary
+/// searches touching a page or two: without `MADV_RANDOM` every first touch
+/// reads a whole read-around window, which with thousands of partitions is
+/// gigabytes of page cache churned for nothing.
 pub fn map_index_read(file: &File, len: usize) -> io::Result<Mmap> {
     let map = map_read(file, len)?;
-    map.advise(Advice::Random)?;
-    Ok(map)
-}
-
-/// A writable shared mapping of the first `len` bytes of `file`, used for the
-/// offset and time indexes of the active segment.
-///
-/// Index lookups are binary searches touching a page or two: without
-/// `MADV_RANDOM` every first touch reads (or, in the preallocated sparse
-/// tail, zero-fills) a whole read-around window, which with thousands of
-/// partitions is gigabytes of page cache churned for nothing.
-pub fn map_index_write(file: &File, len: usize) -> io::Result<MmapMut> {
-    // As for `map_read`; in addition the `MmapMut` is owned by exactly one
-    // index object, the only writer, so Rust's aliasing rules hold.
-    // SAFETY: invariants of `map_read` plus a single owner of the mutable view.
-    let map = unsafe { MmapOptions::new().len(len).map_mut(file) }?;
     map.advise(Advice::Random)?;
     Ok(map)
 }

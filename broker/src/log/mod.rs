@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod cleaner;
 pub mod config;
+mod file;
 pub mod index;
 mod local_log;
 mod mmap;

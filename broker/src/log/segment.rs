@@ -15,12 +15,11 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use strata_proto::batch::{self, BatchHeader, HEADER_LEN};
 
+use super::file::PooledFile;
 use super::index::{IndexFile, OffsetEntry, TimeEntry};
 use super::mmap::{self, SharedMap};
 
-mod file;
 mod recovery;
-pub use file::SegmentFile;
 pub use recovery::Recover;
 
 /// Sizes a new or reopened segment uses.
@@ -60,7 +59,7 @@ pub struct ScanResult {
 pub struct Segment {
     base_offset: i64,
     dir: PathBuf,
-    file: SegmentFile,
+    file: PooledFile,
     map: Option<SharedMap>,
     capacity: usize,
     size: usize,
@@ -109,7 +108,7 @@ impl Segment {
         now_ms: i64,
     ) -> io::Result<Self> {
         let (log, idx, tidx) = Self::paths(dir, base_offset);
-        let file = SegmentFile::create(&log)?;
+        let file = PooledFile::create(&log)?;
         let f = file.get()?;
         f.set_len(sizes.capacity as u64)?;
         let map = SharedMap::new(mmap::map_read(&f, sizes.capacity)?);
@@ -268,7 +267,7 @@ impl Segment {
     pub fn is_sealed(&self) -> bool {
         self.sealed
     }
-    pub fn file(&self) -> &SegmentFile {
+    pub fn file(&self) -> &PooledFile {
         &self.file
     }
 
@@ -297,10 +296,6 @@ impl Segment {
         debug_assert!(!self.sealed);
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let end = self.size + len;
-        // Room for the index entries this batch may add, before anything
-        // is written: a full disk fails the append here, cleanly.
-        self.offset_index.reserve_next()?;
-        self.time_index.reserve_next()?;
         let f = self.file.get()?;
         if end > self.capacity {
             // Only an oversized first batch gets here: grow the file.

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use strata_proto::batch::{self, BatchHeader};
 
-use super::{ScanResult, Segment, SegmentFile, SegmentSizes};
+use super::{ScanResult, Segment, SegmentSizes};
+use crate::log::file::PooledFile;
 use crate::log::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::log::mmap::{self, SharedMap};
 
@@ -60,7 +61,7 @@ impl Segment {
         recover: Option<Recover>,
     ) -> io::Result<(Self, ScanResult)> {
         let (log, idx, tidx) = Self::paths(dir, base_offset);
-        let file = SegmentFile::open(&log)?;
+        let file = PooledFile::open(&log)?;
         let f = file.get()?;
         let len = f.metadata()?.len() as usize;
         let map = if len > 0 {
@@ -322,8 +323,7 @@ impl Segment {
         let total = self.size;
         let mut pos = 0usize;
         if let Some(r) = resume {
-            let kept = r.offsets.iter().all(|e| self.offset_index.push(*e))
-                && r.times.iter().all(|t| self.time_index.push(*t));
+            let kept = self.offset_index.extend(&r.offsets) && self.time_index.extend(&r.times);
             if !kept {
                 return Err(io::Error::other("index entries do not fit a rebuilt index"));
             }

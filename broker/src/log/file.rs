@@ -1,13 +1,14 @@
-//! A segment's `.log` file, held open only while it is in use.
+//! A file of the log (a segment's `.log`, the active segment's indexes),
+//! held open only while it is in use.
 //!
-//! Reads go through the segment's map, which stays valid after its
-//! descriptor is closed; only appends, syncs and resizes need one. A broker
-//! hosting 100,000 idle replicas would otherwise hold 100,000 descriptors
-//! (and more, one per sealed segment), past what an unprivileged process may
-//! open. So the descriptors of all segment files in the process share one
-//! budget (half the soft `RLIMIT_NOFILE`, the rest left to sockets and
-//! short-lived files): opening one past it closes the least recently used
-//! quarter, and a closed file is reopened by path when next needed.
+//! Reads go through maps, which stay valid after a descriptor is closed;
+//! only appends, syncs and resizes need one. A broker hosting 100,000 idle
+//! replicas would otherwise hold 300,000 descriptors (and more, one per
+//! sealed segment), past what an unprivileged process may open. So the
+//! descriptors of all these files in the process share one budget (half the
+//! soft `RLIMIT_NOFILE`, the rest left to sockets and short-lived files):
+//! opening one past it closes the least recently used quarter, and a closed
+//! file is reopened by path when next needed.
 //!
 //! A sync through a reopened descriptor covers what was written through the
 //! closed one: `fsync` flushes the file, not the descriptor.
@@ -18,9 +19,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 
-/// A segment file; clones share the descriptor.
+/// A file of the log; clones share the descriptor.
 #[derive(Clone)]
-pub struct SegmentFile(Arc<Slot>);
+pub struct PooledFile(Arc<Slot>);
 
 struct Slot {
     path: PathBuf,
@@ -29,7 +30,7 @@ struct Slot {
     last_use: AtomicU64,
 }
 
-/// The open segment files of the process.
+/// The open log files of the process.
 struct Budget {
     limit: usize,
     open: AtomicUsize,
@@ -64,7 +65,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl SegmentFile {
+impl PooledFile {
     /// Creates (truncating) the file at `path`, open.
     pub fn create(path: &Path) -> io::Result<Self> {
         let f = OpenOptions::new()
@@ -178,7 +179,7 @@ mod tests {
     fn closed_files_reopen_by_path_and_keep_their_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.log");
-        let f = SegmentFile::create(&path).unwrap();
+        let f = PooledFile::create(&path).unwrap();
         f.get().unwrap().write_all_at(b"hello", 0).unwrap();
         // Closed as the budget would close it.
         close_least_recent(&mut vec![Arc::downgrade(&f.0)], 1);
@@ -196,8 +197,8 @@ mod tests {
     #[test]
     fn the_least_recently_used_close_first() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<SegmentFile> = (0..4)
-            .map(|i| SegmentFile::create(&dir.path().join(format!("{i}.log"))).unwrap())
+        let files: Vec<PooledFile> = (0..4)
+            .map(|i| PooledFile::create(&dir.path().join(format!("{i}.log"))).unwrap())
             .collect();
         // Use all but the first again: it is the least recent.
         for f in &files[1..] {
@@ -206,7 +207,7 @@ mod tests {
         let mut mine: Vec<Weak<Slot>> = files.iter().map(|f| Arc::downgrade(&f.0)).collect();
         close_least_recent(&mut mine, 1);
         assert!(!files[0].is_open());
-        assert!(files[1..].iter().all(SegmentFile::is_open));
+        assert!(files[1..].iter().all(PooledFile::is_open));
         assert_eq!(mine.len(), 3);
     }
 
