@@ -146,7 +146,7 @@ if [ "${ONLY:-}" = stages ]; then
   scrape() { for a in $HTTP_ADDRS; do curl -sf "http://$a/metrics"; done >"$1"; }
   # Client settings alternate within each round: STAGE_MODES lists
   # name=flags entries (flags comma-separated), the default client first.
-  read -r -a MODES <<<"${STAGE_MODES:-default= idle-send=--idle-send}"
+  read -r -a MODES <<<"${STAGE_MODES:-default= linger=--no-idle-send}"
   for rate in ${STAGE_RATES:-20000 100000}; do
     for i in $(seq 1 "$RUNS"); do
      for entry in "${MODES[@]}"; do

@@ -15,7 +15,7 @@ mod report;
 
 use std::time::Duration;
 
-use strata_client::{Acks, ClientConfig};
+use strata_client::{Acks, ClientConfig, ProducerConfig};
 
 pub use payload::Payload;
 pub use report::{Latency, Report};
@@ -71,8 +71,10 @@ pub struct BenchConfig {
     pub linger: Duration,
     pub max_in_flight: usize,
     pub idempotent: bool,
-    /// Send at once on idle partitions (`ProducerConfig::idle_send`).
+    /// Batch by the round trip (`ProducerConfig::idle_send`).
     pub idle_send: bool,
+    /// `ProducerConfig::busy_linger`.
+    pub busy_linger: Duration,
     /// Distinct keys (0 = keyless records).
     pub keys: u64,
     /// Time run before measuring.
@@ -102,7 +104,8 @@ impl BenchConfig {
             linger: Duration::from_millis(5),
             max_in_flight: 5,
             idempotent: true,
-            idle_send: false,
+            idle_send: ProducerConfig::default().idle_send,
+            busy_linger: ProducerConfig::default().busy_linger,
             keys: 0,
             warmup: Duration::ZERO,
             progress: false,

@@ -151,6 +151,7 @@ pub(crate) async fn task(
         max_in_flight: cfg.max_in_flight,
         idempotent: cfg.idempotent,
         idle_send: cfg.idle_send,
+        busy_linger: cfg.busy_linger,
         buffer_memory: (64usize << 20).max(cfg.batch_size * 8),
         ..ProducerConfig::default()
     };

@@ -57,7 +57,8 @@ pub struct BenchArgs {
     /// Batch size in bytes.
     #[arg(long, default_value = "1048576", value_parser = parse_size)]
     pub batch_size: u64,
-    /// How long a batch waits for more records (e.g. 5ms; a bare number is ms).
+    /// With --no-idle-send: how long a batch waits for more records (e.g.
+    /// 5ms; a bare number is ms).
     #[arg(long, default_value = "5ms", value_parser = parse_millis)]
     pub linger: Duration,
     /// Batches in flight per partition.
@@ -72,10 +73,14 @@ pub struct BenchArgs {
     /// Disable idempotent produce.
     #[arg(long)]
     pub no_idempotence: bool,
-    /// Send at once on a partition with nothing at the sender instead of
-    /// lingering (the producer's `idle_send`).
+    /// Batch by a timer (--linger) instead of by the round trip (the
+    /// producer's `idle_send`, on by default).
     #[arg(long)]
-    pub idle_send: bool,
+    pub no_idle_send: bool,
+    /// With idle send: the longest a batch waits for the partition's
+    /// earlier batches (the producer's `busy_linger`).
+    #[arg(long, default_value = "50ms", value_parser = parse_millis)]
+    pub busy_linger: Duration,
 }
 
 /// Seconds: `10`, `1.5` or a humantime duration (`90s`, `2m`).
@@ -147,7 +152,8 @@ fn config(ctx: &Ctx, workload: Workload, a: BenchArgs) -> anyhow::Result<BenchCo
     c.linger = a.linger;
     c.max_in_flight = a.max_in_flight;
     c.idempotent = !a.no_idempotence;
-    c.idle_send = a.idle_send;
+    c.idle_send = !a.no_idle_send;
+    c.busy_linger = a.busy_linger;
     c.keys = a.keys;
     c.warmup = a.warmup;
     c.progress = ctx.output == Format::Table && std::io::stderr().is_terminal();

@@ -191,6 +191,7 @@ async fn linger_and_full_batches_keep_send_order() {
         cfg(&broker),
         ProducerConfig {
             linger: Duration::ZERO,
+            idle_send: false,
             batch_size: strata_proto::batch::HEADER_LEN + 40,
             ..ProducerConfig::default()
         },
@@ -216,9 +217,9 @@ async fn linger_and_full_batches_keep_send_order() {
     producer.close().await.unwrap();
 }
 
-/// With `idle_send`, a record on a partition with nothing in flight leaves
-/// at once (a 30 s linger never runs out here), later records follow as
-/// earlier batches complete, and send order holds.
+/// With `idle_send` (the default), a record on a partition with nothing in
+/// flight leaves at once (a 30 s linger never runs out here), later records
+/// follow as earlier batches complete, and send order holds.
 #[tokio::test]
 async fn idle_send_does_not_wait_for_the_linger() {
     const RECORDS: usize = 2_000;
@@ -233,7 +234,7 @@ async fn idle_send_does_not_wait_for_the_linger() {
         cfg(&broker),
         ProducerConfig {
             linger: Duration::from_secs(30),
-            idle_send: true,
+            busy_linger: Duration::from_secs(30),
             ..ProducerConfig::default()
         },
     )

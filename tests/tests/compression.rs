@@ -131,6 +131,7 @@ async fn every_codec_round_trips_ten_thousand_records() {
             cfg(&broker),
             ProducerConfig {
                 compression,
+                idle_send: false,
                 linger: Duration::from_millis(20),
                 batch_size: 64 * 1024,
                 ..ProducerConfig::default()

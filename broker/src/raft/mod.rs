@@ -28,6 +28,13 @@ use std::time::Duration;
 /// Identifies a Raft group: the partition whose log it replicates.
 pub type GroupKey = (String, u32);
 
+/// Hashing for the loop's maps and sets of groups: it hashes a key a few
+/// times per awake group per tick, which with SipHash over 100,000 groups
+/// being created took most of a core. foldhash is seeded per process.
+pub(crate) type GroupHasher = foldhash::fast::RandomState;
+pub(crate) type GroupMap<V> = std::collections::HashMap<GroupKey, V, GroupHasher>;
+pub(crate) type GroupSet = std::collections::HashSet<GroupKey, GroupHasher>;
+
 /// Timing of every group on this broker.
 #[derive(Debug, Clone, Copy)]
 pub struct RaftTiming {

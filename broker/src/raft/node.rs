@@ -36,7 +36,7 @@ use super::storage::LogStorage;
 use super::suspend::{Suspended, forget_unwritten};
 use super::transport::Transport;
 pub use super::view::{ReplicaView, Views};
-use super::{GroupKey, RaftTiming};
+use super::{GroupKey, GroupMap, GroupSet, RaftTiming};
 use crate::error::{BrokerError, Result};
 use crate::log::{SyncPlan, now_ms};
 
@@ -84,7 +84,7 @@ pub(super) struct Group {
 pub struct RaftLoop {
     pub(super) node_id: u64,
     timing: RaftTiming,
-    pub(super) groups: HashMap<GroupKey, Group>,
+    pub(super) groups: GroupMap<Group>,
     rx: mpsc::Receiver<Cmd>,
     transport: Arc<Transport>,
     pub(super) directory: Arc<Directory>,
@@ -93,13 +93,13 @@ pub struct RaftLoop {
     outbox: HashMap<u64, Vec<RaftEnvelope>>,
     notices: Vec<LeaderNotice>,
     pub(super) hard_states: Arc<HardStates>,
-    pub(super) suspended: HashMap<GroupKey, Suspended>,
+    pub(super) suspended: GroupMap<Suspended>,
     pub(super) next_probe: Instant,
     /// Every group that is not quiesced (and perhaps some that quiesced
     /// since): the ticks walk these, not every group hosted, so that idle
     /// partitions cost nothing per tick. A group leaves quiescence only
     /// through something that makes it active, which adds it here.
-    awake: HashSet<GroupKey>,
+    awake: GroupSet,
     /// Peers silent at the last tick: a peer turning silent is the one
     /// event that makes quiesced groups tick again without a message.
     silent: HashSet<u64>,
@@ -136,7 +136,7 @@ impl RaftLoop {
             Self {
                 node_id,
                 timing,
-                groups: HashMap::new(),
+                groups: GroupMap::default(),
                 rx,
                 transport,
                 directory,
@@ -145,9 +145,9 @@ impl RaftLoop {
                 outbox: HashMap::new(),
                 notices: Vec::new(),
                 hard_states,
-                suspended: HashMap::new(),
+                suspended: GroupMap::default(),
                 next_probe: Instant::now(),
-                awake: HashSet::new(),
+                awake: GroupSet::default(),
                 silent: HashSet::new(),
                 last_sync: Duration::ZERO,
             },
@@ -332,8 +332,13 @@ impl RaftLoop {
             if leader != me && silent.contains(&leader) {
                 end_lease(&mut g.node.raft);
             }
-            g.node.tick();
-            active.insert(k.clone());
+            // Most ticks only count time: only a group with something to
+            // send or store is due (a walk of 100,000 awake groups per tick
+            // otherwise queues every one of them).
+            let _ = g.node.tick();
+            if g.node.has_ready() {
+                active.insert(k.clone());
+            }
             if can_quiesce(g, me) {
                 g.quiesced = true;
                 let term = g.node.raft.term;
@@ -624,6 +629,6 @@ impl RaftLoop {
     }
 }
 
-fn g_needs_more(groups: &HashMap<GroupKey, Group>, key: &GroupKey) -> bool {
+fn g_needs_more(groups: &GroupMap<Group>, key: &GroupKey) -> bool {
     groups.get(key).is_some_and(|g| g.node.has_ready())
 }

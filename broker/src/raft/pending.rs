@@ -3,14 +3,14 @@
 //! a bounded share and leave the rest to the next one instead of holding
 //! every group (and every peer waiting on one) for a whole pass.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
-use super::GroupKey;
+use super::{GroupKey, GroupSet};
 
 #[derive(Default)]
 pub(super) struct Pending {
     order: VecDeque<GroupKey>,
-    members: HashSet<GroupKey>,
+    members: GroupSet,
 }
 
 impl Pending {

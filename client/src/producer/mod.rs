@@ -1,8 +1,9 @@
 //! The asynchronous producer: [`Producer::send`] partitions a record,
 //! reserves buffer memory, appends it to its partition's open batch and
-//! returns a [`RecordFuture`]; batches leave when full or after `linger`
-//! through the sender task (see `sender`), pipelined and, by default,
-//! idempotent.
+//! returns a [`RecordFuture`]; batches leave when their partition has
+//! nothing at the sender, when full, or after a linger (see
+//! [`ProducerConfig::idle_send`]), through the sender task (see `sender`),
+//! pipelined and, by default, idempotent.
 
 mod accumulator;
 mod compression;
@@ -55,16 +56,19 @@ pub struct ProducerConfig {
     pub buffer_memory: usize,
     /// Codec compressing each batch's records (default none).
     pub compression: Compression,
-    /// Send without lingering while a partition is idle (default off): a
-    /// partition with no batch at the sender sends the batch a record
-    /// opens at once, and the batch open when its last batch completes
-    /// leaves then, so batch size follows the round trip instead of the
-    /// timer. It cuts send-to-ack latency at low rates (RF3 at 20 MB/s:
-    /// p50 6.0 → 1.7 ms), but near saturation the extra small requests
-    /// lengthen the tail (100 MB/s on a 2-core host: p99 about 80 → 300+
-    /// ms), hence off by default. Off: every batch waits for `linger` or
-    /// `batch_size` (Kafka's behaviour).
+    /// Batch by the round trip instead of a timer (default on): a
+    /// partition with no batch at the sender sends the batch a record opens
+    /// at once; a batch opened while the partition's earlier batches are at
+    /// the sender leaves when they complete (or when full, or after
+    /// `busy_linger`). Batch size then follows the load: one record at a
+    /// time when the rate is low, larger batches as round trips lengthen,
+    /// so requests do not multiply near saturation. Off: every batch waits
+    /// for `linger` or `batch_size` (Kafka's behaviour).
     pub idle_send: bool,
+    /// With `idle_send`: the longest a batch opened while its partition's
+    /// earlier batches are at the sender waits for them before it is sent
+    /// anyway (pipelined behind them).
+    pub busy_linger: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -79,7 +83,8 @@ impl Default for ProducerConfig {
             delivery_timeout: Duration::from_secs(120),
             buffer_memory: 64 << 20,
             compression: Compression::None,
-            idle_send: false,
+            idle_send: true,
+            busy_linger: Duration::from_millis(50),
         }
     }
 }
@@ -381,8 +386,15 @@ impl Producer {
             appended
         };
         if let Some(id) = appended.opened {
+            // With idle_send only a batch opened while busy gets here, so
+            // the wait is the same for every batch of this producer.
+            let wait = if self.inner.cfg.idle_send {
+                self.inner.cfg.busy_linger
+            } else {
+                self.inner.cfg.linger
+            };
             let _ = self.inner.linger.send(LingerEntry {
-                deadline: Instant::now() + self.inner.cfg.linger,
+                deadline: Instant::now() + wait,
                 topic: Arc::downgrade(&topic),
                 partition,
                 id,
@@ -486,7 +498,7 @@ impl Drop for Inner {
 }
 
 /// Closes batches whose linger expired. Deadlines arrive in order because
-/// linger is constant.
+/// the wait is the same for every batch of a producer.
 async fn linger_task(inner: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<LingerEntry>) {
     while let Some(e) = rx.recv().await {
         tokio::time::sleep_until(e.deadline.into()).await;
