@@ -58,7 +58,7 @@ grpc() {
   start_broker
   "$BIN/strata" --brokers $G topic create g --partitions 1 --replication-factor 1 >/dev/null
   local c0; c0=$(cpu)
-  "$BIN/strata" --brokers $G bench produce g --records "$RECORDS" --record-size 1024 --partitions 0 --output json
+  "$BIN/strata" --brokers $G bench produce g --records "$RECORDS" --record-size 1024 --partitions 0 --no-idle-send --output json
   per_gb "$c0" "$(cpu)"
   "$BIN/strata" --brokers $G bench consume g --records "$RECORDS" --record-size 1024 --partitions 0 --output json
   stop_broker
