@@ -3,7 +3,9 @@
 //! proxy forwards bytes both ways to j's real peer listener.
 //!
 //! [`Proxy::cut`] drops every live connection and black-holes new ones
-//! (accepted, never forwarded, closed at the next heal); [`Proxy::heal`]
+//! (accepted, never forwarded, closed at the next heal), and returns once
+//! no byte can cross any more (every forwarding task has ended: a message a
+//! test sends after the cut cannot slip through); [`Proxy::heal`]
 //! forwards again. Every state change closes the connections accepted
 //! before it, so a broker never keeps a half-dead stream across a fault.
 //!
@@ -33,6 +35,17 @@ struct State {
     /// Bumped on every cut and heal; connections close when it changes.
     epoch: watch::Sender<u64>,
     accepted: AtomicU64,
+    /// Connections being forwarded (or connecting) now.
+    forwarding: AtomicU64,
+}
+
+/// Counts one forwarding task while it lives.
+struct Forwarding(Arc<State>);
+
+impl Drop for Forwarding {
+    fn drop(&mut self) {
+        self.0.forwarding.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Proxy {
@@ -45,6 +58,7 @@ impl Proxy {
             cut: AtomicBool::new(false),
             epoch: watch::channel(0).0,
             accepted: AtomicU64::new(0),
+            forwarding: AtomicU64::new(0),
         });
         let st = state.clone();
         let accept = rt.spawn(async move {
@@ -60,9 +74,18 @@ impl Proxy {
     }
 
     /// Drops live connections; new ones are accepted and black-holed.
+    /// Returns once every connection forwarded before has stopped (the
+    /// proxy runs on another thread's runtime, so waiting here blocks
+    /// nothing it needs), or after 5 s.
     pub fn cut(&self) {
         if !self.state.cut.swap(true, Ordering::SeqCst) {
             self.state.epoch.send_modify(|e| *e += 1);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while self.state.forwarding.load(Ordering::SeqCst) > 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 
@@ -112,7 +135,10 @@ async fn accept_loop(listener: TcpListener, target: SocketAddr, state: Arc<State
             continue;
         }
         state.accepted.fetch_add(1, Ordering::SeqCst);
+        state.forwarding.fetch_add(1, Ordering::SeqCst);
+        let guard = Forwarding(Arc::clone(&state));
         tokio::spawn(async move {
+            let _guard = guard;
             let _ = inbound.set_nodelay(true);
             let mut inbound = inbound;
             let mut outbound = tokio::select! {
