@@ -189,7 +189,12 @@ impl Broker {
             tokio::time::sleep(interval).await;
             let Some(b) = me.upgrade() else { return };
             let parts = b.all_partitions();
-            for p in parts {
+            for (i, p) in parts.into_iter().enumerate() {
+                // A pass over 100,000 partitions takes a worker for a while:
+                // the other tasks (peer links, requests) get turns.
+                if i % 256 == 255 {
+                    tokio::task::yield_now().await;
+                }
                 let remote = b.with_state(|s| {
                     s.manifest(p.topic(), p.id())
                         .filter(|m| m.start > 0 || !m.segments.is_empty())

@@ -278,9 +278,16 @@ impl<E: Entry> IndexFile<E> {
         OpenOptions::new().read(true).write(true).open(&self.path)
     }
 
-    /// Trims the file to its entries and maps it read-only.
+    /// Makes the entries durable, trims the file to them and maps it
+    /// read-only (a sealed index is trusted at the next start when it looks
+    /// sane, so it is on disk before the segment counts as sealed).
     pub fn seal(&mut self) -> io::Result<()> {
-        self.write_through()?;
+        if let Storage::Write { file, .. } = &self.storage
+            && self.entries > 0
+        {
+            self.write_through()?;
+            file.get()?.sync_data()?;
+        }
         self.storage = Storage::Read(None);
         let len = self.entries * E::SIZE;
         let file = self.open()?;
