@@ -101,7 +101,7 @@ impl BenchConfig {
             partitions: None,
             acks: Acks::All,
             batch_size: 1 << 20,
-            linger: Duration::from_millis(5),
+            linger: ProducerConfig::default().linger,
             max_in_flight: 5,
             idempotent: true,
             idle_send: ProducerConfig::default().idle_send,

@@ -282,16 +282,21 @@ impl<E: Entry> IndexFile<E> {
     /// read-only (a sealed index is trusted at the next start when it looks
     /// sane, so it is on disk before the segment counts as sealed).
     pub fn seal(&mut self) -> io::Result<()> {
-        if let Storage::Write { file, .. } = &self.storage
-            && self.entries > 0
-        {
-            self.write_through()?;
-            file.get()?.sync_data()?;
-        }
+        let (file, active) = match &self.storage {
+            Storage::Write { file, .. } => {
+                self.write_through()?;
+                (file.get()?, true)
+            }
+            Storage::Read(_) => (std::sync::Arc::new(self.open()?), false),
+        };
+        // The map (if any) is dropped before the file shrinks.
         self.storage = Storage::Read(None);
         let len = self.entries * E::SIZE;
-        let file = self.open()?;
         file.set_len(len as u64)?;
+        if active && len > 0 {
+            // `fdatasync` covers the new length too.
+            file.sync_data()?;
+        }
         if len > 0 {
             self.storage = Storage::Read(Some(mmap::map_index_read(&file, len)?));
         }
