@@ -324,7 +324,10 @@ async fn producer_id_is_handed_out_across_the_controllers_death() {
     let producer = Producer::new(cfg, ProducerConfig::default()).await;
     let producer = match producer {
         Ok(p) => p,
-        Err(e) => panic!("no producer id right after the controller's death: {e}"),
+        Err(e) => panic!(
+            "no producer id right after the controller's death: {e}\n{}",
+            c.logs(120)
+        ),
     };
     let ack = producer
         .send(ProducerRecord::new("pid", "after the kill").partition(0))

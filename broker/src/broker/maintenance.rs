@@ -195,11 +195,18 @@ impl Broker {
                 if i % 256 == 255 {
                     tokio::task::yield_now().await;
                 }
-                let remote = b.with_state(|s| {
-                    s.manifest(p.topic(), p.id())
-                        .filter(|m| m.start > 0 || !m.segments.is_empty())
-                        .map(|m| (m.start, m.end()))
-                });
+                // Only tiered partitions have a manifest to look up (under
+                // the metadata lock, once per partition and pass).
+                let tiered = p.with_log(|log, _| log.config().remote_storage);
+                let remote = tiered
+                    .then(|| {
+                        b.with_state(|s| {
+                            s.manifest(p.topic(), p.id())
+                                .filter(|m| m.start > 0 || !m.segments.is_empty())
+                                .map(|m| (m.start, m.end()))
+                        })
+                    })
+                    .flatten();
                 match p.maintain(remote) {
                     Ok(0) => {}
                     Ok(n) => {

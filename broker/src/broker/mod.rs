@@ -116,6 +116,7 @@ impl Broker {
             addrs,
             peer_connector(config.tls.clone()),
         ));
+        transport.spawn_keepalive();
         let hard_states =
             Arc::new(HardStates::load(&dir).map_err(|e| BrokerError::Storage(e.to_string()))?);
         let (rloop, raft, views) = RaftLoop::new(

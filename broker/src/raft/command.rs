@@ -52,7 +52,7 @@ pub enum Cmd {
         replica: Arc<dyn Replica>,
         /// For a new group: the replica meant to lead it first. That replica
         /// campaigns at once and the others hold their election timers while
-        /// its broker is alive (see `node::FRESH_HOLD`), so that thousands of
+        /// its broker is alive (see `fresh`), so that thousands of
         /// groups created together elect once each instead of racing.
         /// `None` for a group that restarts (or the controller's).
         preferred: Option<u64>,
@@ -97,7 +97,10 @@ impl RaftLoop {
         match cmd {
             Cmd::Step(msgs) => {
                 for (key, mut m) in msgs {
-                    if let Some(g) = self.groups.get_mut(&key) {
+                    let Some(id) = self.groups.id(&key) else {
+                        continue;
+                    };
+                    if let Some(g) = self.groups.get_mut(id) {
                         let from = m.from;
                         if !g.node.raft.prs().conf().voters().contains(from)
                             && !g.node.raft.prs().conf().learners().contains(&from)
@@ -129,7 +132,7 @@ impl RaftLoop {
                         if let Err(e) = g.node.step(m) {
                             tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
                         }
-                        active.insert(key);
+                        active.insert(id);
                     }
                 }
             }
@@ -140,10 +143,13 @@ impl RaftLoop {
             } => {
                 let r = self.propose(&key, batches);
                 let _ = reply.send(r);
-                active.insert(key);
+                if let Some(id) = self.groups.id(&key) {
+                    active.insert(id);
+                }
             }
             Cmd::ProposeRaw { key, data, reply } => {
-                let r = match self.groups.get_mut(&key) {
+                let id = self.groups.id(&key);
+                let r = match id.and_then(|id| self.groups.get_mut(id)) {
                     Some(g) if g.node.raft.state == StateRole::Leader => {
                         g.quiesced = false;
                         g.last_proposal = Some(Instant::now());
@@ -156,10 +162,11 @@ impl RaftLoop {
                     None => Err(BrokerError::ShuttingDown),
                 };
                 let _ = reply.send(r);
-                active.insert(key);
+                active.extend(id);
             }
             Cmd::ConfChange { key, cc, reply } => {
-                let r = match self.groups.get_mut(&key) {
+                let id = self.groups.id(&key);
+                let r = match id.and_then(|id| self.groups.get_mut(id)) {
                     Some(g) if g.node.raft.state == StateRole::Leader => {
                         g.quiesced = false;
                         g.last_proposal = Some(Instant::now());
@@ -174,7 +181,7 @@ impl RaftLoop {
                     None => Err(BrokerError::ShuttingDown),
                 };
                 let _ = reply.send(r);
-                active.insert(key);
+                active.extend(id);
             }
             Cmd::AddGroup { replica, preferred } => {
                 let key = replica.core().key();
@@ -182,17 +189,22 @@ impl RaftLoop {
                     return true;
                 }
                 match self.new_group(replica, preferred) {
-                    Ok(g) => {
-                        self.groups.insert(key.clone(), g);
-                        active.insert(key);
-                    }
                     Err(e) => {
                         tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot start the Raft group")
+                    }
+                    Ok(g) => {
+                        let waits = g.quiesced;
+                        let id = self.groups.insert(key, g);
+                        if waits && preferred == Some(self.node_id) {
+                            self.fresh.push_back(id);
+                        } else if !waits {
+                            active.insert(id);
+                        }
                     }
                 }
             }
             Cmd::RemoveGroup { key } => {
-                if let Some(g) = self.groups.remove(&key) {
+                if let Some(g) = self.groups.remove_key(&key) {
                     // Whoever still waits on the replica is answered now.
                     g.core().drop_leadership();
                 }
@@ -204,21 +216,23 @@ impl RaftLoop {
                     .remove(&key);
             }
             Cmd::TransferLeader { key, to } => {
-                if let Some(g) = self.groups.get_mut(&key) {
+                if let Some(id) = self.groups.id(&key)
+                    && let Some(g) = self.groups.get_mut(id)
+                {
                     g.quiesced = false;
                     g.last_proposal = Some(Instant::now());
                     g.node.transfer_leader(to);
-                    active.insert(key);
+                    active.insert(id);
                 }
             }
             Cmd::TransferAll => {
-                for (k, g) in &mut self.groups {
+                for (id, _, g) in self.groups.iter_mut() {
                     if g.node.raft.state != StateRole::Leader {
                         continue;
                     }
                     g.quiesced = false;
                     g.last_proposal = Some(Instant::now());
-                    active.insert(k.clone());
+                    active.insert(id);
                     let last = g.node.raft.raft_log.last_index();
                     let best = g
                         .node
@@ -242,7 +256,7 @@ impl RaftLoop {
                 term,
                 index,
             } => {
-                if let Some(g) = self.groups.get_mut(&key) {
+                if let Some(g) = self.groups.id(&key).and_then(|id| self.groups.get_mut(id)) {
                     let r = &g.node.raft;
                     if r.term == term
                         && r.leader_id == from
@@ -250,17 +264,19 @@ impl RaftLoop {
                         && r.raft_log.committed == index
                     {
                         g.quiesced = true;
+                        // It has its leader: nothing to wait for.
+                        g.held_for = None;
                     }
                 }
             }
             Cmd::PeerRestarted(peer) => {
-                for (k, g) in &mut self.groups {
+                for (id, _, g) in self.groups.iter_mut() {
                     if g.node.raft.state != StateRole::Leader {
                         continue;
                     }
                     let last = g.node.raft.raft_log.last_index();
                     g.quiesced = false;
-                    active.insert(k.clone());
+                    active.insert(id);
                     if let Some(pr) = g.node.raft.mut_prs().get_mut(peer) {
                         pr.matched = 0;
                         pr.become_probe();

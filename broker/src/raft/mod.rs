@@ -1,16 +1,20 @@
 //! Raft replication: raft-rs groups over logs (`storage`), the broker's
 //! single event loop that drives them all (`node`, with its commands in
-//! `command`, the groups due for a look in `pending`, the handling of one
-//! `Ready` in `ready`, quiescing and the leader lease in `quiesce`, replicas held out after a storage failure in
-//! `suspend` and the views it publishes in `view`), what a replica is to
-//! that loop (`replica`: its storage and the hooks of its state machine),
-//! snapshots of state machines that are not their log (`snapshot`), the
-//! peer transport (`transport`) and what this broker knows of its peers
-//! (`directory`). Nothing here knows what a group replicates: partitions,
-//! the controller and the coordinators implement [`replica::Replica`].
+//! `command`, the groups it hosts by dense id in `groups`, new groups' first
+//! elections in `fresh`, the groups due for a look in `pending`, the
+//! handling of one `Ready` in `ready`, quiescing and the leader lease in
+//! `quiesce`, replicas held out after a storage failure in `suspend` and the
+//! views it publishes in `view`), what a replica is to that loop
+//! (`replica`: its storage and the hooks of its state machine), snapshots of
+//! state machines that are not their log (`snapshot`), the peer transport
+//! (`transport`) and what this broker knows of its peers (`directory`).
+//! Nothing here knows what a group replicates: partitions, the controller
+//! and the coordinators implement [`replica::Replica`].
 
 mod command;
 pub mod directory;
+mod fresh;
+mod groups;
 pub mod hardstate;
 pub mod node;
 mod pending;
@@ -33,7 +37,6 @@ pub type GroupKey = (String, u32);
 /// being created took most of a core. foldhash is seeded per process.
 pub(crate) type GroupHasher = foldhash::fast::RandomState;
 pub(crate) type GroupMap<V> = std::collections::HashMap<GroupKey, V, GroupHasher>;
-pub(crate) type GroupSet = std::collections::HashSet<GroupKey, GroupHasher>;
 
 /// Timing of every group on this broker.
 #[derive(Debug, Clone, Copy)]
@@ -55,7 +58,11 @@ impl Default for RaftTiming {
             // `quiesce::WAKE_AFTER` plus `quiesce::LEASE_END_SPREAD`, and a
             // leader that hears no quorum of brokers steps down as fast.
             election_ticks: 20,
-            heartbeat_ticks: 2,
+            // A heartbeat every 200 ms, five to ten per election timeout
+            // (Redpanda: 150 ms against 1.5 s). It is also the round in
+            // which the loop looks at each awake group once (see
+            // `node::RaftLoop::tick`).
+            heartbeat_ticks: 4,
         }
     }
 }

@@ -15,7 +15,7 @@
 //! leader lease in `quiesce`; groups whose storage failed in `suspend`; the
 //! views published for status RPCs in `view`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -27,6 +27,8 @@ use strata_proto::v1::{LeaderNotice, RaftEnvelope};
 
 pub use super::command::{Cmd, Proposal, RaftHandle};
 use super::directory::Directory;
+use super::fresh::{FRESH_HOLD, hold_over};
+use super::groups::{GroupId, Groups, PhasedSet};
 use super::hardstate::HardStates;
 use super::pending::Pending;
 use super::quiesce::{WAKE_AFTER, can_quiesce, end_lease, lost_quorum};
@@ -36,7 +38,7 @@ use super::storage::LogStorage;
 use super::suspend::{Suspended, forget_unwritten};
 use super::transport::Transport;
 pub use super::view::{ReplicaView, Views};
-use super::{GroupKey, GroupMap, GroupSet, RaftTiming};
+use super::{GroupHasher, GroupKey, GroupMap, RaftTiming};
 use crate::error::{BrokerError, Result};
 use crate::log::{SyncPlan, now_ms};
 
@@ -58,11 +60,27 @@ const SLOW_CYCLE: Duration = Duration::from_millis(200);
 /// broker back) never hold heartbeats and answers behind one long pass.
 const CYCLE_BUDGET: Duration = Duration::from_millis(10);
 
-/// How long the other replicas of a new group leave its election to the
-/// preferred replica while that replica's broker is heard from: they do not
-/// tick (so never campaign) until they hear a leader, that broker falls
-/// silent, or this much time passed.
-const FRESH_HOLD: Duration = Duration::from_secs(5);
+/// A replica in an election: it has no leader (a candidate, or a
+/// follower that has not heard one), or its leader's broker is silent.
+fn electing(g: &Group, me: u64, silent: &HashSet<u64>) -> bool {
+    let r = &g.node.raft;
+    r.state != StateRole::Leader
+        && (r.leader_id == raft::INVALID_ID || (r.leader_id != me && silent.contains(&r.leader_id)))
+}
+
+/// Whether an awake group still ticks: not quiesced, and its storage has
+/// not failed (the background flusher's fsync); a failed one goes to
+/// `failed`, to be suspended.
+fn still_ticks(g: &Group, id: GroupId, failed: &mut Vec<GroupId>) -> bool {
+    if g.quiesced {
+        return false;
+    }
+    if g.core().has_failed() {
+        failed.push(id);
+        return false;
+    }
+    true
+}
 
 pub(super) struct Group {
     pub(super) node: RawNode<LogStorage>,
@@ -76,15 +94,14 @@ pub(super) struct Group {
     /// hold the whole log.
     pub(super) last_proposal: Option<Instant>,
     /// A new group's replica that leaves the first election to the
-    /// preferred replica (its broker id) until the deadline; see
-    /// [`FRESH_HOLD`].
+    /// preferred replica (its broker id) until the deadline; see `fresh`.
     pub(super) held_for: Option<(u64, Instant)>,
 }
 
 pub struct RaftLoop {
     pub(super) node_id: u64,
     timing: RaftTiming,
-    pub(super) groups: GroupMap<Group>,
+    pub(super) groups: Groups<Group>,
     rx: mpsc::Receiver<Cmd>,
     transport: Arc<Transport>,
     pub(super) directory: Arc<Directory>,
@@ -99,7 +116,15 @@ pub struct RaftLoop {
     /// since): the ticks walk these, not every group hosted, so that idle
     /// partitions cost nothing per tick. A group leaves quiescence only
     /// through something that makes it active, which adds it here.
-    awake: GroupSet,
+    awake: PhasedSet,
+    /// Awake groups in an election (no leader, or a silent one): these tick
+    /// every tick, not once per round, so that the campaigns of a group's
+    /// replicas stay spread over the randomized part of the timeout rather
+    /// than bunched into one round's visit (which split their votes).
+    electing: HashSet<GroupId, GroupHasher>,
+    /// New groups led first here whose campaign has not started (see
+    /// `fresh`).
+    pub(super) fresh: VecDeque<GroupId>,
     /// Peers silent at the last tick: a peer turning silent is the one
     /// event that makes quiesced groups tick again without a message.
     silent: HashSet<u64>,
@@ -136,7 +161,7 @@ impl RaftLoop {
             Self {
                 node_id,
                 timing,
-                groups: GroupMap::default(),
+                groups: Groups::default(),
                 rx,
                 transport,
                 directory,
@@ -147,13 +172,25 @@ impl RaftLoop {
                 hard_states,
                 suspended: GroupMap::default(),
                 next_probe: Instant::now(),
-                awake: GroupSet::default(),
+                awake: PhasedSet::new(timing.heartbeat_ticks.max(1) as u64),
+                electing: HashSet::default(),
+                fresh: VecDeque::new(),
                 silent: HashSet::new(),
                 last_sync: Duration::ZERO,
             },
             RaftHandle { tx },
             views,
         )
+    }
+
+    /// Makes the group `id` tick (see [`Self::tick`]).
+    pub(super) fn wake(&mut self, id: GroupId) {
+        self.awake.insert(id);
+    }
+
+    /// How many groups tick.
+    pub(super) fn awake_len(&self) -> usize {
+        self.awake.len() + self.electing.len()
     }
 
     /// Runs the loop on its own thread until `Cmd::Stop`.
@@ -208,8 +245,10 @@ impl RaftLoop {
                     );
                 }
                 ticks += 1;
-                self.tick(&mut active, ticks.is_multiple_of(FAILED_SWEEP_TICKS));
+                self.transport.loop_ticked();
+                self.tick(&mut active, ticks, ticks.is_multiple_of(FAILED_SWEEP_TICKS));
                 self.probe_suspended(&mut active);
+                self.admit_fresh(&mut active);
                 if ticks.is_multiple_of(PEER_HEARTBEAT_TICKS) {
                     for peer in self.transport.peer_ids() {
                         self.outbox.entry(peer).or_default();
@@ -243,7 +282,18 @@ impl RaftLoop {
     /// wakes quiesced groups whose leader's broker (or quorum) went silent.
     /// Walks every group only when a peer turns silent, a link breaks, or
     /// (`sweep`) to find quiesced groups whose background fsync failed.
-    fn tick(&mut self, active: &mut Pending, sweep: bool) {
+    ///
+    /// An awake group is looked at once per round of `heartbeat_ticks`
+    /// ticks (in its phase of the round) and then ticks as many times as
+    /// the round has ticks: a leader sends its one heartbeat of the round,
+    /// a follower's election timer counts the round at once. A loop with
+    /// 100,000 groups awake (a topic of that many partitions created) so
+    /// touches each group once per round instead of once per tick, which
+    /// was most of its work. A timer so fires up to a round late, or (for a
+    /// follower that heard its leader within the round) up to a round
+    /// early; elections take 20 to 40 ticks, a round is a few.
+    fn tick(&mut self, active: &mut Pending, ticks: u64, sweep: bool) {
+        let round = self.timing.heartbeat_ticks.max(1) as u64;
         let me = self.node_id;
         let now = Instant::now();
         // A broken link: leaders stop streaming appends to that peer and
@@ -279,34 +329,52 @@ impl RaftLoop {
         self.silent.clone_from(&silent);
         let mut failed = Vec::new();
         if newly_silent || sweep {
-            for (k, g) in &mut self.groups {
+            for (id, _, g) in self.groups.iter_mut() {
+                let leader = g.node.raft.leader_id;
+                if newly_silent && leader != me && silent.contains(&leader) {
+                    // At once rather than at the group's next look.
+                    end_lease(&mut g.node.raft);
+                    if !g.quiesced {
+                        self.electing.insert(id);
+                    }
+                }
                 if !g.quiesced {
                     continue;
                 }
                 if sweep && g.core().has_failed() {
-                    failed.push(k.clone());
+                    failed.push(id);
                     continue;
                 }
-                let leader = g.node.raft.leader_id;
-                if newly_silent
-                    && ((leader != me && silent.contains(&leader)) || lost_quorum(g, me, &silent))
+                if (newly_silent
+                    && ((leader != me && silent.contains(&leader)) || lost_quorum(g, me, &silent)))
+                    || hold_over(g, &silent, now)
                 {
                     g.quiesced = false;
-                    self.awake.insert(k.clone());
+                    if electing(g, me, &silent) {
+                        self.electing.insert(id);
+                    } else {
+                        self.awake.insert(id);
+                    }
                 }
             }
         }
-        for k in std::mem::take(&mut self.awake) {
-            let Some(g) = self.groups.get_mut(&k) else {
-                continue;
-            };
-            if g.quiesced {
-                continue;
+        let Self {
+            groups,
+            awake,
+            electing: in_election,
+            outbox,
+            ..
+        } = self;
+        let mut now_electing = Vec::new();
+        awake.phase_mut(ticks % round).retain(|&id| {
+            if in_election.contains(&id) {
+                return false;
             }
-            if g.core().has_failed() {
-                // The background flusher's fsync failed.
-                failed.push(k);
-                continue;
+            let Some((k, g)) = groups.entry_mut(id) else {
+                return false;
+            };
+            if !still_ticks(g, id, &mut failed) {
+                return false;
             }
             if let Some((preferred, until)) = g.held_for {
                 if g.node.raft.leader_id == raft::INVALID_ID
@@ -314,8 +382,7 @@ impl RaftLoop {
                     && now < until
                 {
                     // No election timer yet: the preferred replica campaigns.
-                    self.awake.insert(k);
-                    continue;
+                    return true;
                 }
                 g.held_for = None;
             }
@@ -332,27 +399,22 @@ impl RaftLoop {
             if leader != me && silent.contains(&leader) {
                 end_lease(&mut g.node.raft);
             }
-            // Most ticks only count time: only a group with something to
-            // send or store is due (a walk of 100,000 awake groups per tick
-            // otherwise queues every one of them).
-            let _ = g.node.tick();
-            if g.node.has_ready() {
-                active.insert(k.clone());
+            if electing(g, me, &silent) {
+                now_electing.push(id);
+                return false;
             }
             if can_quiesce(g, me) {
+                // Before this round's ticks: a leader woken by a late answer
+                // sleeps again without the round's heartbeat, which would
+                // wake its followers, whose answers would wake it again.
                 g.quiesced = true;
                 let term = g.node.raft.term;
                 let index = g.node.raft.raft_log.last_index();
-                let followers: Vec<u64> = g
-                    .node
-                    .raft
-                    .prs()
-                    .iter()
-                    .map(|(id, _)| *id)
-                    .filter(|id| *id != me)
-                    .collect();
-                for to in followers {
-                    self.outbox.entry(to).or_default().push(RaftEnvelope {
+                for (to, _) in g.node.raft.prs().iter() {
+                    if *to == me {
+                        continue;
+                    }
+                    outbox.entry(*to).or_default().push(RaftEnvelope {
                         topic: k.0.clone(),
                         partition: k.1,
                         quiesce: true,
@@ -361,12 +423,41 @@ impl RaftLoop {
                         ..Default::default()
                     });
                 }
-                continue;
+                return false;
             }
-            self.awake.insert(k);
-        }
-        for key in failed {
-            self.suspend(&key);
+            // Most ticks only count time: only a group with something to
+            // send or store is due (a walk of 100,000 awake groups per tick
+            // otherwise queues every one of them).
+            for _ in 0..round {
+                let _ = g.node.tick();
+            }
+            if g.node.has_ready() {
+                active.insert(id);
+            }
+            true
+        });
+        // Groups in an election tick every tick until they have a leader
+        // that is heard, then go back to their rounds.
+        in_election.extend(now_electing);
+        in_election.retain(|&id| {
+            let Some(g) = groups.get_mut(id) else {
+                return false;
+            };
+            if !still_ticks(g, id, &mut failed) {
+                return false;
+            }
+            let _ = g.node.tick();
+            if g.node.has_ready() {
+                active.insert(id);
+            }
+            if electing(g, me, &silent) {
+                return true;
+            }
+            awake.insert(id);
+            false
+        });
+        for id in failed {
+            self.suspend(id);
         }
     }
 
@@ -402,18 +493,23 @@ impl RaftLoop {
         let voters: Vec<u64> = node.raft.prs().conf().voters().ids().iter().collect();
         let sole = voters == [self.node_id];
         let mut held_for = None;
+        // Waits for its campaign (`fresh`) or for the preferred replica's.
+        let mut waits = false;
         if voters.contains(&self.node_id) {
-            if sole || preferred == Some(self.node_id) {
+            if sole {
                 let _ = node.campaign();
+            } else if preferred == Some(self.node_id) {
+                waits = true;
             } else if let Some(p) = preferred.filter(|p| voters.contains(p)) {
                 held_for = Some((p, Instant::now() + FRESH_HOLD));
+                waits = true;
             }
         }
         Ok(Group {
             node,
             replica,
             role: Role::default(),
-            quiesced: false,
+            quiesced: waits,
             last_proposal: None,
             held_for,
         })
@@ -424,7 +520,7 @@ impl RaftLoop {
         key: &GroupKey,
         batches: Vec<(BatchHeader, Bytes)>,
     ) -> Result<Proposal> {
-        let Some(g) = self.groups.get_mut(key) else {
+        let Some(g) = self.groups.id(key).and_then(|id| self.groups.get_mut(id)) else {
             return Err(BrokerError::UnknownPartition {
                 topic: key.0.clone(),
                 partition: key.1,
@@ -498,79 +594,79 @@ impl RaftLoop {
         let started = Instant::now();
         let budget = CYCLE_BUDGET.max(self.last_sync);
         let mut readies = Vec::new();
-        let mut plans: Vec<(GroupKey, SyncPlan)> = Vec::new();
-        let mut broken: Vec<GroupKey> = Vec::new();
+        let mut plans: Vec<(GroupId, SyncPlan)> = Vec::new();
+        let mut broken: Vec<GroupId> = Vec::new();
         let mut taken = 0usize;
         while !taken.is_multiple_of(32) || started.elapsed() < budget {
-            let Some(key) = active.pop() else { break };
+            let Some(id) = active.pop() else { break };
             taken += 1;
-            let Some(g) = self.groups.get_mut(&key) else {
+            let Some((key, g)) = self.groups.entry_mut(id) else {
                 continue;
             };
-            if !g.quiesced && !self.awake.contains(&key) {
-                self.awake.insert(key.clone());
+            if !g.quiesced {
+                self.awake.insert(id);
             }
             if !g.node.has_ready() {
                 continue;
             }
             let mut rd = g.node.ready();
-            queue(&mut self.outbox, &key, rd.take_messages());
-            if let Err(e) = persist(g, &mut rd, now, &mut plans, &key, &self.hard_states) {
+            queue(&mut self.outbox, key, rd.take_messages());
+            if let Err(e) = persist(g, &mut rd, now, &mut plans, id, key, &self.hard_states) {
                 // Nothing that is not on disk is acknowledged: the replica
                 // leaves the loop until its disk has room.
                 tracing::error!(topic = %key.0, partition = key.1, error = %e,
                     "cannot persist Raft entries; suspending the replica");
-                broken.push(key);
+                broken.push(id);
                 continue;
             }
-            readies.push((key, rd));
+            readies.push((id, rd));
         }
         let write = started.elapsed();
         // Term and vote changes of every group, in one durable write.
         if let Err(e) = self.hard_states.flush() {
             tracing::error!(error = %e, "cannot persist Raft term/vote; suspending these replicas");
-            broken.extend(readies.drain(..).map(|(key, _)| key));
+            broken.extend(readies.drain(..).map(|(id, _)| id));
             plans.clear();
         }
         // One sync pass for everything written in this cycle.
-        for (key, plan) in plans {
+        for (id, plan) in plans {
             match plan.run() {
                 Ok(()) => {
-                    if let Some(g) = self.groups.get(&key) {
+                    if let Some(g) = self.groups.get(id) {
                         g.core().lock().log.mark_synced(plan.up_to);
                     }
                 }
                 Err(e) => {
                     // Written pages may be lost: offline until a restart
                     // recovers the log from what reached the disk.
-                    tracing::error!(topic = %key.0, partition = key.1, error = %e,
-                        "fsync failed; taking the replica offline");
-                    if let Some(g) = self.groups.get(&key) {
+                    if let Some((key, g)) = self.groups.entry(id) {
+                        tracing::error!(topic = %key.0, partition = key.1, error = %e,
+                            "fsync failed; taking the replica offline");
                         g.core().fail();
                     }
-                    readies.retain(|(k, _)| *k != key);
-                    broken.push(key);
+                    readies.retain(|(k, _)| *k != id);
+                    broken.push(id);
                 }
             }
         }
-        for key in &broken {
-            self.suspend(key);
+        for id in broken {
+            self.suspend(id);
         }
         let sync = started.elapsed() - write;
         self.last_sync = sync;
         let groups = readies.len();
-        for (key, mut rd) in readies {
-            let Some(g) = self.groups.get_mut(&key) else {
+        for (id, mut rd) in readies {
+            let Some((key, g)) = self.groups.entry_mut(id) else {
                 continue;
             };
-            queue(&mut self.outbox, &key, rd.take_persisted_messages());
+            queue(&mut self.outbox, key, rd.take_persisted_messages());
             let committed = rd.take_committed_entries();
             apply(g, committed);
             let mut light = g.node.advance(rd);
             if let Some(c) = light.commit_index() {
                 g.core().lock().meta.commit = c;
             }
-            queue(&mut self.outbox, &key, light.take_messages());
+            queue(&mut self.outbox, key, light.take_messages());
             let committed = light.take_committed_entries();
             apply(g, committed);
             g.node.advance_apply();
@@ -598,9 +694,10 @@ impl RaftLoop {
                     tracing::info!(topic = %key.0, partition = key.1, term = role.term, "became leader");
                 }
             }
-            self.publish_view(&key);
-            if g_needs_more(&self.groups, &key) {
-                active.insert(key);
+            let more = g.node.has_ready();
+            self.publish_view(id);
+            if more {
+                active.insert(id);
             }
         }
         self.flush_outbox();
@@ -627,8 +724,4 @@ impl RaftLoop {
             self.transport.send(to, messages, notices.clone());
         }
     }
-}
-
-fn g_needs_more(groups: &GroupMap<Group>, key: &GroupKey) -> bool {
-    groups.get(key).is_some_and(|g| g.node.has_ready())
 }

@@ -5,28 +5,35 @@
 
 use std::collections::VecDeque;
 
-use super::{GroupKey, GroupSet};
+use super::GroupHasher;
+use super::groups::GroupId;
 
 #[derive(Default)]
 pub(super) struct Pending {
-    order: VecDeque<GroupKey>,
-    members: GroupSet,
+    order: VecDeque<GroupId>,
+    members: std::collections::HashSet<GroupId, GroupHasher>,
 }
 
 impl Pending {
-    /// Marks `key` due (a no-op if it already is).
-    pub(super) fn insert(&mut self, key: GroupKey) {
-        if !self.members.contains(&key) {
-            self.members.insert(key.clone());
-            self.order.push_back(key);
+    /// Marks `id` due (a no-op if it already is).
+    pub(super) fn insert(&mut self, id: GroupId) {
+        if self.members.insert(id) {
+            self.order.push_back(id);
+        }
+    }
+
+    /// Marks each of `ids` due.
+    pub(super) fn extend(&mut self, ids: impl IntoIterator<Item = GroupId>) {
+        for id in ids {
+            self.insert(id);
         }
     }
 
     /// The group due longest.
-    pub(super) fn pop(&mut self) -> Option<GroupKey> {
-        let key = self.order.pop_front()?;
-        self.members.remove(&key);
-        Some(key)
+    pub(super) fn pop(&mut self) -> Option<GroupId> {
+        let id = self.order.pop_front()?;
+        self.members.remove(&id);
+        Some(id)
     }
 
     pub(super) fn len(&self) -> usize {
@@ -42,12 +49,13 @@ impl Pending {
 mod tests {
     use super::*;
 
-    fn key(p: u32) -> GroupKey {
-        ("t".to_owned(), p)
-    }
-
     #[test]
     fn each_group_once_in_the_order_it_became_due() {
+        let mut groups = super::super::groups::Groups::default();
+        let ids: Vec<GroupId> = (0..4)
+            .map(|i| groups.insert(("t".to_owned(), i), ()))
+            .collect();
+        let key = |i: usize| ids[i];
         let mut p = Pending::default();
         for k in [3, 1, 3, 2, 1] {
             p.insert(key(k));

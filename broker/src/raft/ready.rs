@@ -15,6 +15,7 @@ use strata_proto::batch::BatchHeader;
 use strata_proto::v1::RaftEnvelope;
 
 use super::GroupKey;
+use super::groups::GroupId;
 use super::hardstate::HardStates;
 use super::node::Group;
 use super::snapshot::StateSnapshot;
@@ -55,7 +56,8 @@ pub(super) fn persist(
     g: &mut Group,
     rd: &mut raft::Ready,
     now: i64,
-    plans: &mut Vec<(GroupKey, SyncPlan)>,
+    plans: &mut Vec<(GroupId, SyncPlan)>,
+    id: GroupId,
     key: &GroupKey,
     hard_states: &HardStates,
 ) -> std::result::Result<(), String> {
@@ -130,7 +132,7 @@ pub(super) fn persist(
         }
         core.mark_written(inner.log.next_offset());
         if inner.log.config().fsync == FsyncPolicy::Always {
-            plans.push((key.clone(), inner.log.sync_plan()));
+            plans.push((id, inner.log.sync_plan()));
         }
     }
     if let Some(hs) = rd.hs() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::GroupKey;
+use super::groups::GroupId;
 use super::node::RaftLoop;
 use super::pending::Pending;
 use super::replica::Replica;
@@ -26,10 +27,14 @@ impl RaftLoop {
     /// Takes a group whose storage failed out of the loop (see
     /// [`Suspended`]). Its raft-rs node is dropped: what it had not made
     /// durable was never acknowledged, and the node is rebuilt from disk.
-    pub(super) fn suspend(&mut self, key: &GroupKey) {
-        let Some(g) = self.groups.remove(key) else {
+    pub(super) fn suspend(&mut self, id: GroupId) {
+        let Some(key) = self.groups.entry(id).map(|(k, _)| k.clone()) else {
             return;
         };
+        let Some(g) = self.groups.remove(id) else {
+            return;
+        };
+        let key = &key;
         hold_out(&*g.replica);
         self.directory.set_leader(&key.0, key.1, 0, g.role.term);
         self.views
@@ -74,8 +79,8 @@ impl RaftLoop {
             match self.new_group(Arc::clone(&s.replica), None) {
                 Ok(g) => {
                     tracing::info!(topic = %key.0, partition = key.1, "disk has room again; replica resumed");
-                    self.groups.insert(key.clone(), g);
-                    active.insert(key);
+                    let id = self.groups.insert(key, g);
+                    active.insert(id);
                 }
                 Err(e) => {
                     tracing::error!(topic = %key.0, partition = key.1, error = %e, "cannot resume the replica");

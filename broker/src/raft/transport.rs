@@ -3,12 +3,19 @@
 //! Sends never block the event loop: a full queue drops the batch (Raft
 //! retransmits) and a broken link reconnects with backoff.
 //!
+//! Between batches, a keepalive task sends every peer an empty batch every
+//! [`KEEPALIVE_EVERY`] while the event loop ticks (`loop_ticked`), so that
+//! a loop running a few hundred milliseconds late (a long cycle, a
+//! CPU-starved host) is not taken for a dead broker; a loop stalled for
+//! [`LOOP_STALL`] stops them, and its peers treat it as silent.
+//!
 //! An in-memory mode (`Transport::in_memory`) hands every batch to a
 //! caller-supplied router instead (tests run whole clusters in a process).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use strata_proto::v1::peer_client::PeerClient;
 use strata_proto::v1::{LeaderNotice, RaftBatch, RaftEnvelope};
@@ -23,6 +30,17 @@ use crate::raft::directory::Directory;
 /// Batches queued per peer before new ones are dropped.
 const QUEUE: usize = 1024;
 const MAX_MESSAGE: usize = 256 << 20;
+
+/// How often the keepalive task sends each peer an empty batch (as often
+/// as the event loop's own broker heartbeats).
+const KEEPALIVE_EVERY: Duration = Duration::from_millis(100);
+
+/// The keepalive task stops while the event loop has not ticked for this
+/// long: peers then see this broker silent (`quiesce::WAKE_AFTER` later)
+/// and its groups' followers take over, as for a dead broker. Below an
+/// election timeout (1–2 s): a stuck loop is replaced about as fast as a
+/// leader's missed heartbeats would have it replaced.
+const LOOP_STALL: Duration = Duration::from_secs(1);
 
 /// Delivers a batch to broker `to` (in-memory mode).
 pub type Router = Arc<dyn Fn(u64, RaftBatch) + Send + Sync>;
@@ -49,6 +67,9 @@ pub struct Transport {
     links: RwLock<HashMap<u64, Link>>,
     /// Peers whose link failed since the loop last asked.
     unreachable: Arc<std::sync::Mutex<Vec<u64>>>,
+    /// When the event loop last ticked, in milliseconds since `epoch`.
+    loop_ticked_ms: AtomicU64,
+    epoch: Instant,
 }
 
 /// Makes the endpoint for a peer address (scheme and TLS included).
@@ -69,6 +90,8 @@ impl Transport {
             addrs: RwLock::new(addrs),
             links: RwLock::default(),
             unreachable: Arc::default(),
+            loop_ticked_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
     }
 
@@ -93,7 +116,46 @@ impl Transport {
             addrs: RwLock::new(addrs),
             links: RwLock::default(),
             unreachable: Arc::default(),
+            loop_ticked_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
         }
+    }
+
+    /// Records that the event loop ticked (see [`Self::spawn_keepalive`]).
+    pub fn loop_ticked(&self) {
+        // 0 stands for "never".
+        let ms = (self.epoch.elapsed().as_millis() as u64).max(1);
+        self.loop_ticked_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Whether the event loop ticked within [`LOOP_STALL`].
+    fn loop_alive(&self) -> bool {
+        let last = self.loop_ticked_ms.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        last > 0 && now.saturating_sub(last) < LOOP_STALL.as_millis() as u64
+    }
+
+    /// Starts the keepalive task (gRPC mode; in-memory clusters are driven
+    /// by their loops alone). It ends with the transport.
+    pub fn spawn_keepalive(self: &Arc<Self>) {
+        let Mode::Grpc(runtime, _) = &self.mode else {
+            return;
+        };
+        let me = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let mut every = tokio::time::interval(KEEPALIVE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                every.tick().await;
+                let Some(t) = me.upgrade() else { return };
+                if !t.loop_alive() {
+                    continue;
+                }
+                for peer in t.peer_ids() {
+                    t.send(peer, Vec::new(), Vec::new());
+                }
+            }
+        });
     }
 
     pub fn fingerprint(&self) -> &str {
@@ -314,4 +376,29 @@ pub fn deliver(
         raft.send(Cmd::Step(msgs))?;
     }
     Ok(dropped)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_keepalive_follows_the_loops_ticks() {
+        let router: Router = Arc::new(|_, _| {});
+        let t = Transport::in_memory(1, "test".into(), router, [1, 2, 3]);
+        assert!(!t.loop_alive(), "no tick yet");
+        t.loop_ticked();
+        assert!(t.loop_alive());
+        // A loop whose last tick is older than the stall limit.
+        t.loop_ticked_ms.store(1, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(2));
+        let stalled = Instant::now() + LOOP_STALL + Duration::from_millis(500);
+        while Instant::now() < stalled && t.loop_alive() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !t.loop_alive(),
+            "a loop stalled for {LOOP_STALL:?} is not alive"
+        );
+    }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use raft::StateRole;
 
 use super::GroupKey;
+use super::groups::GroupId;
 use super::node::RaftLoop;
 use super::replica::Role;
 
@@ -27,8 +28,8 @@ pub struct ReplicaView {
 pub type Views = Arc<std::sync::RwLock<HashMap<GroupKey, ReplicaView>>>;
 
 impl RaftLoop {
-    pub(super) fn publish_view(&self, key: &GroupKey) {
-        let Some(g) = self.groups.get(key) else {
+    pub(super) fn publish_view(&self, id: GroupId) {
+        let Some((key, g)) = self.groups.entry(id) else {
             return;
         };
         let voters: Vec<u64> = g.node.raft.prs().conf().voters().ids().iter().collect();

@@ -54,10 +54,12 @@ pub async fn run<H: TierHost>(me: Weak<H>) {
             if !part.is_leader() || part.is_closed() || part.topic().starts_with("__") {
                 continue;
             }
-            let cfg = part.config();
-            if !cfg.remote_storage {
+            // Without cloning the configuration of each of 100,000 local
+            // partitions per pass.
+            if !part.with_log(|log, _| log.config().remote_storage) {
                 continue;
             }
+            let cfg = part.config();
             let key: Key = (part.topic().to_owned(), part.id());
             let end = b.with_manifest(part.topic(), part.id(), |m, _| {
                 m.filter(|m| !m.segments.is_empty() || m.start > 0)
