@@ -451,13 +451,29 @@ impl Cluster {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
+        let mut attempts = 0u32;
         let r = self
             .admin_retry(Duration::from_secs(30), |mut a| {
+                attempts += 1;
                 let req = req.clone();
                 async move { a.create_topic(req).await }
             })
-            .await?;
-        Ok(r.topic.unwrap_or_default())
+            .await;
+        match r {
+            Ok(r) => Ok(r.topic.unwrap_or_default()),
+            // An attempt answered with a retriable error (the controller
+            // lost its leadership while committing) may still have created
+            // the topic: the retry then finds it, which is this create's
+            // own success, as a Kafka client treats TOPIC_ALREADY_EXISTS
+            // after a retried CreateTopics.
+            Err(st) if attempts > 1 && st.code() == tonic::Code::AlreadyExists => {
+                match self.describe(name).await {
+                    Some(d) => Ok(d),
+                    None => Err(st),
+                }
+            }
+            Err(st) => Err(st),
+        }
     }
 
     /// Creates a topic and waits until every partition is led and in sync.
