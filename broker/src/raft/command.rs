@@ -256,7 +256,7 @@ impl RaftLoop {
                 term,
                 index,
             } => {
-                if let Some(g) = self.groups.id(&key).and_then(|id| self.groups.get_mut(id)) {
+                if let Some(g) = self.groups.get_mut_by_key(&key) {
                     let r = &g.node.raft;
                     if r.term == term
                         && r.leader_id == from

@@ -70,6 +70,12 @@ impl<V> Groups<V> {
         slot.value.as_ref().map(|(_, v)| v)
     }
 
+    /// The group `key`, to change, by its key (a command naming it).
+    pub(super) fn get_mut_by_key(&mut self, key: &GroupKey) -> Option<&mut V> {
+        let id = self.id(key)?;
+        self.get_mut(id)
+    }
+
     pub(super) fn get_mut(&mut self, id: GroupId) -> Option<&mut V> {
         let slot = self.slots.get_mut(id.slot as usize)?;
         if slot.generation != id.generation {
@@ -130,6 +136,11 @@ impl<V> Groups<V> {
     /// Removes the group `id` and returns it; its id (and every copy of
     /// it) finds nothing from now on.
     pub(super) fn remove(&mut self, id: GroupId) -> Option<V> {
+        self.remove_entry(id).map(|(_, v)| v)
+    }
+
+    /// As [`Self::remove`], with the group's key.
+    pub(super) fn remove_entry(&mut self, id: GroupId) -> Option<(GroupKey, V)> {
         let slot = self.slots.get_mut(id.slot as usize)?;
         if slot.generation != id.generation {
             return None;
@@ -138,7 +149,7 @@ impl<V> Groups<V> {
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(id.slot);
         self.ids.remove(&key);
-        Some(value)
+        Some((key, value))
     }
 
     /// Removes the group `key`, if it is here.
@@ -233,7 +244,7 @@ mod tests {
     fn an_id_of_a_removed_group_finds_nothing_after_its_slot_is_reused() {
         let mut g = Groups::default();
         let a = g.insert(key(0), 1);
-        assert_eq!(g.remove(a), Some(1));
+        assert_eq!(g.remove_entry(a), Some((key(0), 1)));
         assert_eq!(g.remove(a), None);
         assert!(!g.contains_key(&key(0)));
         let b = g.insert(key(7), 2);

@@ -520,7 +520,7 @@ impl RaftLoop {
         key: &GroupKey,
         batches: Vec<(BatchHeader, Bytes)>,
     ) -> Result<Proposal> {
-        let Some(g) = self.groups.id(key).and_then(|id| self.groups.get_mut(id)) else {
+        let Some(g) = self.groups.get_mut_by_key(key) else {
             return Err(BrokerError::UnknownPartition {
                 topic: key.0.clone(),
                 partition: key.1,

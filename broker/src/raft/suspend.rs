@@ -28,10 +28,7 @@ impl RaftLoop {
     /// [`Suspended`]). Its raft-rs node is dropped: what it had not made
     /// durable was never acknowledged, and the node is rebuilt from disk.
     pub(super) fn suspend(&mut self, id: GroupId) {
-        let Some(key) = self.groups.entry(id).map(|(k, _)| k.clone()) else {
-            return;
-        };
-        let Some(g) = self.groups.remove(id) else {
+        let Some((key, g)) = self.groups.remove_entry(id) else {
             return;
         };
         let key = &key;
