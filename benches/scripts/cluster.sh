@@ -24,7 +24,7 @@ DATA=${STRATA_BENCH_DIR:-target/bench-data}
 RUNS=${RUNS:-3}
 KILLS=${KILLS:-20}
 FSYNC=${FSYNC:-never}
-BIN=target/release
+BIN=${STRATA_BIN:-target/release}
 mkdir -p "$OUT"
 IC="1=127.0.0.1:19611,2=127.0.0.1:19612,3=127.0.0.1:19613"
 BROKERS=127.0.0.1:19601,127.0.0.1:19602,127.0.0.1:19603

@@ -12,6 +12,8 @@
 //! loop could send and answer within an election timeout: leaders stepped
 //! down for want of answers, and elections never ended.
 //!
+//! A first campaign from term 0 skips the pre-vote (see `admit_fresh`).
+//!
 //! The other replicas of a new group are held: quiesced (not ticking, so
 //! never campaigning) until a message of the group wakes them, the
 //! preferred replica's broker falls silent, or [`FRESH_HOLD`] passed.
@@ -64,7 +66,15 @@ impl RaftLoop {
             // Another replica may have been elected meanwhile (its hold
             // ran out): this one follows it.
             if r.state == StateRole::Follower && r.leader_id == raft::INVALID_ID {
-                let _ = g.node.campaign();
+                if r.term == 0 {
+                    // Nothing of the group heard yet: any leader it has is of
+                    // a term of at least 1, which a campaign for term 1
+                    // cannot depose, so the pre-vote round (a round trip
+                    // and two messages per follower) is skipped.
+                    g.node.raft.campaign(raft::CAMPAIGN_ELECTION);
+                } else {
+                    let _ = g.node.campaign();
+                }
             }
             g.quiesced = false;
             self.wake(id);

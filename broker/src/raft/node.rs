@@ -31,7 +31,7 @@ use super::fresh::{FRESH_HOLD, hold_over};
 use super::groups::{GroupId, Groups, PhasedSet};
 use super::hardstate::HardStates;
 use super::pending::Pending;
-use super::quiesce::{WAKE_AFTER, can_quiesce, end_lease, lost_quorum};
+use super::quiesce::{WAKE_AFTER, can_quiesce, credit_heard_voters, end_lease, lost_quorum};
 use super::ready::{apply, persist, queue, records_in};
 use super::replica::{Admission, Replica, ReplicaCore, Role};
 use super::storage::LogStorage;
@@ -425,6 +425,7 @@ impl RaftLoop {
                 }
                 return false;
             }
+            credit_heard_voters(&mut g.node.raft, me, &silent);
             // Most ticks only count time: only a group with something to
             // send or store is due (a walk of 100,000 awake groups per tick
             // otherwise queues every one of them).

@@ -70,6 +70,28 @@ pub(super) fn lost_quorum(g: &Group, me: u64, silent: &HashSet<u64>) -> bool {
     !r.prs().has_quorum(&heard)
 }
 
+/// Check-quorum by broker: marks every voter of a led group whose broker
+/// is heard (not in `silent`) as recently active, so that raft-rs's own
+/// check-quorum (every election timeout) steps the leader down only when
+/// its broker hears no quorum of the group's brokers, as
+/// [`lost_quorum`] does sooner. Counting each group's own messages instead
+/// made a loop running late (a topic of 100,000 partitions being created
+/// on a starved host: answers waiting in its inbox past the check) depose
+/// its healthy leaders by the thousand, and every step-down an election
+/// that added to the load. A follower replica that stopped answering on a
+/// broker that is heard cannot be replaced by stepping down: its group's
+/// other voters elect if their leader goes quiet, as before.
+pub(super) fn credit_heard_voters(r: &mut raft::Raft<LogStorage>, me: u64, silent: &HashSet<u64>) {
+    if r.state != StateRole::Leader {
+        return;
+    }
+    for (id, p) in r.mut_prs().iter_mut() {
+        if *id != me && !silent.contains(id) {
+            p.recent_active = true;
+        }
+    }
+}
+
 /// An idle led group whose followers all hold and know the whole log.
 pub(super) fn can_quiesce(g: &Group, me: u64) -> bool {
     let r = &g.node.raft;
