@@ -28,6 +28,7 @@ mod replicas;
 pub mod scrape;
 mod startup;
 mod status;
+pub use status::StatesQuery;
 mod tiering;
 mod topics;
 pub mod users;

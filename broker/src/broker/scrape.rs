@@ -133,7 +133,7 @@ pub fn render(broker: &Broker) -> String {
             .map(|(n, t)| (n.clone(), t.assignments.clone()))
             .collect::<std::collections::HashMap<_, _>>()
     });
-    let led = broker.local_replica_states();
+    let led = broker.local_replica_states(super::StatesQuery::default());
     let under = led
         .iter()
         .filter(|st| {

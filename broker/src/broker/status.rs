@@ -9,21 +9,65 @@ use strata_proto::v1::peer_client::PeerClient;
 use super::Broker;
 use crate::security::tls::connect_broker;
 
+/// Which led replicas a status request asks about, and how much of each.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatesQuery<'a> {
+    /// Only this topic's partitions.
+    pub topic: Option<&'a str>,
+    /// Leader, term and ISR only (cluster status, which counts them over
+    /// every partition): no look at the logs.
+    pub roles_only: bool,
+}
+
+impl StatesQuery<'_> {
+    fn wants(&self, topic: &str) -> bool {
+        self.topic.is_none_or(|t| t == topic)
+    }
+}
+
 impl Broker {
-    /// States of the partitions this broker leads (for status RPCs).
-    pub fn local_replica_states(&self) -> Vec<strata_proto::v1::ReplicaState> {
-        let views = self.views.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let parts = self
-            .partitions
+    /// States of the partitions this broker leads (for status RPCs). Takes
+    /// the led views (and their partitions) under the locks and looks at
+    /// the logs after: at 100,000 replicas, copying both maps whole was
+    /// most of a status request's cost.
+    pub fn local_replica_states(&self, q: StatesQuery<'_>) -> Vec<strata_proto::v1::ReplicaState> {
+        let me = self.config.node_id;
+        let led: Vec<(super::TopicPartition, crate::raft::node::ReplicaView)> = self
+            .views
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut out = Vec::new();
-        for (key, v) in views {
-            if v.role.leader != self.config.node_id {
-                continue;
-            }
-            let Some(part) = parts.get(&key) else {
+            .iter()
+            .filter(|(k, v)| v.role.leader == me && q.wants(&k.0))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // A quiesced group's view is not refreshed: drop silent brokers.
+        let isr_of = |v: &crate::raft::node::ReplicaView| -> Vec<u64> {
+            v.isr
+                .iter()
+                .copied()
+                .filter(|id| *id == me || self.directory.alive(*id))
+                .collect()
+        };
+        if q.roles_only {
+            return led
+                .into_iter()
+                .map(|(key, v)| strata_proto::v1::ReplicaState {
+                    isr: isr_of(&v),
+                    topic: key.0,
+                    partition: key.1,
+                    leader: v.role.leader,
+                    term: v.role.term,
+                    ..Default::default()
+                })
+                .collect();
+        }
+        let parts: Vec<Option<std::sync::Arc<crate::partition::Partition>>> = {
+            let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
+            led.iter().map(|(k, _)| parts.get(k).cloned()).collect()
+        };
+        let mut out = Vec::with_capacity(led.len());
+        for ((key, v), part) in led.into_iter().zip(parts) {
+            let Some(part) = part else {
                 continue;
             };
             let o = part.offsets();
@@ -37,14 +81,7 @@ impl Broker {
             } else {
                 0
             };
-            // A quiesced group's view is not refreshed: drop silent brokers.
-            let me = self.config.node_id;
-            let isr: Vec<u64> = v
-                .isr
-                .iter()
-                .copied()
-                .filter(|id| *id == me || self.directory.alive(*id))
-                .collect();
+            let isr = isr_of(&v);
             out.push(strata_proto::v1::ReplicaState {
                 topic: key.0.clone(),
                 partition: key.1,
@@ -75,6 +112,7 @@ impl Broker {
     /// leads; the highest term wins) and the set of brokers that answered.
     pub async fn replica_states(
         &self,
+        q: StatesQuery<'_>,
     ) -> (
         HashMap<(String, u32), strata_proto::v1::ReplicaState>,
         HashSet<u64>,
@@ -84,13 +122,23 @@ impl Broker {
         alive.insert(self.config.node_id);
         let mut merge = |list: Vec<strata_proto::v1::ReplicaState>| {
             for st in list {
-                let key = (st.topic.clone(), st.partition);
-                if states.get(&key).is_none_or(|o| o.term < st.term) {
-                    states.insert(key, st);
+                match states.entry((st.topic.clone(), st.partition)) {
+                    std::collections::hash_map::Entry::Occupied(mut o) => {
+                        if o.get().term < st.term {
+                            o.insert(st);
+                        }
+                    }
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(st);
+                    }
                 }
             }
         };
-        merge(self.local_replica_states());
+        merge(self.local_replica_states(q));
+        let request = strata_proto::v1::ReplicaStatesRequest {
+            roles_only: q.roles_only,
+            topic: q.topic.unwrap_or_default().to_owned(),
+        };
         let peers: Vec<(u64, String)> = self
             .transport
             .peer_ids()
@@ -98,6 +146,7 @@ impl Broker {
             .filter_map(|id| self.transport.peer_addr(id).map(|a| (id, a)))
             .collect();
         let tls = &self.config.tls;
+        let request = &request;
         let calls = peers.into_iter().map(|(id, addr)| async move {
             let ch = connect_broker(
                 tls.as_ref(),
@@ -108,7 +157,7 @@ impl Broker {
             .await?;
             let r = PeerClient::new(ch)
                 .max_decoding_message_size(256 << 20)
-                .replica_states(strata_proto::v1::ReplicaStatesRequest {})
+                .replica_states(request.clone())
                 .await
                 .ok()?;
             Some((id, r.into_inner()))

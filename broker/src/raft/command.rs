@@ -114,6 +114,11 @@ impl RaftLoop {
                         if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
                             m.commit = m.commit.min(g.node.raft.raft_log.last_index());
                         }
+                        // A held replica of a new group answers the
+                        // preferred replica (its vote request, its appends)
+                        // without waking: it has no timer to run while that
+                        // replica's broker is heard (`fresh`).
+                        let held = g.held_for.is_some_and(|(p, _)| p == from) && g.quiesced;
                         g.quiesced = false;
                         if matches!(
                             m.get_msg_type(),
@@ -132,6 +137,9 @@ impl RaftLoop {
                         if let Err(e) = g.node.step(m) {
                             tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
                         }
+                        // Still a follower (a leadership handed to it makes
+                        // it campaign, which needs its timer).
+                        g.quiesced = held && g.node.raft.state == StateRole::Follower;
                         active.insert(id);
                     }
                 }

@@ -15,8 +15,16 @@
 //! A first campaign from term 0 skips the pre-vote (see `admit_fresh`).
 //!
 //! The other replicas of a new group are held: quiesced (not ticking, so
-//! never campaigning) until a message of the group wakes them, the
-//! preferred replica's broker falls silent, or [`FRESH_HOLD`] passed.
+//! never campaigning) until a message from another replica than the
+//! preferred one wakes them, the preferred replica's broker falls silent,
+//! or [`FRESH_HOLD`] passed. The preferred replica's vote request and
+//! appends are answered without waking: a follower ticking until its
+//! leader quiesced the group (every tick while it had voted but not yet
+//! heard the new leader) cost the loop a seventh of its time while
+//! 100,000 groups were being created. A held replica whose leader is the
+//! preferred one is, until that leader quiesces the group, what the
+//! follower of a quiesced group is: woken if the leader's broker falls
+//! silent.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -28,10 +28,18 @@ use strata_proto::v1::{
 use tonic::{Request, Response, Status};
 
 use super::status::error_info;
-use crate::broker::Broker;
+use crate::broker::{Broker, StatesQuery};
 use crate::cluster::metadata::TopicMeta;
 use crate::error::{BrokerError, Result};
 use crate::security::auth::{Acl, Operation, Resource};
+
+/// The states a reply about one topic needs: its partitions only, in full.
+fn topic_states(name: &str) -> StatesQuery<'_> {
+    StatesQuery {
+        topic: Some(name),
+        roles_only: false,
+    }
+}
 
 pub struct AdminService {
     broker: Arc<Broker>,
@@ -134,7 +142,7 @@ impl AdminApi for AdminService {
             .create_topic(&r.name, r.partitions, r.replication_factor, configs)
             .await?;
         tracing::info!(topic = %r.name, partitions = meta.partitions, "created topic");
-        let states = self.broker.replica_states().await;
+        let states = self.broker.replica_states(topic_states(&r.name)).await;
         Ok(Response::new(CreateTopicResponse {
             topic: Some(self.describe(&r.name, &meta, &states.0)),
         }))
@@ -189,7 +197,7 @@ impl AdminApi for AdminService {
             .authorize(&who, Operation::Describe, Resource::Topic, &name)?;
         self.broker.check_ready()?;
         let meta = self.topic_meta(&name)?;
-        let states = self.broker.replica_states().await;
+        let states = self.broker.replica_states(topic_states(&name)).await;
         Ok(Response::new(self.describe(&name, &meta, &states.0)))
     }
 
@@ -203,7 +211,7 @@ impl AdminApi for AdminService {
             .alter_topic_config_as(&who, &r.name, r.set.into_iter().collect())
             .await?;
         let meta = self.topic_meta(&r.name)?;
-        let states = self.broker.replica_states().await;
+        let states = self.broker.replica_states(topic_states(&r.name)).await;
         Ok(Response::new(AlterTopicConfigResponse {
             topic: Some(self.describe(&r.name, &meta, &states.0)),
         }))
@@ -219,7 +227,7 @@ impl AdminApi for AdminService {
             .broker
             .create_partitions_as(&who, &r.name, r.count, None, false)
             .await?;
-        let states = self.broker.replica_states().await;
+        let states = self.broker.replica_states(topic_states(&r.name)).await;
         Ok(Response::new(CreatePartitionsResponse {
             topic: Some(self.describe(&r.name, &meta, &states.0)),
         }))
@@ -327,49 +335,62 @@ impl AdminApi for AdminService {
         self.broker
             .authorize(&who, Operation::Describe, Resource::Cluster, "")?;
         self.broker.check_ready()?;
-        let state = self.broker.cluster_state();
-        let (states, alive) = self.broker.replica_states().await;
+        let (states, alive) = self
+            .broker
+            .replica_states(StatesQuery {
+                topic: None,
+                roles_only: true,
+            })
+            .await;
         let (voters, _) = self.broker.controller().membership();
-        let mut leaderless = 0;
-        let mut under = 0;
-        let mut total = 0;
-        let mut leads: HashMap<u64, u32> = HashMap::new();
-        for (name, t) in &state.topics {
-            for p in 0..t.partitions {
-                total += 1;
-                let replicas = t.assignments.get(p as usize).map_or(0, Vec::len);
-                match states.get(&(name.clone(), p)) {
-                    Some(st) if st.leader != 0 && alive.contains(&st.leader) => {
-                        *leads.entry(st.leader).or_default() += 1;
-                        if st.isr.len() < replicas {
-                            under += 1;
-                        }
-                    }
-                    _ => {
-                        leaderless += 1;
-                        under += 1;
-                    }
+        // Counted over the led partitions reported, not over every
+        // partition's key looked up in them (a key built per partition).
+        let (cluster_id, brokers, total, leaderless, under) = self.broker.with_state(|state| {
+            let total: u32 = state.topics.values().map(|t| t.partitions).sum();
+            let mut led = 0u32;
+            let mut under = 0u32;
+            let mut leads: HashMap<u64, u32> = HashMap::new();
+            for ((name, p), st) in &states {
+                let Some(t) = state.topics.get(name).filter(|t| *p < t.partitions) else {
+                    continue;
+                };
+                if st.leader == 0 || !alive.contains(&st.leader) {
+                    continue;
+                }
+                led += 1;
+                *leads.entry(st.leader).or_default() += 1;
+                let replicas = t.assignments.get(*p as usize).map_or(0, Vec::len);
+                if st.isr.len() < replicas {
+                    under += 1;
                 }
             }
-        }
-        let brokers = state
-            .brokers
-            .values()
-            .map(|b| BrokerStatus {
-                id: b.id,
-                addr: b.addr.clone(),
-                alive: alive.contains(&b.id),
-                peer_addr: b.peer_addr.clone(),
-                controller_voter: voters.contains(&b.id),
-                leader_partitions: leads.get(&b.id).copied().unwrap_or(0),
-            })
-            .collect();
+            let brokers: Vec<BrokerStatus> = state
+                .brokers
+                .values()
+                .map(|b| BrokerStatus {
+                    id: b.id,
+                    addr: b.addr.clone(),
+                    alive: alive.contains(&b.id),
+                    peer_addr: b.peer_addr.clone(),
+                    controller_voter: voters.contains(&b.id),
+                    leader_partitions: leads.get(&b.id).copied().unwrap_or(0),
+                })
+                .collect();
+            let leaderless = total - led;
+            (
+                state.cluster_id.clone(),
+                brokers,
+                total,
+                leaderless,
+                under + leaderless,
+            )
+        });
         Ok(Response::new(ClusterStatusResponse {
             controller: self.broker.controller().leader(),
             brokers,
             leaderless_partitions: leaderless,
             under_replicated_partitions: under,
-            cluster_id: state.cluster_id,
+            cluster_id,
             partitions: total,
         }))
     }

@@ -11,7 +11,7 @@ use strata_proto::v1::{
 };
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, StatesQuery};
 use crate::cluster::controller::{ControllerOp, ControllerReply};
 use crate::raft::node::Cmd;
 use crate::raft::transport::deliver;
@@ -92,11 +92,16 @@ impl PeerApi for PeerService {
 
     async fn replica_states(
         &self,
-        _req: Request<ReplicaStatesRequest>,
+        req: Request<ReplicaStatesRequest>,
     ) -> Result<Response<ReplicaStatesResponse>, Status> {
+        let r = req.into_inner();
+        let q = StatesQuery {
+            topic: (!r.topic.is_empty()).then_some(r.topic.as_str()),
+            roles_only: r.roles_only,
+        };
         Ok(Response::new(ReplicaStatesResponse {
             node_id: self.broker.node_id(),
-            replicas: self.broker.local_replica_states(),
+            replicas: self.broker.local_replica_states(q),
             controller_leader: self.broker.controller().leader(),
         }))
     }
