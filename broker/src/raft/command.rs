@@ -12,6 +12,7 @@ use raft::eraftpb::{ConfChange, Message};
 use strata_proto::batch::BatchHeader;
 
 use super::GroupKey;
+use super::groups::GroupId;
 use super::node::{Group, RaftLoop};
 use super::pending::Pending;
 use super::quiesce::{VOTE_LEASE_SILENCE, end_lease};
@@ -93,54 +94,62 @@ impl RaftHandle {
 }
 
 impl RaftLoop {
+    /// Steps a peer's message into group `id`.
+    pub(super) fn step_peer(&mut self, id: GroupId, mut m: Message, active: &mut Pending) {
+        let Some((key, g)) = self.groups.entry_mut(id) else {
+            return;
+        };
+        let from = m.from;
+        if !g.node.raft.prs().conf().voters().contains(from)
+            && !g.node.raft.prs().conf().learners().contains(&from)
+            && g.node.raft.prs().conf().voters().contains(self.node_id)
+            && !g.replica.admits_strangers()
+        {
+            return;
+        }
+        // A leader may still believe a wiped follower holds
+        // entries; never let a heartbeat commit past our log.
+        if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+            m.commit = m.commit.min(g.node.raft.raft_log.last_index());
+        }
+        // A held replica of a new group answers the preferred replica (its
+        // vote request, its appends) without waking: it has no timer to run
+        // while that replica's broker is heard (`fresh`).
+        let held = g.held_for.is_some_and(|(p, _)| p == from) && g.quiesced;
+        g.quiesced = false;
+        if matches!(
+            m.get_msg_type(),
+            raft::eraftpb::MessageType::MsgRequestPreVote
+                | raft::eraftpb::MessageType::MsgRequestVote
+        ) {
+            let leader = g.node.raft.leader_id;
+            if leader != 0
+                && leader != self.node_id
+                && leader != from
+                && !self.directory.heard_within(leader, VOTE_LEASE_SILENCE)
+            {
+                end_lease(&mut g.node.raft);
+            }
+        }
+        if let Err(e) = g.node.step(m) {
+            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
+        }
+        // Still a follower (a leadership handed to it makes it campaign,
+        // which needs its timer).
+        g.quiesced = held && g.node.raft.state == StateRole::Follower;
+        active.insert(id);
+    }
+
     pub(super) fn handle(&mut self, cmd: Cmd, active: &mut Pending) -> bool {
         match cmd {
             Cmd::Step(msgs) => {
-                for (key, mut m) in msgs {
-                    let Some(id) = self.groups.id(&key) else {
-                        continue;
-                    };
-                    if let Some(g) = self.groups.get_mut(id) {
-                        let from = m.from;
-                        if !g.node.raft.prs().conf().voters().contains(from)
-                            && !g.node.raft.prs().conf().learners().contains(&from)
-                            && g.node.raft.prs().conf().voters().contains(self.node_id)
-                            && !g.replica.admits_strangers()
-                        {
-                            continue;
-                        }
-                        // A leader may still believe a wiped follower holds
-                        // entries; never let a heartbeat commit past our log.
-                        if m.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
-                            m.commit = m.commit.min(g.node.raft.raft_log.last_index());
-                        }
-                        // A held replica of a new group answers the
-                        // preferred replica (its vote request, its appends)
-                        // without waking: it has no timer to run while that
-                        // replica's broker is heard (`fresh`).
-                        let held = g.held_for.is_some_and(|(p, _)| p == from) && g.quiesced;
-                        g.quiesced = false;
-                        if matches!(
-                            m.get_msg_type(),
-                            raft::eraftpb::MessageType::MsgRequestPreVote
-                                | raft::eraftpb::MessageType::MsgRequestVote
-                        ) {
-                            let leader = g.node.raft.leader_id;
-                            if leader != 0
-                                && leader != self.node_id
-                                && leader != from
-                                && !self.directory.heard_within(leader, VOTE_LEASE_SILENCE)
-                            {
-                                end_lease(&mut g.node.raft);
-                            }
-                        }
-                        if let Err(e) = g.node.step(m) {
-                            tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
-                        }
-                        // Still a follower (a leadership handed to it makes
-                        // it campaign, which needs its timer).
-                        g.quiesced = held && g.node.raft.state == StateRole::Follower;
-                        active.insert(id);
+                let now = Instant::now();
+                for (key, m) in msgs {
+                    match self.groups.id(&key) {
+                        Some(id) => self.step_peer(id, m, active),
+                        // Not open here yet (or suspended: nothing to keep).
+                        None if !self.suspended.contains_key(&key) => self.early.keep(key, m, now),
+                        None => {}
                     }
                 }
             }
@@ -202,11 +211,15 @@ impl RaftLoop {
                     }
                     Ok(g) => {
                         let waits = g.quiesced;
+                        let early = self.early.take(&key);
                         let id = self.groups.insert(key, g);
                         if waits && preferred == Some(self.node_id) {
                             self.fresh.push_back(id);
                         } else if !waits {
                             active.insert(id);
+                        }
+                        for m in early {
+                            self.step_peer(id, m, active);
                         }
                     }
                 }
@@ -217,6 +230,7 @@ impl RaftLoop {
                     g.core().drop_leadership();
                 }
                 self.suspended.remove(&key);
+                self.early.forget(&key);
                 self.hard_states.remove(&key);
                 self.views
                     .write()

@@ -1,8 +1,9 @@
 //! Raft replication: raft-rs groups over logs (`storage`), the broker's
 //! single event loop that drives them all (`node`, with its commands in
 //! `command`, the groups it hosts by dense id in `groups`, new groups' first
-//! elections in `fresh`, the groups due for a look in `pending`, the
-//! handling of one `Ready` in `ready`, quiescing and the leader lease in
+//! elections in `fresh`, messages for groups not open yet in `early`, the
+//! groups due for a look in `pending`, the handling of one `Ready` in
+//! `ready`, quiescing and the leader lease in
 //! `quiesce`, replicas held out after a storage failure in `suspend` and the
 //! views it publishes in `view`), what a replica is to that loop
 //! (`replica`: its storage and the hooks of its state machine), snapshots of
@@ -13,6 +14,7 @@
 
 mod command;
 pub mod directory;
+mod early;
 mod fresh;
 mod groups;
 pub mod hardstate;

@@ -27,6 +27,7 @@ use strata_proto::v1::{LeaderNotice, RaftEnvelope};
 
 pub use super::command::{Cmd, Proposal, RaftHandle};
 use super::directory::Directory;
+use super::early::Early;
 use super::fresh::{FRESH_HOLD, hold_over};
 use super::groups::{GroupId, Groups, PhasedSet};
 use super::hardstate::HardStates;
@@ -125,6 +126,8 @@ pub struct RaftLoop {
     /// New groups led first here whose campaign has not started (see
     /// `fresh`).
     pub(super) fresh: VecDeque<GroupId>,
+    /// Peer messages for groups not open here yet (see `early`).
+    pub(super) early: Early,
     /// Peers silent at the last tick: a peer turning silent is the one
     /// event that makes quiesced groups tick again without a message.
     silent: HashSet<u64>,
@@ -175,6 +178,7 @@ impl RaftLoop {
                 awake: PhasedSet::new(timing.heartbeat_ticks.max(1) as u64),
                 electing: HashSet::default(),
                 fresh: VecDeque::new(),
+                early: Early::default(),
                 silent: HashSet::new(),
                 last_sync: Duration::ZERO,
             },
@@ -328,6 +332,9 @@ impl RaftLoop {
         }
         self.silent.clone_from(&silent);
         let mut failed = Vec::new();
+        if sweep {
+            self.early.expire(now);
+        }
         if newly_silent || sweep {
             for (id, _, g) in self.groups.iter_mut() {
                 let leader = g.node.raft.leader_id;
