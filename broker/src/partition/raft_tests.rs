@@ -35,6 +35,9 @@ struct Net {
     brokers: Mutex<HashMap<u64, (RaftHandle, Arc<Directory>)>>,
     /// Directed links `(from, to)` that drop everything.
     cut: Mutex<HashSet<(u64, u64)>>,
+    /// Brokers whose groups' messages are dropped while their batches
+    /// still arrive (the broker is heard; its replicas answer nothing).
+    muted: Mutex<HashSet<u64>>,
     /// Quiesce notices delivered.
     quiesces: AtomicUsize,
     /// Messages that should never have been sent (checked by the tests;
@@ -43,9 +46,12 @@ struct Net {
 }
 
 impl Net {
-    fn deliver(&self, to: u64, b: RaftBatch) {
+    fn deliver(&self, to: u64, mut b: RaftBatch) {
         if self.cut.lock().unwrap().contains(&(b.from, to)) {
             return;
+        }
+        if self.muted.lock().unwrap().contains(&b.from) {
+            b.messages.clear();
         }
         if b.to != to {
             self.anomaly(format!("batch for {} routed to {to}", b.to));
@@ -86,6 +92,7 @@ impl Net {
 
     fn heal(&self) {
         self.cut.lock().unwrap().clear();
+        self.muted.lock().unwrap().clear();
     }
 }
 
@@ -635,6 +642,62 @@ async fn quiesced_group_keeps_its_leader_and_wakes() {
     assert_eq!(now, new, "the healed old leader disrupted the new one");
     c.converged(new, COMMIT).await;
     assert_same_logs(&c);
+    c.stop().await;
+}
+
+/// Check-quorum counts brokers: a leader whose followers' brokers are
+/// heard keeps leading though the group's own answers stop arriving (a
+/// loop running late on a starved host), and steps down once those
+/// brokers fall silent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_keeps_its_group_while_its_followers_brokers_are_heard() {
+    let c = Cluster::start(test_config());
+    let leader = c.leader_among(&IDS, Duration::from_secs(5)).await;
+    let p = Arc::clone(c.part(leader));
+    // Keeps the group awake (a quiesced leader runs no check at all).
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let producer = {
+        let p = Arc::clone(&p);
+        tokio::spawn(async move {
+            let mut i = 0;
+            loop {
+                let b = make_batch(&format!("m{i}"), 1, 10);
+                tokio::select! {
+                    _ = &mut stop_rx => return,
+                    _ = p.produce(vec![b], Acks::Leader, COMMIT) => {}
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let role = p.role();
+    let followers: Vec<u64> = IDS.into_iter().filter(|id| *id != leader).collect();
+    c.net
+        .muted
+        .lock()
+        .unwrap()
+        .extend(followers.iter().copied());
+    // Ten election timeouts (200 ms each) without a single answer.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        p.role(),
+        role,
+        "the leader stepped down though its peers' brokers were heard"
+    );
+    // Silent brokers: the leader gives up its leadership.
+    c.net.muted.lock().unwrap().clear();
+    for f in &followers {
+        c.net.cut.lock().unwrap().insert((*f, leader));
+    }
+    let ok = wait_until(Duration::from_secs(3), || p.role().leader != leader).await;
+    assert!(
+        ok,
+        "a leader that hears no quorum kept leading: {:?}",
+        p.role()
+    );
+    let _ = stop_tx.send(());
+    let _ = producer.await;
     c.stop().await;
 }
 
