@@ -2,11 +2,14 @@
 //! merged view of every reachable broker.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use strata_proto::v1::peer_client::PeerClient;
 
-use super::Broker;
+use super::{Broker, TopicPartition};
+use crate::partition::Partition;
+use crate::raft::node::ReplicaView;
 use crate::security::tls::connect_broker;
 
 /// Which led replicas a status request asks about, and how much of each.
@@ -32,7 +35,7 @@ impl Broker {
     /// most of a status request's cost.
     pub fn local_replica_states(&self, q: StatesQuery<'_>) -> Vec<strata_proto::v1::ReplicaState> {
         let me = self.config.node_id;
-        let led: Vec<(super::TopicPartition, crate::raft::node::ReplicaView)> = self
+        let led: Vec<(TopicPartition, ReplicaView)> = self
             .views
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -41,7 +44,7 @@ impl Broker {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         // A quiesced group's view is not refreshed: drop silent brokers.
-        let isr_of = |v: &crate::raft::node::ReplicaView| -> Vec<u64> {
+        let isr_of = |v: &ReplicaView| -> Vec<u64> {
             v.isr
                 .iter()
                 .copied()
@@ -61,7 +64,7 @@ impl Broker {
                 })
                 .collect();
         }
-        let parts: Vec<Option<std::sync::Arc<crate::partition::Partition>>> = {
+        let parts: Vec<Option<Arc<Partition>>> = {
             let parts = self.partitions.read().unwrap_or_else(|e| e.into_inner());
             led.iter().map(|(k, _)| parts.get(k).cloned()).collect()
         };

@@ -116,7 +116,6 @@ impl RaftLoop {
         // vote request, its appends) without waking: it has no timer to run
         // while that replica's broker is heard (`fresh`).
         let held = g.held_for.is_some_and(|(p, _)| p == from) && g.quiesced;
-        g.quiesced = false;
         if matches!(
             m.get_msg_type(),
             raft::eraftpb::MessageType::MsgRequestPreVote
@@ -134,8 +133,9 @@ impl RaftLoop {
         if let Err(e) = g.node.step(m) {
             tracing::debug!(topic = %key.0, partition = key.1, error = %e, "step failed");
         }
-        // Still a follower (a leadership handed to it makes it campaign,
-        // which needs its timer).
+        // Any message wakes the group, but a held replica that is still a
+        // follower (a leadership handed to it makes it campaign, which
+        // needs its timer).
         g.quiesced = held && g.node.raft.state == StateRole::Follower;
         active.insert(id);
     }

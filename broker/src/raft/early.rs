@@ -55,16 +55,15 @@ impl Early {
                 return;
             }
         }
-        let (since, msgs) = self
+        // Aged from the group's first kept message (`take` removes the
+        // entry, so an entry is never empty).
+        let (_, msgs) = self
             .by_group
             .entry(key)
             .or_insert_with(|| (now, Vec::new()));
         if msgs.len() >= EARLY_PER_GROUP {
             msgs.remove(0);
             self.count -= 1;
-        }
-        if msgs.is_empty() {
-            *since = now;
         }
         msgs.push(m);
         self.count += 1;
